@@ -1,0 +1,55 @@
+# One-command set-up, search and tests (see README.md).
+#   make setup   installs missing system packages (apt, when root), creates .venv, installs the project
+#   make search  set-up + a 20-trial search of hybrid_conv_attn on the embedded digits data
+#   make test    set-up + the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config
+BUDGET ?= 20
+SPACE ?= hybrid_conv_attn
+
+.PHONY: setup system-packages search test lint clean bench
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "error: missing system packages:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 11), \
+	  f"Python 3.10 or 3.11 needed (ffcv builds with distutils); got {sys.version.split()[0]}"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+search: setup
+	$(PY) run_search.py --space $(SPACE) --budget $(BUDGET)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check nas search_spaces proxies db tests run_search.py benchmarks
+
+bench: setup
+	$(PY) benchmarks/bench_cost.py
+
+clean:
+	rm -rf runs .pytest_cache

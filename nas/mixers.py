@@ -1,0 +1,266 @@
+"""Token mixers of the MetaFormer family, each with its analytic cost beside its constructor.
+
+Every mixer is registered with: its layout ("nchw" or "tokens"), its kind ("none", "local",
+"global": used by cross-stage constraints such as conv-before-attention), its settings with
+defaults, a builder ``build(dim, grid, **args)`` and a cost ``cost(dim, grid, **args) ->
+(params, macs, acts)`` for batch 1. MACs count convolutions, matrix products and attention
+(MACs = FLOPs / 2); acts count the output elements of those same operations (pycls convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from timm.models.metaformer import Attention, Pooling, SepConv, StarReLU
+from torch import nn
+
+from nas._registry import Registry
+from nas.errors import ConfigError
+from nas.layers import ACTS, build_act
+
+__all__ = ["MixerDef", "MIXERS", "RandomMixing", "XNormAttention", "ConvMixerMixing"]
+
+Cost = tuple[int, int, int]  # (params, macs, acts)
+
+
+@dataclass(frozen=True)
+class MixerDef:
+    """A registered token mixer."""
+
+    name: str
+    layout: str  # "nchw" or "tokens" (attention-like mixers see (B, N, C))
+    kind: str  # "none" (no mixing), "local" (conv/pool), "global" (attention, random)
+    defaults: dict[str, Any]  # every setting with its default value
+    build: Callable[..., nn.Module]  # (dim, grid, **args) -> module
+    cost: Callable[..., Cost]  # (dim, grid, **args) -> (params, macs, acts)
+    check: Callable[..., None] = field(default=lambda dim, grid, **a: None)  # raise on bad args
+    description: str = ""
+
+    def resolve(self, args: dict[str, Any], where: str = "mixer_args") -> dict[str, Any]:
+        """Defaults overlaid with ``args``; unknown settings fail with the allowed ones."""
+        unknown = sorted(set(args) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(self.defaults) or "none"
+            raise ConfigError(
+                f"{where}: mixer '{self.name}' has no setting(s) {unknown}; allowed: {allowed}"
+            )
+        return {**self.defaults, **args}
+
+
+MIXERS: Registry[MixerDef] = Registry("token mixer")
+
+
+def _odd_kernel(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value % 2 == 0:
+        raise ConfigError(f"{name} must be an odd positive integer (padding = k // 2); got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+
+
+# --------------------------------------------------------------------------- identity
+
+MIXERS.add("identity", MixerDef(
+    "identity", "nchw", "none", {},
+    build=lambda dim, grid: nn.Identity(),
+    cost=lambda dim, grid: (0, 0, 0),
+    description="no token mixing (IdentityFormer)",
+))
+
+
+# --------------------------------------------------------------------------- random mixing
+
+
+class RandomMixing(nn.Module):
+    """Frozen row-softmax N x N token mixing (RandFormer); N is the stage's actual grid size."""
+
+    def __init__(self, num_tokens: int) -> None:
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.random_matrix = nn.Parameter(
+            torch.softmax(torch.rand(num_tokens, num_tokens), dim=-1), requires_grad=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = x.reshape(b, c, h * w) @ self.random_matrix.transpose(0, 1)
+        return y.reshape(b, c, h, w)
+
+
+def _rand_cost(dim: int, grid: tuple[int, int]) -> Cost:
+    n = grid[0] * grid[1]
+    return n * n, n * n * dim, n * dim
+
+
+MIXERS.add("random", MixerDef(
+    "random", "nchw", "global", {},
+    build=lambda dim, grid: RandomMixing(grid[0] * grid[1]),
+    cost=_rand_cost,
+    description="frozen random row-stochastic token matrix (RandFormer); fixes the grid",
+))
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _check_pool(dim: int, grid: tuple[int, int], pool_size: int) -> None:
+    _odd_kernel("pooling.pool_size", pool_size)
+
+
+MIXERS.add("pooling", MixerDef(
+    "pooling", "nchw", "local", {"pool_size": 3},
+    build=lambda dim, grid, pool_size: Pooling(pool_size=pool_size),
+    cost=lambda dim, grid, pool_size: (0, 0, 0),
+    check=_check_pool,
+    description="average pool minus input, padding excluded (PoolFormer)",
+))
+
+
+# --------------------------------------------------------------------------- separable conv
+
+
+def _sepconv_mid(dim: int, expansion_ratio: float) -> int:
+    return int(expansion_ratio * dim)
+
+
+def _sepconv_build(dim: int, grid, kernel_size: int, expansion_ratio: float) -> nn.Module:
+    return SepConv(dim, expansion_ratio=expansion_ratio, act1_layer=StarReLU,
+                   kernel_size=kernel_size, padding=kernel_size // 2)
+
+
+def _sepconv_cost(dim: int, grid, kernel_size: int, expansion_ratio: float) -> Cost:
+    n, mid, k2 = grid[0] * grid[1], _sepconv_mid(dim, expansion_ratio), kernel_size ** 2
+    params = 2 * dim * mid + k2 * mid + ACTS.get("starrelu").params
+    return params, (2 * dim * mid + k2 * mid) * n, (2 * mid + dim) * n
+
+
+def _check_sepconv(dim: int, grid, kernel_size: int, expansion_ratio: float) -> None:
+    _odd_kernel("sepconv.kernel_size", kernel_size)
+    if not isinstance(expansion_ratio, (int, float)) or expansion_ratio <= 0:
+        raise ConfigError(f"sepconv.expansion_ratio must be > 0; got {expansion_ratio!r}")
+    if _sepconv_mid(dim, expansion_ratio) < 1:
+        raise ConfigError(f"sepconv: expansion_ratio {expansion_ratio} x width {dim} < 1 channel")
+
+
+MIXERS.add("sepconv", MixerDef(
+    "sepconv", "nchw", "local", {"kernel_size": 7, "expansion_ratio": 2},
+    build=_sepconv_build, cost=_sepconv_cost, check=_check_sepconv,
+    description="inverted separable conv: pw 1x1, StarReLU, depthwise kxk, pw 1x1 (ConvFormer)",
+))
+
+
+# --------------------------------------------------------------------------- self-attention
+
+
+def _check_heads(name: str, dim: int, head_dim: int) -> None:
+    _positive_int(f"{name}.head_dim", head_dim)
+    if dim % head_dim:
+        raise ConfigError(
+            f"{name}: width {dim} must be a multiple of head_dim {head_dim} "
+            f"(e.g. {max(head_dim, dim // head_dim * head_dim)} or {(dim // head_dim + 1) * head_dim})"
+        )
+
+
+def _attn_cost(dim: int, grid, head_dim: int) -> Cost:
+    n = grid[0] * grid[1]
+    heads = dim // head_dim  # the math form materialises one N x N score matrix per head
+    return 4 * dim * dim, 4 * dim * dim * n + 2 * n * n * dim, 5 * dim * n + heads * n * n
+
+
+MIXERS.add("attention", MixerDef(
+    "attention", "tokens", "global", {"head_dim": 32},
+    build=lambda dim, grid, head_dim: Attention(dim, head_dim=head_dim),
+    cost=_attn_cost,
+    check=lambda dim, grid, head_dim: _check_heads("attention", dim, head_dim),
+    description="softmax multi-head self-attention, no biases (CAFormer stages 3-4)",
+))
+
+
+# --------------------------------------------------------------------------- UFO-ViT XNorm
+
+
+class XNormAttention(nn.Module):
+    """UFO-ViT cross-normalised linear attention: Y = XN_c(Q) . XN_0(K^T V), linear in N.
+
+    Convention (the sources disagree; this follows the paper's equations): Q is L2-normalised per
+    token over its head channels, K^T V (d x d per head) over its first (key-channel) axis, so
+    Y[n, j] = gamma^2 cos(q_n, (K^T V)[:, j]). One learnable gamma per head (init 1) is shared by
+    both XNorms; eps 1e-6 guards zero norms; q/k/v and output projections have no bias, matching
+    the softmax attention it replaces. https://arxiv.org/abs/2109.14382
+    """
+
+    def __init__(self, dim: int, head_dim: int = 32, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.num_heads = dim // head_dim
+        self.head_dim = head_dim
+        self.eps = eps
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.gamma = nn.Parameter(torch.ones(self.num_heads, 1, 1))
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def _xnorm(self, t: torch.Tensor, dim: int) -> torch.Tensor:
+        return self.gamma * t / (t.norm(dim=dim, keepdim=True) + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B, heads, N, d)
+        kv = k.transpose(-2, -1) @ v  # (B, heads, d, d)
+        y = self._xnorm(q, dim=-1) @ self._xnorm(kv, dim=-2)  # (B, heads, N, d)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+def _ufo_cost(dim: int, grid, head_dim: int) -> Cost:
+    n, heads = grid[0] * grid[1], dim // head_dim
+    macs = 4 * dim * dim * n + 2 * n * dim * head_dim
+    acts = 3 * dim * n + heads * head_dim * head_dim + dim * n + dim * n
+    return 4 * dim * dim + heads, macs, acts
+
+
+MIXERS.add("ufo", MixerDef(
+    "ufo", "tokens", "global", {"head_dim": 32},
+    build=lambda dim, grid, head_dim: XNormAttention(dim, head_dim),
+    cost=_ufo_cost,
+    check=lambda dim, grid, head_dim: _check_heads("ufo", dim, head_dim),
+    description="UFO-ViT cross-normalised (XNorm) linear attention",
+))
+
+
+# --------------------------------------------------------------------------- ConvMixer mixing
+
+
+class ConvMixerMixing(nn.Module):
+    """ConvMixer's token mixing: depthwise k x k conv ("same" padding, bias), act, BatchNorm."""
+
+    def __init__(self, dim: int, kernel_size: int = 9, act: str = "gelu") -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same")
+        self.act = build_act(act)
+        self.norm = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.dwconv(x)))
+
+
+def _cm_cost(dim: int, grid, kernel_size: int, act: str) -> Cost:
+    n = grid[0] * grid[1]
+    params = kernel_size ** 2 * dim + dim + 2 * dim + ACTS.get(act).params
+    return params, kernel_size ** 2 * dim * n, dim * n
+
+
+def _check_cm(dim: int, grid, kernel_size: int, act: str) -> None:
+    _positive_int("convmixer.kernel_size", kernel_size)
+    ACTS.get(act)
+
+
+MIXERS.add("convmixer", MixerDef(
+    "convmixer", "nchw", "local", {"kernel_size": 9, "act": "gelu"},
+    build=lambda dim, grid, kernel_size, act: ConvMixerMixing(dim, kernel_size, act),
+    cost=_cm_cost, check=_check_cm,
+    description="depthwise conv, activation, BatchNorm (ConvMixer's spatial mixing)",
+))
+

@@ -1,0 +1,233 @@
+"""Search orchestration: Optuna proposes, Ray Tune places trials, the driver records them.
+
+Data flow: the space's define-by-run sampler runs inside Ray Tune's ``OptunaSearch`` (in the
+driver); each proposal is compiled to an ``ArchSpec``, checked against the space's constraints
+with the analytic cost model and de-duplicated by hash *before* anything is built. Accepted
+proposals run as Ray trials (one per CPU core, or one per GPU), which count the full model's cost
+on the meta device and train the reduced proxy from the FFCV loader. A Tune callback in the
+driver is the single writer of the database, so SQLite never sees concurrent writers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.arch import from_dict
+from nas.errors import ConfigError
+
+__all__ = ["SearchConfig", "SearchSummary", "run_search", "SAMPLERS", "OBJECTIVES"]
+
+OBJECTIVES = ("accuracy:max", "macs:min")
+SAMPLERS = ("nsga2", "tpe", "random")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search run needs; saved with the study so a run can be reproduced."""
+
+    space: str  # shipped space name or path to a YAML file
+    budget: int = 20  # completed trials wanted in the study
+    db_url: str | None = None  # SQLAlchemy URL; default sqlite:///<runs_dir>/nas.db
+    study: str | None = None  # study name; default: the space's name
+    seed: int = 0  # sampler and training seed
+    epochs: int = 3  # proxy training epochs
+    batch_size: int = 64  # proxy training batch size
+    lr: float = 2e-3  # proxy AdamW peak learning rate
+    sampler: str = "nsga2"  # nsga2 | tpe | random
+    dataset: str = "digits"  # proxies dataset registry name
+    runs_dir: str = "runs"  # where the database, Ray's logs and the dataset cache go
+    max_concurrent: int | None = None  # trials at once; default one per CPU core or per GPU
+    max_failures: int | None = None  # give up after this many failed trials; default = budget
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    study: str
+    db_url: str
+    completed: int  # COMPLETE trials in the study after the run
+    failed: int  # trials that failed in this run
+    duplicates: int  # proposals skipped because the same architecture was already evaluated
+    infeasible: int  # proposals rejected by the space's constraints (never trained)
+    seconds: float  # wall time of the run
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+@dataclass(frozen=True)
+class _TrialContext:
+    dataset: Any  # proxies.DatasetInfo
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    threads: int
+
+
+def _trainable(config: dict[str, Any], ctx: _TrialContext) -> None:
+    """One Ray trial: cost of the full model (meta device), then proxy training."""
+    import torch
+    from ray import tune
+
+    from nas.cost import analytic_cost, traced_cost
+    from nas.model import build_model
+    from proxies import TrainConfig, train_proxy
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(ctx.threads)
+    arch, proxy = from_dict(config["arch"]), from_dict(config["proxy_arch"])
+    full = traced_cost(arch)
+    count_s = time.perf_counter() - t0
+    proxy_cost = analytic_cost(proxy)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build_model(proxy)
+    tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=ctx.seed,
+                       device=device, amp_bf16=device == "cuda", threads=ctx.threads)
+    res = train_proxy(model, ctx.dataset, tcfg)
+    tune.report({
+        "accuracy": res.accuracy, "macs": full.macs, "params": full.params, "acts": full.acts,
+        "proxy_macs": proxy_cost.macs, "proxy_params": proxy_cost.params,
+        "val_loss": res.val_loss, "final_train_loss": res.final_train_loss,
+        "train_loss_sum": res.train_loss_sum, "diverged": res.diverged, "steps": res.steps,
+        "train_seconds": res.train_seconds, "eval_seconds": res.eval_seconds,
+        "count_seconds": count_s, "images_per_second": res.images_per_second,
+        "total_seconds": time.perf_counter() - t0, "device": device,
+    })
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def _make_sampler(name: str, seed: int):
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}; got {name!r}")
+
+
+def _optuna_storage(url: str):
+    """Optuna's own tables live in the same database as ours (one file to back up or resume)."""
+    import optuna
+
+    return optuna.storages.RDBStorage(url)
+
+
+def _versions() -> dict[str, str]:
+    import optuna
+    import ray
+    import timm
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "timm": timm.__version__, "optuna": optuna.__version__, "ray": ray.__version__}
+
+
+def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> SearchSummary:
+    """Run (or continue) a study until it holds ``cfg.budget`` completed trials."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    import optuna
+    import ray
+    from ray import tune
+
+    from db import Store, default_url
+    from nas._tune import BudgetedOptunaSearch, Recorder
+    from proxies import prepare_dataset
+    from search_spaces import load_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    t_start = time.perf_counter()
+    if cfg.budget < 1:
+        raise ConfigError(f"--budget must be >= 1; got {cfg.budget}")
+    if cfg.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1; got {cfg.epochs}")
+    _make_sampler(cfg.sampler, cfg.seed)  # validates the name before anything starts
+    space = load_space(cfg.space)
+    runs = Path(cfg.runs_dir).resolve()
+    url = cfg.db_url or default_url(runs)
+    study_name = cfg.study or space.name
+    store = Store(url)
+    dataset = prepare_dataset(cfg.dataset, os.environ.get("NAS_CACHE_DIR") or runs / "cache")
+    resolved = {**dataclasses.asdict(cfg), "db_url": store.url, "study": study_name,
+                "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
+                "dataset_fingerprint": dataset.fingerprint, "versions": _versions()}
+    study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
+                                      objectives=OBJECTIVES, config=resolved)
+    for t in store.trials(study.id, states=["RUNNING"]):  # left behind by a killed run
+        store.finish_trial(t.id, state="FAIL", error="interrupted: still RUNNING when a new run "
+                                                     "of this study started")
+    completed = store.trials(study.id, states=["COMPLETE"])
+    if len(completed) >= cfg.budget:
+        log(f"study '{study_name}' already has {len(completed)} completed trials "
+            f"(budget {cfg.budget}); nothing to run")
+        return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
+                             time.perf_counter() - t_start)
+
+    started_ray = False
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                 configure_logging=True)
+        started_ray = True
+    try:
+        res = ray.cluster_resources()
+        cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
+        if gpus:
+            per_trial = {"cpu": max(1, cpus // gpus), "gpu": 1}
+            slots = gpus
+        else:
+            per_trial, slots = {"cpu": 1}, cpus
+        slots = min(slots, cfg.max_concurrent or slots)
+        log(f"study '{study_name}' in {store.url}: {len(completed)} completed, "
+            f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
+            f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
+            f"dataset {dataset.name} ({dataset.num_train} train / {dataset.num_val} val)")
+        done = {t.arch_hash: [t.accuracy, t.macs] for t in completed}
+        remaining = cfg.budget - len(completed)
+        max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
+        searcher = BudgetedOptunaSearch(
+            space, remaining, done, remaining + max_failures, dataset.num_classes,
+            metric=["accuracy", "macs"], mode=["max", "min"],
+            sampler=_make_sampler(cfg.sampler, cfg.seed), study_name=study_name,
+            storage=_optuna_storage(url),
+        )
+        run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        ctx = _TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
+                            threads=max(1, int(per_trial["cpu"])))
+        recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), per_trial),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                        max_concurrent_trials=slots),
+            run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
+                                      callbacks=[recorder]),
+        )
+        tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    total = store.count(study.id, "COMPLETE")
+    return SearchSummary(study_name, store.url, total, searcher.failed, searcher.duplicates,
+                         searcher.infeasible, time.perf_counter() - t_start)
+
+
+def format_exception_line(e: BaseException) -> str:
+    """One line for the CLI: the exception's own message, or its type and last frame."""
+    msg = str(e).strip().splitlines()
+    if msg:
+        return msg[0]
+    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    return f"{type(e).__name__} at {frame.filename}:{frame.lineno}" if frame else type(e).__name__
