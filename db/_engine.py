@@ -1,0 +1,76 @@
+"""Engine construction and URL helpers (private)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+#: Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``).
+WRITE_OPTION = "nas_write"
+#: How long SQLite waits for another connection's lock before failing, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return _PASSWORD_RE.sub(r"\1***@", str(url))
+
+
+def describe(exc: BaseException) -> str:
+    """One-line description of a (driver) exception: ``Type: message``."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        inner: BaseException = exc.orig
+        text = " ".join(str(inner).split())
+    else:
+        inner = exc
+        lines = str(exc).strip().splitlines()
+        text = lines[0].strip() if lines else ""
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_on_begin): pysqlite's legacy transaction
+    # control would otherwise run SELECTs outside the transaction.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # Readers (dashboard, tests) never block the single writer and vice versa.  The mode is
+        # persistent in the file; in-memory databases answer "memory", which is fine.
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    # Writers take the write lock up front, so "read max(number), insert" is serialised and the
+    # busy timeout applies (a deferred transaction upgrading its lock fails without waiting).
+    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url``; SQLite connections get WAL, a busy timeout and FKs on.
+
+    Raises ``ArgumentError`` (bad URL), ``NoSuchModuleError`` (unknown dialect) or
+    ``ImportError`` (driver not installed) unchanged; the caller turns them into StorageError.
+    """
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    # pre-ping: a long search must survive a server-side disconnect of an idle pooled connection
+    engine = create_engine(url, echo=echo, pool_pre_ping=not is_sqlite)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine

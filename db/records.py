@@ -1,0 +1,49 @@
+"""Immutable records returned by :class:`db.Store` (never live ORM rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["TERMINAL_STATES", "TRIAL_STATES", "StudyRecord", "TrialRecord"]
+
+#: Every value the ``state`` column may hold (enforced by a CHECK constraint).
+TRIAL_STATES: tuple[str, ...] = ("RUNNING", "COMPLETE", "FAIL", "DUPLICATE", "INFEASIBLE")
+#: The states a trial may be finished with (:meth:`db.Store.finish_trial`).
+TERMINAL_STATES: tuple[str, ...] = tuple(s for s in TRIAL_STATES if s != "RUNNING")
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRecord:
+    """One search (study): a named run over one search space."""
+
+    id: int
+    name: str
+    space: str
+    space_hash: str
+    objectives: tuple[str, ...]  # e.g. ("accuracy:max", "macs:min")
+    config: dict[str, Any]  # resolved run configuration (CLI args, seed, proxy settings, ...)
+    created_at: datetime  # timezone-aware UTC
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRecord:
+    """One evaluated (or running) architecture of a study."""
+
+    id: int
+    study_id: int
+    number: int  # 0-based order of proposal within the study
+    key: str  # idempotency key, unique per study (e.g. the Ray trial id)
+    arch_hash: str
+    arch: dict[str, Any]  # canonical architecture JSON, decoded
+    params: dict[str, Any]  # sampled parameter values, flat ("stage3/mixer": ...)
+    state: str  # one of TRIAL_STATES
+    accuracy: float | None
+    macs: int | None  # full-model MACs at deployment resolution
+    params_count: int | None
+    metrics: dict[str, Any]  # everything else reported (timings, proxy MACs, train loss, ...)
+    error: str | None
+    started_at: datetime  # timezone-aware UTC
+    finished_at: datetime | None  # timezone-aware UTC, None while RUNNING
+    duration_s: float | None

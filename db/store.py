@@ -1,0 +1,514 @@
+"""The results store: studies and trials of a search, in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db._engine import WRITE_OPTION, describe, make_engine, mask_url
+from db._jsonable import to_json_object
+from db._models import HASH_LEN, NAME_LEN, Base, StudyModel, TrialModel
+from db._session import transaction
+from db.errors import StorageError
+from db.records import TERMINAL_STATES, TRIAL_STATES, StudyRecord, TrialRecord
+
+__all__ = ["Store", "default_url"]
+
+_T = TypeVar("_T")
+_OBJECTIVE_RE = re.compile(r"^[^:\s]+:(max|min)$")
+_MAX_NAMES_IN_MESSAGE = 20
+
+
+def default_url(runs_dir: str | os.PathLike[str] = "runs") -> str:
+    """``sqlite:///<absolute runs_dir>/nas.db``; creates ``runs_dir`` if it does not exist."""
+    path = Path(runs_dir).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"cannot create runs directory {str(path)!r}: {e.strerror or e}") from e
+    return f"sqlite:///{path / 'nas.db'}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_text(value: object, what: str, max_len: int) -> str:
+    if not isinstance(value, str) or not value or value != value.strip() or len(value) > max_len:
+        raise ValueError(
+            f"{what} must be a non-empty string of at most {max_len} characters without "
+            f"leading/trailing whitespace, got {value!r}"
+        )
+    return value
+
+
+def _check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(objectives, str) or not isinstance(objectives, Sequence) or not objectives:
+        raise ValueError(
+            f"objectives must be a non-empty sequence of 'name:max' or 'name:min' strings, "
+            f"got {objectives!r}"
+        )
+    for obj in objectives:
+        if not isinstance(obj, str) or not _OBJECTIVE_RE.match(obj):
+            raise ValueError(
+                f"objective {obj!r} is malformed; allowed: 'name:max' or 'name:min' "
+                f"(e.g. 'accuracy:max', 'macs:min')"
+            )
+    names = [o.split(":", 1)[0] for o in objectives]
+    if len(set(names)) != len(names):
+        raise ValueError(f"objectives name the same metric twice: {tuple(objectives)!r}")
+    return tuple(objectives)
+
+
+def _check_states(states: Iterable[str], what: str, allowed: tuple[str, ...]) -> list[str]:
+    if isinstance(states, str):
+        states = [states]
+    result = list(states)
+    for state in result:
+        if state not in allowed:
+            raise ValueError(
+                f"{what} {state!r} is not a trial state; allowed: {', '.join(allowed)}"
+            )
+    return result
+
+
+def _check_accuracy(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"accuracy must be a finite number or None, got {value!r}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"accuracy must be a finite number or None, got {value!r}")
+    return result
+
+
+def _check_count(value: int | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a non-negative integer or None, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(
+                f"{what} must be a non-negative integer or None, got {value!r} (round it first)"
+            )
+        result = int(value)
+    else:
+        try:
+            result = operator.index(value)  # int, numpy integers
+        except TypeError:
+            raise ValueError(
+                f"{what} must be a non-negative integer or None, got {value!r}"
+            ) from None
+    if result < 0 or result >= 2**63:
+        raise ValueError(f"{what} must be a non-negative integer below 2**63, got {value!r}")
+    return result
+
+
+# --------------------------------------------------------------------------- row -> record
+
+
+def _study_record(row: StudyModel) -> StudyRecord:
+    return StudyRecord(
+        id=row.id,
+        name=row.name,
+        space=row.space,
+        space_hash=row.space_hash,
+        objectives=tuple(row.objectives),
+        config=dict(row.config),
+        created_at=row.created_at,
+    )
+
+
+def _trial_record(row: TrialModel) -> TrialRecord:
+    return TrialRecord(
+        id=row.id,
+        study_id=row.study_id,
+        number=row.number,
+        key=row.key,
+        arch_hash=row.arch_hash,
+        arch=dict(row.arch),
+        params=dict(row.params),
+        state=row.state,
+        accuracy=row.accuracy,
+        macs=row.macs,
+        params_count=row.params_count,
+        metrics=dict(row.metrics),
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_s=row.duration_s,
+    )
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """All studies and trials of the NAS engine, in one SQL database.
+
+    ``url`` is any SQLAlchemy URL; SQLite (default, see :func:`default_url`) and PostgreSQL are
+    supported.  Tables (all prefixed ``nas_``) are created if missing, so Optuna's own RDB tables
+    may live in the same database.  Every public method is one transaction: committed on return,
+    rolled back on error; database failures raise :class:`StorageError`, bad arguments
+    ``ValueError``/``TypeError``.  Results are frozen records, never live ORM rows.  Safe to use
+    from several threads; one writing process at a time, any number of readers.
+    """
+
+    url: str
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self._masked = mask_url(url)
+        self._closed = False
+        try:
+            self._engine = make_engine(url, echo=echo)
+        except ImportError as e:
+            raise StorageError(
+                f"cannot open database {self._masked}: its driver is not installed ({e}); "
+                f"install it (PostgreSQL: pip install 'psycopg[binary]') or use a sqlite:/// URL"
+            ) from e
+        except SQLAlchemyError as e:
+            raise StorageError(
+                f"cannot open database {self._masked}: {describe(e)}; expected a URL such as "
+                f"sqlite:////abs/path/nas.db or postgresql://user:password@host/dbname"
+            ) from e
+        self._reader = sessionmaker(self._engine, expire_on_commit=False)
+        self._writer = sessionmaker(
+            self._engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+        try:
+            self._create_tables()
+        except StorageError as e:
+            self._engine.dispose()
+            hint = ""
+            if self._engine.dialect.name == "sqlite" and (
+                "unable to open" in str(e) or "readonly" in str(e)
+            ):
+                hint = " (for SQLite the directory must exist and be writable)"
+            raise StorageError(f"{e}{hint}") from e.__cause__
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _create_tables(self) -> None:
+        tables = Base.metadata.sorted_tables
+        with self._tx("opening the database", write=False) as session:
+            insp = inspect(session.connection())
+            missing = [t.name for t in tables if not insp.has_table(t.name)]
+        if missing:
+            with self._tx("creating tables", write=True) as session:
+                Base.metadata.create_all(session.connection(), checkfirst=True)
+
+    # ----------------------------------------------------------------- plumbing
+
+    def __repr__(self) -> str:
+        return f"Store({self._masked!r}{', closed' if self._closed else ''})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release all connections.  Further calls on this Store raise StorageError."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    @contextmanager
+    def _tx(self, what: str, *, write: bool) -> Iterator[Session]:
+        if self._closed:
+            raise StorageError(f"{what} failed: the Store for {self._masked} is closed")
+        factory = self._writer if write else self._reader
+        with transaction(factory, url=self.url, what=what) as session:
+            yield session
+
+    @staticmethod
+    def _retry_on_conflict(attempt: Callable[[], _T], tries: int = 3) -> _T:
+        """Run ``attempt``; if it lost a race on a unique constraint, run it again.
+
+        A new attempt sees the competing, committed row (the same trial key or study name) or
+        the next free trial number.  Only matters with concurrent writers (SQLite serialises
+        writers anyway; PostgreSQL runs READ COMMITTED).
+        """
+        for _ in range(tries - 1):
+            try:
+                return attempt()
+            except StorageError as e:
+                if not isinstance(e.__cause__, IntegrityError):
+                    raise
+        return attempt()
+
+    def _study_names(self, session: Session) -> str:
+        names = list(
+            session.scalars(
+                select(StudyModel.name).order_by(StudyModel.id).limit(_MAX_NAMES_IN_MESSAGE + 1)
+            )
+        )
+        if not names:
+            return "there are no studies yet"
+        shown = ", ".join(repr(n) for n in names[:_MAX_NAMES_IN_MESSAGE])
+        more = ", ..." if len(names) > _MAX_NAMES_IN_MESSAGE else ""
+        return f"existing studies: {shown}{more}"
+
+    def _resolve_study(
+        self, session: Session, study: str | int, *, for_update: bool = False
+    ) -> StudyModel:
+        if isinstance(study, bool) or not isinstance(study, (str, int)):
+            raise TypeError(f"study must be a study name (str) or id (int), got {study!r}")
+        if isinstance(study, int):
+            row = session.get(StudyModel, study, with_for_update=for_update)
+            if row is None:
+                raise StorageError(
+                    f"no study with id {study} in {self._masked}; {self._study_names(session)}"
+                )
+            return row
+        row = session.scalars(select(StudyModel).where(StudyModel.name == study)).one_or_none()
+        if row is None:
+            raise StorageError(
+                f"no study named {study!r} in {self._masked}; {self._study_names(session)}"
+            )
+        return row
+
+    # ----------------------------------------------------------------- studies
+
+    def get_or_create_study(
+        self,
+        name: str,
+        *,
+        space: str,
+        space_hash: str,
+        objectives: Sequence[str],
+        config: Mapping[str, Any],
+    ) -> StudyRecord:
+        """The study called ``name``, created if missing.
+
+        An existing study is returned unchanged (its stored ``config`` is the first run's), but
+        only if it is for the same search space (``space_hash``) and the same objectives;
+        otherwise StorageError, as resuming it would mix incomparable trials.
+        """
+        _check_text(name, "study name", NAME_LEN)
+        _check_text(space, "space", NAME_LEN)
+        _check_text(space_hash, "space_hash", HASH_LEN)
+        objs = _check_objectives(objectives)
+        config_json = to_json_object(config, "config")
+
+        def attempt() -> StudyRecord:
+            with self._tx("get_or_create_study", write=True) as session:
+                row = session.scalars(
+                    select(StudyModel).where(StudyModel.name == name)
+                ).one_or_none()
+                if row is None:
+                    row = StudyModel(
+                        name=name,
+                        space=space,
+                        space_hash=space_hash,
+                        objectives=list(objs),
+                        config=config_json,
+                        created_at=_utcnow(),
+                    )
+                    session.add(row)
+                    session.flush()
+                elif row.space_hash != space_hash:
+                    raise StorageError(
+                        f"study {name!r} already exists for another search space "
+                        f"({row.space!r}, space_hash {row.space_hash}, not {space!r}, "
+                        f"space_hash {space_hash}); pick another --study name"
+                    )
+                elif tuple(row.objectives) != objs:
+                    raise StorageError(
+                        f"study {name!r} already exists with objectives {tuple(row.objectives)}, "
+                        f"not {objs}; pick another --study name"
+                    )
+                return _study_record(row)
+
+        return self._retry_on_conflict(attempt)
+
+    def get_study(self, name: str) -> StudyRecord:
+        """The study called ``name``; StorageError (listing the existing names) if unknown."""
+        with self._tx("get_study", write=False) as session:
+            return _study_record(self._resolve_study(session, name))
+
+    def list_studies(self) -> list[StudyRecord]:
+        """All studies, oldest first."""
+        with self._tx("list_studies", write=False) as session:
+            rows = session.scalars(select(StudyModel).order_by(StudyModel.id))
+            return [_study_record(r) for r in rows]
+
+    # ----------------------------------------------------------------- trials
+
+    def start_trial(
+        self,
+        study_id: int,
+        *,
+        key: str,
+        arch_hash: str,
+        arch: Mapping[str, Any],
+        params: Mapping[str, Any],
+    ) -> TrialRecord:
+        """Record a RUNNING trial numbered next in its study; idempotent on ``(study_id, key)``.
+
+        If the key already exists (a resumed search re-submitting a trial), the stored trial is
+        returned unchanged, whatever its state; a different ``arch_hash`` for the same key is a
+        StorageError (a key must identify one architecture).
+        """
+        if isinstance(study_id, bool) or not isinstance(study_id, int):
+            raise TypeError(f"study_id must be an int (StudyRecord.id), got {study_id!r}")
+        _check_text(key, "trial key", NAME_LEN)
+        _check_text(arch_hash, "arch_hash", HASH_LEN)
+        arch_json = to_json_object(arch, "arch")
+        params_json = to_json_object(params, "params")
+
+        def attempt() -> TrialRecord:
+            with self._tx("start_trial", write=True) as session:
+                # Lock the study row: concurrent start_trial calls of one study queue here, so
+                # "max(number) + 1" below is safe (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+                # serialises writers and ignores FOR UPDATE).
+                study = self._resolve_study(session, study_id, for_update=True)
+                row = session.scalars(
+                    select(TrialModel).where(
+                        TrialModel.study_id == study_id, TrialModel.key == key
+                    )
+                ).one_or_none()
+                if row is not None:
+                    if row.arch_hash != arch_hash:
+                        raise StorageError(
+                            f"trial key {key!r} of study {study.name!r} already belongs to trial "
+                            f"{row.number} with arch_hash {row.arch_hash}, not {arch_hash}; "
+                            f"a key must identify one architecture"
+                        )
+                    return _trial_record(row)
+                number = session.scalar(
+                    select(func.coalesce(func.max(TrialModel.number), -1) + 1).where(
+                        TrialModel.study_id == study_id
+                    )
+                )
+                row = TrialModel(
+                    study_id=study_id,
+                    number=int(number if number is not None else 0),
+                    key=key,
+                    arch_hash=arch_hash,
+                    arch=arch_json,
+                    params=params_json,
+                    state="RUNNING",
+                    metrics={},
+                    started_at=_utcnow(),
+                )
+                session.add(row)
+                session.flush()
+                return _trial_record(row)
+
+        return self._retry_on_conflict(attempt)
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        *,
+        state: str,
+        accuracy: float | None = None,
+        macs: int | None = None,
+        params_count: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> TrialRecord:
+        """Move a RUNNING trial to the terminal ``state`` with its results.
+
+        ``state`` must be one of ``TERMINAL_STATES`` (ValueError otherwise).  Finishing a trial
+        that is already finished raises StorageError: results are never silently overwritten.
+        Non-finite floats inside ``metrics`` are stored as null (JSON cannot hold them).
+        """
+        if isinstance(trial_id, bool) or not isinstance(trial_id, int):
+            raise TypeError(f"trial_id must be an int (TrialRecord.id), got {trial_id!r}")
+        if state == "RUNNING" or state not in TRIAL_STATES:
+            raise ValueError(
+                f"finish_trial state must be terminal, got {state!r}; "
+                f"allowed: {', '.join(TERMINAL_STATES)}"
+            )
+        acc = _check_accuracy(accuracy)
+        macs_v = _check_count(macs, "macs")
+        params_v = _check_count(params_count, "params_count")
+        metrics_json = to_json_object({} if metrics is None else metrics, "metrics")
+        if error is not None and not isinstance(error, str):
+            raise TypeError(f"error must be a string or None, got {type(error).__name__}")
+
+        with self._tx("finish_trial", write=True) as session:
+            row = session.get(TrialModel, trial_id, with_for_update=True)
+            if row is None:
+                raise StorageError(f"no trial with id {trial_id} in {self._masked}")
+            if row.state != "RUNNING":
+                raise StorageError(
+                    f"trial {row.number} (id {trial_id}, key {row.key!r}) is already finished "
+                    f"with state {row.state}; refusing to overwrite it with {state}"
+                )
+            finished_at = _utcnow()
+            row.state = state
+            row.accuracy = acc
+            row.macs = macs_v
+            row.params_count = params_v
+            row.metrics = metrics_json
+            row.error = error
+            row.finished_at = finished_at
+            row.duration_s = (finished_at - row.started_at).total_seconds()
+            session.flush()
+            return _trial_record(row)
+
+    def trials(
+        self, study: str | int, *, states: Iterable[str] | None = None
+    ) -> list[TrialRecord]:
+        """Trials of a study (name or id), ordered by number, optionally only in ``states``."""
+        wanted = None if states is None else _check_states(states, "state", TRIAL_STATES)
+        with self._tx("trials", write=False) as session:
+            study_row = self._resolve_study(session, study)
+            query = select(TrialModel).where(TrialModel.study_id == study_row.id)
+            if wanted is not None:
+                query = query.where(TrialModel.state.in_(wanted))
+            rows = session.scalars(query.order_by(TrialModel.number))
+            return [_trial_record(r) for r in rows]
+
+    def count(self, study: str | int, state: str | None = "COMPLETE") -> int:
+        """Number of trials of a study in ``state`` (all trials if ``state`` is None)."""
+        if state is not None:
+            _check_states([state], "state", TRIAL_STATES)
+        with self._tx("count", write=False) as session:
+            study_row = self._resolve_study(session, study)
+            query = (
+                select(func.count())
+                .select_from(TrialModel)
+                .where(TrialModel.study_id == study_row.id)
+            )
+            if state is not None:
+                query = query.where(TrialModel.state == state)
+            return int(session.scalar(query) or 0)
+
+    def find_completed(self, study_id: int, arch_hash: str) -> TrialRecord | None:
+        """The earliest COMPLETE trial of the study with this ``arch_hash``, else None."""
+        with self._tx("find_completed", write=False) as session:
+            row = session.scalars(
+                select(TrialModel)
+                .where(
+                    TrialModel.study_id == study_id,
+                    TrialModel.arch_hash == arch_hash,
+                    TrialModel.state == "COMPLETE",
+                )
+                .order_by(TrialModel.number)
+                .limit(1)
+            ).first()
+            return None if row is None else _trial_record(row)

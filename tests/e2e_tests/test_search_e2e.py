@@ -1,0 +1,109 @@
+"""End to end: a real Ray + Optuna search on the FFCV digits data, recorded in real SQLite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from db import Store
+from nas.arch import arch_hash, from_dict
+from nas.search import SearchConfig, run_search
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def searched(ray_session, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    url = f"sqlite:///{runs}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=3, epochs=1, db_url=url, runs_dir=str(runs), seed=1)
+    lines: list[str] = []
+    summary = run_search(cfg, log=lines.append)
+    return cfg, summary, Store(url), lines
+
+
+def test_budget_counts_completed_trials(searched):
+    cfg, summary, store, lines = searched
+    done = store.trials(summary.study, states=["COMPLETE"])
+    assert len(done) == 3, f"expected 3 completed trials, got {len(done)}: {lines}"
+    assert summary.completed == 3
+    progress = [ln for ln in lines if ln.startswith("[")]
+    assert len(progress) >= 3, f"one progress line per trial expected; got {lines}"
+
+
+def test_trials_are_real_measurements(searched):
+    _, summary, store, _ = searched
+    for t in store.trials(summary.study, states=["COMPLETE"]):
+        assert 0.0 <= t.accuracy <= 1.0, t.accuracy
+        assert t.macs > 0 and t.params_count > 0, (t.macs, t.params_count)
+        assert t.metrics["train_seconds"] > 0 and t.metrics["proxy_macs"] > 0, t.metrics
+        assert arch_hash(from_dict(t.arch)) == t.arch_hash, "stored arch must hash to its key"
+        assert t.params, "sampled parameters are recorded"
+    accs = [t.accuracy for t in store.trials(summary.study, states=["COMPLETE"])]
+    assert max(accs) > 0.3, f"proxies should learn digits well above chance (0.1); got {accs}"
+
+
+def test_configurations_are_distinct(searched):
+    _, summary, store, _ = searched
+    hashes = [t.arch_hash for t in store.trials(summary.study, states=["COMPLETE"])]
+    assert len(set(hashes)) == len(hashes), f"duplicate configurations trained: {hashes}"
+
+
+def test_optuna_study_lives_in_the_same_database(searched):
+    cfg, summary, _, _ = searched
+    study = optuna.load_study(study_name=summary.study, storage=cfg.db_url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 3, f"optuna should hold the 3 told trials; got {len(complete)}"
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
+                                optuna.study.StudyDirection.MINIMIZE]
+
+
+def test_rerun_continues_the_study_to_a_larger_budget(searched):
+    cfg, summary, store, _ = searched
+    again = run_search(cfg, log=lambda s: None)
+    assert again.completed == 3, "same budget: nothing more to run"
+    more = run_search(SearchConfig(**{**cfg.__dict__, "budget": 4}), log=lambda s: None)
+    assert more.completed == 4
+    hashes = [t.arch_hash for t in store.trials(summary.study, states=["COMPLETE"])]
+    assert len(hashes) == 4 and len(set(hashes)) == 4, hashes
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_cli_unknown_space_lists_known_ones_and_exits_2():
+    r = _cli("--space", "hybrid_conv_atn", "--budget", "1")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "hybrid_conv_attn" in err[0] and "did you mean" in err[0], err
+
+
+def test_cli_unreachable_database_is_one_line_exit_2(tmp_path):
+    r = _cli("--space", "tiny", "--budget", "1", "--db", "postgresql://nobody@127.0.0.1:1/nas",
+             "--runs-dir", str(tmp_path))
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "127.0.0.1" in err[0], err
+
+
+def test_cli_help_names_the_documented_options():
+    r = _cli("--help")
+    assert r.returncode == 0
+    for opt in ("--space", "--budget", "--db", "--study", "--seed", "--epochs"):
+        assert opt in r.stdout, opt
+
+
+def test_spaces_sample_cli_prints_canonical_json():
+    r = subprocess.run([sys.executable, "-m", "nas", "spaces", "sample", "tiny", "-n", "2"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 2 and all(arch_hash(from_dict(x["arch"])) == x["hash"] for x in rows)
