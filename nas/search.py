@@ -89,6 +89,7 @@ def _trainable(config: dict[str, Any], ctx: _TrialContext) -> None:
     count_s = time.perf_counter() - t0
     proxy_cost = analytic_cost(proxy)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(ctx.seed)  # weight init is part of the trial's reproducible record
     model = build_model(proxy)
     tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=ctx.seed,
                        device=device, amp_bf16=device == "cuda", threads=ctx.threads)

@@ -1,0 +1,90 @@
+"""FFCV loaders over a prepared dataset: normalized float32 NCHW images and int64 labels."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from proxies.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
+from proxies.datasets import DatasetInfo
+from proxies.errors import DatasetError
+from proxies.ffcv_import import import_ffcv
+
+if TYPE_CHECKING:
+    from ffcv.loader import Loader
+
+SPLITS = ("train", "val")  # allowed values of `split`
+
+
+def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool, seed: int = 0,
+                device: str | torch.device = "cpu", drop_last: bool = False,
+                num_workers: int = 1, channels_last: bool = False) -> Loader:
+    """An FFCV Loader yielding (images float32 (B,3,R,R) normalized, labels int64 (B,)).
+
+    Order is RANDOM seeded by `seed` (+ epoch) when `shuffle`, else SEQUENTIAL. Labels are
+    views into a ring of FFCV buffers that is reused a few batches later: clone them to keep
+    them. Note FFCV sets torch.set_num_threads(num_workers) when the loader is built and at
+    the start of every epoch.
+    """
+    import_ffcv()
+    import numba
+    from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder
+    from ffcv.loader import Loader, OrderOption
+    from ffcv.transforms import Convert, Squeeze, ToDevice, ToTensor, ToTorchImage
+    from torchvision.transforms import Normalize
+
+    from proxies.ffcv_ops import TorchOp
+
+    path, num_samples = split_file(info, split)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DatasetError(f"batch_size must be a positive int, got {batch_size!r}")
+    max_workers = numba.config.NUMBA_NUM_THREADS
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) \
+            or not 1 <= num_workers <= max_workers:
+        raise DatasetError(f"num_workers must be an int in 1..{max_workers} (numba's thread "
+                           f"limit, NUMBA_NUM_THREADS), got {num_workers!r}")
+    check_beton(path, num_samples)
+    device = torch.device(device)  # FFCV reads `.type` off it: a plain string would crash
+
+    image_pipeline = [
+        SimpleRGBImageDecoder(),
+        ToTensor(),
+        ToDevice(device, non_blocking=True),
+        # channels_last=False would copy into a buffer FFCV allocates on the CPU even when the
+        # batch is on CUDA; the channels-last view stays on the device, made NCHW below.
+        ToTorchImage(channels_last=True),
+        Convert(torch.float32),
+        TorchOp(Normalize(mean=list(info.mean), std=list(info.std))),
+    ]
+    if not channels_last:
+        image_pipeline.append(TorchOp(torch.Tensor.contiguous))
+    label_pipeline = [
+        IntDecoder(),  # int64
+        ToTensor(),
+        Squeeze(1),  # (B, 1) -> (B,); a bare Squeeze() would turn a last batch of 1 into 0-d
+        ToDevice(device, non_blocking=True),
+    ]
+    try:
+        return Loader(
+            path,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            os_cache=True,
+            order=OrderOption.RANDOM if shuffle else OrderOption.SEQUENTIAL,
+            seed=seed,
+            pipelines={IMAGE_FIELD: image_pipeline, LABEL_FIELD: label_pipeline},
+            drop_last=drop_last,
+        )
+    except (ValueError, TypeError, KeyError, AssertionError, OSError) as e:
+        raise DatasetError(f"cannot open {path} with FFCV ({type(e).__name__}: {e}); "
+                           "delete its directory (or call prepare_dataset again)") from None
+
+
+def split_file(info: DatasetInfo, split: str) -> tuple[str, int]:
+    """(.beton path, number of examples) of `split`; DatasetError for an unknown split."""
+    if split == "train":
+        return info.train_path, info.num_train
+    if split == "val":
+        return info.val_path, info.num_val
+    raise DatasetError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")

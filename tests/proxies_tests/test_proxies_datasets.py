@@ -1,0 +1,225 @@
+"""prepare_dataset: registry, split, cache reuse, concurrency and corruption handling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proxies import DatasetError, DatasetInfo, list_datasets, make_loader, prepare_dataset
+from proxies.beton import check_beton
+from proxies.loader_cache import shared_loader
+from proxies.registry import get_builder
+from proxies.splits import stratified_split
+
+NUM_DIGITS = 1797
+
+
+def _read_labels(path: str, n: int) -> np.ndarray:
+    """Labels straight from the .beton metadata (the IntField is the second field)."""
+    from ffcv.reader import Reader
+
+    reader = Reader(path)
+    assert reader.num_samples == n
+    return np.asarray(reader.metadata["f1"])
+
+
+# ---------------------------------------------------------------------------- registry
+
+def test_registry_lists_digits():
+    assert "digits" in list_datasets()
+
+
+def test_unknown_name_lists_known_names(tmp_path):
+    with pytest.raises(DatasetError, match=r"unknown dataset 'cifar10'.*digits"):
+        prepare_dataset("cifar10", tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written for a bad name
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"resolution": 4}, "resolution must be an int in 8..512"),
+    ({"resolution": 32.0}, "resolution must be an int"),
+    ({"val_fraction": 0.0}, "val_fraction must be a number in 0.01..0.99"),
+    ({"val_fraction": 1.5}, "val_fraction"),
+    ({"seed": -1}, "seed must be a non-negative int"),
+])
+def test_bad_arguments_raise_dataset_error(tmp_path, kwargs, match):
+    with pytest.raises(DatasetError, match=match):
+        prepare_dataset("digits", tmp_path, **kwargs)
+
+
+def test_unusable_cache_dir_raises_dataset_error(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(DatasetError, match="cannot create cache directory .*cache_dir"):
+        prepare_dataset("digits", blocker)
+
+
+# ---------------------------------------------------------------------------- content
+
+def test_info_fields(digits: DatasetInfo, digits_cache: Path):
+    assert digits.name == "digits"
+    assert digits.num_classes == 10 and digits.resolution == 32
+    assert digits.num_train + digits.num_val == NUM_DIGITS
+    assert 350 <= digits.num_val <= 370  # 20 % per class, rounded per class
+    assert Path(digits.train_path) == digits_cache / "digits_r32_s0_v20" / "train.beton"
+    assert Path(digits.val_path).name == "val.beton" and os.path.isabs(digits.val_path)
+    assert len(digits.fingerprint) == 16 and int(digits.fingerprint, 16) >= 0
+    assert len(set(digits.mean)) == 1 and 40 < digits.mean[0] < 120  # grey, mostly background
+    assert len(set(digits.std)) == 1 and 40 < digits.std[0] < 120
+
+
+def test_split_is_stratified_and_labels_in_range(digits: DatasetInfo):
+    train = _read_labels(digits.train_path, digits.num_train)
+    val = _read_labels(digits.val_path, digits.num_val)
+    assert set(np.unique(train)) == set(range(10)) == set(np.unique(val))
+    train_counts, val_counts = Counter(train.tolist()), Counter(val.tolist())
+    for cls in range(10):
+        total = train_counts[cls] + val_counts[cls]
+        assert abs(val_counts[cls] - 0.2 * total) <= 0.5 + 1e-9  # per-class rounding only
+
+
+def test_split_is_deterministic_and_disjoint():
+    labels = get_builder("digits")(8).labels
+    train_a, val_a = stratified_split(labels, 0.2, seed=0)
+    train_b, val_b = stratified_split(labels, 0.2, seed=0)
+    _, val_c = stratified_split(labels, 0.2, seed=1)
+    np.testing.assert_array_equal(val_a, val_b)
+    np.testing.assert_array_equal(train_a, train_b)
+    assert not np.array_equal(val_a, val_c)
+    assert len(np.intersect1d(train_a, val_a)) == 0
+    assert len(train_a) + len(val_a) == NUM_DIGITS
+
+
+def test_digits_builder_pixels():
+    raw = get_builder("digits")(32)
+    assert raw.images.shape == (NUM_DIGITS, 32, 32, 3) and raw.images.dtype == np.uint8
+    assert raw.images.max() >= 250 and raw.images.min() == 0
+    np.testing.assert_array_equal(raw.images[..., 0], raw.images[..., 2])  # grey replicated
+    assert raw.labels.dtype == np.int64 and raw.num_classes == 10
+
+
+# ---------------------------------------------------------------------------- reuse
+
+def test_reuse_does_not_rewrite(digits: DatasetInfo, digits_cache: Path):
+    paths = [digits.train_path, digits.val_path, str(Path(digits.train_path).parent / "meta.json")]
+    before = [os.stat(p).st_mtime_ns for p in paths]
+    again = prepare_dataset("digits", digits_cache)
+    assert again == digits
+    assert [os.stat(p).st_mtime_ns for p in paths] == before
+
+
+def test_meta_json_matches_info(digits: DatasetInfo):
+    meta = json.loads((Path(digits.train_path).parent / "meta.json").read_text())
+    assert meta["fingerprint"] == digits.fingerprint
+    assert meta["num_train"] == digits.num_train and meta["num_val"] == digits.num_val
+    assert meta["train_bytes"] == os.path.getsize(digits.train_path)
+    assert tuple(meta["mean"]) == digits.mean
+
+
+def test_cache_dir_from_environment(monkeypatch, digits: DatasetInfo, digits_cache: Path):
+    monkeypatch.setenv("NAS_CACHE_DIR", str(digits_cache))
+    assert prepare_dataset() == digits
+
+
+# ---------------------------------------------------------------------------- concurrency
+
+class _Builds(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.getMessage().startswith("building dataset")
+
+
+def _prepare_in_child(cache_dir: str, barrier, results) -> None:
+    builds = _Builds()
+    log = logging.getLogger("proxies.datasets")
+    log.setLevel(logging.INFO)
+    log.addHandler(builds)
+    barrier.wait()  # both processes call prepare_dataset at the same moment
+    info = prepare_dataset("digits", cache_dir)
+    results.put((info.fingerprint, builds.count))
+
+
+def test_concurrent_prepare_from_two_processes(tmp_path, digits: DatasetInfo):
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_prepare_in_child, args=(str(tmp_path), barrier, results))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    (fp_a, built_a), (fp_b, built_b) = (results.get(timeout=5) for _ in procs)
+    assert sorted([built_a, built_b]) == [0, 1]  # exactly one process wrote the files
+    assert fp_a == fp_b == digits.fingerprint  # byte-identical to a build in another process
+    leftovers = [p.name for p in (tmp_path / "digits_r32_s0_v20").iterdir()]
+    assert sorted(leftovers) == [".lock", "meta.json", "train.beton", "val.beton"]
+
+
+# ---------------------------------------------------------------------------- corruption
+
+@pytest.fixture()
+def private_digits(tmp_path) -> DatasetInfo:
+    """A dataset of this test's own, safe to damage (the session one stays intact)."""
+    return prepare_dataset("digits", tmp_path, resolution=8)
+
+
+def _truncate(path: str, keep: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete", "meta"])
+def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage, caplog):
+    path = private_digits.val_path
+    if damage == "truncate":
+        _truncate(path, os.path.getsize(path) // 2)
+    elif damage == "garbage":
+        with open(path, "r+b") as f:
+            f.seek(100)
+            f.write(os.urandom(4096))
+    elif damage == "delete":
+        os.remove(path)
+    else:
+        (Path(path).parent / "meta.json").write_text("{not json")
+    with caplog.at_level("WARNING", logger="proxies.datasets"):
+        rebuilt = prepare_dataset("digits", tmp_path, resolution=8)
+    assert rebuilt == private_digits  # same bytes again
+    assert "rebuilding dataset cache" in caplog.text
+    check_beton(rebuilt.val_path, rebuilt.num_val)
+
+
+@pytest.mark.parametrize("keep", [0, 10, 100_000, -1000])
+def test_check_beton_rejects_truncated_file(private_digits: DatasetInfo, keep):
+    path = private_digits.train_path
+    _truncate(path, keep if keep >= 0 else os.path.getsize(path) + keep)
+    with pytest.raises(DatasetError, match=r"train\.beton is corrupt .*delete"):
+        check_beton(path, private_digits.num_train)
+
+
+def test_check_beton_rejects_wrong_count_and_garbage(private_digits: DatasetInfo, tmp_path):
+    with pytest.raises(DatasetError, match="samples, expected"):
+        check_beton(private_digits.val_path, private_digits.num_val + 1)
+    junk = tmp_path / "junk.beton"
+    junk.write_bytes(os.urandom(50_000))
+    with pytest.raises(DatasetError, match="junk.beton is corrupt"):
+        check_beton(junk, 10)
+    with pytest.raises(DatasetError, match="missing"):
+        check_beton(tmp_path / "absent.beton", 10)
+
+
+@pytest.mark.parametrize("make", [make_loader, shared_loader])
+def test_loader_on_truncated_file_raises_dataset_error(private_digits: DatasetInfo, make):
+    _truncate(private_digits.val_path, os.path.getsize(private_digits.val_path) - 4096)
+    with pytest.raises(DatasetError, match=r"val\.beton is corrupt"):
+        make(private_digits, "val", batch_size=16, shuffle=False)

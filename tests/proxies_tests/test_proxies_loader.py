@@ -1,0 +1,119 @@
+"""make_loader / shared_loader: shapes, dtypes, normalization, coverage, order, errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from proxies import DatasetError, DatasetInfo, make_loader
+from proxies.loader_cache import shared_loader
+from proxies.registry import get_builder
+from proxies.splits import stratified_split
+
+
+@pytest.fixture(scope="module")
+def raw_split(digits: DatasetInfo):
+    """(images, labels) of each split, rebuilt from the registry independently of the files."""
+    raw = get_builder("digits")(digits.resolution)
+    train_idx, val_idx = stratified_split(raw.labels, 0.2, seed=0)
+    return {"train": (raw.images[train_idx], raw.labels[train_idx]),
+            "val": (raw.images[val_idx], raw.labels[val_idx])}
+
+
+def _to_uint8(images: torch.Tensor, info: DatasetInfo) -> np.ndarray:
+    """Undo Normalize: float NCHW -> uint8 NHWC."""
+    mean = torch.tensor(info.mean).view(1, 3, 1, 1)
+    std = torch.tensor(info.std).view(1, 3, 1, 1)
+    pixels = (images * std + mean).round().clamp(0, 255).to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _digests(images: np.ndarray) -> list[str]:
+    return [hashlib.sha1(img.tobytes()).hexdigest() for img in images]
+
+
+def _epoch(loader, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for x, y in loader:
+        images.append(_to_uint8(x, info))
+        labels.append(y.clone())  # labels live in a reused FFCV buffer
+    return np.concatenate(images), torch.cat(labels).numpy()
+
+
+def test_batches_are_normalized_float_nchw_and_int64(digits: DatasetInfo):
+    loader = make_loader(digits, "train", batch_size=64, shuffle=True, drop_last=True)
+    assert len(loader) == digits.num_train // 64
+    xs = []
+    for x, y in loader:
+        assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32
+        assert x.device.type == "cpu" and x.is_contiguous()
+        assert y.shape == (64,) and y.dtype == torch.int64
+        assert 0 <= int(y.min()) and int(y.max()) <= 9
+        xs.append(x)
+    everything = torch.cat(xs)
+    assert abs(everything.mean().item()) < 0.05  # normalized with train-split statistics
+    assert abs(everything.std().item() - 1) < 0.05
+
+
+def test_val_epoch_covers_every_example_once_in_order(digits: DatasetInfo, raw_split):
+    loader = make_loader(digits, "val", batch_size=100, shuffle=False)
+    assert len(loader) == -(-digits.num_val // 100)
+    for _ in range(2):  # and again on the next epoch
+        images, labels = _epoch(loader, digits)
+        expected_images, expected_labels = raw_split["val"]
+        np.testing.assert_array_equal(labels, expected_labels)
+        np.testing.assert_array_equal(images, expected_images)
+
+
+def test_shuffled_train_epoch_is_a_seeded_permutation(digits: DatasetInfo, raw_split):
+    def order(seed: int) -> list[list[str]]:
+        loader = make_loader(digits, "train", batch_size=128, shuffle=True, seed=seed)
+        return [_digests(_epoch(loader, digits)[0]) for _ in range(2)]
+
+    first, second = order(seed=0)
+    expected = Counter(_digests(raw_split["train"][0]))
+    assert Counter(first) == expected and Counter(second) == expected
+    assert first != second  # a new order every epoch
+    assert order(seed=0) == [first, second]  # the same seed gives the same orders
+    assert order(seed=1)[0] != first
+
+
+def test_last_batch_of_one_keeps_its_batch_dimension(digits: DatasetInfo):
+    batch = digits.num_val - 1
+    batches = list(make_loader(digits, "val", batch_size=batch, shuffle=False))
+    assert [tuple(y.shape) for _, y in batches] == [(batch,), (1,)]
+    assert batches[-1][0].shape == (1, 3, 32, 32)
+
+
+def test_channels_last_gives_the_same_values(digits: DatasetInfo):
+    plain = next(iter(make_loader(digits, "val", batch_size=32, shuffle=False)))[0]
+    loader = make_loader(digits, "val", batch_size=32, shuffle=False, channels_last=True)
+    cl = next(iter(loader))[0]
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, plain)
+
+
+def test_shared_loader_is_reused_and_rewound(digits: DatasetInfo):
+    kwargs = dict(batch_size=256, shuffle=True, seed=3)
+    first = shared_loader(digits, "train", **kwargs)
+    reference = [y.clone() for _, y in first]
+    again = shared_loader(digits, "train", **kwargs)
+    assert again is first
+    assert all(torch.equal(a, b.clone()) for a, (_, b) in zip(reference, again))
+    assert shared_loader(digits, "train", **{**kwargs, "seed": 4}) is not first
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"split": "test"}, "split must be one of train, val, got 'test'"),
+    ({"batch_size": 0}, "batch_size must be a positive int"),
+    ({"num_workers": 0}, r"num_workers must be an int in 1\.\.\d+"),
+    ({"num_workers": 10_000}, r"num_workers must be an int in 1\.\.\d+ \(numba"),
+])
+def test_bad_arguments_raise_dataset_error(digits: DatasetInfo, kwargs, match):
+    args = {"split": "val", "batch_size": 8, "shuffle": False, **kwargs}
+    with pytest.raises(DatasetError, match=match):
+        make_loader(digits, args.pop("split"), **args)
