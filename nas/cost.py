@@ -163,12 +163,14 @@ def measure_latency(spec_or_model: ArchSpec | torch.nn.Module, *, batch: int = 1
     if isinstance(spec_or_model, torch.nn.Module):
         model = spec_or_model
         size = img_size or 224
+        chans = getattr(getattr(model, "spec", None), "in_chans", 3)
     else:
         model, size = build_model(spec_or_model), img_size or spec_or_model.img_size
+        chans = spec_or_model.in_chans
     dev = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=dev, dtype=dtype, memory_format=fmt).eval()
-    x = torch.randn(batch, 3, size, size, device=dev, dtype=dtype).to(memory_format=fmt)
+    x = torch.randn(batch, chans, size, size, device=dev, dtype=dtype).to(memory_format=fmt)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     with torch.inference_mode():

@@ -54,7 +54,9 @@ MIXERS: Registry[MixerDef] = Registry("token mixer")
 
 def _odd_kernel(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value % 2 == 0:
-        raise ConfigError(f"{name} must be an odd positive integer (padding = k // 2); got {value!r}")
+        raise ConfigError(
+            f"{name} must be an odd positive integer (padding = k // 2); got {value!r}"
+        )
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -76,17 +78,33 @@ MIXERS.add("identity", MixerDef(
 
 
 class RandomMixing(nn.Module):
-    """Frozen row-softmax N x N token mixing (RandFormer); N is the stage's actual grid size."""
+    """Frozen row-softmax N x N token mixing (RandFormer); N is the stage's actual grid size.
 
-    def __init__(self, num_tokens: int) -> None:
+    The matrix fixes the grid: an input whose H x W differs from the one it was built for fails
+    with a :class:`ConfigError` naming both grids (rather than a matmul shape error).
+    """
+
+    def __init__(self, num_tokens: int, grid: tuple[int, int] | None = None) -> None:
         super().__init__()
+        if grid is not None and grid[0] * grid[1] != num_tokens:
+            raise ConfigError(f"random: grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} tokens, "
+                              f"not num_tokens {num_tokens}")
         self.num_tokens = num_tokens
+        self.grid = tuple(grid) if grid is not None else None
         self.random_matrix = nn.Parameter(
             torch.softmax(torch.rand(num_tokens, num_tokens), dim=-1), requires_grad=False
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        if h * w != self.num_tokens or (self.grid is not None and (h, w) != self.grid):
+            built = (f"{self.grid[0]}x{self.grid[1]} grid ({self.num_tokens} tokens)"
+                     if self.grid is not None else f"{self.num_tokens} tokens")
+            raise ConfigError(
+                f"random mixing was built for a {built} but got a {h}x{w} grid ({h * w} tokens): "
+                "its frozen matrix fixes the input resolution; rebuild the model with the "
+                "img_size that gives this grid"
+            )
         y = x.reshape(b, c, h * w) @ self.random_matrix.transpose(0, 1)
         return y.reshape(b, c, h, w)
 
@@ -98,7 +116,7 @@ def _rand_cost(dim: int, grid: tuple[int, int]) -> Cost:
 
 MIXERS.add("random", MixerDef(
     "random", "nchw", "global", {},
-    build=lambda dim, grid: RandomMixing(grid[0] * grid[1]),
+    build=lambda dim, grid: RandomMixing(grid[0] * grid[1], grid),
     cost=_rand_cost,
     description="frozen random row-stochastic token matrix (RandFormer); fixes the grid",
 ))
@@ -159,9 +177,10 @@ MIXERS.add("sepconv", MixerDef(
 def _check_heads(name: str, dim: int, head_dim: int) -> None:
     _positive_int(f"{name}.head_dim", head_dim)
     if dim % head_dim:
+        lower, upper = max(head_dim, dim // head_dim * head_dim), (dim // head_dim + 1) * head_dim
         raise ConfigError(
             f"{name}: width {dim} must be a multiple of head_dim {head_dim} "
-            f"(e.g. {max(head_dim, dim // head_dim * head_dim)} or {(dim // head_dim + 1) * head_dim})"
+            f"(e.g. {lower} or {upper})"
         )
 
 

@@ -85,9 +85,13 @@ def validate(spec: ArchSpec) -> ArchSpec:
                 f"{where}.width equals stages[{i - 1}].width ({stage.width}): consecutive widths "
                 "must differ (timm would silently skip the downsampling and change every grid)"
             )
+        _one_of(f"{where}.mixer", stage.mixer, MIXERS)
         mixer = MIXERS.get(stage.mixer)
         args = mixer.resolve(stage.args, f"{where}.mixer_args")
-        mixer.check(stage.width, grid, **args)
+        try:
+            mixer.check(stage.width, grid, **args)
+        except ConfigError as e:  # the mixer's own check names its setting; add the stage
+            raise ConfigError(f"{where}.mixer_args: {e}") from None
         _one_of(f"{where}.norm", stage.norm, NORMS)
         _one_of(f"{where}.act", stage.act, ACTS)
         if not isinstance(stage.mlp_ratio, (int, float)) or int(stage.mlp_ratio * stage.width) < 1:

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import SpaceError, did_you_mean
-from search_spaces._space import ProxySpec, RandomTrial, Space, parse_space, round_width, split_depth
+from search_spaces._space import (
+    ProxySpec,
+    RandomTrial,
+    Space,
+    parse_space,
+    round_width,
+    split_depth,
+)
 
 __all__ = ["Space", "ProxySpec", "RandomTrial", "load_space", "list_spaces", "parse_space",
            "split_depth", "round_width", "SPACES_DIR"]
@@ -24,9 +31,11 @@ def _read_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpaceError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SpaceError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -34,13 +43,35 @@ def _read_yaml(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpaceError(f"{path}: {where}invalid YAML: {problem}") from None
+    except RecursionError:
+        raise SpaceError(f"{path}: invalid YAML: nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 - PyYAML's constructors raise ValueError, KeyError...
+        # e.g. "!!int abc", "!!bool maybe", "2001-02-30": the text parses but a value cannot be
+        # built. Whatever the type, it is a malformed document: one line, no traceback.
+        raise SpaceError(f"{path}: invalid YAML: cannot build a value ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'no message'})") from None
 
 
 def load_space(name_or_path: str | os.PathLike) -> Space:
-    """A shipped space by name, or a user's YAML file by path."""
-    text = str(name_or_path)
+    """A shipped space by name, or a user's YAML file by path.
+
+    Args:
+        name_or_path: a name from :func:`list_spaces`, or a path to a ``.yaml``/``.yml`` file.
+
+    Returns:
+        The validated :class:`Space`.
+
+    Raises:
+        SpaceError: unknown name, unreadable file, invalid YAML, or a malformed document (one
+            line: the file, the key path and what is allowed).
+
+    Example:
+        >>> space = load_space("tiny")
+        >>> arch, params = space.sample_random(seed=0)
+    """
+    text = os.fspath(name_or_path)
     path = Path(text)
-    if path.suffix in (".yaml", ".yml") or os.sep in text or path.is_file():
+    if path.suffix in (".yaml", ".yml") or os.sep in text or "/" in text or path.is_file():
         if not path.is_file():
             raise SpaceError(f"{path}: no such space file")
         return Space(_read_yaml(path), str(path))

@@ -4,9 +4,14 @@ One :class:`Space` is the single source for (a) Optuna define-by-run sampling wi
 (``stage3/mixer``, ``stage3/attention/head_dim``), (b) uniform random sampling for design-space
 statistics, and (c) counting and describing. Every sample compiles to an ``ArchSpec``.
 
-Rules (documented in the README): a scalar is fixed, a list is a choice. Stage depths from a total
-``L`` and a ratio pattern ``a:b:c:d`` are ``max(1, floor(L * r_i / sum(r) + 0.5))``. Widths from a
-base and multipliers are ``max(q, q * floor(base * m_i / q + 0.5))`` with ``q`` the divisor.
+Rules (documented in the README "Search-space format"): a scalar is fixed, a list is a choice.
+Stage depths from a total ``L`` and a ratio pattern ``a:b:c:d`` are
+``max(1, floor(L * r_i / sum(r) + 0.5))``. Widths from a base and multipliers are
+``max(q, q * floor(base * m_i / q + 0.5))`` with ``q`` the divisor. A global ``norm``/``act``/
+``mlp_ratio``/``layer_scale``/``res_scale`` is one shared parameter (``norm``); a stage's own value
+replaces it there and is a parameter of that stage (``stage3/norm``). Numbers may be written as
+strings (``8.0e9``, ``1e-5``: PyYAML reads these as strings). A malformed document always raises
+:class:`~nas.errors.SpaceError` with the file, the key path and what is allowed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -28,6 +34,7 @@ from nas.arch import (
     ConvMixerSpec,
     MetaFormerSpec,
     StageSpec,
+    stage_grids,
 )
 from nas.cost import analytic_cost
 from nas.errors import ConfigError, SpaceError, did_you_mean
@@ -35,20 +42,27 @@ from nas.layers import ACTS, NORMS
 from nas.mixers import MIXERS
 from nas.model import validate
 
-__all__ = ["Space", "ProxySpec", "RandomTrial", "parse_space"]
+__all__ = ["Space", "ProxySpec", "RandomTrial", "parse_space", "split_depth", "round_width"]
 
 ATTENTION_LIKE = ("attention", "ufo")  # mixers whose width must be a multiple of head_dim
-STAGE_KEYS = ("mixer", "norm", "act", "mlp_ratio", "layer_scale", "res_scale")
+STAGE_OPTS = ("norm", "act", "mlp_ratio", "layer_scale", "res_scale")  # global, or per stage
+STAGE_KEYS = ("mixer", *STAGE_OPTS)
 TOP_KEYS = {
     "metaformer": ("name", "description", "family", "resolution", "num_classes", "stem", "head",
-                   "mlp_bias", "depth", "width", "norm", "act", "mlp_ratio", "layer_scale",
-                   "res_scale", "stages", "mixers", "constraints", "proxy"),
+                   "mlp_bias", "depth", "width", *STAGE_OPTS, "stages", "mixers", "constraints",
+                   "proxy"),
     "convmixer": ("name", "description", "family", "resolution", "num_classes", "width",
                   "depth", "kernel_size", "patch_size", "act", "constraints", "proxy"),
 }
 CONSTRAINT_KEYS = ("conv_before_attention", "nondecreasing_widths", "max_macs", "max_params")
-FLOAT_SETTINGS = ("expansion_ratio",)  # mixer settings that may be fractional
 PROXY_KEYS = ("width_mult", "depth_mult", "resolution", "stem_stride", "patch_size")
+FLOAT_SETTINGS = ("expansion_ratio",)  # mixer settings that may be fractional
+MAX_NUMBER = 1e15  # larger magnitudes are typos (and would overflow float arithmetic)
+MAX_DEPTH = 1000  # blocks per stage (or ConvMixer layers)
+MAX_WIDTH = 65536  # channels
+_NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # YAML 1.2 numbers, as text
+_KIND_NAMES = {"int": "integers", "float": "numbers", "number": "numbers", "str": "strings",
+               "bool": "true/false"}
 
 
 class TrialLike(Protocol):
@@ -81,69 +95,172 @@ class ProxySpec:
 # --------------------------------------------------------------------------- parsing helpers
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _one_line(text: str) -> str:
+    """Escape line breaks and other unprintable characters (keys may hold anything)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Doc:
-    """Error helper that knows the file and the key path."""
+    """Error helper that knows the file and the key path; converts and checks values."""
 
     def __init__(self, source: str) -> None:
         self.source = source
 
     def fail(self, path: str, message: str) -> SpaceError:
-        return SpaceError(f"{self.source}: {path}: {message}")
+        return SpaceError(_one_line(f"{self.source}: {path}: {message}"))
 
     def keys(self, path: str, node: Any, allowed: Sequence[str]) -> Mapping[str, Any]:
         if not isinstance(node, Mapping):
-            raise self.fail(path, f"must be a mapping with keys {', '.join(allowed)}; "
-                                  f"got {type(node).__name__}")
+            what = f"keys {', '.join(allowed)}" if allowed else "no keys"
+            raise self.fail(path or "(top)", f"must be a mapping with {what}; "
+                                             f"got {type(node).__name__} {_short(node)}")
         for key in node:
             if key not in allowed:
-                raise self.fail(f"{path}.{key}" if path else str(key),
-                                f"unknown key; allowed: {', '.join(allowed)}"
-                                f"{did_you_mean(key, allowed)}")
+                where = f"{path}.{key}" if path else str(key)
+                if not allowed:
+                    raise self.fail(where, f"unknown key; {path} takes no keys")
+                raise self.fail(where, f"unknown key; allowed: {', '.join(allowed)}"
+                                       f"{did_you_mean(key, allowed)}")
         return node
 
-    def choices(self, path: str, node: Any, kind: type | tuple[type, ...],
-                allowed: Sequence[Any] | None = None, nullable: bool = False,
-                low: float | None = None) -> tuple[Any, ...]:
-        """A scalar (fixed) or a non-empty list of scalars (a choice), each checked."""
-        values = tuple(node) if isinstance(node, list) else (node,)
-        if not values:
+    def section(self, path: str, node: Any, allowed: Sequence[str]) -> Mapping[str, Any]:
+        """An optional mapping: absent or null means empty."""
+        return {} if node is None else self.keys(path, node, allowed)
+
+    def value(self, path: str, v: Any, kind: str, nullable: bool = False) -> Any:
+        """One value converted to ``kind``: int, float, number (int when integral), str, bool."""
+        if v is None and nullable:
+            return None
+        if isinstance(v, Mapping):
+            raise self.fail(path, "must be a value or a list of values, not a mapping; "
+                                  f"got {_short(v)}")
+        if kind in ("int", "float", "number"):
+            if isinstance(v, str) and _NUMERIC.fullmatch(v.strip()):
+                v = float(v) if any(c in v for c in ".eE") else int(v)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                null = " or null" if nullable else ""
+                raise self.fail(path, f"values must be {_KIND_NAMES[kind]}{null}; got {_short(v)}")
+            if (isinstance(v, float) and not math.isfinite(v)) or abs(v) > MAX_NUMBER:
+                raise self.fail(path, f"values must be finite and at most {MAX_NUMBER:.0e} in "
+                                      f"magnitude; got {_short(v)}")
+            if kind == "int":
+                if v != int(v):
+                    raise self.fail(path, f"values must be integers; got {v!r}")
+                return int(v)
+            if kind == "float":
+                return float(v)
+            return int(v) if v == int(v) else float(v)
+        expected = str if kind == "str" else bool
+        if not isinstance(v, expected):
+            null = " or null" if nullable else ""
+            raise self.fail(path, f"values must be {_KIND_NAMES[kind]}{null}; got {_short(v)}")
+        return v
+
+    def choices(self, path: str, node: Any, kind: str, allowed: Sequence[Any] | None = None,
+                nullable: bool = False, low: float | None = None, high: float | None = None,
+                choice: bool = True) -> tuple[Any, ...]:
+        """A scalar (fixed) or a non-empty list of scalars (a choice), each converted, checked."""
+        if isinstance(node, (list, tuple)):
+            if not choice:
+                raise self.fail(path, f"is fixed for the whole space: give one value, not a "
+                                      f"list; got {_short(node)}")
+            values = tuple(node)
+            if not values:
+                raise self.fail(path, "an empty list offers no choice; give at least one value")
+        else:
+            values = (node,)
+        out = []
+        for raw in values:
+            v = self.value(path, raw, kind, nullable)
+            if v is not None:
+                if allowed is not None and v not in allowed:
+                    raise self.fail(path, f"must be one of {', '.join(map(str, allowed))}; "
+                                          f"got {v!r}{did_you_mean(v, allowed)}")
+                if low is not None and v < low:
+                    raise self.fail(path, f"values must be >= {low:g}; got {v!r}")
+                if high is not None and v > high:
+                    raise self.fail(path, f"values must be <= {high:g}; got {v!r}")
+            out.append(v)
+        if len({_key(v) for v in out}) != len(out):
+            raise self.fail(path, f"lists a value twice: {_short(out)}")
+        return tuple(out)
+
+    def scalar(self, path: str, node: Any, kind: str, allowed: Sequence[Any] | None = None,
+               nullable: bool = False, low: float | None = None,
+               high: float | None = None) -> Any:
+        return self.choices(path, node, kind, allowed, nullable, low, high, choice=False)[0]
+
+    def ratios(self, path: str, node: Any, n: int, integer: bool = False,
+               high: float = MAX_NUMBER) -> dict[str, tuple[Any, ...]]:
+        """Choices of ``a:b:c:d`` patterns (a string, or a list of numbers) with ``n`` parts,
+        keyed by their canonical text (the Optuna choice)."""
+        entries = list(node) if isinstance(node, (list, tuple)) else [node]
+        if not entries:
             raise self.fail(path, "an empty list offers no choice; give at least one value")
-        for v in values:
-            if v is None and nullable:
-                continue
-            bad_type = not isinstance(v, kind) or (isinstance(v, bool) and bool not in _tup(kind))
-            if bad_type:
-                names = "/".join(k.__name__ for k in _tup(kind)) + (" or null" if nullable else "")
-                raise self.fail(path, f"values must be {names}; got {v!r}")
-            if allowed is not None and v not in allowed:
-                raise self.fail(path, f"must be one of {', '.join(map(str, allowed))}; "
-                                      f"got {v!r}{did_you_mean(v, allowed)}")
-            if low is not None and v < low:
-                raise self.fail(path, f"values must be >= {low}; got {v!r}")
-        if len(set(map(_key, values))) != len(values):
-            raise self.fail(path, f"lists a value twice: {list(values)}")
-        return values
+        flat = isinstance(node, (list, tuple)) and all(
+            isinstance(e, (int, float)) and not isinstance(e, bool) for e in node)
+        out: dict[str, tuple[Any, ...]] = {}
+        for e in entries:
+            vals = self._ratio(path, e, n, flat and len(entries) == n > 1)
+            if any(v > high for v in vals):
+                raise self.fail(path, f"values must be <= {high:g}; got {_short(e)}")
+            if integer:
+                if any(v != int(v) for v in vals):
+                    raise self.fail(path, f"widths must be integers; got {_short(e)}")
+                vals = tuple(int(v) for v in vals)
+            text = ":".join(f"{v:g}" if v != int(v) else str(int(v)) for v in vals)
+            if text in out:
+                raise self.fail(path, f"lists '{text}' twice")
+            out[text] = vals
+        return out
 
-
-def _tup(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
+    def _ratio(self, path: str, e: Any, n: int, flat: bool) -> tuple[float, ...]:
+        example = ":".join(["1"] * n)
+        if isinstance(e, (list, tuple)):
+            parts = [self.value(path, p, "float") for p in e]
+        elif isinstance(e, str):
+            try:
+                parts = [float(p) for p in e.split(":")]
+            except ValueError:
+                raise self.fail(path, f"must be positive numbers joined by ':' such as "
+                                      f"'{example}'; got {_short(e)}") from None
+        elif isinstance(e, int) and not isinstance(e, bool) and n > 1 and e >= 60:
+            digits = []
+            while e:
+                e, r = divmod(e, 60)
+                digits.append(str(r))
+            text = ":".join(reversed(digits))
+            raise self.fail(path, f"YAML reads the unquoted {text} as a base-60 number; "
+                                  f"quote it: '{text}'")
+        elif isinstance(e, (int, float)) and not isinstance(e, bool):
+            parts = [self.value(path, e, "float")]
+        else:
+            raise self.fail(path, f"must be a pattern such as '{example}' or a list of {n} "
+                                  f"numbers; got {_short(e)}")
+        if not parts or any(not math.isfinite(p) or p <= 0 for p in parts):
+            raise self.fail(path, f"must be positive numbers joined by ':' such as '{example}'; "
+                                  f"got {_short(e)}")
+        if len(parts) != n:
+            hint = (f" (a list is a choice: write one pattern as '{example}', quoted)"
+                    if flat or n > 1 and len(parts) == 1 else "")
+            raise self.fail(path, f"{_short(e)} has {len(parts)} part(s) but the space has "
+                                  f"{n} stages{hint}")
+        return tuple(parts)
 
 
 def _key(v: Any) -> str:
     return json.dumps(v, sort_keys=True)
 
 
-def _ratio(doc: _Doc, path: str, text: Any, n: int | None) -> tuple[float, ...]:
-    parts = str(text).split(":") if isinstance(text, (str, int, float)) else []
-    try:
-        vals = tuple(float(p) for p in parts)
-    except ValueError:
-        vals = ()
-    if not vals or any(not math.isfinite(v) or v <= 0 for v in vals):
-        raise doc.fail(path, f"must be positive numbers joined by ':' such as '1:1:3:1'; got {text!r}")
-    if n is not None and len(vals) != n:
-        raise doc.fail(path, f"'{text}' has {len(vals)} parts but the space has {n} stages")
-    return vals
+def _kind_of(default: Any) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    return {int: "int", float: "float", str: "str"}.get(type(default), "str")
 
 
 def split_depth(total: int, ratio: Sequence[float]) -> tuple[int, ...]:
@@ -157,168 +274,214 @@ def round_width(x: float, q: int) -> int:
     return max(q, q * math.floor(x / q + 0.5))
 
 
+def _grids(img_size: int, stem_stride: int, n: int) -> list[int]:
+    """Grid side of each of ``n`` stages (the builder's own geometry)."""
+    probe = MetaFormerSpec(stages=tuple(StageSpec(1, 8 * (j + 1), "identity") for j in range(n)),
+                           img_size=img_size, stem_stride=stem_stride)
+    return [g[0] for g in stage_grids(probe)]
+
+
 # --------------------------------------------------------------------------- the space
 
 
 class Space:
-    """A parsed, validated search space (see the module docstring for the rules)."""
+    """A parsed, validated search space (see the module docstring for the rules).
+
+    Args:
+        doc: the document (what ``yaml.safe_load`` returns, or a dict written in Python).
+        source: the file name (or ``"<python>"``) that error messages start with.
+
+    Example:
+        >>> space = Space({"name": "s", "depth": {"total": [4, 8]}, "width": {"base": 32},
+        ...                "stages": [{"mixer": m} for m in ("sepconv",) * 3 + ("attention",)]},
+        ...               source="<python>")
+        >>> arch, params = space.sample_random(0)
+    """
 
     def __init__(self, doc: Mapping[str, Any], source: str = "<space>") -> None:
         self.source = source
         self.doc = doc
-        d = _Doc(source)
+        d = self._d = _Doc(source)
         if not isinstance(doc, Mapping):
-            raise d.fail("(top)", f"a space must be a mapping; got {type(doc).__name__}")
+            raise d.fail("(top)", f"a space must be a mapping; got {type(doc).__name__} "
+                                  f"{_short(doc)}")
         family = doc.get("family", "metaformer")
-        if family not in TOP_KEYS:
-            raise d.fail("family", f"must be one of metaformer, convmixer; got {family!r}"
+        if not isinstance(family, str) or family not in TOP_KEYS:
+            raise d.fail("family", f"must be one of {', '.join(TOP_KEYS)}; got {_short(family)}"
                                    f"{did_you_mean(family, TOP_KEYS)}")
         self.family: str = family
         d.keys("", doc, TOP_KEYS[family])
         name = doc.get("name")
-        if not isinstance(name, str) or not name:
-            raise d.fail("name", "is required: a non-empty string")
+        if not isinstance(name, str) or not name.strip():
+            raise d.fail("name", f"is required: a non-empty string; got {_short(name)}")
         self.name: str = name
-        self.description: str = str(doc.get("description", "")).strip()
-        self.resolution: int = d.choices("resolution", doc.get("resolution", 224), int, low=8)[0]
-        self.num_classes: int = d.choices("num_classes", doc.get("num_classes", 1000), int, low=1)[0]
-        self._d = d
-        self.choices: dict[str, tuple[Any, ...]] = {}  # every choice point, fixed ones included
+        description = doc.get("description", "")
+        if not isinstance(description, str):
+            raise d.fail("description", f"must be a string; got {_short(description)}")
+        self.description: str = description.strip()
+        self.resolution: int = d.scalar("resolution", doc.get("resolution", 224), "int", low=8,
+                                        high=4096)
+        self.num_classes: int = d.scalar("num_classes", doc.get("num_classes", 1000), "int",
+                                         low=1, high=10**6)
         if family == "metaformer":
             self._parse_metaformer(doc)
         else:
             self._parse_convmixer(doc)
-        self._parse_constraints(doc.get("constraints", {}))
-        self.proxy_spec = self._parse_proxy(doc.get("proxy", {}))
-        self.hash = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self._parse_constraints(doc.get("constraints"))
+        self.proxy_spec: ProxySpec = self._parse_proxy(doc.get("proxy"))
+        if family == "metaformer":
+            self._check_stages()
+        else:
+            self._check_convmixer()
+        try:
+            text = json.dumps(doc, sort_keys=True, default=str)
+        except (TypeError, ValueError):  # non-string keys in a Python-built document
+            text = repr(doc)
+        self.hash: str = hashlib.sha256(text.encode()).hexdigest()[:16]
         self._check_probe()
 
     # ---------------------------------------------------------------- metaformer parsing
 
+    def _opt_choices(self, path: str, key: str, node: Any) -> tuple[Any, ...]:
+        d = self._d
+        if key in ("norm", "act"):
+            return d.choices(path, node, "str", (NORMS if key == "norm" else ACTS).names())
+        if key == "mlp_ratio":
+            return d.choices(path, node, "float", low=1 / 64, high=64)
+        return d.choices(path, node, "float", nullable=True)  # layer_scale, res_scale
+
     def _parse_metaformer(self, doc: Mapping[str, Any]) -> None:
         d = self._d
         stages = doc.get("stages")
-        if not isinstance(stages, list) or not stages:
-            raise d.fail("stages", "is required: a list with one entry per stage (each with a mixer)")
+        if not isinstance(stages, (list, tuple)) or not stages:
+            raise d.fail("stages", "is required: a list with one entry per stage, each with a "
+                                   f"mixer; got {_short(stages)}")
         self.n_stages = n = len(stages)
-        self.stem = d.choices("stem", doc.get("stem", "v2"), str, STEMS)
-        self.head = d.choices("head", doc.get("head", "mlp"), str, HEADS)
-        self.mlp_bias = d.choices("mlp_bias", doc.get("mlp_bias", False), bool)
-        glob = {
-            "norm": d.choices("norm", doc.get("norm", "ln_nobias"), str, NORMS.names()),
-            "act": d.choices("act", doc.get("act", "starrelu"), str, ACTS.names()),
-            "mlp_ratio": d.choices("mlp_ratio", doc.get("mlp_ratio", 4), (int, float), low=0.0625),
-            "layer_scale": d.choices("layer_scale", doc.get("layer_scale"), (int, float), nullable=True),
-            "res_scale": d.choices("res_scale", doc.get("res_scale"), (int, float), nullable=True),
-        }
-        self.stages: list[dict[str, tuple[Any, ...]]] = []
+        self.stem = d.choices("stem", doc.get("stem", "v2"), "str", STEMS)
+        self.head = d.choices("head", doc.get("head", "mlp"), "str", HEADS)
+        self.mlp_bias = d.choices("mlp_bias", doc.get("mlp_bias", False), "bool")
+        defaults = {"norm": "ln_nobias", "act": "starrelu", "mlp_ratio": 4.0,
+                    "layer_scale": None, "res_scale": None}
+        self.glob: dict[str, tuple[Any, ...]] = {
+            k: self._opt_choices(k, k, doc.get(k, v)) for k, v in defaults.items()}
+        self.stages: list[dict[str, tuple[Any, ...]]] = []  # mixer + the stage's own overrides
         for i, st in enumerate(stages):
             p = f"stages[{i}]"
             d.keys(p, st, STAGE_KEYS)
             if "mixer" not in st:
-                raise d.fail(p, f"needs a mixer (one of {', '.join(MIXERS.names())})")
-            entry = {"mixer": d.choices(f"{p}.mixer", st["mixer"], str, MIXERS.names())}
-            for key, default in glob.items():
+                raise d.fail(f"{p}.mixer", f"is required: one or a list of "
+                                           f"{', '.join(MIXERS.names())}")
+            entry = {"mixer": d.choices(f"{p}.mixer", st["mixer"], "str", MIXERS.names())}
+            for key in STAGE_OPTS:
                 if key in st:
-                    kind = str if key in ("norm", "act") else (int, float)
-                    allowed = {"norm": NORMS.names(), "act": ACTS.names()}.get(key)
-                    entry[key] = d.choices(f"{p}.{key}", st[key], kind, allowed,
-                                           nullable=key.endswith("scale"),
-                                           low=0.0625 if key == "mlp_ratio" else None)
-                    entry[f"{key}@stage"] = (True,)
-                else:
-                    entry[key] = default
+                    entry[key] = self._opt_choices(f"{p}.{key}", key, st[key])
             self.stages.append(entry)
-        self.mixer_settings = self._parse_mixers(doc.get("mixers", {}))
+        self.mixer_settings = self._parse_mixers(doc.get("mixers"))
         self._parse_depth(doc.get("depth"), n)
         self._parse_width(doc.get("width"), n)
 
+    def _opt(self, i: int, key: str) -> tuple[Any, ...]:
+        """The choices of ``key`` in stage ``i``: its own, else the global ones."""
+        return self.stages[i].get(key, self.glob[key])
+
     def _parse_mixers(self, node: Any) -> dict[str, dict[str, tuple[Any, ...]]]:
         d = self._d
-        used = sorted({m for st in self.stages for m in st["mixer"]})
-        d.keys("mixers", node, MIXERS.names())
+        node = d.section("mixers", node, MIXERS.names())
+        used = {m for st in self.stages for m in st["mixer"]}
         out = {}
-        for m in used:
+        for m in sorted(used | set(node)):  # settings of unused mixers are checked too
             mdef = MIXERS.get(m)
-            given = node.get(m, {}) or {}
-            d.keys(f"mixers.{m}", given, list(mdef.defaults))
-            out[m] = {}
+            given = d.section(f"mixers.{m}", node.get(m), list(mdef.defaults))
+            settings = {}
             for key, default in mdef.defaults.items():
-                kind = (int, float) if key in FLOAT_SETTINGS else type(default)
+                kind = "number" if key in FLOAT_SETTINGS else _kind_of(default)
                 allowed = ACTS.names() if key == "act" else None
-                out[m][key] = d.choices(f"mixers.{m}.{key}", given.get(key, default), kind, allowed)
-            for combo in itertools.product(*out[m].values()):
-                args = dict(zip(out[m], combo))
+                high = 4096 if kind in ("int", "number") else None
+                settings[key] = d.choices(f"mixers.{m}.{key}", given.get(key, default), kind,
+                                          allowed, high=high)
+            for combo in itertools.product(*settings.values()):
+                args = dict(zip(settings, combo))
                 width = 64 * args.get("head_dim", 1)  # a width every setting can divide
                 try:
                     mdef.check(width, (7, 7), **args)
                 except ConfigError as e:
                     raise d.fail(f"mixers.{m}", str(e)) from None
+            out[m] = settings
         return out
 
     def _parse_depth(self, node: Any, n: int) -> None:
         d = self._d
         if node is None:
-            raise d.fail("depth", "is required: {total: [...], ratios: [...]} or {per_stage: [...]}")
-        if isinstance(node, Mapping) and "per_stage" in node:
-            d.keys("depth", node, ("per_stage",))
+            raise d.fail("depth", "is required: {total: [...], ratios: [...]} or "
+                                  "{per_stage: [...]}")
+        d.keys("depth", node, ("total", "ratios", "per_stage"))
+        if "per_stage" in node:
+            if len(node) > 1:
+                raise d.fail("depth", "give either per_stage or total (with ratios), not both")
             per = node["per_stage"]
-            if not isinstance(per, list) or len(per) != n:
-                raise d.fail("depth.per_stage", f"must list one entry per stage ({n})")
+            if not isinstance(per, (list, tuple)) or len(per) != n:
+                raise d.fail("depth.per_stage", f"must list one entry per stage ({n}), each a "
+                                                f"depth or a list of depths; got {_short(per)}")
             self.depth_mode = "per_stage"
-            self.depth_per_stage = [d.choices(f"depth.per_stage[{i}]", v, int, low=1)
-                                    for i, v in enumerate(per)]
+            self.depth_per_stage = [
+                d.choices(f"depth.per_stage[{i}]", v, "int", low=1, high=MAX_DEPTH)
+                for i, v in enumerate(per)]
             return
-        d.keys("depth", node, ("total", "ratios"))
+        if "total" not in node:
+            raise d.fail("depth.total", "is required (or give depth.per_stage instead)")
         self.depth_mode = "ratios"
-        self.depth_total = d.choices("depth.total", node.get("total"), int, low=n)
-        ratios = d.choices("depth.ratios", node.get("ratios", ":".join(["1"] * n)), (str, int))
-        self.depth_ratios = {str(r): _ratio(d, "depth.ratios", r, n) for r in ratios}
+        self.depth_total = d.choices("depth.total", node["total"], "int", low=n,
+                                     high=MAX_DEPTH * n)
+        self.depth_ratios = d.ratios("depth.ratios", node.get("ratios", ":".join(["1"] * n)), n)
 
     def _parse_width(self, node: Any, n: int) -> None:
         d = self._d
         if node is None:
             raise d.fail("width", "is required: {base, multipliers, divisor} or {lists: [...]}")
-        if isinstance(node, Mapping) and "lists" in node:
-            d.keys("width", node, ("lists",))
+        d.keys("width", node, ("base", "multipliers", "divisor", "lists"))
+        if "lists" in node:
+            if len(node) > 1:
+                raise d.fail("width", "give either lists or base (with multipliers, divisor), "
+                                      "not both")
             self.width_mode = "lists"
-            lists = d.choices("width.lists", node["lists"], str)
-            self.width_lists = {}
-            for text in lists:
-                vals = _ratio(d, "width.lists", text, n)
-                if any(v != int(v) for v in vals):
-                    raise d.fail("width.lists", f"widths must be integers; got '{text}'")
-                self.width_lists[text] = tuple(int(v) for v in vals)
+            self.width_lists = d.ratios("width.lists", node["lists"], n, integer=True,
+                                        high=MAX_WIDTH)
         else:
-            d.keys("width", node, ("base", "multipliers", "divisor"))
+            if "base" not in node:
+                raise d.fail("width.base", "is required (or give width.lists instead)")
             self.width_mode = "base"
-            self.width_base = d.choices("width.base", node.get("base"), int, low=1)
-            mults = d.choices("width.multipliers", node.get("multipliers", "1:2:4:8"), str)
-            self.width_mults = {m: _ratio(d, "width.multipliers", m, n) for m in mults}
-            self.width_divisor = d.choices("width.divisor", node.get("divisor", 8), int, low=1)[0]
-        for widths, where in self._all_widths():
+            self.width_base = d.choices("width.base", node["base"], "int", low=1, high=MAX_WIDTH)
+            self.width_mults = d.ratios("width.multipliers", node.get("multipliers", "1:2:4:8"),
+                                        n, high=MAX_WIDTH)
+            self.width_divisor = d.scalar("width.divisor", node.get("divisor", 8), "int", low=1,
+                                          high=4096)
+        for widths, where, what in self._all_widths():
+            if max(widths) > MAX_WIDTH:
+                raise d.fail(where, f"{what} gives widths {list(widths)}; widths must be <= "
+                                    f"{MAX_WIDTH}")
             for i in range(1, n):
                 if widths[i] == widths[i - 1]:
-                    raise d.fail(where, f"gives equal widths {list(widths)} at stages {i} and "
-                                        f"{i + 1}; consecutive widths must differ")
+                    raise d.fail(where, f"{what} gives equal widths {list(widths)} at stages {i} "
+                                        f"and {i + 1}; consecutive widths must differ")
             for i, st in enumerate(self.stages):
                 for m in st["mixer"]:
                     if m in ATTENTION_LIKE:
                         for hd in self.mixer_settings[m]["head_dim"]:
                             if widths[i] % hd:
-                                raise d.fail(where, f"gives width {widths[i]} at stage {i + 1}, "
-                                             f"which can be '{m}' with head_dim {hd}: widths of "
-                                             f"attention stages must be multiples of head_dim "
+                                raise d.fail(where, f"{what} gives width {widths[i]} at stage "
+                                             f"{i + 1}, which can be '{m}' with head_dim {hd}: "
+                                             "attention widths must be multiples of head_dim "
                                              f"(use a divisor that is a multiple of {hd})")
 
-    def _all_widths(self):
+    def _all_widths(self) -> Iterator[tuple[tuple[int, ...], str, str]]:
+        """Every width choice: (widths, key path, which choice)."""
         if self.width_mode == "lists":
             for text, w in self.width_lists.items():
-                yield w, f"width.lists '{text}'"
+                yield w, "width.lists", f"'{text}'"
         else:
             for b, (text, m) in itertools.product(self.width_base, self.width_mults.items()):
                 yield (tuple(round_width(b * x, self.width_divisor) for x in m),
-                       f"width base {b} x multipliers '{text}'")
+                       "width.multipliers", f"'{text}' with base {b}")
 
     # ---------------------------------------------------------------- convmixer parsing
 
@@ -328,52 +491,99 @@ class Space:
             if key not in doc:
                 raise d.fail(key, "is required: an integer or a list of integers")
         self.cm = {
-            "width": d.choices("width", doc["width"], int, low=1),
-            "depth": d.choices("depth", doc["depth"], int, low=1),
-            "kernel_size": d.choices("kernel_size", doc.get("kernel_size", 9), int, low=1),
-            "patch_size": d.choices("patch_size", doc.get("patch_size", 7), int, low=1),
-            "act": d.choices("act", doc.get("act", "gelu"), str, ACTS.names()),
+            "width": d.choices("width", doc["width"], "int", low=1, high=MAX_WIDTH),
+            "depth": d.choices("depth", doc["depth"], "int", low=1, high=MAX_DEPTH),
+            "kernel_size": d.choices("kernel_size", doc.get("kernel_size", 9), "int", low=1,
+                                     high=4096),
+            "patch_size": d.choices("patch_size", doc.get("patch_size", 7), "int", low=1,
+                                    high=self.resolution),
+            "act": d.choices("act", doc.get("act", "gelu"), "str", ACTS.names()),
         }
 
     # ---------------------------------------------------------------- constraints, proxy
 
     def _parse_constraints(self, node: Any) -> None:
         d = self._d
-        d.keys("constraints", node or {}, CONSTRAINT_KEYS)
-        node = node or {}
-        self.conv_before_attention = d.choices("constraints.conv_before_attention",
-                                               node.get("conv_before_attention", False), bool)[0]
-        self.nondecreasing_widths = d.choices("constraints.nondecreasing_widths",
-                                              node.get("nondecreasing_widths", True), bool)[0]
-        self.max_macs = d.choices("constraints.max_macs", node.get("max_macs"), (int, float),
-                                  nullable=True, low=1)[0]
-        self.max_params = d.choices("constraints.max_params", node.get("max_params"),
-                                    (int, float), nullable=True, low=1)[0]
+        node = d.section("constraints", node, CONSTRAINT_KEYS)
+        self.conv_before_attention: bool = d.scalar(
+            "constraints.conv_before_attention", node.get("conv_before_attention", False), "bool")
+        self.nondecreasing_widths: bool = d.scalar(
+            "constraints.nondecreasing_widths", node.get("nondecreasing_widths", True), "bool")
+        self.max_macs: float | None = d.scalar("constraints.max_macs", node.get("max_macs"),
+                                               "number", nullable=True, low=1)
+        self.max_params: float | None = d.scalar("constraints.max_params", node.get("max_params"),
+                                                 "number", nullable=True, low=1)
 
     def _parse_proxy(self, node: Any) -> ProxySpec:
         d = self._d
-        d.keys("proxy", node or {}, PROXY_KEYS)
-        node = node or {}
+        node = d.section("proxy", node, PROXY_KEYS)
         base = ProxySpec()
-        vals = {}
-        for key in PROXY_KEYS:
-            default = getattr(base, key)
-            kind = float if isinstance(default, float) else int
-            v = d.choices(f"proxy.{key}", node.get(key, default),
-                          (int, float) if kind is float else int,
-                          STEM_STRIDES if key == "stem_stride" else None, low=1e-3)[0]
-            vals[key] = kind(v)
-        if vals["width_mult"] > 1 or vals["depth_mult"] > 1:
-            raise d.fail("proxy", "width_mult and depth_mult must be in (0, 1]")
-        return ProxySpec(**vals)
+        return ProxySpec(
+            width_mult=d.scalar("proxy.width_mult", node.get("width_mult", base.width_mult),
+                                "float", low=1e-3, high=1),
+            depth_mult=d.scalar("proxy.depth_mult", node.get("depth_mult", base.depth_mult),
+                                "float", low=1e-3, high=1),
+            resolution=d.scalar("proxy.resolution", node.get("resolution", base.resolution),
+                                "int", low=1, high=1024),
+            stem_stride=d.scalar("proxy.stem_stride", node.get("stem_stride", base.stem_stride),
+                                 "int", STEM_STRIDES),
+            patch_size=d.scalar("proxy.patch_size", node.get("patch_size", base.patch_size),
+                                "int", low=1, high=1024),
+        )
 
-    def _check_probe(self) -> None:
-        """Build the first choice of everything once, so a broken space fails at load."""
-        trial = _FirstChoice()
-        try:
-            validate(self.sample(trial))
-        except ConfigError as e:
-            raise self._d.fail("(first choices)", str(e)) from None
+    # ---------------------------------------------------------------- whole-space checks
+
+    def _check_stages(self) -> None:
+        """Every stage's mixer settings and MLP ratio at every width it can take, in the full
+        model and in its proxy, so that no sample and no proxy can fail to build."""
+        d, p, n = self._d, self.proxy_spec, self.n_stages
+        full, small = _grids(self.resolution, 4, n), _grids(p.resolution, p.stem_stride, n)
+        if small[-1] < 1:
+            raise d.fail("proxy.resolution", f"{p.resolution} px with stem_stride "
+                                             f"{p.stem_stride} leaves no pixels at the last "
+                                             f"stage (grids {small}); use a larger resolution")
+        all_widths = [w for w, _, _ in self._all_widths()]
+        for i, st in enumerate(self.stages):
+            widths = sorted({w[i] for w in all_widths})
+            lowest = widths[0]
+            for m in st["mixer"]:
+                mdef, settings = MIXERS.get(m), self.mixer_settings[m]
+                for combo in itertools.product(*settings.values()):
+                    args = dict(zip(settings, combo))
+                    for w in widths:
+                        pw, pargs, _ = _proxy_stage(w, m, args, p)
+                        for note, ww, aa, g in (("", w, args, full[i]),
+                                                (" in the proxy", pw, pargs, small[i])):
+                            try:
+                                mdef.check(ww, (g, g), **aa)
+                            except ConfigError as e:
+                                raise d.fail(f"stages[{i}].mixer",
+                                             f"'{m}' at width {ww}{note}: {e}") from None
+                        lowest = min(lowest, pw)
+            for r in self._opt(i, "mlp_ratio"):
+                if int(r * lowest) < 1:
+                    raise d.fail(f"stages[{i}].mlp_ratio", f"{r:g} x width {lowest} (the "
+                                 "narrowest this stage gets, proxy included) leaves no hidden "
+                                 f"channels; use an mlp_ratio >= {1 / lowest:g}")
+
+    def _check_convmixer(self) -> None:
+        p = self.proxy_spec
+        if p.patch_size > p.resolution:
+            raise self._d.fail("proxy.patch_size", f"{p.patch_size} is larger than the proxy "
+                                                   f"resolution {p.resolution}")
+
+    def _check_probe(self, samples: int = 8) -> None:
+        """Internal safety net: the first choices and a few random samples, full and proxy,
+        pass ``validate`` (the checks above are meant to make this impossible to fail)."""
+        for trial in [_FirstChoice()] + [RandomTrial(k) for k in range(samples)]:
+            arch = self.sample(trial)
+            try:
+                validate(arch)
+                validate(self.proxy(arch, self.num_classes))
+            except ConfigError as e:
+                params = getattr(trial, "params", "first choices")
+                raise self._d.fail("(sampled configuration)", f"{e} (parameters {params})"
+                                   ) from None
 
     # ---------------------------------------------------------------- sampling
 
@@ -383,33 +593,29 @@ class Space:
         if self.family == "convmixer":
             c = {k: pick(k, v) for k, v in self.cm.items()}
             return ConvMixerSpec(num_classes=self.num_classes, img_size=self.resolution, **c)
-        n = self.n_stages
         if self.depth_mode == "ratios":
             total = pick("depth/total", self.depth_total)
             ratio = self.depth_ratios[pick("depth/ratios", tuple(self.depth_ratios))]
             depths = split_depth(total, ratio)
         else:
-            depths = tuple(pick(f"stage{i + 1}/depth", c) for i, c in enumerate(self.depth_per_stage))
+            depths = tuple(pick(f"stage{i + 1}/depth", c)
+                           for i, c in enumerate(self.depth_per_stage))
         if self.width_mode == "lists":
             widths = self.width_lists[pick("width/lists", tuple(self.width_lists))]
         else:
             base = pick("width/base", self.width_base)
             mult = self.width_mults[pick("width/multipliers", tuple(self.width_mults))]
             widths = tuple(round_width(base * m, self.width_divisor) for m in mult)
-        shared = {}
-        for key in ("norm", "act", "mlp_ratio", "layer_scale", "res_scale"):
-            if not any(f"{key}@stage" in st for st in self.stages):
-                shared[key] = pick(key, self.stages[0][key])
+        shared = {k: pick(k, self.glob[k]) for k in STAGE_OPTS
+                  if any(k not in st for st in self.stages)}
         stages = []
         for i, st in enumerate(self.stages):
             s = f"stage{i + 1}"
             mixer = pick(f"{s}/mixer", st["mixer"])
             args = {k: pick(f"{s}/{mixer}/{k}", v) for k, v in self.mixer_settings[mixer].items()}
-            vals = {k: shared[k] if k in shared else pick(f"{s}/{k}", st[k])
-                    for k in ("norm", "act", "mlp_ratio", "layer_scale", "res_scale")}
+            opts = {k: pick(f"{s}/{k}", st[k]) if k in st else shared[k] for k in STAGE_OPTS}
             stages.append(StageSpec(depth=depths[i], width=widths[i], mixer=mixer,
-                                    mixer_args=args, **vals))
-        assert len(stages) == n
+                                    mixer_args=args, **opts))
         return MetaFormerSpec(
             stages=tuple(stages), stem=pick("stem", self.stem), head=pick("head", self.head),
             mlp_bias=pick("mlp_bias", self.mlp_bias), num_classes=self.num_classes,
@@ -425,8 +631,8 @@ class Space:
             arch = self.sample(trial)
             if not feasible or not self.violations(arch):
                 return arch, trial.params
-        raise SpaceError(f"{self.source}: no feasible configuration in {max_tries} random draws; "
-                         "loosen the constraints")
+        raise SpaceError(f"{self.source}: constraints: no feasible configuration in {max_tries} "
+                         "random draws; loosen the constraints")
 
     # ---------------------------------------------------------------- constraints
 
@@ -441,11 +647,12 @@ class Space:
                     if k == "global":
                         seen_global = True
                     elif k == "local" and seen_global:
-                        out.append(f"conv_before_attention: stage {i + 1} is '{arch.stages[i].mixer}'"
-                                   " after an attention-type stage")
+                        out.append(f"conv_before_attention: stage {i + 1} is "
+                                   f"'{arch.stages[i].mixer}' after an attention-type stage")
                         break
-            if self.nondecreasing_widths and any(b < a for a, b in zip(arch.widths, arch.widths[1:])):
-                out.append(f"nondecreasing_widths: widths {list(arch.widths)} decrease")
+            widths = arch.widths
+            if self.nondecreasing_widths and any(b < a for a, b in zip(widths, widths[1:])):
+                out.append(f"nondecreasing_widths: widths {list(widths)} decrease")
         if self.max_macs is not None or self.max_params is not None:
             cost = analytic_cost(arch)
             if self.max_macs is not None and cost.macs > self.max_macs:
@@ -489,13 +696,24 @@ class Space:
               else len(self.width_base) * len(self.width_mults))
         n *= len(self.stem) * len(self.head) * len(self.mlp_bias)
         for st in self.stages:
-            n *= sum(math.prod(len(v) for v in self.mixer_settings[m].values()) for m in st["mixer"])
-        for key in ("norm", "act", "mlp_ratio", "layer_scale", "res_scale"):
-            if any(f"{key}@stage" in st for st in self.stages):
-                n *= math.prod(len(st[key]) for st in self.stages)
-            else:
-                n *= len(self.stages[0][key])
+            n *= sum(math.prod(len(v) for v in self.mixer_settings[m].values())
+                     for m in st["mixer"])
+            n *= math.prod(len(st[k]) for k in STAGE_OPTS if k in st)
+        for k in STAGE_OPTS:
+            if any(k not in st for st in self.stages):
+                n *= len(self.glob[k])
         return n
+
+
+def _proxy_stage(width: int, mixer: str, args: dict[str, Any],
+                 p: ProxySpec) -> tuple[int, dict[str, Any], int]:
+    """A stage's proxy width (before the strictly-increasing adjustment), mixer settings and
+    width quantum: multiples of 8, or of the scaled head_dim in attention stages."""
+    args, q = dict(args), 8
+    if "head_dim" in args and mixer in ATTENTION_LIKE:
+        args["head_dim"] = max(8, round_width(args["head_dim"] * p.width_mult, 8))
+        q = math.lcm(8, args["head_dim"])
+    return round_width(width * p.width_mult, q), args, q
 
 
 def proxy_metaformer(arch: MetaFormerSpec, p: ProxySpec, num_classes: int) -> MetaFormerSpec:
@@ -503,12 +721,7 @@ def proxy_metaformer(arch: MetaFormerSpec, p: ProxySpec, num_classes: int) -> Me
     increasing), depths and head_dim; keep mixers, norms and activations."""
     stages, prev = [], 0
     for s in arch.stages:
-        args = s.args
-        q = 8
-        if "head_dim" in args and s.mixer in ATTENTION_LIKE:
-            args["head_dim"] = max(8, round_width(args["head_dim"] * p.width_mult, 8))
-            q = math.lcm(8, args["head_dim"])
-        width = round_width(s.width * p.width_mult, q)
+        width, args, q = _proxy_stage(s.width, s.mixer, s.args, p)
         if width <= prev:
             width = (prev // q + 1) * q
         depth = max(1, math.floor(s.depth * p.depth_mult + 0.5))
@@ -532,7 +745,7 @@ class _FirstChoice:
 
 
 class _Recorder:
-    """Walks every branch once per call: records names and choices (conditional included)."""
+    """Records every parameter name it is asked for, with its choices; answers the first."""
 
     def __init__(self) -> None:
         self.seen: dict[str, tuple[Any, ...]] = {}
@@ -543,4 +756,5 @@ class _Recorder:
 
 
 def parse_space(doc: Any, source: str = "<space>") -> Space:
+    """Alias of ``Space(doc, source)``."""
     return Space(doc, source)

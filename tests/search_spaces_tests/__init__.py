@@ -1,0 +1,1 @@
+"""Tests of the search-space format, the shipped spaces and the spaces CLI."""

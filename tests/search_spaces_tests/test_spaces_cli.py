@@ -1,0 +1,113 @@
+"""The spaces CLI and run_search's fail-fast on a bad space, as subprocesses (run concurrently:
+each one pays the torch/timm import once)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from nas.arch import arch_hash, from_dict
+from search_spaces import list_spaces, load_space
+
+from ._docs import shipped_doc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess]:
+    bad = shipped_doc("tiny")
+    bad["stages"][2]["mixer"] = ["sepconv", "atention"]
+    bad_path = tmp_path_factory.mktemp("cli") / "bad.yaml"
+    bad_path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    commands = {
+        "list": [sys.executable, "-m", "nas", "spaces", "list"],
+        "show": [sys.executable, "-m", "nas", "spaces", "show", "hybrid_conv_attn",
+                 "--probe", "200"],
+        "sample": [sys.executable, "-m", "nas", "spaces", "sample", "linear_attention", "-n", "5"],
+        "unknown": [sys.executable, "-m", "nas", "spaces", "show", "no_such_space"],
+        "bad": [sys.executable, "run_search.py", "--space", str(bad_path), "--budget", "1",
+                "--runs-dir", str(bad_path.parent / "runs")],
+    }
+    procs = {k: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for k, c in commands.items()}
+    out = {}
+    for key, p in procs.items():
+        stdout, stderr = p.communicate(timeout=240)
+        out[key] = subprocess.CompletedProcess(commands[key], p.returncode, stdout, stderr)
+    out["bad_path"] = bad_path  # type: ignore[assignment]
+    return out
+
+
+def _ok(r: subprocess.CompletedProcess) -> None:
+    assert r.returncode == 0, f"{r.args[3:]} exited {r.returncode}: {r.stderr[-2000:]}"
+
+
+def test_list(runs: dict) -> None:
+    r = runs["list"]
+    _ok(r)
+    names = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+    assert names == list_spaces(), f"expected {list_spaces()}, got {names}"
+    for line in r.stdout.splitlines():
+        m = re.match(r"^(\S+)\s+([\d,]+) configs  \S", line)
+        assert m, f"unparsable line {line!r}"
+        size = int(m.group(2).replace(",", ""))
+        assert size == load_space(m.group(1)).size(), f"{line!r}: size differs from size()"
+
+
+def test_show(runs: dict) -> None:
+    r = runs["show"]
+    _ok(r)
+    space = load_space("hybrid_conv_attn")
+    size = re.search(r"configurations: ([\d,]+)", r.stdout)
+    assert size and int(size.group(1).replace(",", "")) == space.size(), (
+        f"expected {space.size():,} configurations in:\n{r.stdout}")
+    shown = dict(re.findall(r"^  (\S+/?\S*)\s+(\[.*\])$", r.stdout, flags=re.M))
+    assert set(shown) == set(space.parameters()), (
+        f"expected parameters {sorted(space.parameters())}, shown {sorted(shown)}")
+    macs = re.search(r"MACs at 224px .*: ([\d.]+) \.\. ([\d.]+) G", r.stdout)
+    assert macs and 0 < float(macs.group(1)) < float(macs.group(2)) < 20, (
+        f"MACs range missing or not sane in:\n{r.stdout}")
+    assert "proxy: ProxySpec(width_mult=0.25" in r.stdout, f"proxy spec not shown:\n{r.stdout}"
+
+
+def test_sample(runs: dict) -> None:
+    r = runs["sample"]
+    _ok(r)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 5, f"expected 5 JSON lines, got {len(lines)}: {r.stdout}"
+    space = load_space("linear_attention")
+    for line in lines:
+        rec = json.loads(line)
+        arch = from_dict(rec["arch"])
+        assert arch_hash(arch) == rec["hash"], f"hash {rec['hash']} != {arch_hash(arch)}"
+        replay = space.sample(optuna.trial.FixedTrial(rec["params"]))
+        assert arch_hash(replay) == rec["hash"], f"params {rec['params']} replay differently"
+        assert space.violations(arch) == [], f"infeasible sample: {space.violations(arch)}"
+
+
+def test_unknown_space_exits_2_with_one_line(runs: dict) -> None:
+    r = runs["unknown"]
+    assert r.returncode == 2, f"expected exit 2, got {r.returncode}: {r.stderr}"
+    assert r.stdout == "", f"expected no output, got {r.stdout!r}"
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "unknown space 'no_such_space'; known: " in lines[0], (
+        f"expected one line naming the space and the known ones, got {r.stderr!r}")
+
+
+def test_run_search_with_a_bad_space_exits_2_naming_file_and_key(runs: dict) -> None:
+    r = runs["bad"]
+    assert r.returncode == 2, f"expected exit 2, got {r.returncode}: {r.stderr[-2000:]}"
+    lines = r.stderr.splitlines()
+    expected = f"error: {runs['bad_path']}: stages[2].mixer: must be one of "
+    assert len(lines) == 1 and lines[0].startswith(expected), (
+        f"expected one line starting {expected!r}, got {r.stderr!r}")
+    assert "did you mean 'attention'" in lines[0], f"got {lines[0]!r}"
+    assert not (runs["bad_path"].parent / "runs").exists(), "the run started before failing"
