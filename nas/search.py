@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,11 +223,3 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     return SearchSummary(study_name, store.url, total, searcher.failed, searcher.duplicates,
                          searcher.infeasible, time.perf_counter() - t_start)
 
-
-def format_exception_line(e: BaseException) -> str:
-    """One line for the CLI: the exception's own message, or its type and last frame."""
-    msg = str(e).strip().splitlines()
-    if msg:
-        return msg[0]
-    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-    return f"{type(e).__name__} at {frame.filename}:{frame.lineno}" if frame else type(e).__name__
