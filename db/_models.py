@@ -68,6 +68,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
+#: Nullable columns added after the first release: (table, column name, SQL type). A database
+#: created before them gets them by ALTER TABLE ... ADD COLUMN when it is opened.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("nas_trials", "accuracy_se", "FLOAT"),
+    ("nas_trials", "test_accuracy", "FLOAT"),
+)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -107,6 +115,8 @@ class TrialModel(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(STATE_LEN))
     accuracy: Mapped[float | None] = mapped_column(Float)
+    accuracy_se: Mapped[float | None] = mapped_column(Float)
+    test_accuracy: Mapped[float | None] = mapped_column(Float)
     macs: Mapped[int | None] = mapped_column(BigInteger)
     params_count: Mapped[int | None] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)

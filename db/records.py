@@ -39,7 +39,9 @@ class TrialRecord:
     arch: dict[str, Any]  # canonical architecture JSON, decoded
     params: dict[str, Any]  # sampled parameter values, flat ("stage3/mixer": ...)
     state: str  # one of TRIAL_STATES
-    accuracy: float | None
+    accuracy: float | None  # validation top-1 of the proxy (mean over repeats); selects
+    accuracy_se: float | None  # standard error of `accuracy` (binomial, plus seed spread)
+    test_accuracy: float | None  # test-split top-1, reported beside `accuracy`, never selects
     macs: int | None  # full-model MACs at deployment resolution
     params_count: int | None
     metrics: dict[str, Any]  # everything else reported (timings, proxy MACs, train loss, ...)

@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db._engine import WRITE_OPTION, describe, make_engine, mask_url
 from db._jsonable import to_json_object
-from db._models import HASH_LEN, NAME_LEN, Base, StudyModel, TrialModel
+from db._models import ADDED_COLUMNS, HASH_LEN, NAME_LEN, Base, StudyModel, TrialModel
 from db._session import transaction
 from db.errors import StorageError
 from db.records import TERMINAL_STATES, TRIAL_STATES, StudyRecord, TrialRecord
@@ -87,14 +87,14 @@ def _check_states(states: Iterable[str], what: str, allowed: tuple[str, ...]) ->
     return result
 
 
-def _check_accuracy(value: float | None) -> float | None:
+def _check_accuracy(value: float | None, what: str = "accuracy") -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"accuracy must be a finite number or None, got {value!r}")
+        raise ValueError(f"{what} must be a finite number or None, got {value!r}")
     result = float(value)
     if not math.isfinite(result):
-        raise ValueError(f"accuracy must be a finite number or None, got {value!r}")
+        raise ValueError(f"{what} must be a finite number or None, got {value!r}")
     return result
 
 
@@ -147,6 +147,8 @@ def _trial_record(row: TrialModel) -> TrialRecord:
         params=dict(row.params),
         state=row.state,
         accuracy=row.accuracy,
+        accuracy_se=row.accuracy_se,
+        test_accuracy=row.test_accuracy,
         macs=row.macs,
         params_count=row.params_count,
         metrics=dict(row.metrics),
@@ -212,9 +214,16 @@ class Store:
         with self._tx("opening the database", write=False) as session:
             insp = inspect(session.connection())
             missing = [t.name for t in tables if not insp.has_table(t.name)]
+            present = {t: {c["name"] for c in insp.get_columns(t)}
+                       for t in {t for t, _, _ in ADDED_COLUMNS} if t not in missing}
         if missing:
             with self._tx("creating tables", write=True) as session:
                 Base.metadata.create_all(session.connection(), checkfirst=True)
+        added = [(t, c, sql) for t, c, sql in ADDED_COLUMNS if t in present and c not in present[t]]
+        if added:
+            with self._tx("adding columns", write=True) as session:
+                for table, column, sql_type in added:
+                    session.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
     # ----------------------------------------------------------------- plumbing
 
@@ -424,6 +433,8 @@ class Store:
         *,
         state: str,
         accuracy: float | None = None,
+        accuracy_se: float | None = None,
+        test_accuracy: float | None = None,
         macs: int | None = None,
         params_count: int | None = None,
         metrics: Mapping[str, Any] | None = None,
@@ -443,6 +454,8 @@ class Store:
                 f"allowed: {', '.join(TERMINAL_STATES)}"
             )
         acc = _check_accuracy(accuracy)
+        acc_se = _check_accuracy(accuracy_se, "accuracy_se")
+        test_acc = _check_accuracy(test_accuracy, "test_accuracy")
         macs_v = _check_count(macs, "macs")
         params_v = _check_count(params_count, "params_count")
         metrics_json = to_json_object({} if metrics is None else metrics, "metrics")
@@ -461,6 +474,8 @@ class Store:
             finished_at = _utcnow()
             row.state = state
             row.accuracy = acc
+            row.accuracy_se = acc_se
+            row.test_accuracy = test_acc
             row.macs = macs_v
             row.params_count = params_v
             row.metrics = metrics_json

@@ -25,8 +25,10 @@ from nas.arch import arch_hash, to_dict
 __all__ = ["BudgetedOptunaSearch", "Recorder"]
 
 METRIC_KEYS = ("acts", "proxy_macs", "proxy_params", "val_loss", "final_train_loss",
-               "train_loss_sum", "diverged", "steps", "train_seconds", "eval_seconds",
-               "count_seconds", "images_per_second", "total_seconds", "device")
+               "train_loss_sum", "steps", "train_seconds", "eval_seconds", "count_seconds",
+               "images_per_second", "total_seconds", "device", "accuracy_std", "binomial_se",
+               "test_accuracy_se", "accuracies", "test_accuracies", "repeats", "num_val",
+               "num_test", "curve")
 PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before the space counts as exhausted
 
 
@@ -85,9 +87,11 @@ class BudgetedOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        super().on_trial_complete(trial_id, result, error)
+        ok = bool(result) and not error and "accuracy" in result
+        # a trial that failed (diverged, or raised) is told to Optuna as FAIL, never COMPLETE
+        super().on_trial_complete(trial_id, result if ok else None, error or not ok)
         h = self.live.pop(trial_id, None)
-        if result and not error and "accuracy" in result:
+        if ok:
             self.completed += 1
             if h is not None:
                 self.done[h] = [result["accuracy"], result["macs"]]
@@ -123,17 +127,22 @@ class Recorder(Callback):
         self.last[trial.trial_id] = result
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        r = self.last.get(trial.trial_id) or trial.last_result or {}
+        r = self.last.pop(trial.trial_id, None) or trial.last_result or {}
+        if r.get("failure"):
+            return self._fail(trial, r["failure"], {"curve": r.get("curve")})
         if "accuracy" not in r:
             return self._fail(trial, "trial ended without reporting a result")
         metrics = {k: r[k] for k in METRIC_KEYS if k in r}
         metrics["proxy_arch"] = trial.config["proxy_arch"]
         self.store.finish_trial(self.ids[trial.trial_id], state="COMPLETE",
-                                accuracy=float(r["accuracy"]), macs=int(r["macs"]),
+                                accuracy=float(r["accuracy"]),
+                                accuracy_se=float(r["accuracy_se"]),
+                                test_accuracy=r.get("test_accuracy"), macs=int(r["macs"]),
                                 params_count=int(r["params"]), metrics=metrics)
         self.completed += 1
         elapsed = time.perf_counter() - self.t0
-        self.log(f"[{self.completed:>3}/{self.budget}] acc {r['accuracy']:.4f}  "
+        self.log(f"[{self.completed:>3}/{self.budget}] acc {r['accuracy']:.4f} "
+                 f"± {r['accuracy_se']:.4f}  "
                  f"{r['macs'] / 1e9:7.3f} GMACs  {r['params'] / 1e6:7.2f} M params  "
                  f"trial {r['total_seconds']:5.1f} s  elapsed {elapsed:6.1f} s  "
                  f"{_short(trial.config['arch'])}")
@@ -141,9 +150,10 @@ class Recorder(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._fail(trial, _error_text(trial))
 
-    def _fail(self, trial, message: str) -> None:
+    def _fail(self, trial, message: str, metrics: dict | None = None) -> None:
         if trial.trial_id in self.ids:
-            self.store.finish_trial(self.ids[trial.trial_id], state="FAIL", error=message)
+            self.store.finish_trial(self.ids[trial.trial_id], state="FAIL", error=message,
+                                    metrics=metrics)
         self.log(f"[ failed ] {message}")
 
 

@@ -33,7 +33,7 @@ def _fail(msg: str, code: int = EXIT_USAGE) -> int:
 
 
 def _search_parser() -> argparse.ArgumentParser:
-    from nas.search import SAMPLERS
+    from nas.search import SAMPLERS, SearchConfig
 
     p = argparse.ArgumentParser(
         prog="run_search.py",
@@ -51,10 +51,19 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help="study name (default: the space's name); "
                    "running an existing study again continues it up to --budget")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
-    p.add_argument("--epochs", type=int, default=3, help="proxy training epochs per trial")
-    p.add_argument("--batch-size", type=int, default=64, help="proxy training batch size")
+    p.add_argument("--epochs", type=int, default=SearchConfig.epochs,
+                   help="proxy training epochs per trial")
+    p.add_argument("--batch-size", type=int, default=SearchConfig.batch_size,
+                   help="proxy training batch size")
+    p.add_argument("--lr", type=float, default=SearchConfig.lr,
+                   help="proxy training AdamW peak learning rate")
+    p.add_argument("--repeats", type=int, default=SearchConfig.repeats,
+                   help="proxy trainings per architecture with independent seeds; the mean is "
+                        "the accuracy, their spread goes into its standard error")
     p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler")
-    p.add_argument("--dataset", default="digits", help="proxy dataset (embedded: digits)")
+    p.add_argument("--dataset", default=SearchConfig.dataset,
+                   help="proxy dataset: clutter (embedded default: digits among clutter) or "
+                        "digits (plain scikit-learn digits)")
     p.add_argument("--runs-dir", default="runs",
                    help="folder for the default database, dataset cache and Ray logs")
     p.add_argument("--max-concurrent", type=int, default=None,
@@ -71,7 +80,7 @@ def search_main(argv: Sequence[str] | None = None) -> int:
 
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,
                        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                       sampler=args.sampler, dataset=args.dataset, runs_dir=args.runs_dir,
+                       lr=args.lr, repeats=args.repeats, sampler=args.sampler, dataset=args.dataset, runs_dir=args.runs_dir,
                        max_concurrent=args.max_concurrent)
     try:
         load_space(cfg.space)  # fail fast, before Ray starts
@@ -104,7 +113,8 @@ def print_pareto(store, study: str) -> None:
     front = pareto_front(trials, maximize="accuracy", minimize="macs")
     table = Table(title=f"Pareto front of '{study}': proxy accuracy vs full-model MACs "
                         f"({len(front)} of {len(trials)} completed trials)")
-    for col in ("#", "accuracy", "GMACs", "params (M)", "mixers", "depths", "widths", "hash"):
+    for col in ("#", "val acc", "± SE", "test acc", "GMACs", "params (M)", "mixers", "depths",
+                "widths", "hash"):
         table.add_column(col, justify="right" if col not in ("mixers", "hash") else "left")
     for t in front:
         a = t.arch
@@ -114,7 +124,9 @@ def print_pareto(store, study: str) -> None:
             mixers = ", ".join(s["mixer"] for s in a["stages"])
             depths = "-".join(str(s["depth"]) for s in a["stages"])
             widths = "-".join(str(s["width"]) for s in a["stages"])
-        table.add_row(str(t.number), f"{t.accuracy:.4f}", f"{t.macs / 1e9:.3f}",
+        se = "" if t.accuracy_se is None else f"{t.accuracy_se:.4f}"
+        test = "" if t.test_accuracy is None else f"{t.test_accuracy:.4f}"
+        table.add_row(str(t.number), f"{t.accuracy:.4f}", se, test, f"{t.macs / 1e9:.3f}",
                       f"{t.params_count / 1e6:.2f}", mixers, depths, widths, t.arch_hash)
     Console(width=max(120, int(os.environ.get("COLUMNS", 0) or 0))).print(table)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,11 +40,12 @@ class SearchConfig:
     db_url: str | None = None  # SQLAlchemy URL; default sqlite:///<runs_dir>/nas.db
     study: str | None = None  # study name; default: the space's name
     seed: int = 0  # sampler and training seed
-    epochs: int = 3  # proxy training epochs
+    epochs: int = 2  # proxy training epochs
     batch_size: int = 64  # proxy training batch size
     lr: float = 2e-3  # proxy AdamW peak learning rate
+    repeats: int = 1  # proxy trainings per architecture (independent seeds); mean is the score
     sampler: str = "nsga2"  # nsga2 | tpe | random
-    dataset: str = "digits"  # proxies dataset registry name
+    dataset: str = "clutter"  # proxies dataset registry name
     runs_dir: str = "runs"  # where the database, Ray's logs and the dataset cache go
     max_concurrent: int | None = None  # trials at once; default one per CPU core or per GPU
     max_failures: int | None = None  # give up after this many failed trials; default = budget
@@ -69,17 +72,23 @@ class _TrialContext:
     batch_size: int
     lr: float
     seed: int
+    repeats: int
     threads: int
 
 
 def _trainable(config: dict[str, Any], ctx: _TrialContext) -> None:
-    """One Ray trial: cost of the full model (meta device), then proxy training."""
+    """One Ray trial: cost of the full model (meta device), then K proxy trainings.
+
+    Reports one result per epoch while training (``epoch``, ``train_loss``, ...), then a final
+    one with ``done_training`` set, holding either the objectives and every measurement, or
+    ``failure`` (e.g. a diverged run), which the driver records as a failed trial.
+    """
     import torch
     from ray import tune
 
     from nas.cost import analytic_cost, traced_cost
     from nas.model import build_model
-    from proxies import TrainConfig, train_proxy
+    from proxies import TrainConfig, run_seed, summarize, train_proxy
 
     t0 = time.perf_counter()
     torch.set_num_threads(ctx.threads)
@@ -88,19 +97,44 @@ def _trainable(config: dict[str, Any], ctx: _TrialContext) -> None:
     count_s = time.perf_counter() - t0
     proxy_cost = analytic_cost(proxy)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(ctx.seed)  # weight init is part of the trial's reproducible record
-    model = build_model(proxy)
-    tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=ctx.seed,
-                       device=device, amp_bf16=device == "cuda", threads=ctx.threads)
-    res = train_proxy(model, ctx.dataset, tcfg)
+    results, curves = [], []
+    for repeat in range(ctx.repeats):
+        seed = run_seed(ctx.seed, repeat)
+        torch.manual_seed(seed)  # weight init is part of the trial's reproducible record
+        model = build_model(proxy)
+        tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
+                           device=device, amp_bf16=device == "cuda",
+                           channels_last=device == "cuda", threads=ctx.threads)
+
+        def on_epoch(e, repeat=repeat) -> None:
+            tune.report({"repeat": repeat, **dataclasses.asdict(e)})
+
+        res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
+        curves.append([dataclasses.asdict(e) for e in res.curve])
+        if res.failure is not None:
+            tune.report({"done_training": True, "failure": res.failure, "curve": curves,
+                         "total_seconds": time.perf_counter() - t0})
+            return
+        results.append(res)
+    summary = summarize(results)
     tune.report({
-        "accuracy": res.accuracy, "macs": full.macs, "params": full.params, "acts": full.acts,
-        "proxy_macs": proxy_cost.macs, "proxy_params": proxy_cost.params,
-        "val_loss": res.val_loss, "final_train_loss": res.final_train_loss,
-        "train_loss_sum": res.train_loss_sum, "diverged": res.diverged, "steps": res.steps,
-        "train_seconds": res.train_seconds, "eval_seconds": res.eval_seconds,
-        "count_seconds": count_s, "images_per_second": res.images_per_second,
-        "total_seconds": time.perf_counter() - t0, "device": device,
+        "done_training": True,
+        "accuracy": summary.accuracy, "accuracy_se": summary.accuracy_se,
+        "test_accuracy": summary.test_accuracy, "macs": full.macs, "params": full.params,
+        "acts": full.acts, "proxy_macs": proxy_cost.macs, "proxy_params": proxy_cost.params,
+        "accuracy_std": summary.accuracy_std, "binomial_se": summary.binomial_se,
+        "test_accuracy_se": summary.test_accuracy_se, "accuracies": list(summary.accuracies),
+        "test_accuracies": list(summary.test_accuracies), "repeats": summary.repeats,
+        "val_loss": summary.val_loss, "num_val": results[0].num_val,
+        "num_test": results[0].num_test,
+        "final_train_loss": statistics.fmean(r.final_train_loss for r in results),
+        "train_loss_sum": statistics.fmean(r.train_loss_sum for r in results),
+        "steps": sum(r.steps for r in results),
+        "train_seconds": sum(r.train_seconds for r in results),
+        "eval_seconds": sum(r.eval_seconds for r in results),
+        "count_seconds": count_s,
+        "images_per_second": statistics.fmean(r.images_per_second for r in results),
+        "curve": curves, "total_seconds": time.perf_counter() - t0, "device": device,
     })
 
 
@@ -140,6 +174,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     """Run (or continue) a study until it holds ``cfg.budget`` completed trials."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # per-epoch results carry no objectives yet; the final result of each trial does
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import optuna
     import ray
     from ray import tune
@@ -155,13 +191,23 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         raise ConfigError(f"--budget must be >= 1; got {cfg.budget}")
     if cfg.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1; got {cfg.epochs}")
+    if cfg.repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1; got {cfg.repeats}")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {cfg.batch_size}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"--lr must be a finite number > 0; got {cfg.lr}")
     _make_sampler(cfg.sampler, cfg.seed)  # validates the name before anything starts
     space = load_space(cfg.space)
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
     study_name = cfg.study or space.name
     store = Store(url)
-    dataset = prepare_dataset(cfg.dataset, os.environ.get("NAS_CACHE_DIR") or runs / "cache")
+    dataset = prepare_dataset(cfg.dataset, os.environ.get("NAS_CACHE_DIR") or runs / "cache",
+                              resolution=space.proxy_spec.resolution)
+    if cfg.batch_size > dataset.num_train:
+        raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {dataset.num_train} "
+                          f"training images of dataset {dataset.name!r}")
     resolved = {**dataclasses.asdict(cfg), "db_url": store.url, "study": study_name,
                 "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
                 "dataset_fingerprint": dataset.fingerprint, "versions": _versions()}
@@ -194,7 +240,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         log(f"study '{study_name}' in {store.url}: {len(completed)} completed, "
             f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
             f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
-            f"dataset {dataset.name} ({dataset.num_train} train / {dataset.num_val} val)")
+            f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
+            f"{dataset.num_val} val / {dataset.num_test} test); proxy: {cfg.epochs} epoch(s) "
+            f"x {cfg.repeats} repeat(s)")
         done = {t.arch_hash: [t.accuracy, t.macs] for t in completed}
         remaining = cfg.budget - len(completed)
         max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
@@ -205,7 +253,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             storage=_optuna_storage(url),
         )
         run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        ctx = _TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
+        ctx = _TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                             threads=max(1, int(per_trial["cpu"])))
         recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
         tuner = tune.Tuner(

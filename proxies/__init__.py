@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from proxies.datasets import DatasetInfo, default_cache_dir, list_datasets, prepare_dataset
+from proxies.datasets import (
+    DEFAULT_DATASET,
+    SPLITS,
+    DatasetInfo,
+    default_cache_dir,
+    list_datasets,
+    prepare_dataset,
+)
 from proxies.errors import DatasetError
-from proxies.loader import make_loader
+from proxies.loader import data_seed, make_loader
 from proxies.loader_cache import clear_loader_cache, shared_loader
 from proxies.registry import RawDataset, register_dataset
-from proxies.train import TrainConfig, TrainResult, evaluate, lr_factor, train_proxy
+from proxies.repeats import RepeatSummary, run_seed, summarize
+from proxies.train import (
+    EpochStats,
+    TrainConfig,
+    TrainResult,
+    binomial_se,
+    evaluate,
+    lr_factor,
+    train_proxy,
+)
 
 __all__ = [
+    "DEFAULT_DATASET",
+    "SPLITS",
     "DatasetError",
     "DatasetInfo",
+    "EpochStats",
     "RawDataset",
+    "RepeatSummary",
     "TrainConfig",
     "TrainResult",
+    "binomial_se",
     "clear_loader_cache",
+    "data_seed",
     "default_cache_dir",
     "evaluate",
     "list_datasets",
@@ -23,6 +45,8 @@ __all__ = [
     "make_loader",
     "prepare_dataset",
     "register_dataset",
+    "run_seed",
     "shared_loader",
+    "summarize",
     "train_proxy",
 ]

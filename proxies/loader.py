@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from proxies.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
@@ -14,15 +15,14 @@ from proxies.ffcv_import import import_ffcv
 if TYPE_CHECKING:
     from ffcv.loader import Loader
 
-SPLITS = ("train", "val")  # allowed values of `split`
-
 
 def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool, seed: int = 0,
                 device: str | torch.device = "cpu", drop_last: bool = False,
                 num_workers: int = 1, channels_last: bool = False) -> Loader:
     """An FFCV Loader yielding (images float32 (B,3,R,R) normalized, labels int64 (B,)).
 
-    Order is RANDOM seeded by `seed` (+ epoch) when `shuffle`, else SEQUENTIAL. Labels are
+    Order is RANDOM seeded by `seed` (+ epoch: FFCV orders epoch e with seed + e, so derive
+    seeds with `data_seed` to keep runs independent) when `shuffle`, else SEQUENTIAL. Labels are
     views into a ring of FFCV buffers that is reused a few batches later: clone them to keep
     them. Note FFCV sets torch.set_num_threads(num_workers) when the loader is built and at
     the start of every epoch.
@@ -83,8 +83,14 @@ def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool
 
 def split_file(info: DatasetInfo, split: str) -> tuple[str, int]:
     """(.beton path, number of examples) of `split`; DatasetError for an unknown split."""
-    if split == "train":
-        return info.train_path, info.num_train
-    if split == "val":
-        return info.val_path, info.num_val
-    raise DatasetError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return info.split(split)
+
+
+def data_seed(seed: int, stream: int = 0) -> int:
+    """The FFCV order seed for run `seed` (and sub-stream `stream`, e.g. a repeat).
+
+    FFCV shuffles epoch e with `seed + e`, so plain consecutive seeds would replay each other's
+    epoch orders shifted by one. Hashing (seed, stream) through numpy's SeedSequence gives
+    seeds ~2**31 apart on average, so no two runs share an epoch order.
+    """
+    return int(np.random.SeedSequence([seed, stream, 0x5EED]).generate_state(1)[0] >> 1)

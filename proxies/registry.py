@@ -12,11 +12,13 @@ from proxies.errors import DatasetError
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A whole dataset in memory, before the train/val split."""
+    """A whole dataset in memory, before (or with) its train / val / test split."""
 
     images: np.ndarray  # (N, R, R, 3) uint8, HWC, values 0..255
     labels: np.ndarray  # (N,) int64, class ids in 0..num_classes-1
     num_classes: int  # number of distinct classes
+    splits: np.ndarray | None = None  # (N,) int8 split ids 0 train / 1 val / 2 test, or None
+    #                                   to have prepare_dataset draw a stratified split
 
 
 Builder = Callable[[int], RawDataset]  # resolution (pixels) -> RawDataset

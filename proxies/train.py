@@ -14,9 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from proxies.datasets import DatasetInfo
+from proxies.loader import data_seed
 from proxies.loader_cache import shared_loader
 
-__all__ = ["TrainConfig", "TrainResult", "train_proxy", "evaluate", "lr_factor"]
+__all__ = ["TrainConfig", "EpochStats", "TrainResult", "train_proxy", "evaluate", "lr_factor",
+           "binomial_se"]
 
 DIVERGENCE_CHECK_EVERY = 8  # steps between host syncs that look for a non-finite loss
 
@@ -30,13 +32,17 @@ class TrainConfig:
     epochs: int = 3  # full passes over the train split
     batch_size: int = 64  # images per step
     lr: float = 2e-3  # AdamW peak learning rate
-    weight_decay: float = 0.05  # AdamW decoupled decay, only on params with ndim > 1
+    weight_decay: float = 0.05  # AdamW decoupled decay, on conv/linear weights only
     label_smoothing: float = 0.1  # cross-entropy label smoothing, in [0, 1)
     warmup_epochs: float = 0.5  # epochs of linear warm-up; cosine to 0 ends with the last step
     grad_clip: float | None = 1.0  # max global grad L2 norm; None disables clipping
-    seed: int = 0  # torch seed (dropout, drop-path, ...) and data-order seed
+    seed: int = 0  # torch seed (dropout, drop-path, ...); the data order uses data_seed(seed)
     device: str = "cpu"  # torch device the model and batches live on
     amp_bf16: bool = False  # bf16 autocast; only takes effect on CUDA
+    channels_last: bool = False  # model and batches in channels-last memory format
+    compile: bool = False  # torch.compile the model before training
+    eval_every_epoch: bool = False  # validate after every epoch (curves, early stopping)
+    evaluate_test: bool = True  # also measure the test split at the end (reported, not used)
     threads: int | None = None  # torch.set_num_threads (and FFCV workers) if given
 
     def __post_init__(self) -> None:
@@ -45,8 +51,8 @@ class TrainConfig:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
                 or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0 <= self.label_smoothing < 1:
@@ -56,24 +62,46 @@ class TrainConfig:
                              f"got {self.warmup_epochs!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads must be an int >= 1 or None, got {self.threads!r}")
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch of training measured (handed to `on_epoch` as soon as it ends)."""
+
+    epoch: int  # 1-based
+    epochs: int  # epochs configured
+    train_loss: float  # mean training loss (with label smoothing) over the epoch; inf if diverged
+    train_accuracy: float  # top-1 on the training batches as they were trained, in [0, 1]
+    seconds: float  # wall time of the epoch's training, seconds
+    val_accuracy: float | None = None  # after the epoch, when eval_every_epoch (else None)
+    val_loss: float | None = None  # mean cross-entropy on val after the epoch, nats
 
 
 @dataclass(frozen=True)
 class TrainResult:
     """What one proxy training run measured. Non-finite losses are reported as inf."""
 
-    accuracy: float  # top-1 on the validation split, in [0, 1]
+    accuracy: float  # top-1 on the validation split (selects architectures), in [0, 1]
+    accuracy_se: float  # binomial standard error of `accuracy`: sqrt(p (1 - p) / num_val)
     val_loss: float  # mean cross-entropy (no smoothing) on the validation split, nats
+    test_accuracy: float | None  # top-1 on the test split (reported only); None if not run
+    test_loss: float | None  # mean cross-entropy on the test split, nats
+    num_val: int  # validation examples
+    num_test: int  # test examples (0 when the test split was not evaluated)
     final_train_loss: float  # mean training loss over the last epoch, nats
     train_loss_sum: float  # sum over epochs of the mean epoch loss (SoTL), nats
     epochs: int  # epochs run (fewer than configured if training diverged)
     steps: int  # optimizer steps taken
-    train_seconds: float  # wall time of the training loop only, seconds
-    eval_seconds: float  # wall time of the final evaluation, seconds
+    train_seconds: float  # wall time of the training loop only (per-epoch evals excluded), s
+    eval_seconds: float  # wall time of all evaluations (per-epoch and final), seconds
     images_per_second: float  # training throughput, images / second
     diverged: bool  # a non-finite loss was seen; training stopped early
+    failure: str | None  # why the run cannot be trusted ("training diverged: ..."), or None
+    curve: tuple[EpochStats, ...]  # one entry per epoch run
 
 
 # ============================================================================ schedule
@@ -90,14 +118,24 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+DECAYED_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # their `weight` is decayed
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices and kernels only; norms, biases and scales (ndim <= 1) go free."""
+    """Weight decay on conv and linear weights only.
+
+    Norm weights and biases, every bias, LayerScale/ResScale, StarReLU's scale and bias and
+    per-head scales such as UFO's gamma (shape (heads, 1, 1)) are not decayed: the rule is the
+    module that owns the parameter, not its number of dimensions.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
+    decayed = {id(m.weight) for m in model.modules()
+               if isinstance(m, DECAYED_MODULES) and isinstance(m.weight, nn.Parameter)}
     groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
     ]
     return [g for g in groups if g["params"]]
 
@@ -133,13 +171,15 @@ def evaluate(model: nn.Module, loader, device: str | torch.device, *,
 # ============================================================================ training
 
 def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
-                progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
-    """Train `model` on `dataset`'s train split per `cfg`, then evaluate on its val split.
+                on_epoch: Callable[[EpochStats], None] | None = None) -> TrainResult:
+    """Train `model` on `dataset`'s train split per `cfg`; evaluate on val (and test).
 
     The model is moved to `cfg.device` and trained in place. `torch.manual_seed(cfg.seed)` is
     applied first; weight init happens when the caller builds the model, so seed before that
-    too (e.g. `torch.manual_seed(cfg.seed); model = build()`) for fully repeatable runs.
-    `progress(epoch, epochs, epoch_loss)` is called after each epoch, epoch counting from 1.
+    too (e.g. `torch.manual_seed(cfg.seed); model = build()`) for fully repeatable runs. The
+    data order comes from `data_seed(cfg.seed)`, so runs with different seeds share no epoch
+    order. `on_epoch(stats)` is called after each epoch. A non-finite loss stops training:
+    the result then has `diverged` set and `failure` says where; it is still evaluated.
     FFCV sets torch's thread count to its worker count, so both use `cfg.threads` (or the
     current torch thread count).
     """
@@ -156,13 +196,15 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
     workers = _loader_workers()
     torch.manual_seed(cfg.seed)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if cfg.compile else model
 
     # Loaders are reused across calls in this process (FFCV compiles each new one with numba).
-    train_loader = shared_loader(dataset, "train", batch_size=cfg.batch_size, shuffle=True,
-                                 seed=cfg.seed, device=device, drop_last=True,
-                                 num_workers=workers)
-    val_loader = shared_loader(dataset, "val", batch_size=cfg.batch_size, shuffle=False,
-                               device=device, num_workers=workers)
+    loader_args = dict(batch_size=cfg.batch_size, device=device, num_workers=workers,
+                       channels_last=cfg.channels_last)
+    train_loader = shared_loader(dataset, "train", shuffle=True, seed=data_seed(cfg.seed),
+                                 drop_last=True, **loader_args)
     steps_per_epoch = len(train_loader)
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
@@ -172,21 +214,27 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
         optimizer, partial(lr_factor, warmup_steps=warmup_steps, total_steps=total_steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
+    def validate(split: str) -> tuple[float, float]:
+        loader = shared_loader(dataset, split, shuffle=False, **loader_args)
+        return evaluate(net, loader, device, amp_bf16=cfg.amp_bf16)
+
     # ---------------------------------------------------------------- train loop
-    epoch_losses: list[float] = []
+    curve: list[EpochStats] = []
     steps = 0
-    diverged = False
-    model.train()
-    _sync(device)
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    failure = None
+    train_seconds = eval_seconds = 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
         loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         epoch_steps = 0
+        _sync(device)
+        start = time.perf_counter()
         batches = iter(train_loader)
         try:
             for images, labels in batches:
                 with _autocast(device, cfg.amp_bf16):
-                    logits = model(images)
+                    logits = net(images)
                 if steps == 0:
                     _check_logits(logits, len(images), dataset)
                 loss = criterion(logits.float(), labels)
@@ -197,40 +245,73 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
                 optimizer.step()
                 scheduler.step()
                 loss_sum += loss.detach()
+                correct += (logits.detach().argmax(dim=1) == labels).sum()
                 epoch_steps += 1
                 steps += 1
                 if epoch_steps % DIVERGENCE_CHECK_EVERY == 0 and not loss_sum.isfinite():
-                    diverged = True
                     break
         finally:
             batches.close()  # stops FFCV's prefetch thread, also on break or error
         epoch_loss = loss_sum.item() / max(1, epoch_steps)
-        diverged = diverged or not math.isfinite(epoch_loss)
-        epoch_losses.append(epoch_loss if not diverged else math.inf)
-        if progress is not None:
-            progress(epoch + 1, cfg.epochs, epoch_losses[-1])
-        if diverged:
+        _sync(device)
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        if not math.isfinite(epoch_loss):
+            failure = (f"training diverged: non-finite loss in epoch {epoch} (by step "
+                       f"{steps}, lr {cfg.lr:g})")
+            epoch_loss = math.inf
+        val_acc = val_loss = None
+        if cfg.eval_every_epoch and failure is None:
+            start = time.perf_counter()
+            val_acc, val_loss = validate("val")
+            eval_seconds += time.perf_counter() - start
+        curve.append(EpochStats(epoch, cfg.epochs, epoch_loss,
+                                correct.item() / max(1, epoch_steps * cfg.batch_size),
+                                seconds, val_acc, val_loss))
+        if on_epoch is not None:
+            on_epoch(curve[-1])
+        if failure is not None:
             break
-    _sync(device)
-    train_seconds = time.perf_counter() - start
 
     # ---------------------------------------------------------------- evaluation
     start = time.perf_counter()
-    accuracy, val_loss = evaluate(model, val_loader, device, amp_bf16=cfg.amp_bf16)
-    eval_seconds = time.perf_counter() - start
+    if curve[-1].val_accuracy is not None:
+        accuracy, val_loss = curve[-1].val_accuracy, curve[-1].val_loss
+    else:
+        accuracy, val_loss = validate("val")
+    test_acc = test_loss = None
+    if cfg.evaluate_test:
+        test_acc, test_loss = validate("test")
+    eval_seconds += time.perf_counter() - start
+    if not math.isfinite(val_loss) and failure is None:
+        failure = "evaluation produced a non-finite loss (the model outputs NaN or inf)"
 
+    losses = [e.train_loss for e in curve]
     return TrainResult(
         accuracy=accuracy,
+        accuracy_se=binomial_se(accuracy, dataset.num_val),
         val_loss=val_loss if math.isfinite(val_loss) else math.inf,
-        final_train_loss=epoch_losses[-1],
-        train_loss_sum=sum(epoch_losses),
-        epochs=len(epoch_losses),
+        test_accuracy=test_acc,
+        test_loss=None if test_loss is None else (test_loss if math.isfinite(test_loss)
+                                                  else math.inf),
+        num_val=dataset.num_val,
+        num_test=dataset.num_test if cfg.evaluate_test else 0,
+        final_train_loss=losses[-1],
+        train_loss_sum=sum(losses),
+        epochs=len(curve),
         steps=steps,
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
         images_per_second=steps * cfg.batch_size / max(train_seconds, 1e-9),
-        diverged=diverged,
+        diverged=failure is not None,
+        failure=failure,
+        curve=tuple(curve),
     )
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on `n` independent examples."""
+    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(n, 1))
 
 
 # ============================================================================ helpers

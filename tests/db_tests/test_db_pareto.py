@@ -30,6 +30,8 @@ def rec(
         params={},
         state=state,
         accuracy=accuracy,
+        accuracy_se=None,
+        test_accuracy=None,
         macs=macs,
         params_count=None,
         metrics=dict(metrics),

@@ -45,8 +45,10 @@ def test_unknown_name_lists_known_names(tmp_path):
 @pytest.mark.parametrize("kwargs, match", [
     ({"resolution": 4}, "resolution must be an int in 8..512"),
     ({"resolution": 32.0}, "resolution must be an int"),
-    ({"val_fraction": 0.0}, "val_fraction must be a number in 0.01..0.99"),
+    ({"val_fraction": 0.0}, "val_fraction must be a number in 0.01..0.98"),
     ({"val_fraction": 1.5}, "val_fraction"),
+    ({"test_fraction": 0.0}, "test_fraction must be a number in 0.01..0.98"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "must leave a train split"),
     ({"seed": -1}, "seed must be a non-negative int"),
 ])
 def test_bad_arguments_raise_dataset_error(tmp_path, kwargs, match):
@@ -66,10 +68,11 @@ def test_unusable_cache_dir_raises_dataset_error(tmp_path):
 def test_info_fields(digits: DatasetInfo, digits_cache: Path):
     assert digits.name == "digits"
     assert digits.num_classes == 10 and digits.resolution == 32
-    assert digits.num_train + digits.num_val == NUM_DIGITS
-    assert 350 <= digits.num_val <= 370  # 20 % per class, rounded per class
-    assert Path(digits.train_path) == digits_cache / "digits_r32_s0_v20" / "train.beton"
+    assert digits.num_train + digits.num_val + digits.num_test == NUM_DIGITS
+    assert 350 <= digits.num_val <= 370 and 350 <= digits.num_test <= 370  # 20 % per class
+    assert Path(digits.train_path) == digits_cache / "digits_r32_s0_v20_t20" / "train.beton"
     assert Path(digits.val_path).name == "val.beton" and os.path.isabs(digits.val_path)
+    assert Path(digits.test_path).name == "test.beton" and os.path.isabs(digits.test_path)
     assert len(digits.fingerprint) == 16 and int(digits.fingerprint, 16) >= 0
     assert len(set(digits.mean)) == 1 and 40 < digits.mean[0] < 120  # grey, mostly background
     assert len(set(digits.std)) == 1 and 40 < digits.std[0] < 120
@@ -78,11 +81,13 @@ def test_info_fields(digits: DatasetInfo, digits_cache: Path):
 def test_split_is_stratified_and_labels_in_range(digits: DatasetInfo):
     train = _read_labels(digits.train_path, digits.num_train)
     val = _read_labels(digits.val_path, digits.num_val)
-    assert set(np.unique(train)) == set(range(10)) == set(np.unique(val))
-    train_counts, val_counts = Counter(train.tolist()), Counter(val.tolist())
+    test = _read_labels(digits.test_path, digits.num_test)
+    assert set(np.unique(train)) == set(range(10)) == set(np.unique(val)) == set(np.unique(test))
+    counts = [Counter(x.tolist()) for x in (train, val, test)]
     for cls in range(10):
-        total = train_counts[cls] + val_counts[cls]
-        assert abs(val_counts[cls] - 0.2 * total) <= 0.5 + 1e-9  # per-class rounding only
+        total = sum(c[cls] for c in counts)
+        for part in counts[1:]:
+            assert abs(part[cls] - 0.2 * total) <= 0.5 + 1e-9  # per-class rounding only
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -97,6 +102,19 @@ def test_split_is_deterministic_and_disjoint():
     assert len(train_a) + len(val_a) == NUM_DIGITS
 
 
+def test_three_way_split_partitions_every_class():
+    labels = get_builder("digits")(8).labels
+    train, val, test = stratified_split(labels, (0.2, 0.2), seed=0)
+    both = np.concatenate([train, val, test])
+    np.testing.assert_array_equal(np.sort(both), np.arange(NUM_DIGITS))  # disjoint, complete
+    for cls in range(10):
+        n = int(np.sum(labels == cls))
+        for part in (val, test):
+            assert int(np.sum(labels[part] == cls)) == round(0.2 * n)
+    # the first part is the same as a two-way split's: adding a test split keeps val stable
+    np.testing.assert_array_equal(stratified_split(labels, 0.2, seed=0)[1], val)
+
+
 def test_digits_builder_pixels():
     raw = get_builder("digits")(32)
     assert raw.images.shape == (NUM_DIGITS, 32, 32, 3) and raw.images.dtype == np.uint8
@@ -108,7 +126,8 @@ def test_digits_builder_pixels():
 # ---------------------------------------------------------------------------- reuse
 
 def test_reuse_does_not_rewrite(digits: DatasetInfo, digits_cache: Path):
-    paths = [digits.train_path, digits.val_path, str(Path(digits.train_path).parent / "meta.json")]
+    paths = [digits.train_path, digits.val_path, digits.test_path,
+             str(Path(digits.train_path).parent / "meta.json")]
     before = [os.stat(p).st_mtime_ns for p in paths]
     again = prepare_dataset("digits", digits_cache)
     assert again == digits
@@ -119,13 +138,15 @@ def test_meta_json_matches_info(digits: DatasetInfo):
     meta = json.loads((Path(digits.train_path).parent / "meta.json").read_text())
     assert meta["fingerprint"] == digits.fingerprint
     assert meta["num_train"] == digits.num_train and meta["num_val"] == digits.num_val
+    assert meta["num_test"] == digits.num_test
+    assert meta["test_bytes"] == os.path.getsize(digits.test_path)
     assert meta["train_bytes"] == os.path.getsize(digits.train_path)
     assert tuple(meta["mean"]) == digits.mean
 
 
 def test_cache_dir_from_environment(monkeypatch, digits: DatasetInfo, digits_cache: Path):
     monkeypatch.setenv("NAS_CACHE_DIR", str(digits_cache))
-    assert prepare_dataset() == digits
+    assert prepare_dataset("digits") == digits
 
 
 # ---------------------------------------------------------------------------- concurrency
@@ -162,8 +183,8 @@ def test_concurrent_prepare_from_two_processes(tmp_path, digits: DatasetInfo):
     (fp_a, built_a), (fp_b, built_b) = (results.get(timeout=5) for _ in procs)
     assert sorted([built_a, built_b]) == [0, 1]  # exactly one process wrote the files
     assert fp_a == fp_b == digits.fingerprint  # byte-identical to a build in another process
-    leftovers = [p.name for p in (tmp_path / "digits_r32_s0_v20").iterdir()]
-    assert sorted(leftovers) == [".lock", "meta.json", "train.beton", "val.beton"]
+    leftovers = [p.name for p in (tmp_path / "digits_r32_s0_v20_t20").iterdir()]
+    assert sorted(leftovers) == [".lock", "meta.json", "test.beton", "train.beton", "val.beton"]
 
 
 # ---------------------------------------------------------------------------- corruption
@@ -223,3 +244,49 @@ def test_loader_on_truncated_file_raises_dataset_error(private_digits: DatasetIn
     _truncate(private_digits.val_path, os.path.getsize(private_digits.val_path) - 4096)
     with pytest.raises(DatasetError, match=r"val\.beton is corrupt"):
         make(private_digits, "val", batch_size=16, shuffle=False)
+
+
+# ---------------------------------------------------------------------------- clutter
+
+
+@pytest.fixture(scope="module")
+def clutter_raw():
+    return get_builder("clutter")(32)
+
+
+def test_clutter_is_the_default_and_has_three_fixed_splits(clutter_raw):
+    from proxies import DEFAULT_DATASET
+    from proxies.clutter import COUNTS
+
+    assert DEFAULT_DATASET == "clutter"
+    raw = clutter_raw
+    assert raw.images.shape == (sum(COUNTS.values()), 32, 32, 3) and raw.images.dtype == np.uint8
+    assert np.bincount(raw.splits).tolist() == list(COUNTS.values())  # 6000 / 2000 / 2000
+    for split in range(3):  # every class in every split, roughly balanced
+        counts = np.bincount(raw.labels[raw.splits == split], minlength=10)
+        assert counts.min() > 0.7 * counts.mean(), counts
+
+
+def test_clutter_sources_are_disjoint_between_splits():
+    from proxies.clutter import POOL_FRACTIONS, SEED
+
+    labels = get_builder("digits")(8).labels
+    pools = stratified_split(labels, POOL_FRACTIONS, SEED)
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert len(np.intersect1d(pools[a], pools[b])) == 0
+
+
+def test_clutter_images_are_cluttered_not_centred(clutter_raw):
+    grey = clutter_raw.images[..., 0].astype(np.float32) / 255
+    ink = grey > 0.5
+    # targets move: the ink's centre of mass varies across images by several pixels
+    ys = np.array([np.nonzero(m)[0].mean() for m in ink[:500] if m.any()])
+    xs = np.array([np.nonzero(m)[1].mean() for m in ink[:500] if m.any()])
+    assert ys.std() > 1.5 and xs.std() > 1.5, (ys.std(), xs.std())
+    assert (grey > 0).mean() > 0.5  # noise everywhere, not a clean black background
+
+
+def test_clutter_resolution_follows_the_request():
+    raw16 = get_builder("clutter")(16)
+    assert raw16.images.shape[1:] == (16, 16, 3)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from proxies import DatasetError, DatasetInfo, make_loader
+from proxies import DatasetError, DatasetInfo, data_seed, make_loader
 from proxies.loader_cache import shared_loader
 from proxies.registry import get_builder
 from proxies.splits import stratified_split
@@ -19,9 +19,9 @@ from proxies.splits import stratified_split
 def raw_split(digits: DatasetInfo):
     """(images, labels) of each split, rebuilt from the registry independently of the files."""
     raw = get_builder("digits")(digits.resolution)
-    train_idx, val_idx = stratified_split(raw.labels, 0.2, seed=0)
-    return {"train": (raw.images[train_idx], raw.labels[train_idx]),
-            "val": (raw.images[val_idx], raw.labels[val_idx])}
+    parts = stratified_split(raw.labels, (0.2, 0.2), seed=0)
+    return {split: (raw.images[idx], raw.labels[idx])
+            for split, idx in zip(("train", "val", "test"), parts)}
 
 
 def _to_uint8(images: torch.Tensor, info: DatasetInfo) -> np.ndarray:
@@ -82,6 +82,27 @@ def test_shuffled_train_epoch_is_a_seeded_permutation(digits: DatasetInfo, raw_s
     assert order(seed=1)[0] != first
 
 
+def test_independent_seeds_share_no_epoch_order(digits: DatasetInfo):
+    """FFCV orders epoch e with seed + e: raw seeds 0 and 1 replay each other's epochs shifted
+    by one. data_seed() spreads run seeds apart, so two runs never share an epoch order."""
+    def orders(seed: int, epochs: int = 3) -> list[tuple[int, ...]]:
+        loader = make_loader(digits, "train", batch_size=64, shuffle=True, seed=seed)
+        return [tuple(torch.cat([y.clone() for _, y in loader]).tolist()) for _ in range(epochs)]
+
+    raw0, raw1 = orders(0), orders(1)
+    assert raw0[1] == raw1[0]  # the pitfall itself, so this test notices if FFCV changes
+    runs = [orders(data_seed(s)) for s in (0, 1, 2)]
+    epochs = [e for run in runs for e in run]
+    assert len(set(epochs)) == len(epochs), "two epochs of different runs share an order"
+    assert len({data_seed(s) for s in range(1000)}) == 1000
+
+
+def test_test_split_is_served(digits: DatasetInfo, raw_split):
+    images, labels = _epoch(make_loader(digits, "test", batch_size=100, shuffle=False), digits)
+    np.testing.assert_array_equal(labels, raw_split["test"][1])
+    np.testing.assert_array_equal(images, raw_split["test"][0])
+
+
 def test_last_batch_of_one_keeps_its_batch_dimension(digits: DatasetInfo):
     batch = digits.num_val - 1
     batches = list(make_loader(digits, "val", batch_size=batch, shuffle=False))
@@ -108,7 +129,7 @@ def test_shared_loader_is_reused_and_rewound(digits: DatasetInfo):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"split": "test"}, "split must be one of train, val, got 'test'"),
+    ({"split": "holdout"}, "split must be one of train, val, test, got 'holdout'"),
     ({"batch_size": 0}, "batch_size must be a positive int"),
     ({"num_workers": 0}, r"num_workers must be an int in 1\.\.\d+"),
     ({"num_workers": 10_000}, r"num_workers must be an int in 1\.\.\d+ \(numba"),
