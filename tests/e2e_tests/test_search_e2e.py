@@ -46,7 +46,47 @@ def test_trials_are_real_measurements(searched):
         assert arch_hash(from_dict(t.arch)) == t.arch_hash, "stored arch must hash to its key"
         assert t.params, "sampled parameters are recorded"
     accs = [t.accuracy for t in store.trials(summary.study, states=["COMPLETE"])]
-    assert max(accs) > 0.3, f"proxies should learn digits well above chance (0.1); got {accs}"
+    assert max(accs) > 0.3, f"proxies should learn well above chance (0.1); got {accs}"
+
+
+def test_trials_record_uncertainty_test_accuracy_and_curve(searched):
+    _, summary, store, _ = searched
+    for t in store.trials(summary.study, states=["COMPLETE"]):
+        n = t.metrics["num_val"]
+        assert t.accuracy_se == pytest.approx((t.accuracy * (1 - t.accuracy) / n) ** 0.5)
+        assert 0.0 <= t.test_accuracy <= 1.0 and t.metrics["num_test"] > 0
+        (curve,) = t.metrics["curve"]  # one repeat, one epoch
+        assert [e["epoch"] for e in curve] == [1] and curve[0]["train_loss"] > 0
+    study = store.get_study(summary.study)
+    assert study.config["dataset"] == "clutter" and study.config["repeats"] == 1
+    assert study.config["epochs"] == 1 and study.config["lr"] > 0
+
+
+def test_diverged_trial_is_failed_with_its_reason(ray_session, tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=1, epochs=1, lr=1e3, max_failures=0, db_url=url,
+                       runs_dir=str(tmp_path), study="diverges")
+    summary = run_search(cfg, log=lambda s: None)
+    assert summary.completed == 0 and summary.failed == 1
+    (trial,) = Store(url).trials("diverges")
+    assert trial.state == "FAIL" and trial.accuracy is None
+    assert trial.error.startswith("training diverged: non-finite loss in epoch 1"), trial.error
+    assert trial.metrics["curve"][0][0]["train_loss"] is None  # inf, stored as null
+    ot = optuna.load_study(study_name="diverges", storage=url).trials
+    assert [t.state for t in ot] == [optuna.trial.TrialState.FAIL]
+
+
+def test_repeats_give_mean_and_spread(ray_session, tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=1, epochs=1, repeats=2, db_url=url,
+                       runs_dir=str(tmp_path), study="repeats")
+    assert run_search(cfg, log=lambda s: None).completed == 1
+    (t,) = Store(url).trials("repeats")
+    a, b = t.metrics["accuracies"]
+    assert t.accuracy == pytest.approx((a + b) / 2)
+    assert t.metrics["accuracy_std"] == pytest.approx(abs(a - b) / 2 ** 0.5)
+    assert t.accuracy_se >= t.metrics["binomial_se"] > 0
+    assert len(t.metrics["curve"]) == 2 and len(t.metrics["test_accuracies"]) == 2
 
 
 def test_configurations_are_distinct(searched):
