@@ -60,6 +60,8 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=SearchConfig.repeats,
                    help="proxy trainings per architecture with independent seeds; the mean is "
                         "the accuracy, their spread goes into its standard error")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile each proxy model before training (worth it on GPUs)")
     p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler")
     p.add_argument("--dataset", default=SearchConfig.dataset,
                    help="proxy dataset: clutter (embedded default: digits among clutter) or "
@@ -80,7 +82,8 @@ def search_main(argv: Sequence[str] | None = None) -> int:
 
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,
                        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, repeats=args.repeats, sampler=args.sampler, dataset=args.dataset, runs_dir=args.runs_dir,
+                       lr=args.lr, repeats=args.repeats, compile=args.compile,
+                       sampler=args.sampler, dataset=args.dataset, runs_dir=args.runs_dir,
                        max_concurrent=args.max_concurrent)
     try:
         load_space(cfg.space)  # fail fast, before Ray starts

@@ -44,6 +44,7 @@ class SearchConfig:
     batch_size: int = 64  # proxy training batch size
     lr: float = 2e-3  # proxy AdamW peak learning rate
     repeats: int = 1  # proxy trainings per architecture (independent seeds); mean is the score
+    compile: bool = False  # torch.compile each proxy model before training (pays off on GPUs)
     sampler: str = "nsga2"  # nsga2 | tpe | random
     dataset: str = "clutter"  # proxies dataset registry name
     runs_dir: str = "runs"  # where the database, Ray's logs and the dataset cache go
@@ -73,6 +74,7 @@ class _TrialContext:
     lr: float
     seed: int
     repeats: int
+    compile: bool
     threads: int
 
 
@@ -104,7 +106,8 @@ def _trainable(config: dict[str, Any], ctx: _TrialContext) -> None:
         model = build_model(proxy)
         tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                            device=device, amp_bf16=device == "cuda",
-                           channels_last=device == "cuda", threads=ctx.threads)
+                           channels_last=device == "cuda", compile=ctx.compile,
+                           threads=ctx.threads)
 
         def on_epoch(e, repeat=repeat) -> None:
             tune.report({"repeat": repeat, **dataclasses.asdict(e)})
@@ -210,7 +213,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                           f"training images of dataset {dataset.name!r}")
     resolved = {**dataclasses.asdict(cfg), "db_url": store.url, "study": study_name,
                 "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
-                "dataset_fingerprint": dataset.fingerprint, "versions": _versions()}
+                "dataset_fingerprint": dataset.fingerprint, "dataset_resolution": dataset.resolution,
+                "dataset_sizes": [dataset.num_train, dataset.num_val, dataset.num_test],
+                "versions": _versions()}
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
                                       objectives=OBJECTIVES, config=resolved)
     for t in store.trials(study.id, states=["RUNNING"]):  # left behind by a killed run
@@ -254,6 +259,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         )
         run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         ctx = _TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
+                            cfg.compile,
                             threads=max(1, int(per_trial["cpu"])))
         recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
         tuner = tune.Tuner(

@@ -76,12 +76,20 @@ def test_diverged_trial_is_failed_with_its_reason(ray_session, tmp_path):
     assert [t.state for t in ot] == [optuna.trial.TrialState.FAIL]
 
 
-def test_repeats_give_mean_and_spread(ray_session, tmp_path):
+def test_repeats_give_mean_and_spread_at_the_space_proxy_resolution(ray_session, tmp_path):
+    from search_spaces import SPACES_DIR
+
+    space = tmp_path / "tiny16.yaml"  # tiny, but its proxy trains on 16 px images
+    text = (SPACES_DIR / "tiny.yaml").read_text().replace("name: tiny", "name: tiny16")
+    space.write_text(text.replace("  resolution: 32", "  resolution: 16"))
     url = f"sqlite:///{tmp_path}/nas.db"
-    cfg = SearchConfig(space="tiny", budget=1, epochs=1, repeats=2, db_url=url,
+    cfg = SearchConfig(space=str(space), budget=1, epochs=1, repeats=2, db_url=url,
                        runs_dir=str(tmp_path), study="repeats")
     assert run_search(cfg, log=lambda s: None).completed == 1
-    (t,) = Store(url).trials("repeats")
+    store = Store(url)
+    assert store.get_study("repeats").config["dataset_resolution"] == 16
+    (t,) = store.trials("repeats")
+    assert from_dict(t.metrics["proxy_arch"]).img_size == 16
     a, b = t.metrics["accuracies"]
     assert t.accuracy == pytest.approx((a + b) / 2)
     assert t.metrics["accuracy_std"] == pytest.approx(abs(a - b) / 2 ** 0.5)
