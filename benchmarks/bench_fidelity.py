@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         done = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
     have = {(r["i"], r["kind"]) for r in done}
     todo = [j for j in jobs if (j["i"], j["kind"]) not in have]
-    todo.sort(key=lambda j: -j["epochs"])  # long runs first: better packing on the workers
+    # config by config (so a partial run has complete triples), the long runs first in each
+    todo.sort(key=lambda j: (j["i"], -j["epochs"]))
     print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already in {runs_path}); "
           f"{len(todo)} to train on {args.workers} worker(s)", flush=True)
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ class SearchConfig:
     db_url: str | None = None  # SQLAlchemy URL; default sqlite:///<runs_dir>/nas.db
     study: str | None = None  # study name; default: the space's name
     seed: int = 0  # sampler and training seed
-    epochs: int = 2  # proxy training epochs
+    epochs: int = 3  # proxy training epochs
     batch_size: int = 64  # proxy training batch size
     lr: float = 2e-3  # proxy AdamW peak learning rate
     repeats: int = 1  # proxy trainings per architecture (independent seeds); mean is the score

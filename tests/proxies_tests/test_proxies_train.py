@@ -232,3 +232,20 @@ def test_summarize_repeats_mean_and_standard_error(digits: DatasetInfo, tiny_cnn
     assert len(set(accs)) > 1 or len({r.train_loss_sum for r in results}) == 3
     single = summarize(results[:1])
     assert single.accuracy_std is None and single.accuracy_se == single.binomial_se
+
+
+# ---------------------------------------------------------------------------- GPU-path options
+
+
+def test_channels_last_training_on_cpu(digits: DatasetInfo, tiny_cnn):
+    model = tiny_cnn(seed=0)
+    result = train_proxy(model, digits, TrainConfig(epochs=1, channels_last=True))
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain = train_proxy(tiny_cnn(seed=0), digits, TrainConfig(epochs=1))
+    assert result.accuracy == pytest.approx(plain.accuracy, abs=0.03)  # same math, other layout
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(digits: DatasetInfo, tiny_cnn):
+    result = train_proxy(tiny_cnn(seed=0), digits, TrainConfig(epochs=1, compile=True))
+    assert result.failure is None and result.accuracy > 0.3
