@@ -16,13 +16,16 @@ from proxies.zero_cost._registry import (
     zero_cost_score,
 )
 from proxies.zero_cost.naswot import activation_types, naswot_units
+from proxies.zero_cost.scores import first_batch, zero_cost_scores
 
 __all__ = [
     "ZeroCostFn",
     "activation_types",
+    "first_batch",
     "get_zero_cost",
     "list_zero_cost",
     "naswot_units",
     "register_zero_cost",
     "zero_cost_score",
+    "zero_cost_scores",
 ]
