@@ -36,7 +36,7 @@ def scored_weights(model: nn.Module, proxy: str) -> list[nn.Parameter]:
 
 
 def cross_entropy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``model(images)``, checking the logits fit the labels."""
+    """Mean cross-entropy of ``model(images)`` (at least float32), checking the logits fit."""
     logits = model(images)
     if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
         raise ZeroCostError(f"the model must return (B, num_classes) logits for B = "
@@ -44,7 +44,7 @@ def cross_entropy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     if labels.numel() and int(labels.max()) >= logits.shape[1]:
         raise ZeroCostError(f"label {int(labels.max())} is out of range for a model with "
                             f"{logits.shape[1]} outputs")
-    return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels)
 
 
 def _loss_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

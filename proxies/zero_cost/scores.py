@@ -24,8 +24,12 @@ def first_batch(info: DatasetInfo, *, batch_size: int = 64,
     threads = torch.get_num_threads()
     try:
         loader = make_loader(info, "train", batch_size=batch_size, shuffle=True, seed=seed)
-        images, labels = next(iter(loader))
-        return images.clone(), labels.clone()  # FFCV reuses its buffers
+        batches = iter(loader)
+        try:
+            images, labels = next(batches)
+            return images.clone(), labels.clone()  # FFCV reuses its buffers
+        finally:
+            batches.close()  # stop FFCV's prefetching thread
     finally:
         torch.set_num_threads(threads)
 
