@@ -9,8 +9,9 @@ here the proxy runs on the private deep copy :func:`zero_cost_score` makes, so t
 model keeps its values and dtype exactly (a bf16 model stays bf16).
 
 Mode: the copy is put in eval mode. Norms with running statistics (BatchNorm) then act as fixed
-affine maps, which at initialisation (mean 0, var 1) is the reference's ``bn=False``; with
-batch statistics a single input would be normalised to its bias. Dropout and drop-path are off.
+affine maps, close to the identity at initialisation (running mean 0, var 1), which is near the
+reference's ``bn=False`` (BatchNorm left out); with batch statistics a single input would be
+normalised to its bias. Dropout and drop-path are off.
 
 **The pooling pitfall, and the choice made here.** PoolFormer's token mixer is
 ``Pooling(x) = AvgPool2d(k, 1, k // 2, count_include_pad=False)(x) - x``, which is exactly 0 on a
@@ -21,7 +22,7 @@ mixer were removed (``pool_size=1`` makes that exact), and what remains depends 
 borders, not on token mixing. At 32 px most of the small late-stage maps are border, which
 partly hides the problem but makes the score a padding artefact.
 
-``synflow`` therefore feeds one **fixed non-constant positive input**: uniform noise on (0, 2),
+``synflow`` therefore feeds one **fixed non-constant positive input**: uniform noise on [0, 2),
 mean 1 like the all-ones tensor, drawn from the seeded RNG (so the score is deterministic given
 ``seed``). It is still data-free and still positive, so on a net of positive linear maps it is
 a positively weighted path sum like the original; through pooling it carries the input's
@@ -57,7 +58,7 @@ def synflow_score(model: nn.Module, inputs: torch.Tensor) -> float:
 
 @register_zero_cost("synflow")
 def synflow(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Synflow on one uniform(0, 2) input of the batch's image shape (pooling-aware)."""
+    """Synflow on one uniform [0, 2) input of the batch's image shape (pooling-aware)."""
     inputs = 2 * torch.rand((1, *images.shape[1:]), dtype=torch.float64)
     return synflow_score(model, inputs)
 
