@@ -4,12 +4,11 @@ Every proxy is a function ``fn(model, images, labels) -> float`` registered with
 :func:`register_zero_cost`. :func:`zero_cost_score` hands it a private deep copy of the model, in
 train mode (the mode a freshly built network is in, so BatchNorm uses batch statistics and
 dropout is live, seeded; a proxy may switch its copy to eval, as synflow does), with ``images``
-and ``labels`` moved
-to the model's device and the images cast to its floating dtype, under a torch RNG seeded with
-``seed`` and forked from the caller's. The caller's model is therefore never touched: values,
-dtype, device, train/eval mode, ``requires_grad``, ``.grad`` and hooks stay as they were, and
-the global RNG state too. A non-finite score raises :class:`ZeroCostError` instead of being
-returned.
+and ``labels`` moved to the model's device and the images cast to its floating dtype, under a
+torch RNG seeded with ``seed`` and forked from the caller's. The caller's model is therefore
+never touched: values, dtype, device, train/eval mode, ``requires_grad``, ``.grad`` and hooks
+stay as they were, and the global RNG state too. A non-finite score raises
+:class:`ZeroCostError` instead of being returned.
 """
 
 from __future__ import annotations
