@@ -1,4 +1,4 @@
-"""Proxy datasets (FFCV .beton), loaders and a small proxy trainer for ranking architectures."""
+"""Proxy datasets (FFCV .beton), loaders, a small proxy trainer and zero-cost proxies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from proxies.datasets import (
     list_datasets,
     prepare_dataset,
 )
-from proxies.errors import DatasetError
+from proxies.errors import DatasetError, ZeroCostError
 from proxies.loader import data_seed, make_loader
 from proxies.loader_cache import clear_loader_cache, shared_loader
 from proxies.registry import RawDataset, register_dataset
@@ -24,6 +24,13 @@ from proxies.train import (
     lr_factor,
     train_proxy,
 )
+from proxies.zero_cost import (
+    ZeroCostFn,
+    list_zero_cost,
+    register_zero_cost,
+    zero_cost_score,
+    zero_cost_scores,
+)
 
 __all__ = [
     "DEFAULT_DATASET",
@@ -35,18 +42,24 @@ __all__ = [
     "RepeatSummary",
     "TrainConfig",
     "TrainResult",
+    "ZeroCostError",
+    "ZeroCostFn",
     "binomial_se",
     "clear_loader_cache",
     "data_seed",
     "default_cache_dir",
     "evaluate",
     "list_datasets",
+    "list_zero_cost",
     "lr_factor",
     "make_loader",
     "prepare_dataset",
     "register_dataset",
+    "register_zero_cost",
     "run_seed",
     "shared_loader",
     "summarize",
     "train_proxy",
+    "zero_cost_score",
+    "zero_cost_scores",
 ]
