@@ -6,7 +6,8 @@ For N random configurations of a space, trains each proxy model
   - 5x longer (5E epochs) with two independent seeds 0 and 1,      "reference" (ref0, ref1)
 and prints Kendall tau, Spearman rho and top-25% overlap between the reference (ref0) and
   (a) the default proxy (its validation accuracy, and its validation loss),
-  (b) #params and MACs of the full model,
+  (b) #params and MACs of the full model, and every registered zero-cost proxy (one batch, at
+      initialisation, on the proxy model),
   (c) the reference itself under the other seed (how well a ranking can be reproduced at all),
 plus the noise figures: between-architecture std of the reference accuracy, seed-to-seed std,
 and the binomial standard error of one accuracy. All seeds are independent (weight init and
@@ -85,8 +86,36 @@ def _rank_stats(pred: np.ndarray, ref: np.ndarray, boot: int = 2000) -> dict:
     return {"tau": tau, "p": p, "tau_lo": lo, "tau_hi": hi, "rho": rho, "top25": top}
 
 
+def zero_cost_table(space, info, n: int, path: Path) -> dict[str, dict[str, float]]:
+    """Every registered zero-cost proxy on each configuration's proxy model (cached in `path`).
+
+    One fixed training batch (64 images) and one weight init (seed 0) per model, in this
+    process; takes well under a second per model and proxy on a CPU core.
+    """
+    import torch
+
+    from nas.model import build_model
+    from proxies.zero_cost import list_zero_cost, zero_cost_scores
+
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    names = list_zero_cost()
+    for i in range(n):
+        if str(i) in cached and set(cached[str(i)]) == set(names):
+            continue
+        arch, _ = space.sample_random(i)
+        spec = space.proxy(arch, info.num_classes)
+
+        def factory(spec=spec):
+            torch.manual_seed(0)
+            return build_model(spec)
+
+        cached[str(i)] = zero_cost_scores(factory, info, names, batch_size=64, seed=0)
+    path.write_text(json.dumps(cached, indent=1))
+    return {k: v for k, v in cached.items() if int(k) < n}
+
+
 def analyse(rows: list[dict], meta: dict) -> dict:
-    """Tables of the benchmark from the finished runs (configurations missing a run are left out)."""
+    """The benchmark's figures from the finished runs (configurations missing a run left out)."""
     by = {}
     for r in rows:
         by.setdefault(r["i"], {})[r["kind"]] = r
@@ -104,8 +133,11 @@ def analyse(rows: list[dict], meta: dict) -> dict:
         "proxy validation loss (negated)": -get("proxy", "val_loss"),
         "full-model #params": params,
         "full-model MACs": macs,
-        "reference, other seed (seed 1)": ref1,
     }
+    for name in sorted(next(iter(meta.get("zero_cost", {}).values()), {})):
+        label = "proxy-model #params (zero-cost)" if name == "params" else f"zero-cost {name}"
+        predictors[label] = np.array([meta["zero_cost"][str(i)][name] for i in ids])
+    predictors["reference, other seed (seed 1)"] = ref1
     n_val = by[ids[0]]["ref0"]["num_val"]
     seed_std = float(np.sqrt(np.mean((ref0 - ref1) ** 2) / 2))
     between = float(np.std((ref0 + ref1) / 2, ddof=1))
@@ -213,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{k:>3}/{len(todo)}] config {r['i']:>2} {r['kind']:<5} "
                       f"{r['epochs']:>2} ep  acc {r['accuracy']:.4f}  {r['seconds']:6.1f} s  "
                       f"elapsed {el:7.1f} s  eta {el / k * (len(todo) - k):7.1f} s", flush=True)
+    print("zero-cost proxies on each proxy model ...", flush=True)
+    meta["zero_cost"] = zero_cost_table(space, info, args.n, out / f"{tag}_zero_cost.json")
     result = analyse([r for r in done if r["i"] < args.n], meta)
     (out / f"{tag}.json").write_text(json.dumps({"meta": meta, "result": result}, indent=1))
     print_tables(result, meta)

@@ -219,7 +219,8 @@ class Store:
         if missing:
             with self._tx("creating tables", write=True) as session:
                 Base.metadata.create_all(session.connection(), checkfirst=True)
-        added = [(t, c, sql) for t, c, sql in ADDED_COLUMNS if t in present and c not in present[t]]
+        added = [(t, c, sql) for t, c, sql in ADDED_COLUMNS
+                 if t in present and c not in present[t]]
         if added:
             with self._tx("adding columns", write=True) as session:
                 for table, column, sql_type in added:
