@@ -158,6 +158,44 @@ def analyse(rows: list[dict], meta: dict) -> dict:
     }
 
 
+def plot(rows: list[dict], meta: dict, result: dict, path: Path) -> None:
+    """Three panels: proxy vs reference, reference seed 0 vs seed 1, MACs vs reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {}
+    for r in rows:
+        by.setdefault(r["i"], {})[r["kind"]] = r["accuracy"]
+    ids = sorted(i for i, d in by.items() if len(d) == 3)
+    ref0 = np.array([by[i]["ref0"] for i in ids]) * 100
+    macs = np.array([meta["configs"][str(i)]["macs"] for i in ids]) / 1e9
+    panels = [
+        (np.array([by[i]["proxy"] for i in ids]) * 100,
+         f"proxy accuracy, {meta['epochs']} epochs, seed 2 (%)",
+         result["rank"]["proxy accuracy (default proxy, seed 2)"]["tau"]),
+        (np.array([by[i]["ref1"] for i in ids]) * 100,
+         "reference accuracy, seed 1 (%)",
+         result["rank"]["reference, other seed (seed 1)"]["tau"]),
+        (macs, "full-model GMACs", result["rank"]["full-model MACs"]["tau"]),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), constrained_layout=True)
+    for ax, (x, label, tau) in zip(axes, panels):
+        sc = ax.scatter(x, ref0, c=np.log10(macs), cmap="viridis", s=28, edgecolors="k",
+                        linewidths=0.4)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"reference accuracy, {REF_FACTOR * meta['epochs']} epochs, seed 0 (%)")
+        ax.set_title(f"Kendall τ = {tau:.2f}")
+        ax.grid(alpha=0.3)
+    axes[2].set_xscale("log")
+    fig.colorbar(sc, ax=axes, label="log10 full-model GMACs", shrink=0.8)
+    fig.suptitle(f"Proxy fidelity on {meta['dataset']}: {len(ids)} random "
+                 f"{meta['space']} configurations")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def print_tables(result: dict, meta: dict) -> None:
     e = meta["epochs"]
     print(f"\n### {meta['dataset']}: {result['n']} random `{meta['space']}` configurations; "
@@ -192,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default="runs/fidelity", help="folder for results (JSONL + JSON)")
+    p.add_argument("--analyse-only", action="store_true",
+                   help="train nothing: tables and plot from the runs already recorded")
     args = p.parse_args(argv)
 
     from nas.arch import to_dict
@@ -225,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     if runs_path.exists():
         done = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
     have = {(r["i"], r["kind"]) for r in done}
-    todo = [j for j in jobs if (j["i"], j["kind"]) not in have]
+    todo = [j for j in jobs if (j["i"], j["kind"]) not in have and not args.analyse_only]
     # config by config (so a partial run has complete triples), the long runs first in each
     todo.sort(key=lambda j: (j["i"], -j["epochs"]))
-    print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already in {runs_path}); "
+    print(f"{len(jobs)} runs ({len(have)} already in {runs_path}); "
           f"{len(todo)} to train on {args.workers} worker(s)", flush=True)
     t0 = time.perf_counter()
     if todo:
@@ -250,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     result = analyse([r for r in done if r["i"] < args.n], meta)
     (out / f"{tag}.json").write_text(json.dumps({"meta": meta, "result": result}, indent=1))
     print_tables(result, meta)
+    plot([r for r in done if r["i"] < args.n], meta, result, out / f"{tag}.png")
     print(f"\n(command: {' '.join(['benchmarks/bench_fidelity.py', *(argv or sys.argv[1:])])}; "
-          f"wall {time.perf_counter() - t0:.0f} s; runs in {runs_path})")
+          f"wall {time.perf_counter() - t0:.0f} s; runs in {runs_path}; plot {tag}.png)")
     return 0
 
 
