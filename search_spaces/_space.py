@@ -23,10 +23,9 @@ import math
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from nas.arch import (
+from nas.models.arch import (
     HEADS,
     STEM_STRIDES,
     STEMS,
@@ -36,15 +35,15 @@ from nas.arch import (
     StageSpec,
     stage_grids,
 )
-from nas.cost import analytic_cost
-from nas.errors import ConfigError, SpaceError, did_you_mean
-from nas.layers import ACTS, NORMS
-from nas.mixers import MIXERS
-from nas.model import validate
+from nas.models.cost import analytic_cost
+from nas.models.layers import ACTS, NORMS
+from nas.models.mixers import MIXERS
+from nas.models.model import validate
+from nas.models.proxy import ProxySpec, proxy_stage, reduce_to_proxy, round_width
+from nas_errors import ConfigError, SpaceError, did_you_mean
 
-__all__ = ["Space", "ProxySpec", "RandomTrial", "parse_space", "split_depth", "round_width"]
+__all__ = ["Space", "RandomTrial", "split_depth"]
 
-ATTENTION_LIKE = ("attention", "ufo")  # mixers whose width must be a multiple of head_dim
 STAGE_OPTS = ("norm", "act", "mlp_ratio", "layer_scale", "res_scale")  # global, or per stage
 STAGE_KEYS = ("mixer", *STAGE_OPTS)
 TOP_KEYS = {
@@ -56,7 +55,7 @@ TOP_KEYS = {
 }
 CONSTRAINT_KEYS = ("conv_before_attention", "nondecreasing_widths", "max_macs", "max_params")
 PROXY_KEYS = ("width_mult", "depth_mult", "resolution", "stem_stride", "patch_size")
-FLOAT_SETTINGS = ("expansion_ratio",)  # mixer settings that may be fractional
+PROBE_GRID = (7, 7)  # token grid at which mixer settings are checked while parsing
 MAX_NUMBER = 1e15  # larger magnitudes are typos (and would overflow float arithmetic)
 MAX_DEPTH = 1000  # blocks per stage (or ConvMixer layers)
 MAX_WIDTH = 65536  # channels
@@ -79,17 +78,6 @@ class RandomTrial:
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         self.params[name] = self.rng.choice(list(choices))
         return self.params[name]
-
-
-@dataclass(frozen=True)
-class ProxySpec:
-    """How a full model is reduced to the proxy that is trained (recorded with every trial)."""
-
-    width_mult: float = 0.25  # proxy width = width x this, rounded (8, or the head_dim)
-    depth_mult: float = 0.5  # proxy depth = max(1, round(depth x this))
-    resolution: int = 32  # proxy input side in pixels
-    stem_stride: int = 2  # MetaFormer proxy stem stride (4, 2 or 1)
-    patch_size: int = 2  # ConvMixer proxy patch size
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -257,21 +245,10 @@ def _key(v: Any) -> str:
     return json.dumps(v, sort_keys=True)
 
 
-def _kind_of(default: Any) -> str:
-    if isinstance(default, bool):
-        return "bool"
-    return {int: "int", float: "float", str: "str"}.get(type(default), "str")
-
-
 def split_depth(total: int, ratio: Sequence[float]) -> tuple[int, ...]:
     """Stage depths: max(1, floor(L * r_i / sum(r) + 0.5))."""
     s = sum(ratio)
     return tuple(max(1, math.floor(total * r / s + 0.5)) for r in ratio)
-
-
-def round_width(x: float, q: int) -> int:
-    """max(q, q * floor(x / q + 0.5))."""
-    return max(q, q * math.floor(x / q + 0.5))
 
 
 def _grids(img_size: int, stem_stride: int, n: int) -> list[int]:
@@ -394,16 +371,16 @@ class Space:
             given = d.section(f"mixers.{m}", node.get(m), list(mdef.defaults))
             settings = {}
             for key, default in mdef.defaults.items():
-                kind = "number" if key in FLOAT_SETTINGS else _kind_of(default)
+                kind = mdef.setting_kind(key)
                 allowed = ACTS.names() if key == "act" else None
                 high = 4096 if kind in ("int", "number") else None
                 settings[key] = d.choices(f"mixers.{m}.{key}", given.get(key, default), kind,
                                           allowed, high=high)
             for combo in itertools.product(*settings.values()):
                 args = dict(zip(settings, combo))
-                width = 64 * args.get("head_dim", 1)  # a width every setting can divide
+                width = 64 * mdef.width_quantum(args)  # a width every setting can divide
                 try:
-                    mdef.check(width, (7, 7), **args)
+                    mdef.check(width, PROBE_GRID, **args)
                 except ConfigError as e:
                     raise d.fail(f"mixers.{m}", str(e)) from None
             out[m] = settings
@@ -465,13 +442,13 @@ class Space:
                                         f"and {i + 1}; consecutive widths must differ")
             for i, st in enumerate(self.stages):
                 for m in st["mixer"]:
-                    if m in ATTENTION_LIKE:
-                        for hd in self.mixer_settings[m]["head_dim"]:
-                            if widths[i] % hd:
-                                raise d.fail(where, f"{what} gives width {widths[i]} at stage "
-                                             f"{i + 1}, which can be '{m}' with head_dim {hd}: "
-                                             "attention widths must be multiples of head_dim "
-                                             f"(use a divisor that is a multiple of {hd})")
+                    key = MIXERS.get(m).width_multiple_of
+                    for q in self.mixer_settings[m].get(key, ()) if key else ():
+                        if widths[i] % q:
+                            raise d.fail(where, f"{what} gives width {widths[i]} at stage "
+                                         f"{i + 1}, which can be '{m}' with {key} {q}: "
+                                         f"'{m}' widths must be multiples of {key} "
+                                         f"(use a divisor that is a multiple of {q})")
 
     def _all_widths(self) -> Iterator[tuple[tuple[int, ...], str, str]]:
         """Every width choice: (widths, key path, which choice)."""
@@ -551,7 +528,7 @@ class Space:
                 for combo in itertools.product(*settings.values()):
                     args = dict(zip(settings, combo))
                     for w in widths:
-                        pw, pargs, _ = _proxy_stage(w, m, args, p)
+                        pw, pargs, _ = proxy_stage(w, m, args, p)
                         for note, ww, aa, g in (("", w, args, full[i]),
                                                 (" in the proxy", pw, pargs, small[i])):
                             try:
@@ -665,12 +642,7 @@ class Space:
 
     def proxy(self, arch: ArchSpec, num_classes: int) -> ArchSpec:
         """The reduced model that is trained: narrower, shallower, smaller input, adapted stem."""
-        p = self.proxy_spec
-        if isinstance(arch, ConvMixerSpec):
-            return replace(arch, width=round_width(arch.width * p.width_mult, 8),
-                           depth=max(1, math.floor(arch.depth * p.depth_mult + 0.5)),
-                           patch_size=p.patch_size, img_size=p.resolution, num_classes=num_classes)
-        return proxy_metaformer(arch, p, num_classes)
+        return reduce_to_proxy(arch, self.proxy_spec, num_classes)
 
     # ---------------------------------------------------------------- describing
 
@@ -705,32 +677,6 @@ class Space:
         return n
 
 
-def _proxy_stage(width: int, mixer: str, args: dict[str, Any],
-                 p: ProxySpec) -> tuple[int, dict[str, Any], int]:
-    """A stage's proxy width (before the strictly-increasing adjustment), mixer settings and
-    width quantum: multiples of 8, or of the scaled head_dim in attention stages."""
-    args, q = dict(args), 8
-    if "head_dim" in args and mixer in ATTENTION_LIKE:
-        args["head_dim"] = max(8, round_width(args["head_dim"] * p.width_mult, 8))
-        q = math.lcm(8, args["head_dim"])
-    return round_width(width * p.width_mult, q), args, q
-
-
-def proxy_metaformer(arch: MetaFormerSpec, p: ProxySpec, num_classes: int) -> MetaFormerSpec:
-    """Scale widths (multiples of 8, of the scaled head_dim in attention stages, strictly
-    increasing), depths and head_dim; keep mixers, norms and activations."""
-    stages, prev = [], 0
-    for s in arch.stages:
-        width, args, q = _proxy_stage(s.width, s.mixer, s.args, p)
-        if width <= prev:
-            width = (prev // q + 1) * q
-        depth = max(1, math.floor(s.depth * p.depth_mult + 0.5))
-        stages.append(replace(s, width=width, depth=depth, mixer_args=tuple(args.items())))
-        prev = width
-    return replace(arch, stages=tuple(stages), img_size=p.resolution, stem_stride=p.stem_stride,
-                   num_classes=num_classes)
-
-
 class _Picker:
     def __init__(self, trial: TrialLike) -> None:
         self.trial = trial
@@ -753,8 +699,3 @@ class _Recorder:
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         self.seen[name] = tuple(choices)
         return choices[0]
-
-
-def parse_space(doc: Any, source: str = "<space>") -> Space:
-    """Alias of ``Space(doc, source)``."""
-    return Space(doc, source)

@@ -21,7 +21,7 @@ from timm.models.metaformer import (
 )
 from torch import nn
 
-from nas._registry import Registry
+from nas.models._registry import Registry
 
 __all__ = ["NormDef", "ActDef", "NORMS", "ACTS", "build_norm", "build_act"]
 

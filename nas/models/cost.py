@@ -22,10 +22,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas.arch import ArchSpec, ConvMixerSpec, MetaFormerSpec, stage_grids, stem_geometry
-from nas.layers import ACTS, NORMS
-from nas.mixers import MIXERS
-from nas.model import build_model, validate
+from nas.models.arch import ArchSpec, ConvMixerSpec, MetaFormerSpec, stage_grids, stem_geometry
+from nas.models.layers import ACTS, NORMS
+from nas.models.mixers import MIXERS
+from nas.models.model import build_model, validate
 
 __all__ = ["Cost", "analytic_cost", "traced_cost", "LatencyResult", "measure_latency"]
 
@@ -98,8 +98,9 @@ def _convmixer_cost(spec: ConvMixerSpec) -> Cost:
     g = spec.img_size // p
     n, act = g * g, ACTS.get(spec.act).params
     stem = Cost(p * p * spec.in_chans * h + h + 2 * h + act, p * p * spec.in_chans * h * n, h * n)
-    layer = Cost(k * k * h + h + 2 * h + act + h * h + h + 2 * h + act,
-                 (k * k * h + h * h) * n, 2 * h * n)
+    mixing = Cost(*MIXERS.get("convmixer").cost(h, (g, g), k, spec.act))  # depthwise, act, BN
+    pointwise = Cost(h * h + h + 2 * h + act, h * h * n, h * n)  # 1x1 conv, act, BN
+    layer = mixing + pointwise
     head = Cost(h * spec.num_classes + spec.num_classes, h * spec.num_classes, spec.num_classes)
     return stem + layer.times(d) + head
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from nas.errors import ConfigError
+from nas_errors import ConfigError
 
 __all__ = [
     "StageSpec",
@@ -24,6 +24,7 @@ __all__ = [
     "from_dict",
     "canonical_json",
     "arch_hash",
+    "describe",
     "stem_geometry",
     "stage_grids",
 ]
@@ -39,9 +40,9 @@ class StageSpec:
 
     depth: int  # number of blocks (>= 1)
     width: int  # channels
-    mixer: str  # registered token-mixer name (nas.mixers)
+    mixer: str  # registered token-mixer name (nas.models.mixers)
     mixer_args: tuple[tuple[str, Any], ...] = ()  # mixer settings, sorted by key
-    norm: str = "ln_nobias"  # registered norm name (nas.layers), layout chosen by the mixer
+    norm: str = "ln_nobias"  # registered norm name (nas.models.layers), layout chosen by the mixer
     act: str = "starrelu"  # channel-MLP activation
     mlp_ratio: float = 4.0  # MLP hidden width / width
     layer_scale: float | None = None  # LayerScale init value on both branches (None: off)
@@ -153,6 +154,14 @@ def canonical_json(spec: ArchSpec) -> str:
 def arch_hash(spec: ArchSpec) -> str:
     """First 16 hex digits of the SHA-256 of the canonical JSON."""
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
+
+
+def describe(spec: ArchSpec) -> str:
+    """Short human name: ``attn/conv/... d2-2-6-2 w64-128-320-512`` or ``convmixer h256 d8 k9``."""
+    if isinstance(spec, ConvMixerSpec):
+        return f"convmixer h{spec.width} d{spec.depth} k{spec.kernel_size}"
+    return ("/".join(m[:4] for m in spec.mixers) + " d" + "-".join(map(str, spec.depths))
+            + " w" + "-".join(map(str, spec.widths)))
 
 
 # --------------------------------------------------------------------------- geometry
