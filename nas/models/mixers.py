@@ -117,12 +117,10 @@ def _positive_int(name: str, value: Any) -> None:
 
 # --------------------------------------------------------------------------- identity
 
-MIXERS.add("identity", MixerDef(
-    "identity", "nchw", "none", {},
-    build=lambda dim, grid: nn.Identity(),
-    cost=lambda dim, grid: (0, 0, 0),
-    description="no token mixing (IdentityFormer)",
-))
+@register_mixer(layout="nchw", kind="none", cost=lambda dim, grid: (0, 0, 0),
+                description="no token mixing (IdentityFormer)")
+def identity(dim: int, grid: tuple[int, int]) -> nn.Module:
+    return nn.Identity()
 
 
 # --------------------------------------------------------------------------- random mixing
@@ -165,12 +163,11 @@ def _rand_cost(dim: int, grid: tuple[int, int]) -> Cost:
     return n * n, n * n * dim, n * dim
 
 
-MIXERS.add("random", MixerDef(
-    "random", "nchw", "global", {},
-    build=lambda dim, grid: RandomMixing(grid[0] * grid[1], grid),
-    cost=_rand_cost,
-    description="frozen random row-stochastic token matrix (RandFormer); fixes the grid",
-))
+@register_mixer(name="random", layout="nchw", kind="global", cost=_rand_cost,
+                description="frozen random row-stochastic token matrix (RandFormer); fixes the "
+                            "grid")
+def _random(dim: int, grid: tuple[int, int]) -> nn.Module:
+    return RandomMixing(grid[0] * grid[1], grid)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -180,13 +177,11 @@ def _check_pool(dim: int, grid: tuple[int, int], pool_size: int) -> None:
     _odd_kernel("pooling.pool_size", pool_size)
 
 
-MIXERS.add("pooling", MixerDef(
-    "pooling", "nchw", "local", {"pool_size": 3},
-    build=lambda dim, grid, pool_size: Pooling(pool_size=pool_size),
-    cost=lambda dim, grid, pool_size: (0, 0, 0),
-    check=_check_pool,
-    description="average pool minus input, padding excluded (PoolFormer)",
-))
+@register_mixer(layout="nchw", kind="local", defaults={"pool_size": 3},
+                cost=lambda dim, grid, pool_size: (0, 0, 0), check=_check_pool,
+                description="average pool minus input, padding excluded (PoolFormer)")
+def pooling(dim: int, grid: tuple[int, int], pool_size: int) -> nn.Module:
+    return Pooling(pool_size=pool_size)
 
 
 # --------------------------------------------------------------------------- separable conv
@@ -215,12 +210,12 @@ def _check_sepconv(dim: int, grid, kernel_size: int, expansion_ratio: float) -> 
         raise ConfigError(f"sepconv: expansion_ratio {expansion_ratio} x width {dim} < 1 channel")
 
 
-MIXERS.add("sepconv", MixerDef(
-    "sepconv", "nchw", "local", {"kernel_size": 7, "expansion_ratio": 2},
-    build=_sepconv_build, cost=_sepconv_cost, check=_check_sepconv,
+register_mixer(
+    name="sepconv", layout="nchw", kind="local",
+    defaults={"kernel_size": 7, "expansion_ratio": 2}, float_settings=("expansion_ratio",),
+    cost=_sepconv_cost, check=_check_sepconv,
     description="inverted separable conv: pw 1x1, StarReLU, depthwise kxk, pw 1x1 (ConvFormer)",
-    float_settings=("expansion_ratio",),
-))
+)(_sepconv_build)
 
 
 # --------------------------------------------------------------------------- self-attention
@@ -242,14 +237,12 @@ def _attn_cost(dim: int, grid, head_dim: int) -> Cost:
     return 4 * dim * dim, 4 * dim * dim * n + 2 * n * n * dim, 5 * dim * n + heads * n * n
 
 
-MIXERS.add("attention", MixerDef(
-    "attention", "tokens", "global", {"head_dim": 32},
-    build=lambda dim, grid, head_dim: Attention(dim, head_dim=head_dim),
-    cost=_attn_cost,
-    check=lambda dim, grid, head_dim: _check_heads("attention", dim, head_dim),
-    description="softmax multi-head self-attention, no biases (CAFormer stages 3-4)",
-    width_multiple_of="head_dim",
-))
+@register_mixer(layout="tokens", kind="global", defaults={"head_dim": 32},
+                width_multiple_of="head_dim", cost=_attn_cost,
+                check=lambda dim, grid, head_dim: _check_heads("attention", dim, head_dim),
+                description="softmax multi-head self-attention, no biases (CAFormer stages 3-4)")
+def attention(dim: int, grid: tuple[int, int], head_dim: int) -> nn.Module:
+    return Attention(dim, head_dim=head_dim)
 
 
 # --------------------------------------------------------------------------- UFO-ViT XNorm
@@ -293,14 +286,12 @@ def _ufo_cost(dim: int, grid, head_dim: int) -> Cost:
     return 4 * dim * dim + heads, macs, acts
 
 
-MIXERS.add("ufo", MixerDef(
-    "ufo", "tokens", "global", {"head_dim": 32},
-    build=lambda dim, grid, head_dim: XNormAttention(dim, head_dim),
-    cost=_ufo_cost,
-    check=lambda dim, grid, head_dim: _check_heads("ufo", dim, head_dim),
-    description="UFO-ViT cross-normalised (XNorm) linear attention",
-    width_multiple_of="head_dim",
-))
+@register_mixer(layout="tokens", kind="global", defaults={"head_dim": 32},
+                width_multiple_of="head_dim", cost=_ufo_cost,
+                check=lambda dim, grid, head_dim: _check_heads("ufo", dim, head_dim),
+                description="UFO-ViT cross-normalised (XNorm) linear attention")
+def ufo(dim: int, grid: tuple[int, int], head_dim: int) -> nn.Module:
+    return XNormAttention(dim, head_dim)
 
 
 # --------------------------------------------------------------------------- ConvMixer mixing
@@ -330,10 +321,9 @@ def _check_cm(dim: int, grid, kernel_size: int, act: str) -> None:
     ACTS.get(act)
 
 
-MIXERS.add("convmixer", MixerDef(
-    "convmixer", "nchw", "local", {"kernel_size": 9, "act": "gelu"},
-    build=lambda dim, grid, kernel_size, act: ConvMixerMixing(dim, kernel_size, act),
-    cost=_cm_cost, check=_check_cm,
-    description="depthwise conv, activation, BatchNorm (ConvMixer's spatial mixing)",
-))
+@register_mixer(layout="nchw", kind="local", defaults={"kernel_size": 9, "act": "gelu"},
+                cost=_cm_cost, check=_check_cm,
+                description="depthwise conv, activation, BatchNorm (ConvMixer's spatial mixing)")
+def convmixer(dim: int, grid: tuple[int, int], kernel_size: int, act: str) -> nn.Module:
+    return ConvMixerMixing(dim, kernel_size, act)
 
