@@ -24,19 +24,9 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from nas.models.arch import (
-    HEADS,
-    STEM_STRIDES,
-    STEMS,
-    ArchSpec,
-    ConvMixerSpec,
-    MetaFormerSpec,
-    StageSpec,
-    stage_grids,
-)
+from nas.models import MIXERS, ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec, validate
+from nas.models.arch import HEADS, STEM_STRIDES, STEMS, stage_grids
 from nas.models.layers import ACTS, NORMS
-from nas.models.mixers import MIXERS
-from nas.models.model import validate
 from nas.models.proxy import ProxySpec, proxy_stage, reduce_to_proxy, round_width
 from nas_errors import ConfigError, SpaceError, did_you_mean
 from search_spaces._constraints import Constraints

@@ -17,23 +17,14 @@ from nas.results import (
     parse_objectives,
 )
 
+from ._results import result
+
 # what the database's `metrics` JSON held before the typed result (kept: stored trials compare)
 METRICS = {"acts", "proxy_macs", "proxy_params", "val_loss", "final_train_loss",
            "train_loss_sum", "steps", "train_seconds", "eval_seconds", "count_seconds",
            "images_per_second", "total_seconds", "device", "accuracy_std", "binomial_se",
            "test_accuracy_se", "accuracies", "test_accuracies", "repeats", "num_val", "num_test",
            "curve"}
-
-
-def result(**kw) -> TrialResult:
-    base = dict(accuracy=0.8, accuracy_se=0.01, test_accuracy=0.79, macs=10**9, params=10**6,
-                acts=10**5, proxy_macs=10**7, proxy_params=10**4, accuracy_std=None,
-                binomial_se=0.01, test_accuracy_se=0.011, accuracies=(0.8,),
-                test_accuracies=(0.79,), repeats=1, val_loss=0.5, num_val=2000, num_test=2000,
-                final_train_loss=0.6, train_loss_sum=1.2, steps=100, train_seconds=3.0,
-                eval_seconds=0.5, count_seconds=0.2, images_per_second=2000.0,
-                total_seconds=4.0, device="cpu", curve=[[{"epoch": 1}]])
-    return TrialResult(**{**base, **kw})
 
 
 def test_report_round_trips_and_splits_into_columns_and_metrics():

@@ -11,7 +11,8 @@ from nas._searcher import BudgetedSearcher
 from nas.models import from_dict
 from nas.results import DEFAULT_OBJECTIVES, objective_names
 from search_spaces import load_space
-from tests.nas_tests.test_nas_results import result
+
+from ._results import result
 
 
 @pytest.fixture
