@@ -26,6 +26,7 @@ class TrialContext:
     repeats: int  # proxy trainings per architecture
     compile: bool  # torch.compile the proxy
     threads: int  # torch threads per trial
+    latency: bool = False  # also time the full model's forward (an objective needs latency_ms)
 
 
 def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -38,7 +39,7 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     import torch
     from ray import tune
 
-    from nas.models import analytic_cost, build_model, traced_cost
+    from nas.models import analytic_cost, build_model, measure_latency, traced_cost
     from proxies import TrainConfig, run_seed, summarize, train_proxy
 
     t0 = time.perf_counter()
@@ -46,8 +47,10 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     arch, proxy = from_dict(config["arch"]), from_dict(config["proxy_arch"])
     full = traced_cost(arch)
     count_s = time.perf_counter() - t0
-    proxy_cost = analytic_cost(proxy)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    latency_ms = (measure_latency(arch, device=device, threads=ctx.threads, warmup=3, reps=10)
+                  .median_ms if ctx.latency else None)
+    proxy_cost = analytic_cost(proxy)
     results, curves = [], []
     for repeat in range(ctx.repeats):
         seed = run_seed(ctx.seed, repeat)
@@ -84,4 +87,5 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
         count_seconds=count_s,
         images_per_second=statistics.fmean(r.images_per_second for r in results),
         total_seconds=time.perf_counter() - t0, device=device, curve=curves,
+        latency_ms=latency_ms,
     ).report())

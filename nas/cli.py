@@ -77,8 +77,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="trials at once (default: one per CPU core, or one per GPU)")
     p.add_argument("--objectives", default=None,
                    help="comma-separated name:max|min over any recorded numeric metric (accuracy, "
-                        "macs, params, acts, proxy_macs, val_loss, ...); default: the study's, "
-                        "or accuracy:max,macs:min for a new study")
+                        "macs, params, acts, latency_ms, proxy_macs, val_loss, ...); default: "
+                        "the study's, or accuracy:max,macs:min for a new study")
     p.set_defaults(run=_search)
     return p
 

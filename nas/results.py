@@ -59,6 +59,8 @@ class TrialResult:
     total_seconds: float  # the whole trial, seconds
     device: str  # "cuda" or "cpu"
     curve: list[list[dict[str, Any]]]  # per repeat, per epoch: EpochStats as dicts
+    latency_ms: float | None = None  # full model, batch 1, median forward on the trial's device;
+    #                                  measured only when an objective names it
 
     def report(self) -> dict[str, Any]:
         """The final ``tune.report`` of a trial."""
@@ -112,7 +114,7 @@ def _numeric_fields() -> tuple[str, ...]:
 class Objective:
     """One objective of a study: a numeric :class:`TrialResult` field and its direction."""
 
-    name: str  # e.g. "accuracy", "macs", "params", "proxy_macs", "val_loss"
+    name: str  # e.g. "accuracy", "macs", "params", "latency_ms", "proxy_macs", "val_loss"
     direction: str  # "max" or "min"
 
     def __str__(self) -> str:

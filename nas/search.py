@@ -198,7 +198,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                     remaining, done, remaining + max_failures,
                                     dataset.num_classes)
         ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
-                           cfg.compile, threads=max(1, int(per_trial["cpu"])))
+                           cfg.compile, threads=max(1, int(per_trial["cpu"])),
+                           latency=any(o.name == "latency_ms" for o in objectives))
         recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),

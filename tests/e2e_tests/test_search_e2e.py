@@ -202,3 +202,20 @@ def test_cli_bad_objective_is_one_line_exit_2(tmp_path):
                             "accuracy:max,latncy:min", "--runs-dir", str(tmp_path)))
     assert "unknown metric 'latncy'" in err, err
     assert not (tmp_path / "nas.db").exists(), "the run started before failing"
+
+
+def test_latency_and_params_as_objectives(ray_session, tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
+                       study="lat", objectives="accuracy:max,latency_ms:min,params:min")
+    summary = run_search(cfg, log=lambda s: None)
+    assert [str(o) for o in summary.objectives] == ["accuracy:max", "latency_ms:min",
+                                                    "params:min"]
+    store = Store(url)
+    assert store.get_study("lat").objectives == ("accuracy:max", "latency_ms:min", "params:min")
+    (trial,) = store.trials("lat", states=["COMPLETE"])
+    assert trial.metrics["latency_ms"] > 0, trial.metrics
+    ot = optuna.load_study(study_name="lat", storage=url)
+    assert [d.name for d in ot.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    assert ot.best_trials[0].values == [trial.accuracy, trial.metrics["latency_ms"],
+                                        trial.params_count]

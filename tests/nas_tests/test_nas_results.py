@@ -24,7 +24,7 @@ METRICS = {"acts", "proxy_macs", "proxy_params", "val_loss", "final_train_loss",
            "train_loss_sum", "steps", "train_seconds", "eval_seconds", "count_seconds",
            "images_per_second", "total_seconds", "device", "accuracy_std", "binomial_se",
            "test_accuracy_se", "accuracies", "test_accuracies", "repeats", "num_val", "num_test",
-           "curve"}
+           "curve", "latency_ms"}  # latency_ms: new, None unless an objective names it
 
 
 def test_report_round_trips_and_splits_into_columns_and_metrics():
@@ -48,10 +48,10 @@ def test_failure_and_per_epoch_reports():
 
 
 def test_objectives_parse_any_recorded_numeric_metric():
-    objs = parse_objectives("accuracy:max,params:min,proxy_macs:min,val_loss:min")
+    objs = parse_objectives("accuracy:max,params:min,proxy_macs:min,val_loss:min,latency_ms:min")
     assert [str(o) for o in objs] == ["accuracy:max", "params:min", "proxy_macs:min",
-                                      "val_loss:min"]
-    assert [o.optuna_direction for o in objs] == ["maximize", "minimize", "minimize", "minimize"]
+                                      "val_loss:min", "latency_ms:min"]
+    assert [o.optuna_direction for o in objs] == ["maximize"] + ["minimize"] * 4
     assert objs[1].stored == "params_count" and objs[2].stored == "proxy_macs"
     assert parse_objectives(objective_names(DEFAULT_OBJECTIVES)) == DEFAULT_OBJECTIVES
     assert DEFAULT_OBJECTIVES == (Objective("accuracy", "max"), Objective("macs", "min"))
