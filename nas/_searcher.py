@@ -42,16 +42,11 @@ class BudgetedSearcher(Searcher):
                  done: dict[str, list[float]], max_attempts: int,
                  num_classes: int) -> None:
         super().__init__()
-        self.space = space
-        self.study = study
-        self.objectives = tuple(objectives)
-        self.store = store
-        self.study_id = study_id
-        self.run_name = run_name
-        self.budget = budget
+        self.space, self.num_classes = space, num_classes  # what is proposed, and its proxy
+        self.study, self.objectives = study, tuple(objectives)  # Optuna's side
+        self.store, self.study_id, self.run_name = store, study_id, run_name  # ours
+        self.budget, self.max_attempts = budget, max_attempts
         self.done = done
-        self.max_attempts = max_attempts
-        self.num_classes = num_classes
         self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}  # Ray id -> (hash, trial)
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
 

@@ -13,17 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from nas.models.arch import (
-    STEM_STRIDES,
-    STEMS,
-    ConvMixerSpec,
-    MetaFormerSpec,
-    StageSpec,
-    stage_grids,
-)
+from nas.models import MIXERS, ConvMixerSpec, MetaFormerSpec, StageSpec, build_model
+from nas.models.arch import STEM_STRIDES, STEMS, stage_grids
 from nas.models.layers import ACTS, NORMS, build_norm
-from nas.models.mixers import MIXERS
-from nas.models.model import build_model
 
 RESOLUTIONS = (32, 48, 64)
 BATCH = 2
