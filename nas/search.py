@@ -152,7 +152,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                           f"training images of dataset {dataset.name!r}")
     resolved = {**dataclasses.asdict(cfg), "db_url": store.url, "study": study_name,
                 "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
-                "dataset_fingerprint": dataset.fingerprint, "dataset_resolution": dataset.resolution,
+                "dataset_fingerprint": dataset.fingerprint,
+                "dataset_resolution": dataset.resolution,
                 "dataset_sizes": [dataset.num_train, dataset.num_val, dataset.num_test],
                 "objectives": list(objective_names(objectives)), "versions": _versions()}
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from nas.models import MIXERS, ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec, validate
-from nas.models.arch import HEADS, STEM_STRIDES, STEMS, stage_grids
+from nas.models.arch import HEADS, STEM_STRIDES, STEMS, grid_sides
 from nas.models.layers import ACTS, NORMS
 from nas.models.proxy import ProxySpec, proxy_stage, reduce_to_proxy, round_width
 from nas_errors import ConfigError, SpaceError, did_you_mean
@@ -56,13 +56,6 @@ def split_depth(total: int, ratio: Sequence[float]) -> tuple[int, ...]:
     """Stage depths: max(1, floor(L * r_i / sum(r) + 0.5))."""
     s = sum(ratio)
     return tuple(max(1, math.floor(total * r / s + 0.5)) for r in ratio)
-
-
-def _grids(img_size: int, stem_stride: int, n: int) -> list[int]:
-    """Grid side of each of ``n`` stages (the builder's own geometry)."""
-    probe = MetaFormerSpec(stages=tuple(StageSpec(1, 8 * (j + 1), "identity") for j in range(n)),
-                           img_size=img_size, stem_stride=stem_stride)
-    return [g[0] for g in stage_grids(probe)]
 
 
 # --------------------------------------------------------------------------- the space
@@ -334,7 +327,7 @@ class Space:
         """Every stage's mixer settings and MLP ratio at every width it can take, in the full
         model and in its proxy, so that no sample and no proxy can fail to build."""
         d, p, n = self._d, self.proxy_spec, self.n_stages
-        full, small = _grids(self.resolution, 4, n), _grids(p.resolution, p.stem_stride, n)
+        full, small = grid_sides(self.resolution, 4, n), grid_sides(p.resolution, p.stem_stride, n)
         if small[-1] < 1:
             raise d.fail("proxy.resolution", f"{p.resolution} px with stem_stride "
                                              f"{p.stem_stride} leaves no pixels at the last "

@@ -26,6 +26,7 @@ __all__ = [
     "arch_hash",
     "describe",
     "stem_geometry",
+    "grid_sides",
     "stage_grids",
 ]
 
@@ -94,7 +95,8 @@ class MetaFormerSpec:
 
 @dataclass(frozen=True)
 class ConvMixerSpec:
-    """Isotropic ConvMixer (Trockman & Kolter): patch embedding, then depthwise/pointwise layers."""
+    """Isotropic ConvMixer (Trockman & Kolter): patch embedding, then depthwise/pointwise
+    layers."""
 
     width: int  # channels h
     depth: int  # layers d
@@ -176,12 +178,15 @@ def _conv_out(size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
 
+def grid_sides(img_size: int, stem_stride: int, n_stages: int) -> tuple[int, ...]:
+    """Grid side of every stage: stem, then a k3/s2/p1 downsampling before stages 2..n."""
+    k, s, p = stem_geometry(stem_stride)
+    sides = [_conv_out(img_size, k, s, p)]
+    for _ in range(n_stages - 1):
+        sides.append(_conv_out(sides[-1], 3, 2, 1))
+    return tuple(sides)
+
+
 def stage_grids(spec: MetaFormerSpec) -> tuple[tuple[int, int], ...]:
-    """Token grid (H, W) of every stage: stem, then a k3/s2/p1 downsampling before stages 2..n."""
-    k, s, p = stem_geometry(spec.stem_stride)
-    h = _conv_out(spec.img_size, k, s, p)
-    grids = [(h, h)]
-    for _ in spec.stages[1:]:
-        h = _conv_out(h, 3, 2, 1)
-        grids.append((h, h))
-    return tuple(grids)
+    """Token grid (H, W) of every stage (square inputs)."""
+    return tuple((h, h) for h in grid_sides(spec.img_size, spec.stem_stride, len(spec.stages)))

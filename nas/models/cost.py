@@ -66,7 +66,8 @@ def _metaformer_cost(spec: MetaFormerSpec) -> Cost:
     for i, (stage, grid) in enumerate(zip(spec.stages, grids)):
         c, n = stage.width, grid[0] * grid[1]
         if i:  # downsampling: [pre-norm] conv k3 s2 p1 with bias
-            total += Cost((ln_nobias * prev if v2 else 0) + 9 * prev * c + c, 9 * prev * c * n, c * n)
+            total += Cost((ln_nobias * prev if v2 else 0) + 9 * prev * c + c, 9 * prev * c * n,
+                          c * n)
         total += _block_cost(stage, grid, spec.mlp_bias).times(stage.depth)
         prev = c
     return total + _head_cost(prev, spec.num_classes, spec.head)
@@ -151,7 +152,7 @@ class LatencyResult:
     median_ms: float  # median over `reps` timed forwards
     iqr_ms: float  # inter-quartile range of the same
     reps: int
-    context: dict[str, Any] = field(default_factory=dict)  # device, torch, batch, dtype, threads...
+    context: dict[str, Any] = field(default_factory=dict)  # device, torch, batch, dtype, ...
 
 
 def measure_latency(spec_or_model: ArchSpec | torch.nn.Module, *, batch: int = 1,
@@ -185,7 +186,8 @@ def measure_latency(spec_or_model: ArchSpec | torch.nn.Module, *, batch: int = 1
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
     context = {"device": name or platform.machine(), "device_type": dev.type,
-               "torch": torch.__version__, "batch": batch, "dtype": str(dtype).replace("torch.", ""),
+               "torch": torch.__version__, "batch": batch,
+               "dtype": str(dtype).replace("torch.", ""),
                "threads": torch.get_num_threads(), "channels_last": channels_last,
                "img_size": size, "warmup": warmup}
     return LatencyResult(statistics.median(times), q[2] - q[0], reps, context)

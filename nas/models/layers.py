@@ -49,7 +49,8 @@ ACTS: Registry[ActDef] = Registry("activation")
 
 
 class GroupNorm1Tokens(nn.Module):
-    """GroupNorm with one group for (B, N, C) tokens: statistics over (N, C), affine per channel."""
+    """GroupNorm with one group for (B, N, C) tokens: statistics over (N, C), affine per
+    channel."""
 
     def __init__(self, num_channels: int, eps: float = 1e-5, bias: bool = True) -> None:
         super().__init__()

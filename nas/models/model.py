@@ -48,7 +48,8 @@ def _one_of(where: str, value: object, allowed) -> None:
     if value not in allowed:
         allowed = list(allowed)
         names = ", ".join(str(a) for a in allowed)
-        raise ConfigError(f"{where} must be one of {names}; got {value!r}{did_you_mean(value, allowed)}")
+        raise ConfigError(f"{where} must be one of {names}; got {value!r}"
+                          f"{did_you_mean(value, allowed)}")
 
 
 def _check_scale(where: str, value: object) -> None:
@@ -147,7 +148,8 @@ class Block(nn.Module):
         self.res_scale2 = _scale(dim, stage.res_scale, nchw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.res_scale1(x) + self.layer_scale1(self.drop_path1(self.token_mixer(self.norm1(x))))
+        mixed = self.token_mixer(self.norm1(x))
+        x = self.res_scale1(x) + self.layer_scale1(self.drop_path1(mixed))
         return self.res_scale2(x) + self.layer_scale2(self.drop_path2(self.mlp(self.norm2(x))))
 
 
