@@ -46,7 +46,8 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check nas search_spaces proxies db tests run_search.py benchmarks
+	$(VENV)/bin/ruff check nas nas_errors search_spaces proxies db tests run_search.py benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) benchmarks/bench_cost.py

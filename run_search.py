@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Search a MetaFormer design space (the main interface).
+"""Search a MetaFormer design space: an alias of ``python -m nas search``.
 
 Usage:
     python run_search.py --space hybrid_conv_attn --budget 200

@@ -1,10 +1,10 @@
 """Time the closed-form cost model against meta-device tracing, and check they agree exactly.
 
 For N random configurations drawn from the shipped search spaces (``space.sample_random(seed)``)
-and for every preset, this computes :func:`nas.cost.analytic_cost` and
-:func:`nas.cost.traced_cost`, checks that params, MACs and acts are identical, and reports the
-time of each: analytic in microseconds (mean of ``--repeat`` back-to-back calls per config, the
-spec validation included), traced in milliseconds (one call per config, after one warm-up trace).
+and for every preset, this computes :func:`nas.models.cost.analytic_cost` and
+:func:`nas.models.cost.traced_cost`, checks that params, MACs and acts are identical, and reports
+the time of each: analytic in microseconds (mean of ``--repeat`` back-to-back calls per config,
+the spec validation included), traced in milliseconds (one call per config, after one warm-up trace).
 The speed-up is median traced time / median analytic time; the cost model is required to be at
 least 1000x faster than tracing (``--min-speedup``).
 
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from nas.arch import ArchSpec, ConvMixerSpec, arch_hash
-from nas.cost import Cost, analytic_cost, traced_cost
-from nas.presets import get_preset, list_presets
+from nas.models.arch import ArchSpec, ConvMixerSpec, arch_hash
+from nas.models.cost import Cost, analytic_cost, traced_cost
+from nas.models.presets import get_preset, list_presets
 from search_spaces import list_spaces, load_space
 
 

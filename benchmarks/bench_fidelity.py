@@ -48,8 +48,8 @@ def _run(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from nas.arch import from_dict
-    from nas.model import build_model
+    from nas.models.arch import from_dict
+    from nas.models.model import build_model
     from proxies import TrainConfig, prepare_dataset, train_proxy
 
     info = prepare_dataset(job["dataset"], job["cache"], resolution=job["resolution"])
@@ -94,7 +94,7 @@ def zero_cost_table(space, info, n: int, path: Path) -> dict[str, dict[str, floa
     """
     import torch
 
-    from nas.model import build_model
+    from nas.models.model import build_model
     from proxies.zero_cost import list_zero_cost, zero_cost_scores
 
     cached = json.loads(path.read_text()) if path.exists() else {}
@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train nothing: tables and plot from the runs already recorded")
     args = p.parse_args(argv)
 
-    from nas.arch import to_dict
-    from nas.cost import analytic_cost
+    from nas.models.arch import to_dict
+    from nas.models.cost import analytic_cost
     from nas.search import SearchConfig
     from proxies import default_cache_dir, prepare_dataset
     from search_spaces import load_space

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from nas_errors import NasError
+
 __all__ = ["StorageError"]
 
 
-class StorageError(Exception):
+class StorageError(NasError):
     """The results database could not be opened, or an operation on it failed.
 
     The message is always one line: what went wrong, on which database (password masked), and

@@ -49,3 +49,4 @@ class TrialRecord:
     started_at: datetime  # timezone-aware UTC
     finished_at: datetime | None  # timezone-aware UTC, None while RUNNING
     duration_s: float | None
+    spec: Any = None  # `arch` parsed once by the Store's `decode_arch` (e.g. an ArchSpec)

@@ -136,14 +136,16 @@ def _study_record(row: StudyModel) -> StudyRecord:
     )
 
 
-def _trial_record(row: TrialModel) -> TrialRecord:
+def _trial_record(row: TrialModel, decode_arch: Callable[[dict[str, Any]], Any] | None = None
+                  ) -> TrialRecord:
+    arch = dict(row.arch)
     return TrialRecord(
         id=row.id,
         study_id=row.study_id,
         number=row.number,
         key=row.key,
         arch_hash=row.arch_hash,
-        arch=dict(row.arch),
+        arch=arch,
         params=dict(row.params),
         state=row.state,
         accuracy=row.accuracy,
@@ -156,6 +158,7 @@ def _trial_record(row: TrialModel) -> TrialRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         duration_s=row.duration_s,
+        spec=None if decode_arch is None else decode_arch(arch),
     )
 
 
@@ -175,8 +178,10 @@ class Store:
 
     url: str
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False,
+                 decode_arch: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.url = url
+        self._decode = decode_arch  # e.g. nas.models.from_dict: records then hold `spec`
         self._masked = mask_url(url)
         self._closed = False
         try:
@@ -405,7 +410,7 @@ class Store:
                             f"{row.number} with arch_hash {row.arch_hash}, not {arch_hash}; "
                             f"a key must identify one architecture"
                         )
-                    return _trial_record(row)
+                    return _trial_record(row, self._decode)
                 number = session.scalar(
                     select(func.coalesce(func.max(TrialModel.number), -1) + 1).where(
                         TrialModel.study_id == study_id
@@ -424,7 +429,7 @@ class Store:
                 )
                 session.add(row)
                 session.flush()
-                return _trial_record(row)
+                return _trial_record(row, self._decode)
 
         return self._retry_on_conflict(attempt)
 
@@ -484,7 +489,7 @@ class Store:
             row.finished_at = finished_at
             row.duration_s = (finished_at - row.started_at).total_seconds()
             session.flush()
-            return _trial_record(row)
+            return _trial_record(row, self._decode)
 
     def trials(
         self, study: str | int, *, states: Iterable[str] | None = None
@@ -497,7 +502,7 @@ class Store:
             if wanted is not None:
                 query = query.where(TrialModel.state.in_(wanted))
             rows = session.scalars(query.order_by(TrialModel.number))
-            return [_trial_record(r) for r in rows]
+            return [_trial_record(r, self._decode) for r in rows]
 
     def count(self, study: str | int, state: str | None = "COMPLETE") -> int:
         """Number of trials of a study in ``state`` (all trials if ``state`` is None)."""
@@ -527,4 +532,4 @@ class Store:
                 .order_by(TrialModel.number)
                 .limit(1)
             ).first()
-            return None if row is None else _trial_record(row)
+            return None if row is None else _trial_record(row, self._decode)

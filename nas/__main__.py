@@ -1,4 +1,4 @@
-"""``python -m nas spaces list|show|sample`` and ``python -m nas search ...``."""
+"""``python -m nas {search,spaces} ...`` (``python -m nas --help`` lists the subcommands)."""
 
 import sys
 

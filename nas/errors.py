@@ -1,27 +1,14 @@
-"""The project's exception hierarchy: every user-facing error is one line naming the rule broken."""
+"""Every error the engine raises on purpose, under one base class (:class:`NasError`).
+
+The base lives in the bottom-layer ``nas_errors`` package so that the leaves (``db``,
+``proxies``, ``nas.models``) can subclass it; this module gathers the whole hierarchy for callers.
+"""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
+from db.errors import StorageError
+from nas_errors import ConfigError, NasError, SpaceError, did_you_mean
+from proxies.errors import DatasetError
 
-__all__ = ["NasError", "ConfigError", "SpaceError", "did_you_mean"]
-
-
-class NasError(Exception):
-    """Base class of every error this project raises on purpose."""
-
-
-class ConfigError(NasError, ValueError):
-    """An architecture or run configuration breaks a rule (field, allowed values, got)."""
-
-
-class SpaceError(NasError, ValueError):
-    """A search-space document is malformed (file, key path, what is allowed)."""
-
-
-def did_you_mean(word: object, choices: Iterable[object]) -> str:
-    """Return " (did you mean 'x'?)" for the closest choice, or "" when nothing is close."""
-    names = [str(c) for c in choices]
-    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+__all__ = ["NasError", "ConfigError", "SpaceError", "StorageError", "DatasetError",
+           "did_you_mean"]

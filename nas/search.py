@@ -1,11 +1,13 @@
 """Search orchestration: Optuna proposes, Ray Tune places trials, the driver records them.
 
-Data flow: the space's define-by-run sampler runs inside Ray Tune's ``OptunaSearch`` (in the
-driver); each proposal is compiled to an ``ArchSpec``, checked against the space's constraints
-with the analytic cost model and de-duplicated by hash *before* anything is built. Accepted
-proposals run as Ray trials (one per CPU core, or one per GPU), which count the full model's cost
-on the meta device and train the reduced proxy from the FFCV loader. A Tune callback in the
-driver is the single writer of the database, so SQLite never sees concurrent writers.
+Data flow: the space's define-by-run sampler runs on Optuna's ask/tell API inside our Ray Tune
+``Searcher`` (in the driver, ``nas/_searcher.py``); each proposal is compiled to an ``ArchSpec``,
+checked against the space's constraints with the analytic cost model and de-duplicated by hash
+*before* anything is built; skipped proposals are recorded as INFEASIBLE or DUPLICATE. Accepted
+proposals run as Ray trials (``nas/_trainable.py``, one per CPU core or per GPU), which count the
+full model's cost on the meta device and train the reduced proxy from the FFCV loader. A Tune
+callback in the driver (``nas/_recorder.py``) and the searcher are the only writers of the
+database, both in the driver process, so SQLite never sees concurrent writers.
 """
 
 from __future__ import annotations
@@ -15,19 +17,16 @@ import logging
 import math
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from nas.arch import from_dict
-from nas.errors import ConfigError
+from nas.errors import ConfigError, StorageError
+from nas.results import DEFAULT_OBJECTIVES, Objective, objective_names, parse_objectives
 
-__all__ = ["SearchConfig", "SearchSummary", "run_search", "SAMPLERS", "OBJECTIVES"]
+__all__ = ["SearchConfig", "SearchSummary", "run_search", "SAMPLERS"]
 
-OBJECTIVES = ("accuracy:max", "macs:min")
 SAMPLERS = ("nsga2", "tpe", "random")
 
 
@@ -50,6 +49,7 @@ class SearchConfig:
     runs_dir: str = "runs"  # where the database, Ray's logs and the dataset cache go
     max_concurrent: int | None = None  # trials at once; default one per CPU core or per GPU
     max_failures: int | None = None  # give up after this many failed trials; default = budget
+    objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
 
 
 @dataclass(frozen=True)
@@ -61,84 +61,7 @@ class SearchSummary:
     duplicates: int  # proposals skipped because the same architecture was already evaluated
     infeasible: int  # proposals rejected by the space's constraints (never trained)
     seconds: float  # wall time of the run
-
-
-# --------------------------------------------------------------------------- worker side
-
-
-@dataclass(frozen=True)
-class _TrialContext:
-    dataset: Any  # proxies.DatasetInfo
-    epochs: int
-    batch_size: int
-    lr: float
-    seed: int
-    repeats: int
-    compile: bool
-    threads: int
-
-
-def _trainable(config: dict[str, Any], ctx: _TrialContext) -> None:
-    """One Ray trial: cost of the full model (meta device), then K proxy trainings.
-
-    Reports one result per epoch while training (``epoch``, ``train_loss``, ...), then a final
-    one with ``done_training`` set, holding either the objectives and every measurement, or
-    ``failure`` (e.g. a diverged run), which the driver records as a failed trial.
-    """
-    import torch
-    from ray import tune
-
-    from nas.cost import analytic_cost, traced_cost
-    from nas.model import build_model
-    from proxies import TrainConfig, run_seed, summarize, train_proxy
-
-    t0 = time.perf_counter()
-    torch.set_num_threads(ctx.threads)
-    arch, proxy = from_dict(config["arch"]), from_dict(config["proxy_arch"])
-    full = traced_cost(arch)
-    count_s = time.perf_counter() - t0
-    proxy_cost = analytic_cost(proxy)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    results, curves = [], []
-    for repeat in range(ctx.repeats):
-        seed = run_seed(ctx.seed, repeat)
-        torch.manual_seed(seed)  # weight init is part of the trial's reproducible record
-        model = build_model(proxy)
-        tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
-                           device=device, amp_bf16=device == "cuda",
-                           channels_last=device == "cuda", compile=ctx.compile,
-                           threads=ctx.threads)
-
-        def on_epoch(e, repeat=repeat) -> None:
-            tune.report({"repeat": repeat, **dataclasses.asdict(e)})
-
-        res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
-        curves.append([dataclasses.asdict(e) for e in res.curve])
-        if res.failure is not None:
-            tune.report({"done_training": True, "failure": res.failure, "curve": curves,
-                         "total_seconds": time.perf_counter() - t0})
-            return
-        results.append(res)
-    summary = summarize(results)
-    tune.report({
-        "done_training": True,
-        "accuracy": summary.accuracy, "accuracy_se": summary.accuracy_se,
-        "test_accuracy": summary.test_accuracy, "macs": full.macs, "params": full.params,
-        "acts": full.acts, "proxy_macs": proxy_cost.macs, "proxy_params": proxy_cost.params,
-        "accuracy_std": summary.accuracy_std, "binomial_se": summary.binomial_se,
-        "test_accuracy_se": summary.test_accuracy_se, "accuracies": list(summary.accuracies),
-        "test_accuracies": list(summary.test_accuracies), "repeats": summary.repeats,
-        "val_loss": summary.val_loss, "num_val": results[0].num_val,
-        "num_test": results[0].num_test,
-        "final_train_loss": statistics.fmean(r.final_train_loss for r in results),
-        "train_loss_sum": statistics.fmean(r.train_loss_sum for r in results),
-        "steps": sum(r.steps for r in results),
-        "train_seconds": sum(r.train_seconds for r in results),
-        "eval_seconds": sum(r.eval_seconds for r in results),
-        "count_seconds": count_s,
-        "images_per_second": statistics.fmean(r.images_per_second for r in results),
-        "curve": curves, "total_seconds": time.perf_counter() - t0, "device": device,
-    })
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the study's
 
 
 # --------------------------------------------------------------------------- driver side
@@ -156,11 +79,23 @@ def _make_sampler(name: str, seed: int):
     raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}; got {name!r}")
 
 
-def _optuna_storage(url: str):
+def _optuna_study(url: str, name: str, sampler, objectives: tuple[Objective, ...]):
     """Optuna's own tables live in the same database as ours (one file to back up or resume)."""
     import optuna
 
-    return optuna.storages.RDBStorage(url)
+    return optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=name,
+                               sampler=sampler, load_if_exists=True,
+                               directions=[o.optuna_direction for o in objectives])
+
+
+def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, ...]:
+    """``wanted`` if given, else the objectives stored with the study, else the defaults."""
+    if wanted is not None:
+        return parse_objectives(wanted)
+    try:
+        return parse_objectives(store.get_study(name).objectives)
+    except StorageError:  # no such study yet
+        return DEFAULT_OBJECTIVES
 
 
 def _versions() -> dict[str, str]:
@@ -184,8 +119,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     from ray import tune
 
     from db import Store, default_url
-    from nas._tune import BudgetedOptunaSearch, Recorder
-    from proxies import prepare_dataset
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+    from nas._trainable import TrialContext, trainable
+    from nas.models import from_dict
+    from proxies import default_cache_dir, prepare_dataset
     from search_spaces import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -205,8 +143,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
     study_name = cfg.study or space.name
-    store = Store(url)
-    dataset = prepare_dataset(cfg.dataset, os.environ.get("NAS_CACHE_DIR") or runs / "cache",
+    store = Store(url, decode_arch=from_dict)
+    objectives = _study_objectives(store, study_name, cfg.objectives)
+    dataset = prepare_dataset(cfg.dataset, default_cache_dir(runs / "cache"),
                               resolution=space.proxy_spec.resolution)
     if cfg.batch_size > dataset.num_train:
         raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {dataset.num_train} "
@@ -216,9 +155,10 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 "dataset_fingerprint": dataset.fingerprint,
                 "dataset_resolution": dataset.resolution,
                 "dataset_sizes": [dataset.num_train, dataset.num_val, dataset.num_test],
-                "versions": _versions()}
+                "objectives": list(objective_names(objectives)), "versions": _versions()}
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
-                                      objectives=OBJECTIVES, config=resolved)
+                                      objectives=objective_names(objectives),
+                                      config=resolved)
     for t in store.trials(study.id, states=["RUNNING"]):  # left behind by a killed run
         store.finish_trial(t.id, state="FAIL", error="interrupted: still RUNNING when a new run "
                                                      "of this study started")
@@ -227,7 +167,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         log(f"study '{study_name}' already has {len(completed)} completed trials "
             f"(budget {cfg.budget}); nothing to run")
         return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
-                             time.perf_counter() - t_start)
+                             time.perf_counter() - t_start, objectives)
 
     started_ray = False
     if not ray.is_initialized():
@@ -249,22 +189,21 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
             f"{dataset.num_val} val / {dataset.num_test} test); proxy: {cfg.epochs} epoch(s) "
             f"x {cfg.repeats} repeat(s)")
-        done = {t.arch_hash: [t.accuracy, t.macs] for t in completed}
+        known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
+        done = {h: v for h, v in known.items() if None not in v}
         remaining = cfg.budget - len(completed)
         max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
-        searcher = BudgetedOptunaSearch(
-            space, remaining, done, remaining + max_failures, dataset.num_classes,
-            metric=["accuracy", "macs"], mode=["max", "min"],
-            sampler=_make_sampler(cfg.sampler, cfg.seed), study_name=study_name,
-            storage=_optuna_storage(url),
-        )
         run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        ctx = _TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
-                            cfg.compile,
-                            threads=max(1, int(per_trial["cpu"])))
+        ot_study = _optuna_study(url, study_name, _make_sampler(cfg.sampler, cfg.seed), objectives)
+        searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
+                                    remaining, done, remaining + max_failures,
+                                    dataset.num_classes)
+        ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
+                           cfg.compile, threads=max(1, int(per_trial["cpu"])),
+                           latency=any(o.name == "latency_ms" for o in objectives))
         recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_trainable, ctx=ctx), per_trial),
+            tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                         max_concurrent_trials=slots),
             run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
@@ -276,5 +215,5 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             ray.shutdown()
     total = store.count(study.id, "COMPLETE")
     return SearchSummary(study_name, store.url, total, searcher.failed, searcher.duplicates,
-                         searcher.infeasible, time.perf_counter() - t_start)
+                         searcher.infeasible, time.perf_counter() - t_start, objectives)
 

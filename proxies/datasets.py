@@ -54,10 +54,12 @@ class DatasetInfo:
         return getattr(self, f"{split}_path"), getattr(self, f"num_{split}")
 
 
-def default_cache_dir() -> Path:
-    """$NAS_CACHE_DIR if set, else ~/.cache/metaformer-nas."""
+def default_cache_dir(fallback: str | os.PathLike | None = None) -> Path:
+    """$NAS_CACHE_DIR if set, else ``fallback`` if given, else ~/.cache/metaformer-nas."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "metaformer-nas"
+    if env:
+        return Path(env).expanduser()
+    return Path(fallback) if fallback is not None else Path.home() / ".cache" / "metaformer-nas"
 
 
 def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | None = None, *,

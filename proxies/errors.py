@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from nas_errors import NasError
 
-class DatasetError(Exception):
+__all__ = ["DatasetError"]
+
+
+class DatasetError(NasError):
     """A dataset cannot be prepared or loaded; the message says what is wrong and what is OK."""
 
 

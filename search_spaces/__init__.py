@@ -6,18 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nas.errors import SpaceError, did_you_mean
-from search_spaces._space import (
-    ProxySpec,
-    RandomTrial,
-    Space,
-    parse_space,
-    round_width,
-    split_depth,
-)
+from nas.models.proxy import ProxySpec, round_width
+from nas_errors import SpaceError, did_you_mean
+from search_spaces._space import RandomTrial, Space, split_depth
 
-__all__ = ["Space", "ProxySpec", "RandomTrial", "load_space", "list_spaces", "parse_space",
-           "split_depth", "round_width", "SPACES_DIR"]
+__all__ = ["Space", "ProxySpec", "RandomTrial", "load_space", "list_spaces", "split_depth",
+           "round_width", "SPACES_DIR"]
 
 SPACES_DIR = Path(__file__).resolve().parent
 

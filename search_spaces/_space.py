@@ -21,30 +21,20 @@ import itertools
 import json
 import math
 import random
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
-from nas.arch import (
-    HEADS,
-    STEM_STRIDES,
-    STEMS,
-    ArchSpec,
-    ConvMixerSpec,
-    MetaFormerSpec,
-    StageSpec,
-    stage_grids,
-)
-from nas.cost import analytic_cost
-from nas.errors import ConfigError, SpaceError, did_you_mean
-from nas.layers import ACTS, NORMS
-from nas.mixers import MIXERS
-from nas.model import validate
+from nas.models import MIXERS, ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec, validate
+from nas.models.arch import HEADS, STEM_STRIDES, STEMS, grid_sides
+from nas.models.layers import ACTS, NORMS
+from nas.models.proxy import ProxySpec, proxy_stage, reduce_to_proxy, round_width
+from nas_errors import ConfigError, SpaceError, did_you_mean
+from search_spaces._constraints import Constraints
+from search_spaces._document import Doc, short
+from search_spaces._sampling import FirstChoice, NameRecorder, Picker, RandomTrial, TrialLike
 
-__all__ = ["Space", "ProxySpec", "RandomTrial", "parse_space", "split_depth", "round_width"]
+__all__ = ["Space", "RandomTrial", "split_depth"]
 
-ATTENTION_LIKE = ("attention", "ufo")  # mixers whose width must be a multiple of head_dim
 STAGE_OPTS = ("norm", "act", "mlp_ratio", "layer_scale", "res_scale")  # global, or per stage
 STAGE_KEYS = ("mixer", *STAGE_OPTS)
 TOP_KEYS = {
@@ -56,211 +46,10 @@ TOP_KEYS = {
 }
 CONSTRAINT_KEYS = ("conv_before_attention", "nondecreasing_widths", "max_macs", "max_params")
 PROXY_KEYS = ("width_mult", "depth_mult", "resolution", "stem_stride", "patch_size")
-FLOAT_SETTINGS = ("expansion_ratio",)  # mixer settings that may be fractional
-MAX_NUMBER = 1e15  # larger magnitudes are typos (and would overflow float arithmetic)
+PROBE_GRID = (7, 7)  # token grid at which mixer settings are checked while parsing
 MAX_DEPTH = 1000  # blocks per stage (or ConvMixer layers)
 MAX_WIDTH = 65536  # channels
-_NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # YAML 1.2 numbers, as text
-_KIND_NAMES = {"int": "integers", "float": "numbers", "number": "numbers", "str": "strings",
-               "bool": "true/false"}
 
-
-class TrialLike(Protocol):
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
-
-
-class RandomTrial:
-    """Uniform choice per parameter (pycls-style populations); records what it drew."""
-
-    def __init__(self, seed: int | random.Random | None = None) -> None:
-        self.rng = seed if isinstance(seed, random.Random) else random.Random(seed)
-        self.params: dict[str, Any] = {}
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        self.params[name] = self.rng.choice(list(choices))
-        return self.params[name]
-
-
-@dataclass(frozen=True)
-class ProxySpec:
-    """How a full model is reduced to the proxy that is trained (recorded with every trial)."""
-
-    width_mult: float = 0.25  # proxy width = width x this, rounded (8, or the head_dim)
-    depth_mult: float = 0.5  # proxy depth = max(1, round(depth x this))
-    resolution: int = 32  # proxy input side in pixels
-    stem_stride: int = 2  # MetaFormer proxy stem stride (4, 2 or 1)
-    patch_size: int = 2  # ConvMixer proxy patch size
-
-
-# --------------------------------------------------------------------------- parsing helpers
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _one_line(text: str) -> str:
-    """Escape line breaks and other unprintable characters (keys may hold anything)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-class _Doc:
-    """Error helper that knows the file and the key path; converts and checks values."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, path: str, message: str) -> SpaceError:
-        return SpaceError(_one_line(f"{self.source}: {path}: {message}"))
-
-    def keys(self, path: str, node: Any, allowed: Sequence[str]) -> Mapping[str, Any]:
-        if not isinstance(node, Mapping):
-            what = f"keys {', '.join(allowed)}" if allowed else "no keys"
-            raise self.fail(path or "(top)", f"must be a mapping with {what}; "
-                                             f"got {type(node).__name__} {_short(node)}")
-        for key in node:
-            if key not in allowed:
-                where = f"{path}.{key}" if path else str(key)
-                if not allowed:
-                    raise self.fail(where, f"unknown key; {path} takes no keys")
-                raise self.fail(where, f"unknown key; allowed: {', '.join(allowed)}"
-                                       f"{did_you_mean(key, allowed)}")
-        return node
-
-    def section(self, path: str, node: Any, allowed: Sequence[str]) -> Mapping[str, Any]:
-        """An optional mapping: absent or null means empty."""
-        return {} if node is None else self.keys(path, node, allowed)
-
-    def value(self, path: str, v: Any, kind: str, nullable: bool = False) -> Any:
-        """One value converted to ``kind``: int, float, number (int when integral), str, bool."""
-        if v is None and nullable:
-            return None
-        if isinstance(v, Mapping):
-            raise self.fail(path, "must be a value or a list of values, not a mapping; "
-                                  f"got {_short(v)}")
-        if kind in ("int", "float", "number"):
-            if isinstance(v, str) and _NUMERIC.fullmatch(v.strip()):
-                v = float(v) if any(c in v for c in ".eE") else int(v)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                null = " or null" if nullable else ""
-                raise self.fail(path, f"values must be {_KIND_NAMES[kind]}{null}; got {_short(v)}")
-            if (isinstance(v, float) and not math.isfinite(v)) or abs(v) > MAX_NUMBER:
-                raise self.fail(path, f"values must be finite and at most {MAX_NUMBER:.0e} in "
-                                      f"magnitude; got {_short(v)}")
-            if kind == "int":
-                if v != int(v):
-                    raise self.fail(path, f"values must be integers; got {v!r}")
-                return int(v)
-            if kind == "float":
-                return float(v)
-            return int(v) if v == int(v) else float(v)
-        expected = str if kind == "str" else bool
-        if not isinstance(v, expected):
-            null = " or null" if nullable else ""
-            raise self.fail(path, f"values must be {_KIND_NAMES[kind]}{null}; got {_short(v)}")
-        return v
-
-    def choices(self, path: str, node: Any, kind: str, allowed: Sequence[Any] | None = None,
-                nullable: bool = False, low: float | None = None, high: float | None = None,
-                choice: bool = True) -> tuple[Any, ...]:
-        """A scalar (fixed) or a non-empty list of scalars (a choice), each converted, checked."""
-        if isinstance(node, (list, tuple)):
-            if not choice:
-                raise self.fail(path, f"is fixed for the whole space: give one value, not a "
-                                      f"list; got {_short(node)}")
-            values = tuple(node)
-            if not values:
-                raise self.fail(path, "an empty list offers no choice; give at least one value")
-        else:
-            values = (node,)
-        out = []
-        for raw in values:
-            v = self.value(path, raw, kind, nullable)
-            if v is not None:
-                if allowed is not None and v not in allowed:
-                    raise self.fail(path, f"must be one of {', '.join(map(str, allowed))}; "
-                                          f"got {v!r}{did_you_mean(v, allowed)}")
-                if low is not None and v < low:
-                    raise self.fail(path, f"values must be >= {low:g}; got {v!r}")
-                if high is not None and v > high:
-                    raise self.fail(path, f"values must be <= {high:g}; got {v!r}")
-            out.append(v)
-        if len({_key(v) for v in out}) != len(out):
-            raise self.fail(path, f"lists a value twice: {_short(out)}")
-        return tuple(out)
-
-    def scalar(self, path: str, node: Any, kind: str, allowed: Sequence[Any] | None = None,
-               nullable: bool = False, low: float | None = None,
-               high: float | None = None) -> Any:
-        return self.choices(path, node, kind, allowed, nullable, low, high, choice=False)[0]
-
-    def ratios(self, path: str, node: Any, n: int, integer: bool = False,
-               high: float = MAX_NUMBER) -> dict[str, tuple[Any, ...]]:
-        """Choices of ``a:b:c:d`` patterns (a string, or a list of numbers) with ``n`` parts,
-        keyed by their canonical text (the Optuna choice)."""
-        entries = list(node) if isinstance(node, (list, tuple)) else [node]
-        if not entries:
-            raise self.fail(path, "an empty list offers no choice; give at least one value")
-        flat = isinstance(node, (list, tuple)) and all(
-            isinstance(e, (int, float)) and not isinstance(e, bool) for e in node)
-        out: dict[str, tuple[Any, ...]] = {}
-        for e in entries:
-            vals = self._ratio(path, e, n, flat and len(entries) == n > 1)
-            if any(v > high for v in vals):
-                raise self.fail(path, f"values must be <= {high:g}; got {_short(e)}")
-            if integer:
-                if any(v != int(v) for v in vals):
-                    raise self.fail(path, f"widths must be integers; got {_short(e)}")
-                vals = tuple(int(v) for v in vals)
-            text = ":".join(f"{v:g}" if v != int(v) else str(int(v)) for v in vals)
-            if text in out:
-                raise self.fail(path, f"lists '{text}' twice")
-            out[text] = vals
-        return out
-
-    def _ratio(self, path: str, e: Any, n: int, flat: bool) -> tuple[float, ...]:
-        example = ":".join(["1"] * n)
-        if isinstance(e, (list, tuple)):
-            parts = [self.value(path, p, "float") for p in e]
-        elif isinstance(e, str):
-            try:
-                parts = [float(p) for p in e.split(":")]
-            except ValueError:
-                raise self.fail(path, f"must be positive numbers joined by ':' such as "
-                                      f"'{example}'; got {_short(e)}") from None
-        elif isinstance(e, int) and not isinstance(e, bool) and n > 1 and e >= 60:
-            digits = []
-            while e:
-                e, r = divmod(e, 60)
-                digits.append(str(r))
-            text = ":".join(reversed(digits))
-            raise self.fail(path, f"YAML reads the unquoted {text} as a base-60 number; "
-                                  f"quote it: '{text}'")
-        elif isinstance(e, (int, float)) and not isinstance(e, bool):
-            parts = [self.value(path, e, "float")]
-        else:
-            raise self.fail(path, f"must be a pattern such as '{example}' or a list of {n} "
-                                  f"numbers; got {_short(e)}")
-        if not parts or any(not math.isfinite(p) or p <= 0 for p in parts):
-            raise self.fail(path, f"must be positive numbers joined by ':' such as '{example}'; "
-                                  f"got {_short(e)}")
-        if len(parts) != n:
-            hint = (f" (a list is a choice: write one pattern as '{example}', quoted)"
-                    if flat or n > 1 and len(parts) == 1 else "")
-            raise self.fail(path, f"{_short(e)} has {len(parts)} part(s) but the space has "
-                                  f"{n} stages{hint}")
-        return tuple(parts)
-
-
-def _key(v: Any) -> str:
-    return json.dumps(v, sort_keys=True)
-
-
-def _kind_of(default: Any) -> str:
-    if isinstance(default, bool):
-        return "bool"
-    return {int: "int", float: "float", str: "str"}.get(type(default), "str")
 
 
 def split_depth(total: int, ratio: Sequence[float]) -> tuple[int, ...]:
@@ -269,23 +58,15 @@ def split_depth(total: int, ratio: Sequence[float]) -> tuple[int, ...]:
     return tuple(max(1, math.floor(total * r / s + 0.5)) for r in ratio)
 
 
-def round_width(x: float, q: int) -> int:
-    """max(q, q * floor(x / q + 0.5))."""
-    return max(q, q * math.floor(x / q + 0.5))
-
-
-def _grids(img_size: int, stem_stride: int, n: int) -> list[int]:
-    """Grid side of each of ``n`` stages (the builder's own geometry)."""
-    probe = MetaFormerSpec(stages=tuple(StageSpec(1, 8 * (j + 1), "identity") for j in range(n)),
-                           img_size=img_size, stem_stride=stem_stride)
-    return [g[0] for g in stage_grids(probe)]
-
-
 # --------------------------------------------------------------------------- the space
 
 
 class Space:
-    """A parsed, validated search space (see the module docstring for the rules).
+    """A parsed, validated search space, frozen once parsed (see the module docstring).
+
+    Reading the document is in ``_document.py``, the trials it samples with in ``_sampling.py``,
+    its constraints in ``_constraints.py``; proxy reduction is the model library's
+    (``nas.models.proxy``).
 
     Args:
         doc: the document (what ``yaml.safe_load`` returns, or a dict written in Python).
@@ -301,23 +82,23 @@ class Space:
     def __init__(self, doc: Mapping[str, Any], source: str = "<space>") -> None:
         self.source = source
         self.doc = doc
-        d = self._d = _Doc(source)
+        d = self._d = Doc(source)
         if not isinstance(doc, Mapping):
             raise d.fail("(top)", f"a space must be a mapping; got {type(doc).__name__} "
-                                  f"{_short(doc)}")
+                                  f"{short(doc)}")
         family = doc.get("family", "metaformer")
         if not isinstance(family, str) or family not in TOP_KEYS:
-            raise d.fail("family", f"must be one of {', '.join(TOP_KEYS)}; got {_short(family)}"
+            raise d.fail("family", f"must be one of {', '.join(TOP_KEYS)}; got {short(family)}"
                                    f"{did_you_mean(family, TOP_KEYS)}")
         self.family: str = family
         d.keys("", doc, TOP_KEYS[family])
         name = doc.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise d.fail("name", f"is required: a non-empty string; got {_short(name)}")
+            raise d.fail("name", f"is required: a non-empty string; got {short(name)}")
         self.name: str = name
         description = doc.get("description", "")
         if not isinstance(description, str):
-            raise d.fail("description", f"must be a string; got {_short(description)}")
+            raise d.fail("description", f"must be a string; got {short(description)}")
         self.description: str = description.strip()
         self.resolution: int = d.scalar("resolution", doc.get("resolution", 224), "int", low=8,
                                         high=4096)
@@ -339,6 +120,13 @@ class Space:
             text = repr(doc)
         self.hash: str = hashlib.sha256(text.encode()).hexdigest()[:16]
         self._check_probe()
+        self._frozen = True  # parsed once: a Space is a value from here on
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"Space '{self.name}' is frozen (parsed once); cannot set "
+                                 f"{name!r}: build a new Space from an edited document instead")
+        object.__setattr__(self, name, value)
 
     # ---------------------------------------------------------------- metaformer parsing
 
@@ -355,7 +143,7 @@ class Space:
         stages = doc.get("stages")
         if not isinstance(stages, (list, tuple)) or not stages:
             raise d.fail("stages", "is required: a list with one entry per stage, each with a "
-                                   f"mixer; got {_short(stages)}")
+                                   f"mixer; got {short(stages)}")
         self.n_stages = n = len(stages)
         self.stem = d.choices("stem", doc.get("stem", "v2"), "str", STEMS)
         self.head = d.choices("head", doc.get("head", "mlp"), "str", HEADS)
@@ -394,16 +182,16 @@ class Space:
             given = d.section(f"mixers.{m}", node.get(m), list(mdef.defaults))
             settings = {}
             for key, default in mdef.defaults.items():
-                kind = "number" if key in FLOAT_SETTINGS else _kind_of(default)
+                kind = mdef.setting_kind(key)
                 allowed = ACTS.names() if key == "act" else None
                 high = 4096 if kind in ("int", "number") else None
                 settings[key] = d.choices(f"mixers.{m}.{key}", given.get(key, default), kind,
                                           allowed, high=high)
             for combo in itertools.product(*settings.values()):
                 args = dict(zip(settings, combo))
-                width = 64 * args.get("head_dim", 1)  # a width every setting can divide
+                width = 64 * mdef.width_quantum(args)  # a width every setting can divide
                 try:
-                    mdef.check(width, (7, 7), **args)
+                    mdef.check(width, PROBE_GRID, **args)
                 except ConfigError as e:
                     raise d.fail(f"mixers.{m}", str(e)) from None
             out[m] = settings
@@ -421,7 +209,7 @@ class Space:
             per = node["per_stage"]
             if not isinstance(per, (list, tuple)) or len(per) != n:
                 raise d.fail("depth.per_stage", f"must list one entry per stage ({n}), each a "
-                                                f"depth or a list of depths; got {_short(per)}")
+                                                f"depth or a list of depths; got {short(per)}")
             self.depth_mode = "per_stage"
             self.depth_per_stage = [
                 d.choices(f"depth.per_stage[{i}]", v, "int", low=1, high=MAX_DEPTH)
@@ -465,13 +253,13 @@ class Space:
                                         f"and {i + 1}; consecutive widths must differ")
             for i, st in enumerate(self.stages):
                 for m in st["mixer"]:
-                    if m in ATTENTION_LIKE:
-                        for hd in self.mixer_settings[m]["head_dim"]:
-                            if widths[i] % hd:
-                                raise d.fail(where, f"{what} gives width {widths[i]} at stage "
-                                             f"{i + 1}, which can be '{m}' with head_dim {hd}: "
-                                             "attention widths must be multiples of head_dim "
-                                             f"(use a divisor that is a multiple of {hd})")
+                    key = MIXERS.get(m).width_multiple_of
+                    for q in self.mixer_settings[m].get(key, ()) if key else ():
+                        if widths[i] % q:
+                            raise d.fail(where, f"{what} gives width {widths[i]} at stage "
+                                         f"{i + 1}, which can be '{m}' with {key} {q}: "
+                                         f"'{m}' widths must be multiples of {key} "
+                                         f"(use a divisor that is a multiple of {q})")
 
     def _all_widths(self) -> Iterator[tuple[tuple[int, ...], str, str]]:
         """Every width choice: (widths, key path, which choice)."""
@@ -505,14 +293,16 @@ class Space:
     def _parse_constraints(self, node: Any) -> None:
         d = self._d
         node = d.section("constraints", node, CONSTRAINT_KEYS)
-        self.conv_before_attention: bool = d.scalar(
-            "constraints.conv_before_attention", node.get("conv_before_attention", False), "bool")
-        self.nondecreasing_widths: bool = d.scalar(
-            "constraints.nondecreasing_widths", node.get("nondecreasing_widths", True), "bool")
-        self.max_macs: float | None = d.scalar("constraints.max_macs", node.get("max_macs"),
-                                               "number", nullable=True, low=1)
-        self.max_params: float | None = d.scalar("constraints.max_params", node.get("max_params"),
-                                                 "number", nullable=True, low=1)
+        self.constraints = Constraints(
+            conv_before_attention=d.scalar("constraints.conv_before_attention",
+                                           node.get("conv_before_attention", False), "bool"),
+            nondecreasing_widths=d.scalar("constraints.nondecreasing_widths",
+                                          node.get("nondecreasing_widths", True), "bool"),
+            max_macs=d.scalar("constraints.max_macs", node.get("max_macs"), "number",
+                              nullable=True, low=1),
+            max_params=d.scalar("constraints.max_params", node.get("max_params"), "number",
+                                nullable=True, low=1),
+        )
 
     def _parse_proxy(self, node: Any) -> ProxySpec:
         d = self._d
@@ -537,7 +327,7 @@ class Space:
         """Every stage's mixer settings and MLP ratio at every width it can take, in the full
         model and in its proxy, so that no sample and no proxy can fail to build."""
         d, p, n = self._d, self.proxy_spec, self.n_stages
-        full, small = _grids(self.resolution, 4, n), _grids(p.resolution, p.stem_stride, n)
+        full, small = grid_sides(self.resolution, 4, n), grid_sides(p.resolution, p.stem_stride, n)
         if small[-1] < 1:
             raise d.fail("proxy.resolution", f"{p.resolution} px with stem_stride "
                                              f"{p.stem_stride} leaves no pixels at the last "
@@ -551,7 +341,7 @@ class Space:
                 for combo in itertools.product(*settings.values()):
                     args = dict(zip(settings, combo))
                     for w in widths:
-                        pw, pargs, _ = _proxy_stage(w, m, args, p)
+                        pw, pargs, _ = proxy_stage(w, m, args, p)
                         for note, ww, aa, g in (("", w, args, full[i]),
                                                 (" in the proxy", pw, pargs, small[i])):
                             try:
@@ -575,7 +365,7 @@ class Space:
     def _check_probe(self, samples: int = 8) -> None:
         """Internal safety net: the first choices and a few random samples, full and proxy,
         pass ``validate`` (the checks above are meant to make this impossible to fail)."""
-        for trial in [_FirstChoice()] + [RandomTrial(k) for k in range(samples)]:
+        for trial in [FirstChoice()] + [RandomTrial(k) for k in range(samples)]:
             arch = self.sample(trial)
             try:
                 validate(arch)
@@ -589,7 +379,7 @@ class Space:
 
     def sample(self, trial: TrialLike) -> ArchSpec:
         """Define-by-run sampling; fixed values are not suggested (they are not parameters)."""
-        pick = _Picker(trial)
+        pick = Picker(trial)
         if self.family == "convmixer":
             c = {k: pick(k, v) for k, v in self.cm.items()}
             return ConvMixerSpec(num_classes=self.num_classes, img_size=self.resolution, **c)
@@ -638,45 +428,27 @@ class Space:
 
     def violations(self, arch: ArchSpec) -> list[str]:
         """Constraint violations (empty when feasible), checked with the analytic cost model."""
-        out = []
-        if isinstance(arch, MetaFormerSpec):
-            kinds = [MIXERS.get(s.mixer).kind for s in arch.stages]
-            if self.conv_before_attention:
-                seen_global = False
-                for i, k in enumerate(kinds):
-                    if k == "global":
-                        seen_global = True
-                    elif k == "local" and seen_global:
-                        out.append(f"conv_before_attention: stage {i + 1} is "
-                                   f"'{arch.stages[i].mixer}' after an attention-type stage")
-                        break
-            widths = arch.widths
-            if self.nondecreasing_widths and any(b < a for a, b in zip(widths, widths[1:])):
-                out.append(f"nondecreasing_widths: widths {list(widths)} decrease")
-        if self.max_macs is not None or self.max_params is not None:
-            cost = analytic_cost(arch)
-            if self.max_macs is not None and cost.macs > self.max_macs:
-                out.append(f"max_macs: {cost.macs / 1e9:.3f} GMACs > {self.max_macs / 1e9:.3f}")
-            if self.max_params is not None and cost.params > self.max_params:
-                out.append(f"max_params: {cost.params / 1e6:.3f} M > {self.max_params / 1e6:.3f}")
-        return out
+        return self.constraints.violations(arch)
+
+    @property
+    def max_macs(self) -> float | None:
+        return self.constraints.max_macs
+
+    @property
+    def max_params(self) -> float | None:
+        return self.constraints.max_params
 
     # ---------------------------------------------------------------- proxy
 
     def proxy(self, arch: ArchSpec, num_classes: int) -> ArchSpec:
         """The reduced model that is trained: narrower, shallower, smaller input, adapted stem."""
-        p = self.proxy_spec
-        if isinstance(arch, ConvMixerSpec):
-            return replace(arch, width=round_width(arch.width * p.width_mult, 8),
-                           depth=max(1, math.floor(arch.depth * p.depth_mult + 0.5)),
-                           patch_size=p.patch_size, img_size=p.resolution, num_classes=num_classes)
-        return proxy_metaformer(arch, p, num_classes)
+        return reduce_to_proxy(arch, self.proxy_spec, num_classes)
 
     # ---------------------------------------------------------------- describing
 
     def parameters(self) -> dict[str, tuple[Any, ...]]:
         """Every Optuna parameter name with its choices (conditional ones included)."""
-        rec = _Recorder()
+        rec = NameRecorder()
         self.sample(rec)
         if self.family == "metaformer":
             for i, st in enumerate(self.stages):
@@ -703,58 +475,3 @@ class Space:
             if any(k not in st for st in self.stages):
                 n *= len(self.glob[k])
         return n
-
-
-def _proxy_stage(width: int, mixer: str, args: dict[str, Any],
-                 p: ProxySpec) -> tuple[int, dict[str, Any], int]:
-    """A stage's proxy width (before the strictly-increasing adjustment), mixer settings and
-    width quantum: multiples of 8, or of the scaled head_dim in attention stages."""
-    args, q = dict(args), 8
-    if "head_dim" in args and mixer in ATTENTION_LIKE:
-        args["head_dim"] = max(8, round_width(args["head_dim"] * p.width_mult, 8))
-        q = math.lcm(8, args["head_dim"])
-    return round_width(width * p.width_mult, q), args, q
-
-
-def proxy_metaformer(arch: MetaFormerSpec, p: ProxySpec, num_classes: int) -> MetaFormerSpec:
-    """Scale widths (multiples of 8, of the scaled head_dim in attention stages, strictly
-    increasing), depths and head_dim; keep mixers, norms and activations."""
-    stages, prev = [], 0
-    for s in arch.stages:
-        width, args, q = _proxy_stage(s.width, s.mixer, s.args, p)
-        if width <= prev:
-            width = (prev // q + 1) * q
-        depth = max(1, math.floor(s.depth * p.depth_mult + 0.5))
-        stages.append(replace(s, width=width, depth=depth, mixer_args=tuple(args.items())))
-        prev = width
-    return replace(arch, stages=tuple(stages), img_size=p.resolution, stem_stride=p.stem_stride,
-                   num_classes=num_classes)
-
-
-class _Picker:
-    def __init__(self, trial: TrialLike) -> None:
-        self.trial = trial
-
-    def __call__(self, name: str, choices: tuple[Any, ...]) -> Any:
-        return choices[0] if len(choices) == 1 else self.trial.suggest_categorical(name, choices)
-
-
-class _FirstChoice:
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return choices[0]
-
-
-class _Recorder:
-    """Records every parameter name it is asked for, with its choices; answers the first."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, tuple[Any, ...]] = {}
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        self.seen[name] = tuple(choices)
-        return choices[0]
-
-
-def parse_space(doc: Any, source: str = "<space>") -> Space:
-    """Alias of ``Space(doc, source)``."""
-    return Space(doc, source)

@@ -1,4 +1,4 @@
-"""Size baselines every zero-cost proxy should be reported beside (MACs come from nas.cost)."""
+"""Size baselines to report beside every zero-cost proxy (MACs come from nas.models.cost)."""
 
 from __future__ import annotations
 

@@ -123,3 +123,35 @@ def test_matches_brute_force(data: list[tuple[float | None, int | None, str]]) -
     keys = [(t.macs, t.number) for t in front]
     assert keys == sorted(keys), f"front must be sorted by MACs (then input order), got {keys}"
     assert pareto_front(list(reversed(trials))) == sorted(front, key=lambda t: (t.macs, -t.number))
+
+
+three = st.lists(
+    st.tuples(st.sampled_from([0.1, 0.5, 0.9]), st.integers(0, 3), st.integers(0, 3)),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(three)
+def test_three_objectives_match_brute_force(data: list[tuple[float, int, int]]) -> None:
+    trials = [rec(i, acc, macs, latency_ms=float(lat)) for i, (acc, macs, lat) in enumerate(data)]
+    objectives = ("accuracy:max", "macs:min", "latency_ms:min")
+
+    def dominates(b: TrialRecord, a: TrialRecord) -> bool:
+        kb = (-b.accuracy, b.macs, b.metrics["latency_ms"])
+        ka = (-a.accuracy, a.macs, a.metrics["latency_ms"])
+        return all(x <= y for x, y in zip(kb, ka)) and kb != ka
+
+    expected = [a for a in trials if not any(dominates(b, a) for b in trials)]
+    front = pareto_front(trials, objectives)
+    assert sorted(numbers(front)) == numbers(expected), (
+        f"expected front {numbers(expected)}, got {sorted(numbers(front))}")
+    keys = [(t.macs, t.metrics["latency_ms"], -t.accuracy, t.number) for t in front]
+    assert keys == sorted(keys), f"front must be sorted min objectives first, got {keys}"
+
+
+def test_objective_list_equals_the_two_keyword_form() -> None:
+    trials = [rec(i, acc, macs) for i, (acc, macs) in enumerate([(0.7, 100), (0.8, 200),
+                                                                  (0.6, 150), (0.9, 90)])]
+    assert pareto_front(trials, ["accuracy:max", "macs:min"]) == pareto_front(trials)
+    assert numbers(pareto_front(trials, ["accuracy:max"])) == [3]

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from db import Store
-from nas.arch import arch_hash, from_dict
+from nas.models.arch import arch_hash, from_dict
 from nas.search import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,19 +127,23 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
-def test_cli_unknown_space_lists_known_ones_and_exits_2():
-    r = _cli("--space", "hybrid_conv_atn", "--budget", "1")
-    assert r.returncode == 2, (r.returncode, r.stderr)
+def _usage_error(r: subprocess.CompletedProcess) -> str:
+    """The one stderr line of a run that exited 2 (bad input)."""
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and "hybrid_conv_attn" in err[0] and "did you mean" in err[0], err
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_cli_unknown_space_lists_known_ones_and_exits_2():
+    err = _usage_error(_cli("--space", "hybrid_conv_atn", "--budget", "1"))
+    assert "hybrid_conv_attn" in err and "did you mean" in err, err
 
 
 def test_cli_unreachable_database_is_one_line_exit_2(tmp_path):
-    r = _cli("--space", "tiny", "--budget", "1", "--db", "postgresql://nobody@127.0.0.1:1/nas",
-             "--runs-dir", str(tmp_path))
-    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
-    err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and "127.0.0.1" in err[0], err
+    err = _usage_error(_cli("--space", "tiny", "--budget", "1", "--db",
+                            "postgresql://nobody@127.0.0.1:1/nas", "--runs-dir", str(tmp_path)))
+    assert "127.0.0.1" in err, err
 
 
 def test_cli_help_names_the_documented_options():
@@ -155,3 +159,63 @@ def test_spaces_sample_cli_prints_canonical_json():
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 2 and all(arch_hash(from_dict(x["arch"])) == x["hash"] for x in rows)
+
+
+def test_same_seed_gives_the_same_search_twice(ray_session, tmp_path):
+    def search(db: str) -> list[tuple]:
+        url = f"sqlite:///{tmp_path}/{db}"
+        cfg = SearchConfig(space="tiny", budget=3, epochs=1, db_url=url, runs_dir=str(tmp_path),
+                           seed=3, study="same", max_concurrent=1)
+        assert run_search(cfg, log=lambda s: None).completed == 3
+        return [(t.number, t.state, t.arch_hash, t.accuracy, t.macs)
+                for t in Store(url).trials("same")]
+
+    first, second = search("a.db"), search("b.db")
+    assert first == second, f"same seed, different searches:\n{first}\n{second}"
+
+
+def test_our_table_and_optunas_count_the_same_proposals(searched):
+    _, summary, store, _ = searched
+    ours = store.trials(summary.study)
+    ot = optuna.load_study(study_name=summary.study, storage=summary.db_url).trials
+    assert len(ours) == len(ot), f"{len(ours)} rows in nas_trials, {len(ot)} Optuna trials"
+    n = {s: sum(t.state == s for t in ours) for s in ("COMPLETE", "FAIL", "INFEASIBLE")}
+    dup_done = sum(t.state == "DUPLICATE" and t.metrics["duplicate_of"] is not None for t in ours)
+    dup_live = sum(t.state == "DUPLICATE" and t.metrics["duplicate_of"] is None for t in ours)
+    told = {s: sum(t.state == getattr(optuna.trial.TrialState, s) for t in ot)
+            for s in ("COMPLETE", "FAIL")}
+    # a repeat of a completed trial is told its known values; skipped ones otherwise fail
+    assert told["COMPLETE"] == n["COMPLETE"] + dup_done, (told, n, dup_done)
+    assert told["FAIL"] == n["FAIL"] + n["INFEASIBLE"] + dup_live, (told, n, dup_live)
+    assert n["INFEASIBLE"] == sum("infeasible" in t.user_attrs for t in ot)
+
+
+def test_python_m_nas_help_lists_the_subcommands():
+    r = subprocess.run([sys.executable, "-m", "nas", "--help"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "search" in r.stdout and "spaces" in r.stdout, r.stdout
+
+
+def test_cli_bad_objective_is_one_line_exit_2(tmp_path):
+    err = _usage_error(_cli("--space", "tiny", "--budget", "1", "--objectives",
+                            "accuracy:max,latncy:min", "--runs-dir", str(tmp_path)))
+    assert "unknown metric 'latncy'" in err, err
+    assert not (tmp_path / "nas.db").exists(), "the run started before failing"
+
+
+def test_latency_and_params_as_objectives(ray_session, tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
+                       study="lat", objectives="accuracy:max,latency_ms:min,params:min")
+    summary = run_search(cfg, log=lambda s: None)
+    assert [str(o) for o in summary.objectives] == ["accuracy:max", "latency_ms:min",
+                                                    "params:min"]
+    store = Store(url)
+    assert store.get_study("lat").objectives == ("accuracy:max", "latency_ms:min", "params:min")
+    (trial,) = store.trials("lat", states=["COMPLETE"])
+    assert trial.metrics["latency_ms"] > 0, trial.metrics
+    ot = optuna.load_study(study_name="lat", storage=url)
+    assert [d.name for d in ot.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    assert ot.best_trials[0].values == [trial.accuracy, trial.metrics["latency_ms"],
+                                        trial.params_count]

@@ -7,13 +7,14 @@ drawn. Widths are small (8..64) so tracing on the meta device stays cheap.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from nas.arch import (
+from nas.models.arch import (
     HEADS,
     STEM_STRIDES,
     STEMS,
@@ -23,10 +24,10 @@ from nas.arch import (
     stage_grids,
     to_dict,
 )
-from nas.cost import analytic_cost, traced_cost
-from nas.layers import ACTS, NORMS
-from nas.mixers import MIXERS
-from nas.model import validate
+from nas.models.cost import analytic_cost, traced_cost
+from nas.models.layers import ACTS, NORMS
+from nas.models.mixers import MIXERS
+from nas.models.model import validate
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
@@ -60,7 +61,8 @@ def random_metaformer(seed: int) -> MetaFormerSpec:
     for _ in range(rng.randint(1, 4)):
         mixer = rng.choice(MIXERS.names())
         args = _mixer_args(rng, mixer)
-        step = MIXERS.get(mixer).resolve(args).get("head_dim", WIDTH_STEP)
+        mdef = MIXERS.get(mixer)
+        step = math.lcm(WIDTH_STEP, mdef.width_quantum(mdef.resolve(args)))
         widths = [w for w in range(step, MAX_WIDTH + 1, step) if w != prev_width]
         width = rng.choice(widths)
         stages.append(StageSpec(

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from nas.arch import (
+from nas.errors import ConfigError
+from nas.models.arch import (
     HEADS,
     STEM_STRIDES,
     STEMS,
@@ -23,12 +24,11 @@ from nas.arch import (
     stage_grids,
     to_dict,
 )
-from nas.cost import analytic_cost, traced_cost
-from nas.errors import ConfigError
-from nas.layers import ACTS, NORMS
-from nas.mixers import MIXERS, RandomMixing
-from nas.model import build_model, validate
-from nas.presets import get_preset
+from nas.models.cost import analytic_cost, traced_cost
+from nas.models.layers import ACTS, NORMS
+from nas.models.mixers import MIXERS, RandomMixing
+from nas.models.model import build_model, validate
+from nas.models.presets import get_preset
 
 ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
     "validate": validate,

@@ -13,10 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from nas.arch import STEM_STRIDES, STEMS, ConvMixerSpec, MetaFormerSpec, StageSpec, stage_grids
-from nas.layers import ACTS, NORMS, build_norm
-from nas.mixers import MIXERS
-from nas.model import build_model
+from nas.models import MIXERS, ConvMixerSpec, MetaFormerSpec, StageSpec, build_model
+from nas.models.arch import STEM_STRIDES, STEMS, stage_grids
+from nas.models.layers import ACTS, NORMS, build_norm
 
 RESOLUTIONS = (32, 48, 64)
 BATCH = 2

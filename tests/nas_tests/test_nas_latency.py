@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas.cost import LatencyResult, measure_latency
-from nas.model import build_model
-from nas.presets import get_preset
+from nas.models.cost import LatencyResult, measure_latency
+from nas.models.model import build_model
+from nas.models.presets import get_preset
 
 CONTEXT_KEYS = {"device", "torch", "batch", "dtype", "threads"}
 

@@ -13,11 +13,11 @@ import pytest
 import timm
 import torch
 
-from nas.arch import ConvMixerSpec, MetaFormerSpec, arch_hash, from_dict, to_dict
-from nas.cost import Cost, analytic_cost, traced_cost
 from nas.errors import ConfigError
-from nas.model import build_model, validate
-from nas.presets import PRESETS, TIMM_NAMES, get_preset, list_presets
+from nas.models.arch import ConvMixerSpec, MetaFormerSpec, arch_hash, from_dict, to_dict
+from nas.models.cost import Cost, analytic_cost, traced_cost
+from nas.models.model import build_model, validate
+from nas.models.presets import PRESETS, TIMM_NAMES, get_preset, list_presets
 
 # metaformer.md §4: preset -> (Params V in M, MACs V in G at 224), printed to 3 decimals.
 GOLDEN: dict[str, tuple[str, str]] = {

@@ -15,8 +15,8 @@ import timm
 import torch
 from torch import nn
 
-from nas.model import build_model
-from nas.presets import TIMM_NAMES, get_preset
+from nas.models.model import build_model
+from nas.models.presets import TIMM_NAMES, get_preset
 
 FULL_COMPARE = ["poolformer_s12", "poolformerv2_s12", "convformer_s18", "caformer_s18",
                 "convmixer_768_32"]

@@ -190,8 +190,8 @@ def test_weight_decay_only_on_conv_and_linear_weights():
 
 
 def test_ufo_gamma_and_scales_are_not_decayed():
-    from nas.arch import MetaFormerSpec, StageSpec
-    from nas.model import build_model
+    from nas.models.arch import MetaFormerSpec, StageSpec
+    from nas.models.model import build_model
 
     spec = MetaFormerSpec(
         stages=tuple(StageSpec(depth=1, width=w, mixer=m, mixer_args=(("head_dim", 8),)

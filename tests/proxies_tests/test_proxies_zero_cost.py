@@ -9,8 +9,8 @@ import torch
 from timm.models.metaformer import StarReLU
 from torch import nn
 
-from nas.arch import MetaFormerSpec, StageSpec
-from nas.model import Block, build_model
+from nas.models.arch import MetaFormerSpec, StageSpec
+from nas.models.model import Block, build_model
 from proxies import (
     DatasetInfo,
     ZeroCostError,

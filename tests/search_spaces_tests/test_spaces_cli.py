@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from nas.arch import arch_hash, from_dict
+from nas.models.arch import arch_hash, from_dict
 from search_spaces import list_spaces, load_space
 
 from ._docs import shipped_doc

@@ -12,10 +12,17 @@ from typing import Any
 import optuna
 import pytest
 
-from nas.arch import ConvMixerSpec, MetaFormerSpec, arch_hash, canonical_json, from_dict, to_dict
-from nas.cost import analytic_cost
 from nas.errors import SpaceError
-from nas.model import validate
+from nas.models.arch import (
+    ConvMixerSpec,
+    MetaFormerSpec,
+    arch_hash,
+    canonical_json,
+    from_dict,
+    to_dict,
+)
+from nas.models.cost import analytic_cost
+from nas.models.model import validate
 from search_spaces import ProxySpec, Space, load_space, round_width, split_depth
 
 from ._docs import ScriptedTrial, small_doc

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nas.errors import SpaceError
-from nas.layers import ACTS, NORMS
-from nas.mixers import MIXERS
-from nas.model import validate
+from nas.models.layers import ACTS, NORMS
+from nas.models.mixers import MIXERS
+from nas.models.model import validate
 from search_spaces import Space, load_space
 from search_spaces._space import CONSTRAINT_KEYS, PROXY_KEYS, STAGE_KEYS, TOP_KEYS
 

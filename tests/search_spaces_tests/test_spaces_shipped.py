@@ -8,9 +8,9 @@ import optuna
 import pytest
 import torch
 
-from nas.arch import ArchSpec, arch_hash, canonical_json, from_dict, to_dict
-from nas.cost import analytic_cost
-from nas.model import build_model, validate
+from nas.models.arch import ArchSpec, arch_hash, canonical_json, from_dict, to_dict
+from nas.models.cost import analytic_cost
+from nas.models.model import build_model, validate
 from search_spaces import Space, load_space
 
 from ._docs import SHIPPED
@@ -167,7 +167,7 @@ PUBLISHED = [  # (space, preset, the parameters that give it)
                          ids=[f"{s}:{p}" for s, p, _ in PUBLISHED])
 def test_published_models_are_points_of_their_spaces(space_name: str, preset: str,
                                                      params: dict) -> None:
-    presets = pytest.importorskip("nas.presets")
+    presets = pytest.importorskip("nas.models.presets")
     space = load_space(space_name)
     arch = space.sample(optuna.trial.FixedTrial(params))
     expected = presets.get_preset(preset)

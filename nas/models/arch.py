@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from nas.errors import ConfigError
+from nas_errors import ConfigError
 
 __all__ = [
     "StageSpec",
@@ -24,7 +24,9 @@ __all__ = [
     "from_dict",
     "canonical_json",
     "arch_hash",
+    "describe",
     "stem_geometry",
+    "grid_sides",
     "stage_grids",
 ]
 
@@ -39,9 +41,9 @@ class StageSpec:
 
     depth: int  # number of blocks (>= 1)
     width: int  # channels
-    mixer: str  # registered token-mixer name (nas.mixers)
+    mixer: str  # registered token-mixer name (nas.models.mixers)
     mixer_args: tuple[tuple[str, Any], ...] = ()  # mixer settings, sorted by key
-    norm: str = "ln_nobias"  # registered norm name (nas.layers), layout chosen by the mixer
+    norm: str = "ln_nobias"  # registered norm name (nas.models.layers), layout chosen by the mixer
     act: str = "starrelu"  # channel-MLP activation
     mlp_ratio: float = 4.0  # MLP hidden width / width
     layer_scale: float | None = None  # LayerScale init value on both branches (None: off)
@@ -93,7 +95,8 @@ class MetaFormerSpec:
 
 @dataclass(frozen=True)
 class ConvMixerSpec:
-    """Isotropic ConvMixer (Trockman & Kolter): patch embedding, then depthwise/pointwise layers."""
+    """Isotropic ConvMixer (Trockman & Kolter): patch embedding, then depthwise/pointwise
+    layers."""
 
     width: int  # channels h
     depth: int  # layers d
@@ -155,6 +158,14 @@ def arch_hash(spec: ArchSpec) -> str:
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
 
 
+def describe(spec: ArchSpec) -> str:
+    """Short human name: ``attn/conv/... d2-2-6-2 w64-128-320-512`` or ``convmixer h256 d8 k9``."""
+    if isinstance(spec, ConvMixerSpec):
+        return f"convmixer h{spec.width} d{spec.depth} k{spec.kernel_size}"
+    return ("/".join(m[:4] for m in spec.mixers) + " d" + "-".join(map(str, spec.depths))
+            + " w" + "-".join(map(str, spec.widths)))
+
+
 # --------------------------------------------------------------------------- geometry
 
 
@@ -167,12 +178,15 @@ def _conv_out(size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
 
+def grid_sides(img_size: int, stem_stride: int, n_stages: int) -> tuple[int, ...]:
+    """Grid side of every stage: stem, then a k3/s2/p1 downsampling before stages 2..n."""
+    k, s, p = stem_geometry(stem_stride)
+    sides = [_conv_out(img_size, k, s, p)]
+    for _ in range(n_stages - 1):
+        sides.append(_conv_out(sides[-1], 3, 2, 1))
+    return tuple(sides)
+
+
 def stage_grids(spec: MetaFormerSpec) -> tuple[tuple[int, int], ...]:
-    """Token grid (H, W) of every stage: stem, then a k3/s2/p1 downsampling before stages 2..n."""
-    k, s, p = stem_geometry(spec.stem_stride)
-    h = _conv_out(spec.img_size, k, s, p)
-    grids = [(h, h)]
-    for _ in spec.stages[1:]:
-        h = _conv_out(h, 3, 2, 1)
-        grids.append((h, h))
-    return tuple(grids)
+    """Token grid (H, W) of every stage (square inputs)."""
+    return tuple((h, h) for h in grid_sides(spec.img_size, spec.stem_stride, len(spec.stages)))

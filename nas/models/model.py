@@ -10,6 +10,7 @@ is allocated, with the field and the allowed values.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import nullcontext
 
 import torch
 from timm.layers import DropPath, LayerNorm2d, Mlp, SelectAdaptivePool2d, trunc_normal_
@@ -17,7 +18,7 @@ from timm.models.convmixer import ConvMixer
 from timm.models.metaformer import Downsampling, MlpHead, Scale
 from torch import nn
 
-from nas.arch import (
+from nas.models.arch import (
     HEADS,
     STEM_STRIDES,
     STEMS,
@@ -28,9 +29,9 @@ from nas.arch import (
     stage_grids,
     stem_geometry,
 )
-from nas.errors import ConfigError, did_you_mean
-from nas.layers import ACTS, NORMS, build_act, build_norm
-from nas.mixers import MIXERS
+from nas.models.layers import ACTS, NORMS, build_act, build_norm
+from nas.models.mixers import MIXERS
+from nas_errors import ConfigError, did_you_mean
 
 __all__ = ["validate", "build_model", "MetaFormerNet"]
 
@@ -47,7 +48,8 @@ def _one_of(where: str, value: object, allowed) -> None:
     if value not in allowed:
         allowed = list(allowed)
         names = ", ".join(str(a) for a in allowed)
-        raise ConfigError(f"{where} must be one of {names}; got {value!r}{did_you_mean(value, allowed)}")
+        raise ConfigError(f"{where} must be one of {names}; got {value!r}"
+                          f"{did_you_mean(value, allowed)}")
 
 
 def _check_scale(where: str, value: object) -> None:
@@ -146,7 +148,8 @@ class Block(nn.Module):
         self.res_scale2 = _scale(dim, stage.res_scale, nchw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.res_scale1(x) + self.layer_scale1(self.drop_path1(self.token_mixer(self.norm1(x))))
+        mixed = self.token_mixer(self.norm1(x))
+        x = self.res_scale1(x) + self.layer_scale1(self.drop_path1(mixed))
         return self.res_scale2(x) + self.layer_scale2(self.drop_path2(self.mlp(self.norm2(x))))
 
 
@@ -229,18 +232,10 @@ def build_model(spec: ArchSpec, *, drop_path_rate: float = 0.0, drop_rate: float
                 device: str | torch.device | None = None) -> nn.Module:
     """Validate ``spec`` and build it; ``device="meta"`` allocates no weights (for counting)."""
     validate(spec)
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else nullcontext():
         if isinstance(spec, ConvMixerSpec):
             act = type(build_act(spec.act))
             return ConvMixer(spec.width, spec.depth, kernel_size=spec.kernel_size,
                              patch_size=spec.patch_size, in_chans=spec.in_chans,
                              num_classes=spec.num_classes, drop_rate=drop_rate, act_layer=act)
         return MetaFormerNet(spec, drop_path_rate=drop_path_rate, drop_rate=drop_rate)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

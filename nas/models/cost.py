@@ -22,10 +22,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas.arch import ArchSpec, ConvMixerSpec, MetaFormerSpec, stage_grids, stem_geometry
-from nas.layers import ACTS, NORMS
-from nas.mixers import MIXERS
-from nas.model import build_model, validate
+from nas.models.arch import ArchSpec, ConvMixerSpec, MetaFormerSpec, stage_grids, stem_geometry
+from nas.models.layers import ACTS, NORMS
+from nas.models.mixers import MIXERS
+from nas.models.model import build_model, validate
 
 __all__ = ["Cost", "analytic_cost", "traced_cost", "LatencyResult", "measure_latency"]
 
@@ -66,7 +66,8 @@ def _metaformer_cost(spec: MetaFormerSpec) -> Cost:
     for i, (stage, grid) in enumerate(zip(spec.stages, grids)):
         c, n = stage.width, grid[0] * grid[1]
         if i:  # downsampling: [pre-norm] conv k3 s2 p1 with bias
-            total += Cost((ln_nobias * prev if v2 else 0) + 9 * prev * c + c, 9 * prev * c * n, c * n)
+            total += Cost((ln_nobias * prev if v2 else 0) + 9 * prev * c + c, 9 * prev * c * n,
+                          c * n)
         total += _block_cost(stage, grid, spec.mlp_bias).times(stage.depth)
         prev = c
     return total + _head_cost(prev, spec.num_classes, spec.head)
@@ -98,8 +99,9 @@ def _convmixer_cost(spec: ConvMixerSpec) -> Cost:
     g = spec.img_size // p
     n, act = g * g, ACTS.get(spec.act).params
     stem = Cost(p * p * spec.in_chans * h + h + 2 * h + act, p * p * spec.in_chans * h * n, h * n)
-    layer = Cost(k * k * h + h + 2 * h + act + h * h + h + 2 * h + act,
-                 (k * k * h + h * h) * n, 2 * h * n)
+    mixing = Cost(*MIXERS.get("convmixer").cost(h, (g, g), k, spec.act))  # depthwise, act, BN
+    pointwise = Cost(h * h + h + 2 * h + act, h * h * n, h * n)  # 1x1 conv, act, BN
+    layer = mixing + pointwise
     head = Cost(h * spec.num_classes + spec.num_classes, h * spec.num_classes, spec.num_classes)
     return stem + layer.times(d) + head
 
@@ -150,7 +152,7 @@ class LatencyResult:
     median_ms: float  # median over `reps` timed forwards
     iqr_ms: float  # inter-quartile range of the same
     reps: int
-    context: dict[str, Any] = field(default_factory=dict)  # device, torch, batch, dtype, threads...
+    context: dict[str, Any] = field(default_factory=dict)  # device, torch, batch, dtype, ...
 
 
 def measure_latency(spec_or_model: ArchSpec | torch.nn.Module, *, batch: int = 1,
@@ -184,7 +186,8 @@ def measure_latency(spec_or_model: ArchSpec | torch.nn.Module, *, batch: int = 1
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
     context = {"device": name or platform.machine(), "device_type": dev.type,
-               "torch": torch.__version__, "batch": batch, "dtype": str(dtype).replace("torch.", ""),
+               "torch": torch.__version__, "batch": batch,
+               "dtype": str(dtype).replace("torch.", ""),
                "threads": torch.get_num_threads(), "channels_last": channels_last,
                "img_size": size, "warmup": warmup}
     return LatencyResult(statistics.median(times), q[2] - q[0], reps, context)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from nas.errors import ConfigError, did_you_mean
+from nas_errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -25,13 +25,11 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
-    def register(self, name: str | None = None) -> Callable[[T], T]:
-        """Decorator; the name defaults to the function's or class's ``__name__``."""
-
-        def deco(item: T) -> T:
-            return self.add(name or item.__name__, item)  # type: ignore[attr-defined]
-
-        return deco
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (tests registering a temporary entry clean up with this)."""
+        item = self.get(name)
+        del self._items[name]
+        return item
 
     def get(self, name: str) -> T:
         try:

@@ -23,10 +23,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from nas._registry import Registry
-from nas.arch import ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec
-from nas.errors import ConfigError, did_you_mean
-from nas.model import validate
+from nas.models._registry import Registry
+from nas.models.arch import ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec
+from nas.models.model import validate
+from nas_errors import ConfigError, did_you_mean
 
 __all__ = [
     "PRESETS",

@@ -21,7 +21,7 @@ from timm.models.metaformer import (
 )
 from torch import nn
 
-from nas._registry import Registry
+from nas.models._registry import Registry
 
 __all__ = ["NormDef", "ActDef", "NORMS", "ACTS", "build_norm", "build_act"]
 
@@ -49,7 +49,8 @@ ACTS: Registry[ActDef] = Registry("activation")
 
 
 class GroupNorm1Tokens(nn.Module):
-    """GroupNorm with one group for (B, N, C) tokens: statistics over (N, C), affine per channel."""
+    """GroupNorm with one group for (B, N, C) tokens: statistics over (N, C), affine per
+    channel."""
 
     def __init__(self, num_channels: int, eps: float = 1e-5, bias: bool = True) -> None:
         super().__init__()

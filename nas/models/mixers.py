@@ -2,9 +2,13 @@
 
 Every mixer is registered with: its layout ("nchw" or "tokens"), its kind ("none", "local",
 "global": used by cross-stage constraints such as conv-before-attention), its settings with
-defaults, a builder ``build(dim, grid, **args)`` and a cost ``cost(dim, grid, **args) ->
-(params, macs, acts)`` for batch 1. MACs count convolutions, matrix products and attention
-(MACs = FLOPs / 2); acts count the output elements of those same operations (pycls convention).
+defaults (their types follow the defaults; ``float_settings`` may be fractional), its width rule
+(``width_multiple_of``: the setting every width must be a multiple of, e.g. ``head_dim``), a
+builder ``build(dim, grid, **args)`` and a cost ``cost(dim, grid, **args) -> (params, macs,
+acts)`` for batch 1. Search spaces, proxy reduction and the contract tests ask the registry, so
+a new mixer is one :func:`register_mixer` definition. MACs count convolutions, matrix products
+and attention (MACs = FLOPs / 2); acts count the output elements of those same operations
+(pycls convention).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import torch
 from timm.models.metaformer import Attention, Pooling, SepConv, StarReLU
 from torch import nn
 
-from nas._registry import Registry
-from nas.errors import ConfigError
-from nas.layers import ACTS, build_act
+from nas.models._registry import Registry
+from nas.models.layers import ACTS, build_act
+from nas_errors import ConfigError
 
-__all__ = ["MixerDef", "MIXERS", "RandomMixing", "XNormAttention", "ConvMixerMixing"]
+__all__ = ["MixerDef", "MIXERS", "register_mixer", "RandomMixing", "XNormAttention",
+           "ConvMixerMixing"]
 
 Cost = tuple[int, int, int]  # (params, macs, acts)
 
@@ -37,6 +42,21 @@ class MixerDef:
     cost: Callable[..., Cost]  # (dim, grid, **args) -> (params, macs, acts)
     check: Callable[..., None] = field(default=lambda dim, grid, **a: None)  # raise on bad args
     description: str = ""
+    width_multiple_of: str | None = None  # setting every width must be a multiple of (head_dim)
+    float_settings: tuple[str, ...] = ()  # settings that may be fractional (else: default's type)
+
+    def setting_kind(self, key: str) -> str:
+        """"int", "float", "number" (int or float), "str" or "bool": what ``key`` takes."""
+        if key in self.float_settings:
+            return "number"
+        default = self.defaults[key]
+        if isinstance(default, bool):
+            return "bool"
+        return {int: "int", float: "float", str: "str"}.get(type(default), "str")
+
+    def width_quantum(self, args: dict[str, Any]) -> int:
+        """What this mixer's widths must be a multiple of with settings ``args`` (1: any)."""
+        return int(args[self.width_multiple_of]) if self.width_multiple_of else 1
 
     def resolve(self, args: dict[str, Any], where: str = "mixer_args") -> dict[str, Any]:
         """Defaults overlaid with ``args``; unknown settings fail with the allowed ones."""
@@ -50,6 +70,37 @@ class MixerDef:
 
 
 MIXERS: Registry[MixerDef] = Registry("token mixer")
+
+
+def register_mixer(*, layout: str, kind: str, cost: Callable[..., Cost],
+                   defaults: dict[str, Any] | None = None,
+                   check: Callable[..., None] | None = None, width_multiple_of: str | None = None,
+                   float_settings: tuple[str, ...] = (), description: str = "",
+                   name: str | None = None) -> Callable[[Callable[..., nn.Module]],
+                                                        Callable[..., nn.Module]]:
+    """Register a builder ``(dim, grid, **settings) -> nn.Module`` as a token mixer (decorator).
+
+    The name defaults to the builder's ``__name__``; see the module docstring for the fields.
+
+    Example:
+        >>> @register_mixer(layout="nchw", kind="local", defaults={"groups": 1},
+        ...                 width_multiple_of="groups",
+        ...                 cost=lambda dim, grid, groups: (
+        ...                     dim * dim // groups, dim * dim // groups * grid[0] * grid[1],
+        ...                     dim * grid[0] * grid[1]))
+        ... def pointwise(dim, grid, groups):
+        ...     return nn.Conv2d(dim, dim, 1, groups=groups, bias=False)
+    """
+
+    def deco(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or build.__name__
+        extra = {} if check is None else {"check": check}
+        MIXERS.add(key, MixerDef(key, layout, kind, dict(defaults or {}), build=build, cost=cost,
+                                 description=description, width_multiple_of=width_multiple_of,
+                                 float_settings=tuple(float_settings), **extra))
+        return build
+
+    return deco
 
 
 def _odd_kernel(name: str, value: Any) -> None:
@@ -66,12 +117,10 @@ def _positive_int(name: str, value: Any) -> None:
 
 # --------------------------------------------------------------------------- identity
 
-MIXERS.add("identity", MixerDef(
-    "identity", "nchw", "none", {},
-    build=lambda dim, grid: nn.Identity(),
-    cost=lambda dim, grid: (0, 0, 0),
-    description="no token mixing (IdentityFormer)",
-))
+@register_mixer(layout="nchw", kind="none", cost=lambda dim, grid: (0, 0, 0),
+                description="no token mixing (IdentityFormer)")
+def identity(dim: int, grid: tuple[int, int]) -> nn.Module:
+    return nn.Identity()
 
 
 # --------------------------------------------------------------------------- random mixing
@@ -114,12 +163,11 @@ def _rand_cost(dim: int, grid: tuple[int, int]) -> Cost:
     return n * n, n * n * dim, n * dim
 
 
-MIXERS.add("random", MixerDef(
-    "random", "nchw", "global", {},
-    build=lambda dim, grid: RandomMixing(grid[0] * grid[1], grid),
-    cost=_rand_cost,
-    description="frozen random row-stochastic token matrix (RandFormer); fixes the grid",
-))
+@register_mixer(name="random", layout="nchw", kind="global", cost=_rand_cost,
+                description="frozen random row-stochastic token matrix (RandFormer); fixes the "
+                            "grid")
+def _random(dim: int, grid: tuple[int, int]) -> nn.Module:
+    return RandomMixing(grid[0] * grid[1], grid)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -129,13 +177,11 @@ def _check_pool(dim: int, grid: tuple[int, int], pool_size: int) -> None:
     _odd_kernel("pooling.pool_size", pool_size)
 
 
-MIXERS.add("pooling", MixerDef(
-    "pooling", "nchw", "local", {"pool_size": 3},
-    build=lambda dim, grid, pool_size: Pooling(pool_size=pool_size),
-    cost=lambda dim, grid, pool_size: (0, 0, 0),
-    check=_check_pool,
-    description="average pool minus input, padding excluded (PoolFormer)",
-))
+@register_mixer(layout="nchw", kind="local", defaults={"pool_size": 3},
+                cost=lambda dim, grid, pool_size: (0, 0, 0), check=_check_pool,
+                description="average pool minus input, padding excluded (PoolFormer)")
+def pooling(dim: int, grid: tuple[int, int], pool_size: int) -> nn.Module:
+    return Pooling(pool_size=pool_size)
 
 
 # --------------------------------------------------------------------------- separable conv
@@ -164,11 +210,12 @@ def _check_sepconv(dim: int, grid, kernel_size: int, expansion_ratio: float) -> 
         raise ConfigError(f"sepconv: expansion_ratio {expansion_ratio} x width {dim} < 1 channel")
 
 
-MIXERS.add("sepconv", MixerDef(
-    "sepconv", "nchw", "local", {"kernel_size": 7, "expansion_ratio": 2},
-    build=_sepconv_build, cost=_sepconv_cost, check=_check_sepconv,
+register_mixer(
+    name="sepconv", layout="nchw", kind="local",
+    defaults={"kernel_size": 7, "expansion_ratio": 2}, float_settings=("expansion_ratio",),
+    cost=_sepconv_cost, check=_check_sepconv,
     description="inverted separable conv: pw 1x1, StarReLU, depthwise kxk, pw 1x1 (ConvFormer)",
-))
+)(_sepconv_build)
 
 
 # --------------------------------------------------------------------------- self-attention
@@ -190,13 +237,12 @@ def _attn_cost(dim: int, grid, head_dim: int) -> Cost:
     return 4 * dim * dim, 4 * dim * dim * n + 2 * n * n * dim, 5 * dim * n + heads * n * n
 
 
-MIXERS.add("attention", MixerDef(
-    "attention", "tokens", "global", {"head_dim": 32},
-    build=lambda dim, grid, head_dim: Attention(dim, head_dim=head_dim),
-    cost=_attn_cost,
-    check=lambda dim, grid, head_dim: _check_heads("attention", dim, head_dim),
-    description="softmax multi-head self-attention, no biases (CAFormer stages 3-4)",
-))
+@register_mixer(layout="tokens", kind="global", defaults={"head_dim": 32},
+                width_multiple_of="head_dim", cost=_attn_cost,
+                check=lambda dim, grid, head_dim: _check_heads("attention", dim, head_dim),
+                description="softmax multi-head self-attention, no biases (CAFormer stages 3-4)")
+def attention(dim: int, grid: tuple[int, int], head_dim: int) -> nn.Module:
+    return Attention(dim, head_dim=head_dim)
 
 
 # --------------------------------------------------------------------------- UFO-ViT XNorm
@@ -240,13 +286,12 @@ def _ufo_cost(dim: int, grid, head_dim: int) -> Cost:
     return 4 * dim * dim + heads, macs, acts
 
 
-MIXERS.add("ufo", MixerDef(
-    "ufo", "tokens", "global", {"head_dim": 32},
-    build=lambda dim, grid, head_dim: XNormAttention(dim, head_dim),
-    cost=_ufo_cost,
-    check=lambda dim, grid, head_dim: _check_heads("ufo", dim, head_dim),
-    description="UFO-ViT cross-normalised (XNorm) linear attention",
-))
+@register_mixer(layout="tokens", kind="global", defaults={"head_dim": 32},
+                width_multiple_of="head_dim", cost=_ufo_cost,
+                check=lambda dim, grid, head_dim: _check_heads("ufo", dim, head_dim),
+                description="UFO-ViT cross-normalised (XNorm) linear attention")
+def ufo(dim: int, grid: tuple[int, int], head_dim: int) -> nn.Module:
+    return XNormAttention(dim, head_dim)
 
 
 # --------------------------------------------------------------------------- ConvMixer mixing
@@ -276,10 +321,9 @@ def _check_cm(dim: int, grid, kernel_size: int, act: str) -> None:
     ACTS.get(act)
 
 
-MIXERS.add("convmixer", MixerDef(
-    "convmixer", "nchw", "local", {"kernel_size": 9, "act": "gelu"},
-    build=lambda dim, grid, kernel_size, act: ConvMixerMixing(dim, kernel_size, act),
-    cost=_cm_cost, check=_check_cm,
-    description="depthwise conv, activation, BatchNorm (ConvMixer's spatial mixing)",
-))
+@register_mixer(layout="nchw", kind="local", defaults={"kernel_size": 9, "act": "gelu"},
+                cost=_cm_cost, check=_check_cm,
+                description="depthwise conv, activation, BatchNorm (ConvMixer's spatial mixing)")
+def convmixer(dim: int, grid: tuple[int, int], kernel_size: int, act: str) -> nn.Module:
+    return ConvMixerMixing(dim, kernel_size, act)
 

@@ -1,0 +1,91 @@
+"""The worker side of a search: one Ray trial costs the full model and trains its proxy."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nas.models import from_dict
+from nas.results import TrialFailure, TrialResult
+
+__all__ = ["TrialContext", "trainable"]
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a run shares (picklable: it travels to the Ray workers)."""
+
+    dataset: Any  # proxies.DatasetInfo
+    epochs: int  # proxy training epochs
+    batch_size: int
+    lr: float  # AdamW peak learning rate
+    seed: int  # training seed; repeat r trains with run_seed(seed, r)
+    repeats: int  # proxy trainings per architecture
+    compile: bool  # torch.compile the proxy
+    threads: int  # torch threads per trial
+    latency: bool = False  # also time the full model's forward (an objective needs latency_ms)
+
+
+def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
+    """One Ray trial: cost of the full model (meta device), then K proxy trainings.
+
+    Reports one result per epoch while training (``epoch``, ``train_loss``, ...), then a final
+    one: :meth:`TrialResult.report`, or :meth:`TrialFailure.report` (e.g. a diverged run), which
+    the driver records as a failed trial.
+    """
+    import torch
+    from ray import tune
+
+    from nas.models import analytic_cost, build_model, measure_latency, traced_cost
+    from proxies import TrainConfig, run_seed, summarize, train_proxy
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(ctx.threads)
+    arch, proxy = from_dict(config["arch"]), from_dict(config["proxy_arch"])
+    full = traced_cost(arch)
+    count_s = time.perf_counter() - t0
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    latency_ms = (measure_latency(arch, device=device, threads=ctx.threads, warmup=3, reps=10)
+                  .median_ms if ctx.latency else None)
+    proxy_cost = analytic_cost(proxy)
+    results, curves = [], []
+    for repeat in range(ctx.repeats):
+        seed = run_seed(ctx.seed, repeat)
+        torch.manual_seed(seed)  # weight init is part of the trial's reproducible record
+        model = build_model(proxy)
+        tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
+                           device=device, amp_bf16=device == "cuda",
+                           channels_last=device == "cuda", compile=ctx.compile,
+                           threads=ctx.threads)
+
+        def on_epoch(e, repeat=repeat) -> None:
+            tune.report({"repeat": repeat, **dataclasses.asdict(e)})
+
+        res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
+        curves.append([dataclasses.asdict(e) for e in res.curve])
+        if res.failure is not None:
+            tune.report(TrialFailure(res.failure, curves, time.perf_counter() - t0).report())
+            return
+        results.append(res)
+    summary = summarize(results)
+    tune.report(TrialResult(
+        accuracy=summary.accuracy, accuracy_se=summary.accuracy_se,
+        test_accuracy=summary.test_accuracy, macs=full.macs, params=full.params,
+        acts=full.acts, proxy_macs=proxy_cost.macs, proxy_params=proxy_cost.params,
+        accuracy_std=summary.accuracy_std, binomial_se=summary.binomial_se,
+        test_accuracy_se=summary.test_accuracy_se, accuracies=tuple(summary.accuracies),
+        test_accuracies=tuple(summary.test_accuracies), repeats=summary.repeats,
+        val_loss=summary.val_loss, num_val=results[0].num_val, num_test=results[0].num_test,
+        final_train_loss=statistics.fmean(r.final_train_loss for r in results),
+        train_loss_sum=statistics.fmean(r.train_loss_sum for r in results),
+        steps=sum(r.steps for r in results),
+        train_seconds=sum(r.train_seconds for r in results),
+        eval_seconds=sum(r.eval_seconds for r in results),
+        count_seconds=count_s,
+        images_per_second=statistics.fmean(r.images_per_second for r in results),
+        total_seconds=time.perf_counter() - t0, device=device, curve=curves,
+        latency_ms=latency_ms,
+    ).report())

@@ -1,0 +1,49 @@
+"""The model library (a leaf): frozen specs, mixers and layers, the model builder, costs, presets.
+
+Anyone can import it without Ray, Optuna or a database::
+
+    from nas.models import build_model, analytic_cost, get_preset
+    spec = get_preset("caformer_s18")
+    model, cost = build_model(spec), analytic_cost(spec)
+"""
+
+from __future__ import annotations
+
+from nas.models.arch import (
+    ArchSpec,
+    ConvMixerSpec,
+    MetaFormerSpec,
+    StageSpec,
+    arch_hash,
+    canonical_json,
+    describe,
+    from_dict,
+    to_dict,
+)
+from nas.models.cost import Cost, analytic_cost, measure_latency, traced_cost
+from nas.models.mixers import MIXERS, MixerDef
+from nas.models.model import build_model, validate
+from nas.models.presets import get_preset, list_presets, register_preset
+
+__all__ = [
+    "MIXERS",
+    "ArchSpec",
+    "ConvMixerSpec",
+    "Cost",
+    "MetaFormerSpec",
+    "MixerDef",
+    "StageSpec",
+    "analytic_cost",
+    "arch_hash",
+    "build_model",
+    "canonical_json",
+    "describe",
+    "from_dict",
+    "get_preset",
+    "list_presets",
+    "measure_latency",
+    "register_preset",
+    "to_dict",
+    "traced_cost",
+    "validate",
+]

@@ -1,0 +1,168 @@
+"""What a trial reports and what is stored: one typed result, one frozen objective list.
+
+A Ray trial ends with :meth:`TrialResult.report` (or :meth:`TrialFailure.report`); the driver
+reads it back with :func:`final_result` and stores it with :meth:`TrialResult.columns` and
+:meth:`TrialResult.metrics`. Objectives are names of numeric fields of :class:`TrialResult`
+with a direction; they are stored with the study and read by the driver, Optuna's study
+directions, de-duplication, the database and the Pareto front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nas_errors import ConfigError, did_you_mean
+
+__all__ = ["TrialResult", "TrialFailure", "Objective", "DEFAULT_OBJECTIVES", "final_result",
+           "parse_objectives", "objective_names"]
+
+DONE = "done_training"  # key of the final report of a trial (per-epoch reports lack it)
+#: TrialResult fields stored in their own `nas_trials` column (field -> column); the rest go to
+#: the trial's `metrics` JSON under their own names
+COLUMNS = {"accuracy": "accuracy", "accuracy_se": "accuracy_se", "test_accuracy": "test_accuracy",
+           "macs": "macs", "params": "params_count"}
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """Everything a finished trial measured: the full model's cost and its proxy's accuracy."""
+
+    accuracy: float  # mean validation top-1 of the proxy over repeats (selects), in [0, 1]
+    accuracy_se: float  # standard error of `accuracy` (binomial, plus seed spread)
+    test_accuracy: float | None  # mean test top-1, reported beside `accuracy`, never selects
+    macs: int  # full model at deployment resolution, batch 1
+    params: int  # full model parameters (stored in the `params_count` column)
+    acts: int  # full model activations
+    proxy_macs: int  # reduced proxy that was trained
+    proxy_params: int
+    accuracy_std: float | None  # sample std of the validation accuracy over repeats (K >= 2)
+    binomial_se: float  # val-set noise at the mean accuracy
+    test_accuracy_se: float | None
+    accuracies: tuple[float, ...]  # per-repeat validation accuracy
+    test_accuracies: tuple[float, ...]  # per-repeat test accuracy
+    repeats: int  # proxy trainings (independent seeds)
+    val_loss: float  # mean validation cross-entropy, nats
+    num_val: int  # validation examples
+    num_test: int  # test examples
+    final_train_loss: float  # mean over repeats of the last epoch's training loss, nats
+    train_loss_sum: float  # mean over repeats of the sum of epoch losses (SoTL), nats
+    steps: int  # optimizer steps, all repeats
+    train_seconds: float  # training loops, all repeats, seconds
+    eval_seconds: float  # evaluations, all repeats, seconds
+    count_seconds: float  # tracing the full model's cost, seconds
+    images_per_second: float  # mean training throughput
+    total_seconds: float  # the whole trial, seconds
+    device: str  # "cuda" or "cpu"
+    curve: list[list[dict[str, Any]]]  # per repeat, per epoch: EpochStats as dicts
+    latency_ms: float | None = None  # full model, batch 1, median forward on the trial's device;
+    #                                  measured only when an objective names it
+
+    def report(self) -> dict[str, Any]:
+        """The final ``tune.report`` of a trial."""
+        return {DONE: True, **dataclasses.asdict(self)}
+
+    def columns(self) -> dict[str, Any]:
+        """The values with their own database columns (``Store.finish_trial`` keywords)."""
+        return {column: getattr(self, name) for name, column in COLUMNS.items()}
+
+    def metrics(self) -> dict[str, Any]:
+        """Everything else, stored as the trial's ``metrics`` JSON."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in COLUMNS}
+
+    def value(self, name: str) -> float:
+        return float(getattr(self, name))
+
+
+@dataclass(frozen=True)
+class TrialFailure:
+    """A trial whose measurement cannot be trusted (e.g. diverged training): stored as FAIL."""
+
+    failure: str  # the reason, one line
+    curve: list[list[dict[str, Any]]]  # per repeat, per epoch, up to the failure
+    total_seconds: float
+
+    def report(self) -> dict[str, Any]:
+        return {DONE: True, **dataclasses.asdict(self)}
+
+
+def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure | None:
+    """The typed final report of a trial, or None when the trial never sent one."""
+    if not report or not report.get(DONE):
+        return None
+    cls = TrialFailure if report.get("failure") else TrialResult
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in report]
+    if missing:
+        return None
+    return cls(**{n: report[n] for n in names})
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def _numeric_fields() -> tuple[str, ...]:
+    hints = {f.name: f.type for f in dataclasses.fields(TrialResult)}
+    return tuple(n for n, t in hints.items() if t in ("int", "float", "float | None"))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of a study: a numeric :class:`TrialResult` field and its direction."""
+
+    name: str  # e.g. "accuracy", "macs", "params", "latency_ms", "proxy_macs", "val_loss"
+    direction: str  # "max" or "min"
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.direction}"
+
+    @property
+    def optuna_direction(self) -> str:
+        return "maximize" if self.direction == "max" else "minimize"
+
+    @property
+    def stored(self) -> str:
+        """The name of the value in a stored trial (a column, else a ``metrics`` key)."""
+        return COLUMNS.get(self.name, self.name)
+
+    def of(self, record: Any) -> float | None:
+        """The objective's value in a stored trial record; None when missing or not finite."""
+        key = self.stored
+        v = getattr(record, key) if self.name in COLUMNS else record.metrics.get(key)
+        if v is None or isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return None
+        return float(v) if math.isfinite(v) else None
+
+
+DEFAULT_OBJECTIVES: tuple[Objective, ...] = (Objective("accuracy", "max"),
+                                             Objective("macs", "min"))
+
+
+def parse_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
+    """``"accuracy:max,macs:min"`` (or a list of such items) as a frozen objective list."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    allowed = _numeric_fields()
+    out: list[Objective] = []
+    for item in items:
+        name, sep, direction = str(item).strip().partition(":")
+        if not sep or direction not in ("max", "min"):
+            raise ConfigError(f"--objectives: each item must be name:max or name:min; "
+                              f"got {str(item).strip()!r}")
+        if name not in allowed:
+            raise ConfigError(f"--objectives: unknown metric {name!r}; recorded numeric metrics: "
+                              f"{', '.join(allowed)}{did_you_mean(name, allowed)}")
+        if any(o.name == name for o in out):
+            raise ConfigError(f"--objectives: {name!r} given twice")
+        out.append(Objective(name, direction))
+    if not out:
+        raise ConfigError("--objectives: at least one objective is needed")
+    return tuple(out)
+
+
+def objective_names(objectives: Sequence[Objective]) -> tuple[str, ...]:
+    """As stored with the study: ``("accuracy:max", "macs:min")``."""
+    return tuple(str(o) for o in objectives)

@@ -1,0 +1,16 @@
+"""A complete TrialResult for tests, with any field overridden."""
+
+from __future__ import annotations
+
+from nas.results import TrialResult
+
+
+def result(**kw) -> TrialResult:
+    base = dict(accuracy=0.8, accuracy_se=0.01, test_accuracy=0.79, macs=10**9, params=10**6,
+                acts=10**5, proxy_macs=10**7, proxy_params=10**4, accuracy_std=None,
+                binomial_se=0.01, test_accuracy_se=0.011, accuracies=(0.8,),
+                test_accuracies=(0.79,), repeats=1, val_loss=0.5, num_val=2000, num_test=2000,
+                final_train_loss=0.6, train_loss_sum=1.2, steps=100, train_seconds=3.0,
+                eval_seconds=0.5, count_seconds=0.2, images_per_second=2000.0,
+                total_seconds=4.0, device="cpu", curve=[[{"epoch": 1}]])
+    return TrialResult(**{**base, **kw})

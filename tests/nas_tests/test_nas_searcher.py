@@ -1,0 +1,72 @@
+"""The searcher on Optuna's public ask/tell: skipped proposals are in our table as INFEASIBLE or
+DUPLICATE, so our counts and Optuna's agree (no Ray cluster needed: Tune is not started)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from db import Store
+from nas._searcher import BudgetedSearcher
+from nas.models import from_dict
+from nas.results import DEFAULT_OBJECTIVES, objective_names
+from search_spaces import load_space
+
+from ._results import result
+
+
+@pytest.fixture
+def setup(tmp_path):
+    space = load_space("tiny")
+    store = Store(f"sqlite:///{tmp_path}/nas.db", decode_arch=from_dict)
+    study = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
+                                      objectives=objective_names(DEFAULT_OBJECTIVES), config={})
+    ot = optuna.create_study(directions=[o.optuna_direction for o in DEFAULT_OBJECTIVES],
+                             sampler=optuna.samplers.RandomSampler(seed=0))
+    return space, store, study, ot
+
+
+def test_skipped_proposals_are_recorded_and_counts_agree(setup):
+    space, store, study, ot = setup
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=12,
+                                done={}, max_attempts=40, num_classes=10)
+    for i in range(12):
+        cfg = searcher.suggest(f"t{i}")
+        assert isinstance(cfg, dict), f"proposal {i}: expected a config, got {cfg!r}"
+        rec = store.start_trial(study.id, key=f"run:t{i}", arch_hash=cfg["arch_hash"],
+                                arch=cfg["arch"], params=cfg["params"])
+        r = result(accuracy=0.5 + i / 100, macs=1000 + i)
+        store.finish_trial(rec.id, state="COMPLETE", metrics=r.metrics(), **r.columns())
+        searcher.on_trial_complete(f"t{i}", r.report())
+    assert searcher.suggest("t-last") == "FINISHED" or searcher.completed == 12
+
+    ours = store.trials("s")
+    states = [t.state for t in ours]
+    assert len(ours) == len(ot.trials), (len(ours), len(ot.trials))
+    assert states.count("COMPLETE") == 12 == searcher.completed
+    assert states.count("INFEASIBLE") == searcher.infeasible
+    assert states.count("DUPLICATE") == searcher.duplicates
+    assert searcher.duplicates > 0, "the tiny space repeats within a dozen proposals"
+    for t in ours:
+        if t.state == "INFEASIBLE":
+            assert t.error and "conv_before_attention" in t.error, t.error
+            assert space.violations(t.spec), t.spec
+        if t.state == "DUPLICATE":
+            first = store.find_completed(study.id, t.arch_hash)
+            assert t.metrics["duplicate_of"] == first.number, (t.metrics, first.number)
+            assert t.error == f"duplicate of completed trial {first.number}"
+    failed = [t for t in ot.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == searcher.infeasible, "infeasible proposals are told to Optuna as FAIL"
+    told = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(told) == 12 + searcher.duplicates, "duplicates of done trials learn the result"
+
+
+def test_a_failed_trial_is_told_as_fail_and_does_not_count(setup):
+    space, store, study, ot = setup
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=1,
+                                done={}, max_attempts=2, num_classes=10)
+    assert isinstance(searcher.suggest("a"), dict)
+    searcher.on_trial_complete("a", {"done_training": True, "failure": "diverged", "curve": [],
+                                     "total_seconds": 1.0})
+    assert searcher.failed == 1 and searcher.completed == 0
+    assert ot.trials[-1].state == optuna.trial.TrialState.FAIL
