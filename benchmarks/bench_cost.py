@@ -4,9 +4,9 @@ For N random configurations drawn from the shipped search spaces (``space.sample
 and for every preset, this computes :func:`nas.models.cost.analytic_cost` and
 :func:`nas.models.cost.traced_cost`, checks that params, MACs and acts are identical, and reports
 the time of each: analytic in microseconds (mean of ``--repeat`` back-to-back calls per config,
-the spec validation included), traced in milliseconds (one call per config, after one warm-up trace).
-The speed-up is median traced time / median analytic time; the cost model is required to be at
-least 1000x faster than tracing (``--min-speedup``).
+the spec validation included), traced in milliseconds (one call per config, after one warm-up
+trace). The speed-up is median traced time / median analytic time; the cost model is required
+to be at least 1000x faster than tracing (``--min-speedup``).
 
 Usage (from the repository root)::
 
