@@ -109,7 +109,7 @@ def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | 
             raise DatasetError(f"dataset {name!r} is read from your files: pass --data-path "
                                f"(data_path): {source.expects}")
         path = Path(os.path.abspath(Path(data_path).expanduser()))
-        digest = content_hash(name, path, source.files(path))
+        digest = content_hash(name, source.files(path))
         expected["data_hash"] = digest
         dir_name = f"{name}_{digest}_{percent}"
     else:

@@ -14,11 +14,13 @@ from proxies.errors import DatasetError
 HASH_CHARS = 16  # hex characters of sha256 kept as the content hash
 
 
-def content_hash(kind: str, root: Path, files: Sequence[Path]) -> str:
-    """sha256 over `kind`, then each file's path relative to `root` and its bytes, 16 hex."""
+def content_hash(kind: str, files: Sequence[Path]) -> str:
+    """sha256 over `kind`, then each file's path (relative to the files' common folder, so
+    moving or naming the input another way keeps the hash) and bytes; 16 hex characters."""
     digest = hashlib.sha256(kind.encode())
+    base = os.path.commonpath([os.fspath(f.parent) for f in files]) if files else ""
     for path in files:
-        rel = os.path.relpath(path, root) if root.is_dir() else path.name
+        rel = os.path.relpath(path, base)
         digest.update(b"\0" + rel.encode() + b"\0")
         try:
             with open(path, "rb") as f:

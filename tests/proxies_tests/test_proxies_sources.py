@@ -170,9 +170,10 @@ def test_cifar100_fine_labels(tmp_path):
 @pytest.mark.parametrize("side", [16, 48])
 def test_resize_at_load_serves_any_side_from_one_file(cifar10, side):
     cache, arrays, info = cifar10
-    at_side = prepare_dataset("cifar10", cache, data_path=Path(info.data_path),
-                              resolution=side)
-    assert at_side.resolution == side and at_side.test_path == info.test_path  # one cache
+    folder = Path(info.data_path) / "cifar-10-batches-py"  # the folder itself, not its parent
+    at_side = prepare_dataset("cifar10", cache, data_path=folder, resolution=side)
+    assert at_side.resolution == side and at_side.data_hash == info.data_hash
+    assert at_side.test_path == info.test_path  # one cache for every side
     images, _ = _batches(at_side, "test")
     assert images.shape == (30, 3, side, side)
     expected = F.interpolate(_nchw(arrays["test"][0]), size=(side, side), mode="bilinear",
