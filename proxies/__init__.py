@@ -6,6 +6,7 @@ from proxies.datasets import (
     DEFAULT_DATASET,
     SPLITS,
     DatasetInfo,
+    dataset_kinds,
     default_cache_dir,
     list_datasets,
     prepare_dataset,
@@ -13,7 +14,7 @@ from proxies.datasets import (
 from proxies.errors import DatasetError, ZeroCostError
 from proxies.loader import data_seed, make_loader
 from proxies.loader_cache import clear_loader_cache, shared_loader
-from proxies.registry import RawDataset, register_dataset
+from proxies.registry import RawDataset, SourceData, register_dataset, register_source
 from proxies.repeats import RepeatSummary, run_seed, summarize
 from proxies.train import (
     EpochStats,
@@ -40,6 +41,7 @@ __all__ = [
     "EpochStats",
     "RawDataset",
     "RepeatSummary",
+    "SourceData",
     "TrainConfig",
     "TrainResult",
     "ZeroCostError",
@@ -47,6 +49,7 @@ __all__ = [
     "binomial_se",
     "clear_loader_cache",
     "data_seed",
+    "dataset_kinds",
     "default_cache_dir",
     "evaluate",
     "list_datasets",
@@ -55,6 +58,7 @@ __all__ = [
     "make_loader",
     "prepare_dataset",
     "register_dataset",
+    "register_source",
     "register_zero_cost",
     "run_seed",
     "shared_loader",

@@ -22,7 +22,7 @@ LABEL_FIELD = "label"  # name of the integer class-id field
 class _ArrayDataset:
     """Indexable (image HWC uint8, label int) pairs, as DatasetWriter expects."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, images: Sequence[np.ndarray], labels: np.ndarray) -> None:
         self.images = images
         self.labels = labels
 
@@ -33,17 +33,28 @@ class _ArrayDataset:
         return self.images[i], int(self.labels[i])
 
 
-def write_beton(path: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write images (N, R, R, 3) uint8 and labels (N,) to `path` with one writer process."""
+def write_beton(path: str, images: np.ndarray | Sequence[np.ndarray], labels: np.ndarray, *,
+                jpeg_max_side: int | None = None, jpeg_quality: int = 90) -> None:
+    """Write images and labels (N,) to `path` with one writer process.
+
+    `images` is an (N, R, R, 3) uint8 array stored raw, or with `jpeg_max_side` any sequence
+    of HWC uint8 images (e.g. decoded lazily from files), stored as JPEG after shrinking their
+    longer side to at most `jpeg_max_side`.
+    """
     import_ffcv()
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
 
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    if jpeg_max_side is None and (not isinstance(images, np.ndarray) or images.dtype != np.uint8
+                                  or images.ndim != 4 or images.shape[-1] != 3):
+        raise ValueError(f"images must be (N, H, W, 3) uint8, got "
+                         f"{getattr(images, 'shape', type(images))}")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    fields = {IMAGE_FIELD: RGBImageField(write_mode="raw"), LABEL_FIELD: IntField()}
+    image_field = (RGBImageField(write_mode="raw") if jpeg_max_side is None else
+                   RGBImageField(write_mode="jpg", max_resolution=jpeg_max_side,
+                                 jpeg_quality=jpeg_quality))
+    fields = {IMAGE_FIELD: image_field, LABEL_FIELD: IntField()}
     writer = DatasetWriter(path, fields, page_size=PAGE_SIZE, num_workers=1)
     with _fork_start_method(), contextlib.redirect_stderr(io.StringIO()):  # no tqdm bar
         writer.from_indexed_dataset(_ArrayDataset(images, labels))

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,21 +14,33 @@ import numpy as np
 
 import proxies.clutter  # noqa: F401  (registers "clutter")
 import proxies.digits  # noqa: F401  (registers "digits")
+import proxies.sources  # noqa: F401  (registers "cifar10", "cifar100", "imagefolder", "npz")
 from proxies.beton import fingerprint, write_beton
 from proxies.errors import DatasetError
 from proxies.locking import atomic_write_text, exclusive_lock, fsync_file
-from proxies.registry import RawDataset, get_builder, list_datasets
+from proxies.registry import (
+    RawDataset,
+    SourceData,
+    dataset_kinds,
+    get_builder,
+    get_source,
+    list_datasets,
+)
+from proxies.sources._common import content_hash
+from proxies.sources.image_folder import JPEG_QUALITY, MAX_STORED_SIDE
 from proxies.splits import stratified_split
 
-__all__ = ["DatasetInfo", "list_datasets", "prepare_dataset", "default_cache_dir"]
+__all__ = ["DatasetInfo", "dataset_kinds", "list_datasets", "prepare_dataset",
+           "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "NAS_CACHE_DIR"  # environment variable overriding the default cache root
 SPLITS = ("train", "val", "test")  # the splits every prepared dataset has
 DEFAULT_DATASET = "clutter"  # the embedded default task
-META_VERSION = 2  # bump when the on-disk layout or meta.json schema changes
-MIN_RESOLUTION, MAX_RESOLUTION = 8, 512  # pixels; allowed stored image sides
+META_VERSION = 2  # bump when the on-disk layout or meta.json schema changes (fields added
+#                   with a default when read back, like stored_side, need no bump)
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 512  # pixels; allowed image sides
 
 
 @dataclass(frozen=True)
@@ -39,13 +52,17 @@ class DatasetInfo:
     val_path: str  # absolute path of the validation .beton (architectures are selected on it)
     test_path: str  # absolute path of the test .beton (reported beside val, never selects)
     num_classes: int  # number of classes; labels lie in 0..num_classes-1
-    resolution: int  # stored image side in pixels (square, RGB uint8)
+    resolution: int  # image side in pixels the loaders yield by default (square, RGB)
     num_train: int  # examples in the train split
     num_val: int  # examples in the validation split
     num_test: int  # examples in the test split
     mean: tuple[float, float, float]  # per-channel mean, 0..255 units, over the train split
     std: tuple[float, float, float]  # per-channel std, 0..255 units, over the train split
     fingerprint: str  # sha256 (hex, first 16 chars) over the three .beton files' bytes
+    stored_side: int | None = None  # side of the raw images in the files; None: variable-size
+    #                                 JPEGs (ImageFolder), centre-cropped when loaded
+    data_hash: str | None = None  # sha256 (16 hex) of the input at data_path; None: embedded
+    data_path: str | None = None  # absolute path of the user's input; None: embedded
 
     def split(self, split: str) -> tuple[str, int]:
         """(.beton path, number of examples) of `split`; DatasetError for an unknown split."""
@@ -64,45 +81,74 @@ def default_cache_dir(fallback: str | os.PathLike | None = None) -> Path:
 
 def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | None = None, *,
                     resolution: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.2,
-                    seed: int = 0) -> DatasetInfo:
+                    seed: int = 0, data_path: str | os.PathLike | None = None) -> DatasetInfo:
     """Build `name` as train/val/test .beton files once, then reuse them.
 
-    A builder that fixes its own split (``RawDataset.splits``, e.g. `clutter`, whose splits come
-    from disjoint source digits) ignores the fractions and seed; otherwise each class is split
-    `val_fraction` / `test_fraction` / rest with `seed`. Files live in
-    `<cache_dir>/<name>_r{resolution}_s{seed}_v{percent}_t{percent}/`. Safe to call from many
-    processes at once: an flock on `.lock` there lets one process write, files are written
-    under temporary names and renamed into place. On reuse the files' sizes and sha256 are
-    checked against `meta.json`; a missing, truncated or altered file is rebuilt automatically
-    (with a logged warning) rather than raising.
+    Embedded datasets (`dataset_kinds()[name] == "embedded"`, e.g. `clutter`) are rendered at
+    `resolution` into `<cache_dir>/<name>_r{resolution}_s{seed}_v{percent}_t{percent}/` and
+    take no `data_path`. Path datasets (`cifar10`, `cifar100`, `npz`, `imagefolder`) read the
+    user's input at `data_path` (required) and are stored once, whatever `resolution` asks:
+    raw arrays at their native side, ImageFolder images as JPEG (longer side at most
+    MAX_STORED_SIDE); `resolution` only sets `DatasetInfo.resolution`, the side the loaders
+    resize to. Their directory, `<name>_<content hash>_s{seed}_v{percent}_t{percent}`, is
+    keyed by a sha256 of the input files, so changed input gets a new cache.
+
+    A builder or input that fixes its own split (``RawDataset.splits``, CIFAR's official test
+    set, ImageFolder's train/ and test/) ignores the fractions it does not need; val is drawn
+    (stratified, `seed`) from train when the input has none. Safe to call from many processes
+    at once: an flock on `.lock` lets one process write, files are written under temporary
+    names and renamed into place. On reuse the files' sizes and sha256 are checked against
+    `meta.json`; a missing, truncated or altered file is rebuilt (with a logged warning).
     """
     _check_args(name, resolution, val_fraction, test_fraction, seed)
-    builder = get_builder(name)
+    kind = dataset_kinds().get(name)
+    percent = f"s{seed}_v{round(val_fraction * 100)}_t{round(test_fraction * 100)}"
+    expected: dict = {"format": META_VERSION, "name": name, "val_fraction": val_fraction,
+                      "test_fraction": test_fraction, "seed": seed}
+    if kind == "path":
+        source = get_source(name)
+        if data_path is None:
+            raise DatasetError(f"dataset {name!r} is read from your files: pass --data-path "
+                               f"(data_path): {source.expects}")
+        path = Path(os.path.abspath(Path(data_path).expanduser()))
+        digest = content_hash(name, source.files(path))
+        expected["data_hash"] = digest
+        dir_name = f"{name}_{digest}_{percent}"
+    else:
+        builder = get_builder(name)  # unknown name: DatasetError listing the known ones
+        if data_path is not None:
+            raise DatasetError(f"dataset {name!r} is built in and takes no --data-path "
+                               f"(data_path); got {os.fspath(data_path)!r}")
+        expected["resolution"] = resolution
+        dir_name = f"{name}_r{resolution}_{percent}"
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    directory = Path(os.path.abspath(
-        root / _dir_name(name, resolution, val_fraction, test_fraction, seed)))
+    directory = Path(os.path.abspath(root / dir_name))
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DatasetError(f"cannot create cache directory {directory} ({e.strerror}); "
                            f"pass a writable cache_dir or set {CACHE_ENV}") from None
-    expected = {"format": META_VERSION, "name": name, "resolution": resolution,
-                "val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
+    view = {"resolution": resolution, "data_path": str(path) if kind == "path" else None}
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(exclusive_lock(directory / ".lock"))
         except OSError as e:
             raise DatasetError(f"cannot lock {directory / '.lock'} ({e.strerror}); pass a "
                                f"writable cache_dir or set {CACHE_ENV}") from None
-        info, problem = _load_cached(directory, expected)
+        info, problem = _load_cached(directory, expected, view)
         if info is not None:
             return info
         if problem != "not built yet":
             logger.warning("rebuilding dataset cache %s: %s", directory, problem)
         logger.info("building dataset %r in %s", name, directory)
-        raw = builder(resolution)
+        if kind == "path":
+            data = source.read(path)
+        else:
+            raw = builder(resolution)
+            _check_raw(raw, name, resolution)
+            data = SourceData(raw.images, raw.labels, raw.num_classes, raw.splits)
         try:
-            return _build(directory, expected, raw)
+            return _build(directory, expected, view, data)
         except OSError as e:
             raise DatasetError(f"cannot write dataset files in {directory} ({e}); free space "
                                f"or pass another cache_dir") from None
@@ -128,16 +174,17 @@ def _check_args(name: object, resolution: object, val_fraction: object, test_fra
         raise DatasetError(f"seed must be a non-negative int, got {seed!r}")
 
 
-def _dir_name(name: str, resolution: int, val_fraction: float, test_fraction: float,
-              seed: int) -> str:
-    return (f"{name}_r{resolution}_s{seed}_v{round(val_fraction * 100)}"
-            f"_t{round(test_fraction * 100)}")
-
-
 # ----------------------------------------------------------------------------- reuse
 
-def _load_cached(directory: Path, expected: dict) -> tuple[DatasetInfo | None, str]:
-    """(info, "") when the cache is complete and intact, else (None, what is wrong)."""
+_INFO_KEYS = [k for k in DatasetInfo.__dataclass_fields__
+              if k not in ("stored_side", "data_hash", "data_path")]  # always in meta.json
+
+
+def _load_cached(directory: Path, expected: dict, view: dict) -> tuple[DatasetInfo | None, str]:
+    """(info, "") when the cache is complete and intact, else (None, what is wrong).
+
+    `view` holds the fields that come from the call, not the files (resolution, data_path).
+    """
     meta_path = directory / "meta.json"
     if not meta_path.exists():
         return None, "not built yet"
@@ -145,8 +192,10 @@ def _load_cached(directory: Path, expected: dict) -> tuple[DatasetInfo | None, s
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if {k: meta.get(k) for k in expected} != expected:
             return None, "meta.json was written for other settings"
-        fields = {k: meta[k] for k in DatasetInfo.__dataclass_fields__}
+        fields = {k: meta[k] for k in _INFO_KEYS}
         fields.update(mean=tuple(fields["mean"]), std=tuple(fields["std"]),
+                      stored_side=meta.get("stored_side", meta["resolution"]),
+                      data_hash=meta.get("data_hash"), **view,
                       **{f"{s}_path": str(directory / f"{s}.beton") for s in SPLITS})
         info = DatasetInfo(**fields)
         sizes = [int(meta[f"{s}_bytes"]) for s in SPLITS]
@@ -168,22 +217,26 @@ def _load_cached(directory: Path, expected: dict) -> tuple[DatasetInfo | None, s
 
 # ----------------------------------------------------------------------------- build
 
-def _build(directory: Path, expected: dict, raw: RawDataset) -> DatasetInfo:
-    """Split `raw`, write both .beton files and meta.json atomically; caller holds the lock."""
+def _build(directory: Path, expected: dict, view: dict, data: SourceData) -> DatasetInfo:
+    """Split `data`, write the .beton files and meta.json atomically; caller holds the lock."""
     for stale in directory.glob("*.tmp-*"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
-    _check_raw(raw, expected["name"], expected["resolution"])
-    if raw.splits is not None:
-        indices = tuple(np.flatnonzero(raw.splits == i) for i in range(len(SPLITS)))
-    else:
-        indices = stratified_split(raw.labels, (expected["val_fraction"],
-                                                expected["test_fraction"]), expected["seed"])
-    idx = dict(zip(SPLITS, indices))
+    idx = dict(zip(SPLITS, _split_indices(data, expected)))
+    for split, members in idx.items():
+        if len(members) == 0:
+            raise DatasetError(f"the {split} split of {expected['name']!r} would be empty "
+                               f"({len(data.labels)} examples, val_fraction "
+                               f"{expected['val_fraction']}, test_fraction "
+                               f"{expected['test_fraction']}); give more examples or larger "
+                               f"fractions")
+    raw = isinstance(data.images, np.ndarray)
+    jpeg = {} if raw else {"jpeg_max_side": MAX_STORED_SIDE, "jpeg_quality": JPEG_QUALITY}
     final = {split: directory / f"{split}.beton" for split in SPLITS}
     tmp = {split: Path(f"{path}.tmp-{os.getpid()}") for split, path in final.items()}
     try:
         for split in SPLITS:
-            write_beton(str(tmp[split]), raw.images[idx[split]], raw.labels[idx[split]])
+            write_beton(str(tmp[split]), _take(data.images, idx[split]),
+                        data.labels[idx[split]], **jpeg)
             fsync_file(tmp[split])
         fp = fingerprint([tmp[split] for split in SPLITS])
         sizes = {split: tmp[split].stat().st_size for split in tmp}
@@ -192,18 +245,65 @@ def _build(directory: Path, expected: dict, raw: RawDataset) -> DatasetInfo:
     finally:
         for path in tmp.values():
             path.unlink(missing_ok=True)
-    pixels = raw.images[idx["train"]].reshape(-1, 3).astype(np.float64)
+    mean, std = _pixel_stats(data.images, idx["train"])
     info = DatasetInfo(
         name=expected["name"], **{f"{s}_path": str(final[s]) for s in SPLITS},
-        num_classes=raw.num_classes, resolution=expected["resolution"],
-        **{f"num_{s}": len(idx[s]) for s in SPLITS},
-        mean=tuple(float(m) for m in pixels.mean(axis=0)),
-        std=tuple(float(s) for s in pixels.std(axis=0)),
-        fingerprint=fp,
+        num_classes=data.num_classes, **{f"num_{s}": len(idx[s]) for s in SPLITS},
+        mean=mean, std=std, fingerprint=fp,
+        stored_side=int(data.images.shape[1]) if raw else None,
+        data_hash=expected.get("data_hash"), **view,
     )
     meta = {**expected, **asdict(info), **{f"{s}_bytes": sizes[s] for s in SPLITS}}
     atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2) + "\n")
     return info
+
+
+def _split_indices(data: SourceData, expected: dict) -> tuple[np.ndarray, ...]:
+    """Sorted (train, val, test) indices: the given split, completed by a stratified draw."""
+    fractions, seed = (expected["val_fraction"], expected["test_fraction"]), expected["seed"]
+    if data.splits is None:
+        return stratified_split(data.labels, fractions, seed)
+    given = tuple(np.flatnonzero(data.splits == i) for i in range(len(SPLITS)))
+    if len(given[1]) or not len(given[0]):
+        return given
+    pool = given[0]  # no val given: draw it from train
+    train, val = stratified_split(data.labels[pool], fractions[0], seed)
+    return pool[train], pool[val], given[2]
+
+
+class _Take(Sequence):
+    """images[idx] for a lazy image sequence, without decoding anything."""
+
+    def __init__(self, images: Sequence[np.ndarray], idx: np.ndarray) -> None:
+        self.images, self.idx = images, idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        return self.images[int(self.idx[i])]
+
+
+def _take(images: np.ndarray | Sequence[np.ndarray], idx: np.ndarray) -> np.ndarray | _Take:
+    return images[idx] if isinstance(images, np.ndarray) else _Take(images, idx)
+
+
+def _pixel_stats(images: np.ndarray | Sequence[np.ndarray], idx: np.ndarray
+                 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) over every pixel of images[idx], 0..255 units."""
+    if isinstance(images, np.ndarray):
+        pixels = images[idx].reshape(-1, 3).astype(np.float64)
+        return (tuple(float(m) for m in pixels.mean(axis=0)),
+                tuple(float(s) for s in pixels.std(axis=0)))
+    total, sq, count = np.zeros(3), np.zeros(3), 0
+    for i in idx:  # decodes each train image once more; fine next to writing them
+        px = images[int(i)].reshape(-1, 3).astype(np.float64)
+        total += px.sum(axis=0)
+        sq += (px * px).sum(axis=0)
+        count += len(px)
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def _check_raw(raw: RawDataset, name: str, resolution: int) -> None:

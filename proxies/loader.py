@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from proxies.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
 from proxies.datasets import DatasetInfo
@@ -18,8 +20,13 @@ if TYPE_CHECKING:
 
 def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool, seed: int = 0,
                 device: str | torch.device = "cpu", drop_last: bool = False,
-                num_workers: int = 1, channels_last: bool = False) -> Loader:
+                num_workers: int = 1, channels_last: bool = False,
+                resolution: int | None = None) -> Loader:
     """An FFCV Loader yielding (images float32 (B,3,R,R) normalized, labels int64 (B,)).
+
+    R is `resolution`, or `info.resolution` when None. Raw images stored at another side are
+    resized per batch (bilinear, antialiased); variable-size JPEGs (ImageFolder) are decoded
+    straight to R, centre-cropped to a square.
 
     Order is RANDOM seeded by `seed` (+ epoch: FFCV orders epoch e with seed + e, so derive
     seeds with `data_seed` to keep runs independent) when `shuffle`, else SEQUENTIAL. Labels are
@@ -29,7 +36,7 @@ def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool
     """
     import_ffcv()
     import numba
-    from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, SimpleRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import Convert, Squeeze, ToDevice, ToTensor, ToTorchImage
     from torchvision.transforms import Normalize
@@ -44,19 +51,25 @@ def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool
             or not 1 <= num_workers <= max_workers:
         raise DatasetError(f"num_workers must be an int in 1..{max_workers} (numba's thread "
                            f"limit, NUMBA_NUM_THREADS), got {num_workers!r}")
+    side = info.resolution if resolution is None else resolution
+    if isinstance(side, bool) or not isinstance(side, int) or not 8 <= side <= 512:
+        raise DatasetError(f"resolution must be an int in 8..512 or None, got {side!r}")
     check_beton(path, num_samples)
     device = torch.device(device)  # FFCV reads `.type` off it: a plain string would crash
 
     image_pipeline = [
-        SimpleRGBImageDecoder(),
+        SimpleRGBImageDecoder() if info.stored_side is not None
+        else CenterCropRGBImageDecoder((side, side), ratio=1.0),
         ToTensor(),
         ToDevice(device, non_blocking=True),
         # channels_last=False would copy into a buffer FFCV allocates on the CPU even when the
         # batch is on CUDA; the channels-last view stays on the device, made NCHW below.
         ToTorchImage(channels_last=True),
         Convert(torch.float32),
-        TorchOp(Normalize(mean=list(info.mean), std=list(info.std))),
     ]
+    if info.stored_side is not None and info.stored_side != side:
+        image_pipeline.append(TorchOp(functools.partial(_resize, side=side)))
+    image_pipeline.append(TorchOp(Normalize(mean=list(info.mean), std=list(info.std))))
     if not channels_last:
         image_pipeline.append(TorchOp(torch.Tensor.contiguous))
     label_pipeline = [
@@ -79,6 +92,12 @@ def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool
     except (ValueError, TypeError, KeyError, AssertionError, OSError) as e:
         raise DatasetError(f"cannot open {path} with FFCV ({type(e).__name__}: {e}); "
                            "delete its directory (or call prepare_dataset again)") from None
+
+
+def _resize(images: torch.Tensor, side: int) -> torch.Tensor:
+    """A float (B, 3, H, W) batch resized to (B, 3, side, side), bilinear and antialiased."""
+    return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False,
+                         antialias=True)
 
 
 def split_file(info: DatasetInfo, split: str) -> tuple[str, int]:

@@ -24,7 +24,8 @@ _lock = threading.Lock()
 
 def shared_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool,
                   seed: int = 0, device: str | torch.device = "cpu", drop_last: bool = False,
-                  num_workers: int = 1, channels_last: bool = False) -> Loader:
+                  num_workers: int = 1, channels_last: bool = False,
+                  resolution: int | None = None) -> Loader:
     """make_loader, reusing a loader built earlier in this process with the same arguments.
 
     A reused loader is rewound to epoch 0, so it yields exactly what a fresh one would. Each
@@ -33,7 +34,8 @@ def shared_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bo
     returned loader at a time: the same object is handed out again.
     """
     args = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, device=torch.device(device),
-                drop_last=drop_last, num_workers=num_workers, channels_last=channels_last)
+                drop_last=drop_last, num_workers=num_workers, channels_last=channels_last,
+                resolution=resolution)
     key = (info, split, *sorted(args.items()))
     path, num_samples = split_file(info, split)
     with _lock:

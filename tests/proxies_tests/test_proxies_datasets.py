@@ -37,8 +37,8 @@ def test_registry_lists_digits():
 
 
 def test_unknown_name_lists_known_names(tmp_path):
-    with pytest.raises(DatasetError, match=r"unknown dataset 'cifar10'.*digits"):
-        prepare_dataset("cifar10", tmp_path)
+    with pytest.raises(DatasetError, match=r"unknown dataset 'imagenet'.*digits"):
+        prepare_dataset("imagenet", tmp_path)
     assert not any(tmp_path.iterdir())  # nothing written for a bad name
 
 
