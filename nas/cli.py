@@ -1,4 +1,4 @@
-"""The command line: ``python -m nas {search,spaces}``; ``run_search.py`` is ``search``.
+"""The command line: ``python -m nas {search,spaces,data}``; ``run_search.py`` is ``search``.
 
 Usage:
     python -m nas --help
@@ -9,6 +9,9 @@ Usage:
     python -m nas spaces list
     python -m nas spaces show hybrid_conv_attn
     python -m nas spaces sample hybrid_conv_attn -n 5
+    python -m nas data list
+    python -m nas data prepare --dataset cifar10 --path ~/data/cifar-10-batches-py
+    python run_search.py --space tiny --dataset npz --data-path ~/data/mine.npz
 """
 
 from __future__ import annotations
@@ -69,8 +72,11 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="torch.compile each proxy model before training (worth it on GPUs)")
     p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler")
     p.add_argument("--dataset", default=SearchConfig.dataset,
-                   help="proxy dataset: clutter (embedded default: digits among clutter) or "
-                        "digits (plain scikit-learn digits)")
+                   help="proxy dataset: clutter (embedded default: digits among clutter), "
+                        "digits (plain scikit-learn digits), or your own data: cifar10, "
+                        "cifar100, npz, imagefolder with --data-path (python -m nas data list)")
+    p.add_argument("--data-path", default=None,
+                   help="input folder or file of a --dataset that needs one")
     p.add_argument("--runs-dir", default="runs",
                    help="folder for the default database, dataset cache and Ray logs")
     p.add_argument("--max-concurrent", type=int, default=None,
@@ -93,7 +99,8 @@ def _search(args: argparse.Namespace) -> int:
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,
                        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, repeats=args.repeats, compile=args.compile,
-                       sampler=args.sampler, dataset=args.dataset, runs_dir=args.runs_dir,
+                       sampler=args.sampler, dataset=args.dataset, data_path=args.data_path,
+                       runs_dir=args.runs_dir,
                        max_concurrent=args.max_concurrent, objectives=args.objectives)
     if cfg.objectives is not None:
         parse_objectives(cfg.objectives)  # fail fast, before Ray starts
@@ -194,15 +201,58 @@ def _spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- data
+
+
+def _add_data(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("data", help="list proxy datasets and prepare them as FFCV files",
+                       description="List the proxy datasets, and write one to FFCV .beton files "
+                                   "once (later searches reuse the files).")
+    cmds = p.add_subparsers(dest="cmd", required=True)
+    cmds.add_parser("list", help="the datasets, and what input each needs")
+    prep = cmds.add_parser("prepare", help="write a dataset's train/val/test .beton files")
+    prep.add_argument("--dataset", required=True, help="a name from `python -m nas data list`")
+    prep.add_argument("--path", "--data-path", dest="data_path", default=None,
+                      help="input folder or file (cifar10, cifar100, npz, imagefolder)")
+    prep.add_argument("--resolution", type=int, default=32,
+                      help="side the loaders serve by default (embedded sets are rendered at it)")
+    prep.add_argument("--runs-dir", default="runs",
+                      help="the cache goes to <runs-dir>/cache (or $NAS_CACHE_DIR)")
+    p.set_defaults(run=_data)
+    return p
+
+
+def _data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from proxies import dataset_kinds, default_cache_dir, prepare_dataset
+    from proxies.registry import get_source
+
+    if args.cmd == "list":
+        for name, kind in dataset_kinds().items():
+            needs = "embedded, no input" if kind == "embedded" else \
+                f"--data-path: {get_source(name).expects}"
+            print(f"{name:<12} {needs}")
+        return 0
+    cache = default_cache_dir(Path(args.runs_dir).resolve() / "cache")
+    info = prepare_dataset(args.dataset, cache, resolution=args.resolution,
+                           data_path=args.data_path)
+    print(f"{info.name}: {info.num_train} train / {info.num_val} val / {info.num_test} test "
+          f"images, {info.num_classes} classes, served at {info.resolution} px; "
+          f"fingerprint {info.fingerprint}; files in {Path(info.train_path).parent}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry points
 
 
 def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nas",
                                 description="Neural-architecture search for MetaFormer backbones.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{search,spaces}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{search,spaces,data}")
     _add_search(sub, prog=search_prog)
     _add_spaces(sub)
+    _add_data(sub)
     return p
 
 

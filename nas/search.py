@@ -46,6 +46,7 @@ class SearchConfig:
     compile: bool = False  # torch.compile each proxy model before training (pays off on GPUs)
     sampler: str = "nsga2"  # nsga2 | tpe | random
     dataset: str = "clutter"  # proxies dataset registry name
+    data_path: str | None = None  # input folder/file of a user dataset (cifar10, npz, ...)
     runs_dir: str = "runs"  # where the database, Ray's logs and the dataset cache go
     max_concurrent: int | None = None  # trials at once; default one per CPU core or per GPU
     max_failures: int | None = None  # give up after this many failed trials; default = budget
@@ -146,14 +147,14 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     store = Store(url, decode_arch=from_dict)
     objectives = _study_objectives(store, study_name, cfg.objectives)
     dataset = prepare_dataset(cfg.dataset, default_cache_dir(runs / "cache"),
-                              resolution=space.proxy_spec.resolution)
+                              resolution=space.proxy_spec.resolution, data_path=cfg.data_path)
     if cfg.batch_size > dataset.num_train:
         raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {dataset.num_train} "
                           f"training images of dataset {dataset.name!r}")
     resolved = {**dataclasses.asdict(cfg), "db_url": store.url, "study": study_name,
                 "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
                 "dataset_fingerprint": dataset.fingerprint,
-                "dataset_resolution": dataset.resolution,
+                "dataset_resolution": dataset.resolution, "dataset_hash": dataset.data_hash,
                 "dataset_sizes": [dataset.num_train, dataset.num_val, dataset.num_test],
                 "objectives": list(objective_names(objectives)), "versions": _versions()}
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,

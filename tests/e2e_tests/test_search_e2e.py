@@ -219,3 +219,28 @@ def test_latency_and_params_as_objectives(ray_session, tmp_path):
     assert [d.name for d in ot.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
     assert ot.best_trials[0].values == [trial.accuracy, trial.metrics["latency_ms"],
                                         trial.params_count]
+
+
+def test_data_cli_lists_and_prepares_a_user_dataset(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mine.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8),
+             y_train=np.arange(120) % 4, x_test=rng.integers(0, 256, (40, 16, 16, 3),
+                                                            dtype=np.uint8),
+             y_test=np.arange(40) % 4)
+    nas = [sys.executable, "-m", "nas", "data"]
+    r = subprocess.run([*nas, "list"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    kinds = {line.split()[0]: line for line in r.stdout.splitlines()}
+    assert {"clutter", "digits", "cifar10", "cifar100", "npz", "imagefolder"} <= set(kinds)
+    assert "embedded" in kinds["clutter"] and "--data-path" in kinds["npz"]
+    r = subprocess.run([*nas, "prepare", "--dataset", "npz", "--path", str(data), "--runs-dir",
+                        str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "96 train / 24 val / 40 test images, 4 classes" in r.stdout, r.stdout
+    r = _cli("--space", "tiny", "--dataset", "npz", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "--data-path" in err[0], err
