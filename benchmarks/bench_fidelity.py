@@ -164,6 +164,7 @@ def plot(rows: list[dict], meta: dict, result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (formatters below)
 
     by = {}
     for r in rows:
@@ -189,6 +190,8 @@ def plot(rows: list[dict], meta: dict, result: dict, path: Path) -> None:
         ax.set_title(f"Kendall τ = {tau:.2f}")
         ax.grid(alpha=0.3)
     axes[2].set_xscale("log")
+    axes[2].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[2].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.colorbar(sc, ax=axes, label="log10 full-model GMACs", shrink=0.8)
     fig.suptitle(f"Proxy fidelity on {meta['dataset']}: {len(ids)} random "
                  f"{meta['space']} configurations")
