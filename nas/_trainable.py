@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nas.models import from_dict
 from nas.results import TrialFailure, TrialResult
 
-__all__ = ["TrialContext", "trainable"]
+__all__ = ["TrialContext", "trainable", "zero_cost_at_init"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,27 @@ class TrialContext:
     compile: bool  # torch.compile the proxy
     threads: int  # torch threads per trial
     latency: bool = False  # also time the full model's forward (an objective needs latency_ms)
+    zero_cost: tuple[str, ...] = ()  # zero-cost proxies scored at initialisation, before training
+
+
+def zero_cost_at_init(proxy: Any, names: Sequence[str], images: Any, labels: Any,
+                      seed: int) -> dict[str, float]:
+    """Each proxy in ``names`` on the proxy model as repeat 0 initialises it, on the CPU.
+
+    The weights are those the trained model starts from (``run_seed(seed, 0)``); the caller's
+    torch RNG state is left as it was. The driver's pre-screen calls this too, so a screened
+    candidate's score and the trained trial's recorded score are the same number.
+    """
+    import torch
+
+    from nas.models import build_model
+    from proxies import run_seed
+    from proxies.zero_cost import zero_cost_score
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run_seed(seed, 0))
+        model = build_model(proxy)
+    return {n: zero_cost_score(n, model, images, labels, seed=seed) for n in names}
 
 
 def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -51,6 +73,17 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     latency_ms = (measure_latency(arch, device=device, threads=ctx.threads, warmup=3, reps=10)
                   .median_ms if ctx.latency else None)
     proxy_cost = analytic_cost(proxy)
+    # ---- zero-cost scores at initialisation (fixed train batch), before any training
+    t_zc = time.perf_counter()
+    zero_cost: dict[str, float] = {}
+    if ctx.zero_cost:
+        from proxies.zero_cost import first_batch
+
+        images, labels = first_batch(ctx.dataset, batch_size=ctx.batch_size, seed=ctx.seed)
+        zero_cost = zero_cost_at_init(proxy, ctx.zero_cost, images, labels, ctx.seed)
+        torch.set_num_threads(ctx.threads)
+    zc_s = time.perf_counter() - t_zc
+    # ---- proxy trainings
     results, curves = [], []
     for repeat in range(ctx.repeats):
         seed = run_seed(ctx.seed, repeat)
@@ -87,5 +120,5 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
         count_seconds=count_s,
         images_per_second=statistics.fmean(r.images_per_second for r in results),
         total_seconds=time.perf_counter() - t0, device=device, curve=curves,
-        latency_ms=latency_ms,
+        latency_ms=latency_ms, zero_cost=zero_cost, zero_cost_seconds=zc_s,
     ).report())
