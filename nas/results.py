@@ -111,6 +111,11 @@ def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure
         return None
     cls = TrialFailure if report.get("failure") else TrialResult
     names = [f.name for f in dataclasses.fields(cls)]
+    if cls is TrialResult and "zero_cost" not in report:
+        # Tune hands searchers flattened results: {"zero_cost/synflow": 1.0}, {} dropped
+        prefix = "zero_cost/"
+        report = {**report, "zero_cost": {k[len(prefix):]: v for k, v in report.items()
+                                          if k.startswith(prefix)}}
     missing = [n for n in names if n not in report]
     if missing:
         return None

@@ -43,6 +43,14 @@ def test_scores_round_trip_and_are_stored_flat_as_zc_names():
     assert result().metrics()["zero_cost"] == {} and "zc_synflow" not in result().metrics()
 
 
+def test_scores_survive_the_flattened_result_tune_hands_searchers():
+    from ray.tune.utils import flatten_dict
+
+    for scores in ({"synflow": 12.5, "naswot": 300.0}, {}):
+        r = result(zero_cost=scores)
+        assert final_result(flatten_dict(r.report())) == r, scores
+
+
 def test_zero_cost_names_are_checked_against_the_registry():
     assert parse_zero_cost("synflow, naswot,synflow") == ("synflow", "naswot")
     assert parse_zero_cost(("params",)) == ("params",) and parse_zero_cost(None) == ()
