@@ -68,6 +68,8 @@ class TrialResult:
     #     proxy model at initialisation (repeat 0's seeded init, one fixed train batch, before
     #     training); computed for --zero-cost names and zc_<name> objectives
     zero_cost_seconds: float = 0.0  # computing `zero_cost` (batch, build, all scores), seconds
+    zero_cost_errors: dict[str, str] = field(default_factory=dict)  # proxy name -> why it gave
+    #     no finite score (then absent from `zero_cost`; only for proxies no objective names)
 
     def report(self) -> dict[str, Any]:
         """The final ``tune.report`` of a trial."""
@@ -111,11 +113,12 @@ def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure
         return None
     cls = TrialFailure if report.get("failure") else TrialResult
     names = [f.name for f in dataclasses.fields(cls)]
-    if cls is TrialResult and "zero_cost" not in report:
-        # Tune hands searchers flattened results: {"zero_cost/synflow": 1.0}, {} dropped
-        prefix = "zero_cost/"
-        report = {**report, "zero_cost": {k[len(prefix):]: v for k, v in report.items()
-                                          if k.startswith(prefix)}}
+    for name in ("zero_cost", "zero_cost_errors") if cls is TrialResult else ():
+        if name not in report:
+            # Tune hands searchers flattened results: {"zero_cost/synflow": 1.0}, {} dropped
+            prefix = name + "/"
+            report = {**report, name: {k[len(prefix):]: v for k, v in report.items()
+                                       if k.startswith(prefix)}}
     missing = [n for n in names if n not in report]
     if missing:
         return None

@@ -253,7 +253,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                            cfg.compile, threads=max(1, int(per_trial["cpu"])),
                            latency=any(o.name == "latency_ms" for o in objectives),
-                           zero_cost=zero_cost)
+                           zero_cost=zero_cost,
+                           zero_cost_required=zero_cost_implied((), objectives))
         recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),

@@ -47,8 +47,27 @@ def test_scores_survive_the_flattened_result_tune_hands_searchers():
     from ray.tune.utils import flatten_dict
 
     for scores in ({"synflow": 12.5, "naswot": 300.0}, {}):
-        r = result(zero_cost=scores)
+        r = result(zero_cost=scores, zero_cost_errors={"snip": "gave nan"} if scores else {})
         assert final_result(flatten_dict(r.report())) == r, scores
+
+
+def test_a_proxy_without_a_finite_score_is_left_out_with_its_reason(monkeypatch):
+    from proxies.errors import ZeroCostError
+    from proxies.zero_cost import _registry
+
+    def nonfinite(model, images, labels):
+        return float("inf")
+
+    monkeypatch.setitem(_registry._PROXIES, "nonfinite", nonfinite)
+    space = load_space("tiny")
+    proxy = space.proxy(space.sample(optuna.create_study().ask()), 10)
+    res = space.proxy_spec.resolution
+    images, labels = torch.randn(4, 3, res, res), torch.randint(0, 10, (4,))
+    errors: dict[str, str] = {}
+    scores = zero_cost_at_init(proxy, ["params", "nonfinite"], images, labels, 0, errors)
+    assert list(scores) == ["params"] and "gave inf" in errors["nonfinite"], (scores, errors)
+    with pytest.raises(ZeroCostError):
+        zero_cost_at_init(proxy, ["nonfinite"], images, labels, 0)
 
 
 def test_zero_cost_names_are_checked_against_the_registry():
