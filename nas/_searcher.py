@@ -5,17 +5,23 @@ proposal against the space's constraints and de-duplicates it by hash *before* a
 built. A skipped proposal is told to Optuna and written to our table at once, as INFEASIBLE
 (with the violated rules) or DUPLICATE (naming the trial it repeats), so both tables count the
 same proposals. The searcher stops at a number of *completed* trials.
+
+With a pre-screen (``--prescreen synflow:K``) each trial slot gathers up to K feasible, new
+candidates, scores each with a zero-cost proxy (``screen``, in the driver) and launches only
+the best; the others are told to Optuna as PRUNED and written to our table as FAIL with the
+reason (see :meth:`BudgetedSearcher._screen`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
 
-from nas.models import arch_hash, to_dict
+from nas.models import ArchSpec, arch_hash, to_dict
 from nas.results import Objective, TrialResult, final_result
 
 __all__ = ["BudgetedSearcher"]
@@ -35,20 +41,27 @@ class BudgetedSearcher(Searcher):
         done: arch hash -> objective values of completed trials.
         max_attempts: trials started at most (completed + failed).
         num_classes: of the proxy dataset.
+        screen: scores a candidate (higher is better) for the pre-screen; None: no pre-screen.
+        screen_k: candidates per trial slot when ``screen`` is given (>= 2).
+        screen_name: the proxy ``screen`` computes (recorded as ``zc_<name>``).
     """
 
     def __init__(self, space, study: optuna.Study, objectives: Sequence[Objective], store,
                  study_id: int, run_name: str, budget: int,
                  done: dict[str, list[float]], max_attempts: int,
-                 num_classes: int) -> None:
+                 num_classes: int, screen: Callable[[ArchSpec], float] | None = None,
+                 screen_k: int = 1, screen_name: str = "") -> None:
         super().__init__()
         self.space, self.num_classes = space, num_classes  # what is proposed, and its proxy
         self.study, self.objectives = study, tuple(objectives)  # Optuna's side
         self.store, self.study_id, self.run_name = store, study_id, run_name  # ours
         self.budget, self.max_attempts = budget, max_attempts
         self.done = done
+        self.screen, self.screen_name = screen, screen_name  # the pre-screen, if any
+        self.screen_k = screen_k if screen is not None else 1
         self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}  # Ray id -> (hash, trial)
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
+        self.screened = 0  # candidates screened out (never trained)
 
     def __getstate__(self) -> dict:
         return {}  # Tune may pickle searchers for its own restore, which we do not use
@@ -57,41 +70,93 @@ class BudgetedSearcher(Searcher):
         """Nothing to save: the database is the record (a later run resumes from it)."""
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.completed >= self.budget or self.started >= self.max_attempts:
+            return Searcher.FINISHED
+        if self.completed + len(self.live) >= self.budget:
+            return None  # wait: a running trial may still fail
+        group: list[tuple[optuna.trial.Trial, ArchSpec, str]] = []  # feasible, new candidates
         for _ in range(PROPOSALS_PER_SLOT):
-            if self.completed >= self.budget or self.started >= self.max_attempts:
-                return Searcher.FINISHED
-            if self.completed + len(self.live) >= self.budget:
-                return None  # wait: a running trial may still fail
-            trial = self.study.ask()
-            arch = self.space.sample(trial)
-            h = arch_hash(arch)
-            violations = self.space.violations(arch)
-            if violations:
-                self.infeasible += 1
-                trial.set_user_attr("infeasible", violations)
+            candidate = self._propose(group)
+            if candidate is not None:
+                group.append(candidate)
+                if len(group) >= self.screen_k:
+                    break
+        if not group:
+            return Searcher.FINISHED
+        trial, arch, h = self._screen(group) if len(group) > 1 else group[0]
+        self.live[trial_id] = (h, trial)
+        self.started += 1
+        return {"arch": to_dict(arch), "arch_hash": h, "params": dict(trial.params),
+                "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes))}
+
+    def _propose(self, group) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
+        """One Optuna proposal: the candidate, or None when it was skipped (and recorded)."""
+        trial = self.study.ask()
+        arch = self.space.sample(trial)
+        h = arch_hash(arch)
+        violations = self.space.violations(arch)
+        if violations:
+            self.infeasible += 1
+            trial.set_user_attr("infeasible", violations)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._skip(trial, arch, h, "INFEASIBLE", "; ".join(violations), {})
+            return None
+        running = [tid for tid, (lh, _) in self.live.items() if lh == h]
+        grouped = [t.number for t, _, gh in group if gh == h]
+        if h in self.done or running or grouped:
+            self.duplicates += 1
+            if h in self.done:  # Optuna learns the known result without retraining
+                self.study.tell(trial, self.done[h])
+                first = self.store.find_completed(self.study_id, h)
+                number = None if first is None else first.number
+                what = f"duplicate of completed trial {number}"
+            else:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                self._skip(trial, arch, h, "INFEASIBLE", "; ".join(violations), {})
+                number = None
+                what = (f"duplicate of running trial {self.run_name}:{running[0]}" if running
+                        else f"duplicate of candidate optuna{grouped[0]} in its pre-screen group")
+            self._skip(trial, arch, h, "DUPLICATE", what,
+                       {"duplicate_of": number, "duplicate_of_hash": h})
+            return None
+        return trial, arch, h
+
+    def _screen(self, group) -> tuple[optuna.trial.Trial, ArchSpec, str]:
+        """The best-scored candidate of ``group``; the others are recorded as screened out.
+
+        Optuna is told PRUNED for the losers: it is its state for "stopped early on a cheap
+        signal, never finished" (FAIL would claim something broke). Multi-objective studies
+        accept PRUNED without values; NSGA-II ignores such trials and TPE ranks them below the
+        completed ones. Our table has no such state yet, so they are stored as FAIL with the
+        reason and ``metrics["screened_out"]`` (a SCREENED state needs a schema migration).
+        """
+        from proxies.errors import ZeroCostError
+
+        scores, errors = [], []
+        for _, arch, _ in group:
+            try:
+                scores.append(self.screen(arch))
+                errors.append(None)
+            except ZeroCostError as e:  # no finite score: the candidate loses the screen
+                scores.append(-math.inf)
+                errors.append(str(e))
+        best = max(range(len(group)), key=lambda i: (scores[i], -i))  # ties: the first asked
+        key = f"zc_{self.screen_name}"
+        winner, _, best_h = group[best]
+        winner.set_user_attr("prescreen", {"proxy": self.screen_name, "score": scores[best],
+                                           "group": [t.number for t, _, _ in group]})
+        for i, (trial, arch, h) in enumerate(group):
+            if i == best:
                 continue
-            running = [tid for tid, (lh, _) in self.live.items() if lh == h]
-            if h in self.done or running:
-                self.duplicates += 1
-                if h in self.done:  # Optuna learns the known result without retraining
-                    self.study.tell(trial, self.done[h])
-                    first = self.store.find_completed(self.study_id, h)
-                    number = None if first is None else first.number
-                    what = f"duplicate of completed trial {number}"
-                else:
-                    self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    number = None
-                    what = f"duplicate of running trial {self.run_name}:{running[0]}"
-                self._skip(trial, arch, h, "DUPLICATE", what,
-                           {"duplicate_of": number, "duplicate_of_hash": h})
-                continue
-            self.live[trial_id] = (h, trial)
-            self.started += 1
-            return {"arch": to_dict(arch), "arch_hash": h, "params": dict(trial.params),
-                    "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes))}
-        return Searcher.FINISHED
+            self.screened += 1
+            why = errors[i] or f"{self.screen_name} {scores[i]:.6g} < {scores[best]:.6g}"
+            trial.set_user_attr("screened_out", why)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self._skip(trial, arch, h, "FAIL",
+                       f"screened out by --prescreen {self.screen_name}:{self.screen_k}: {why} "
+                       f"of optuna{winner.number}",
+                       {"screened_out": True, key: None if errors[i] else scores[i],
+                        "screened_for_hash": best_h, "screened_for_optuna": winner.number})
+        return group[best]
 
     def _skip(self, trial, arch, h: str, state: str, reason: str, metrics: dict) -> None:
         rec = self.store.start_trial(self.study_id, key=f"{self.run_name}:optuna{trial.number}",

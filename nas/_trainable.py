@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nas.models import from_dict
 from nas.results import TrialFailure, TrialResult
 
-__all__ = ["TrialContext", "trainable"]
+__all__ = ["TrialContext", "trainable", "zero_cost_at_init"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,40 @@ class TrialContext:
     compile: bool  # torch.compile the proxy
     threads: int  # torch threads per trial
     latency: bool = False  # also time the full model's forward (an objective needs latency_ms)
+    zero_cost: tuple[str, ...] = ()  # zero-cost proxies scored at initialisation, before training
+    zero_cost_required: tuple[str, ...] = ()  # of those, the ones an objective names: no finite
+    #                                         score fails the trial (before training)
+
+
+def zero_cost_at_init(proxy: Any, names: Sequence[str], images: Any, labels: Any, seed: int,
+                      errors: dict[str, str] | None = None) -> dict[str, float]:
+    """Each proxy in ``names`` on the proxy model as repeat 0 initialises it, on the CPU.
+
+    The weights are those the trained model starts from (``run_seed(seed, 0)``); the caller's
+    torch RNG state is left as it was. The driver's pre-screen calls this too, so a screened
+    candidate's score and the trained trial's recorded score are the same number. With
+    ``errors``, a proxy without a finite score is left out and its reason put there; without,
+    its ``ZeroCostError`` propagates.
+    """
+    import torch
+
+    from nas.models import build_model
+    from proxies import run_seed
+    from proxies.errors import ZeroCostError
+    from proxies.zero_cost import zero_cost_score
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run_seed(seed, 0))
+        model = build_model(proxy)
+    scores = {}
+    for name in names:
+        try:
+            scores[name] = zero_cost_score(name, model, images, labels, seed=seed)
+        except ZeroCostError as e:
+            if errors is None:
+                raise
+            errors[name] = str(e)
+    return scores
 
 
 def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -51,6 +86,23 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     latency_ms = (measure_latency(arch, device=device, threads=ctx.threads, warmup=3, reps=10)
                   .median_ms if ctx.latency else None)
     proxy_cost = analytic_cost(proxy)
+    # ---- zero-cost scores at initialisation (fixed train batch), before any training
+    t_zc = time.perf_counter()
+    zero_cost: dict[str, float] = {}
+    zc_errors: dict[str, str] = {}
+    if ctx.zero_cost:
+        from proxies.zero_cost import first_batch
+
+        images, labels = first_batch(ctx.dataset, batch_size=ctx.batch_size, seed=ctx.seed)
+        zero_cost = zero_cost_at_init(proxy, ctx.zero_cost, images, labels, ctx.seed, zc_errors)
+        torch.set_num_threads(ctx.threads)
+        required = [n for n in ctx.zero_cost_required if n in zc_errors]
+        if required:  # an objective without a value: Optuna could not be told this trial
+            tune.report(TrialFailure(f"objective zc_{required[0]}: {zc_errors[required[0]]}",
+                                     [], time.perf_counter() - t0).report())
+            return
+    zc_s = time.perf_counter() - t_zc
+    # ---- proxy trainings
     results, curves = [], []
     for repeat in range(ctx.repeats):
         seed = run_seed(ctx.seed, repeat)
@@ -87,5 +139,6 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
         count_seconds=count_s,
         images_per_second=statistics.fmean(r.images_per_second for r in results),
         total_seconds=time.perf_counter() - t0, device=device, curve=curves,
-        latency_ms=latency_ms,
+        latency_ms=latency_ms, zero_cost=zero_cost, zero_cost_seconds=zc_s,
+        zero_cost_errors=zc_errors,
     ).report())

@@ -6,6 +6,8 @@ Usage:
     python run_search.py --space hybrid_conv_attn --budget 200      # the same
     python run_search.py --space path/to/my_space.yaml --budget 20 --db sqlite:///runs/my.db
     python run_search.py --space tiny --budget 10 --objectives accuracy:max,params:min
+    python run_search.py --space tiny --budget 10 --zero-cost synflow,naswot --prescreen synflow:4
+    python run_search.py --space tiny --budget 10 --objectives zc_naswot:max,macs:min
     python -m nas spaces list
     python -m nas spaces show hybrid_conv_attn
     python -m nas spaces sample hybrid_conv_attn -n 5
@@ -84,7 +86,15 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--objectives", default=None,
                    help="comma-separated name:max|min over any recorded numeric metric (accuracy, "
                         "macs, params, acts, latency_ms, proxy_macs, val_loss, ...); default: "
-                        "the study's, or accuracy:max,macs:min for a new study")
+                        "the study's, or accuracy:max,macs:min for a new study; zc_<proxy> is a "
+                        "zero-cost proxy's score at initialisation (zc_synflow, zc_naswot, ...)")
+    p.add_argument("--zero-cost", default=None, metavar="NAMES",
+                   help="comma-separated zero-cost proxies (synflow, naswot, grad_norm, snip, "
+                        "jacob_cov, params, ...) each trial scores on its proxy model at "
+                        "initialisation, before training; stored as zc_<name>")
+    p.add_argument("--prescreen", default=None, metavar="PROXY:K",
+                   help="for each trial slot, score K >= 2 feasible new candidates with the "
+                        "zero-cost proxy and train only the best (e.g. synflow:4)")
     p.set_defaults(run=_search)
     return p
 
@@ -92,8 +102,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
 def _search(args: argparse.Namespace) -> int:
     from db import Store
     from nas.models import from_dict
-    from nas.results import parse_objectives
-    from nas.search import SearchConfig, run_search
+    from nas.results import parse_objectives, parse_zero_cost
+    from nas.search import SearchConfig, parse_prescreen, run_search
     from search_spaces import load_space
 
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,
@@ -101,15 +111,19 @@ def _search(args: argparse.Namespace) -> int:
                        lr=args.lr, repeats=args.repeats, compile=args.compile,
                        sampler=args.sampler, dataset=args.dataset, data_path=args.data_path,
                        runs_dir=args.runs_dir,
-                       max_concurrent=args.max_concurrent, objectives=args.objectives)
+                       max_concurrent=args.max_concurrent, objectives=args.objectives,
+                       zero_cost=parse_zero_cost(args.zero_cost), prescreen=args.prescreen)
     if cfg.objectives is not None:
         parse_objectives(cfg.objectives)  # fail fast, before Ray starts
+    parse_prescreen(cfg.prescreen)
     load_space(cfg.space)
     summary = run_search(cfg)
     print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study, summary.objectives)
+    screened = f", {summary.screened} screened out" if cfg.prescreen else ""
     print(f"{summary.completed} completed trials in study '{summary.study}' "
           f"({summary.failed} failed, {summary.duplicates} duplicate and {summary.infeasible} "
-          f"infeasible proposals skipped) in {summary.seconds:.1f} s; database {summary.db_url}")
+          f"infeasible proposals skipped{screened}) in {summary.seconds:.1f} s; "
+          f"database {summary.db_url}")
     if summary.completed < cfg.budget:
         return _fail(f"only {summary.completed} of {cfg.budget} trials completed "
                      "(see the failures above)", EXIT_FAILED)

@@ -4,7 +4,8 @@ A Ray trial ends with :meth:`TrialResult.report` (or :meth:`TrialFailure.report`
 reads it back with :func:`final_result` and stores it with :meth:`TrialResult.columns` and
 :meth:`TrialResult.metrics`. Objectives are names of numeric fields of :class:`TrialResult`
 with a direction; they are stored with the study and read by the driver, Optuna's study
-directions, de-duplication, the database and the Pareto front.
+directions, de-duplication, the database and the Pareto front. A zero-cost proxy's score at
+initialisation (``TrialResult.zero_cost``) is an objective too, named ``zc_<proxy>``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nas_errors import ConfigError, did_you_mean
 
 __all__ = ["TrialResult", "TrialFailure", "Objective", "DEFAULT_OBJECTIVES", "final_result",
-           "parse_objectives", "objective_names"]
+           "parse_objectives", "objective_names", "parse_zero_cost", "zero_cost_implied",
+           "ZC_PREFIX"]
 
 DONE = "done_training"  # key of the final report of a trial (per-epoch reports lack it)
 #: TrialResult fields stored in their own `nas_trials` column (field -> column); the rest go to
 #: the trial's `metrics` JSON under their own names
+ZC_PREFIX = "zc_"  # objective zc_<name>: the zero-cost proxy <name>'s score at initialisation
 COLUMNS = {"accuracy": "accuracy", "accuracy_se": "accuracy_se", "test_accuracy": "test_accuracy",
            "macs": "macs", "params": "params_count"}
 
@@ -61,6 +64,12 @@ class TrialResult:
     curve: list[list[dict[str, Any]]]  # per repeat, per epoch: EpochStats as dicts
     latency_ms: float | None = None  # full model, batch 1, median forward on the trial's device;
     #                                  measured only when an objective names it
+    zero_cost: dict[str, float] = field(default_factory=dict)  # proxy name -> score of the
+    #     proxy model at initialisation (repeat 0's seeded init, one fixed train batch, before
+    #     training); computed for --zero-cost names and zc_<name> objectives
+    zero_cost_seconds: float = 0.0  # computing `zero_cost` (batch, build, all scores), seconds
+    zero_cost_errors: dict[str, str] = field(default_factory=dict)  # proxy name -> why it gave
+    #     no finite score (then absent from `zero_cost`; only for proxies no objective names)
 
     def report(self) -> dict[str, Any]:
         """The final ``tune.report`` of a trial."""
@@ -71,10 +80,18 @@ class TrialResult:
         return {column: getattr(self, name) for name, column in COLUMNS.items()}
 
     def metrics(self) -> dict[str, Any]:
-        """Everything else, stored as the trial's ``metrics`` JSON."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in COLUMNS}
+        """Everything else, stored as the trial's ``metrics`` JSON.
+
+        Each zero-cost score is also stored flat as ``zc_<name>``, so that every objective is
+        one column or one ``metrics`` key (what the Pareto front and de-duplication read).
+        """
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in COLUMNS}
+        out.update({ZC_PREFIX + name: score for name, score in self.zero_cost.items()})
+        return out
 
     def value(self, name: str) -> float:
+        if name.startswith(ZC_PREFIX):
+            return float(self.zero_cost[name[len(ZC_PREFIX):]])
         return float(getattr(self, name))
 
 
@@ -96,6 +113,12 @@ def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure
         return None
     cls = TrialFailure if report.get("failure") else TrialResult
     names = [f.name for f in dataclasses.fields(cls)]
+    for name in ("zero_cost", "zero_cost_errors") if cls is TrialResult else ():
+        if name not in report:
+            # Tune hands searchers flattened results: {"zero_cost/synflow": 1.0}, {} dropped
+            prefix = name + "/"
+            report = {**report, name: {k[len(prefix):]: v for k, v in report.items()
+                                       if k.startswith(prefix)}}
     missing = [n for n in names if n not in report]
     if missing:
         return None
@@ -114,7 +137,7 @@ def _numeric_fields() -> tuple[str, ...]:
 class Objective:
     """One objective of a study: a numeric :class:`TrialResult` field and its direction."""
 
-    name: str  # e.g. "accuracy", "macs", "params", "latency_ms", "proxy_macs", "val_loss"
+    name: str  # e.g. "accuracy", "macs", "params", "latency_ms", "val_loss", "zc_synflow"
     direction: str  # "max" or "min"
 
     def __str__(self) -> str:
@@ -147,14 +170,22 @@ def parse_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     allowed = _numeric_fields()
     out: list[Objective] = []
+    known_zc: list[str] | None = None
     for item in items:
         name, sep, direction = str(item).strip().partition(":")
         if not sep or direction not in ("max", "min"):
             raise ConfigError(f"--objectives: each item must be name:max or name:min; "
                               f"got {str(item).strip()!r}")
-        if name not in allowed:
+        if name.startswith(ZC_PREFIX):
+            known_zc = known_zc if known_zc is not None else _known_zero_cost()
+            if name[len(ZC_PREFIX):] not in known_zc:
+                zc = [ZC_PREFIX + n for n in known_zc]
+                raise ConfigError(f"--objectives: unknown zero-cost proxy in {name!r}; known: "
+                                  f"{', '.join(zc)}{did_you_mean(name, zc)}")
+        elif name not in allowed:
             raise ConfigError(f"--objectives: unknown metric {name!r}; recorded numeric metrics: "
-                              f"{', '.join(allowed)}{did_you_mean(name, allowed)}")
+                              f"{', '.join(allowed)}, or {ZC_PREFIX}<zero-cost proxy>"
+                              f"{did_you_mean(name, allowed)}")
         if any(o.name == name for o in out):
             raise ConfigError(f"--objectives: {name!r} given twice")
         out.append(Objective(name, direction))
@@ -166,3 +197,33 @@ def parse_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
 def objective_names(objectives: Sequence[Objective]) -> tuple[str, ...]:
     """As stored with the study: ``("accuracy:max", "macs:min")``."""
     return tuple(str(o) for o in objectives)
+
+
+# --------------------------------------------------------------------------- zero-cost proxies
+
+
+def _known_zero_cost() -> list[str]:
+    from proxies.zero_cost import list_zero_cost  # lazy: imports torch
+
+    return list_zero_cost()
+
+
+def parse_zero_cost(spec: str | Sequence[str] | None,
+                    flag: str = "--zero-cost") -> tuple[str, ...]:
+    """``"synflow,naswot"`` (or a list) as registered zero-cost proxy names, checked up front."""
+    if spec is None:
+        return ()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = tuple(dict.fromkeys(str(i).strip() for i in items if str(i).strip()))
+    known = _known_zero_cost() if names else []
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"{flag}: unknown zero-cost proxy {name!r}; known: "
+                              f"{', '.join(known)}{did_you_mean(name, known)}")
+    return names
+
+
+def zero_cost_implied(names: Sequence[str], objectives: Sequence[Objective]) -> tuple[str, ...]:
+    """The proxies a trial computes: ``names`` plus those that objectives name as ``zc_*``."""
+    named = [o.name[len(ZC_PREFIX):] for o in objectives if o.name.startswith(ZC_PREFIX)]
+    return tuple(dict.fromkeys([*names, *named]))

@@ -23,9 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.errors import ConfigError, StorageError
-from nas.results import DEFAULT_OBJECTIVES, Objective, objective_names, parse_objectives
+from nas.results import (
+    DEFAULT_OBJECTIVES,
+    Objective,
+    objective_names,
+    parse_objectives,
+    parse_zero_cost,
+    zero_cost_implied,
+)
 
-__all__ = ["SearchConfig", "SearchSummary", "run_search", "SAMPLERS"]
+__all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS"]
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -51,6 +58,8 @@ class SearchConfig:
     max_concurrent: int | None = None  # trials at once; default one per CPU core or per GPU
     max_failures: int | None = None  # give up after this many failed trials; default = budget
     objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
+    zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
+    prescreen: str | None = None  # "synflow:K": train the best of K candidates per trial slot
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class SearchSummary:
     infeasible: int  # proposals rejected by the space's constraints (never trained)
     seconds: float  # wall time of the run
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the study's
+    screened: int = 0  # candidates the pre-screen did not train (stored as FAIL, told PRUNED)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -78,6 +88,32 @@ def _make_sampler(name: str, seed: int):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}; got {name!r}")
+
+
+def parse_prescreen(spec: str | None) -> tuple[str, int] | None:
+    """``"synflow:3"`` as (proxy, K >= 2), the proxy checked against the registry; None: off."""
+    if spec is None:
+        return None
+    name, sep, k = str(spec).strip().partition(":")
+    if not sep or not k.strip().isdigit() or int(k) < 2:
+        raise ConfigError(f"--prescreen must be <zero-cost proxy>:K with an integer K >= 2; "
+                          f"got {spec!r}")
+    (name,) = parse_zero_cost([name], flag="--prescreen")
+    return name, int(k)
+
+
+def _prescreen_fn(dataset, batch_size: int, seed: int, name: str, space, num_classes: int):
+    """Scores a candidate's proxy model with ``name`` on one train batch fixed for the run."""
+    from nas._trainable import zero_cost_at_init
+    from proxies.zero_cost import first_batch
+
+    images, labels = first_batch(dataset, batch_size=batch_size, seed=seed)
+
+    def screen(arch) -> float:
+        proxy = space.proxy(arch, num_classes)
+        return zero_cost_at_init(proxy, [name], images, labels, seed)[name]
+
+    return screen
 
 
 def _optuna_study(url: str, name: str, sampler, objectives: tuple[Objective, ...]):
@@ -140,12 +176,17 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ConfigError(f"--lr must be a finite number > 0; got {cfg.lr}")
     _make_sampler(cfg.sampler, cfg.seed)  # validates the name before anything starts
+    zero_cost = parse_zero_cost(cfg.zero_cost)
+    prescreen = parse_prescreen(cfg.prescreen)
     space = load_space(cfg.space)
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
     study_name = cfg.study or space.name
     store = Store(url, decode_arch=from_dict)
     objectives = _study_objectives(store, study_name, cfg.objectives)
+    # every trial records its --zero-cost scores, those objectives name, and the pre-screen's
+    zero_cost = zero_cost_implied([*zero_cost, *prescreen[:1]] if prescreen else zero_cost,
+                                  objectives)
     dataset = prepare_dataset(cfg.dataset, default_cache_dir(runs / "cache"),
                               resolution=space.proxy_spec.resolution, data_path=cfg.data_path)
     if cfg.batch_size > dataset.num_train:
@@ -156,7 +197,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 "dataset_fingerprint": dataset.fingerprint,
                 "dataset_resolution": dataset.resolution, "dataset_hash": dataset.data_hash,
                 "dataset_sizes": [dataset.num_train, dataset.num_val, dataset.num_test],
-                "objectives": list(objective_names(objectives)), "versions": _versions()}
+                "objectives": list(objective_names(objectives)),
+                "zero_cost_computed": list(zero_cost),
+                "prescreen_resolved": ({"proxy": prescreen[0], "k": prescreen[1],
+                                        "batch_size": cfg.batch_size, "seed": cfg.seed,
+                                        "optuna_state": "PRUNED", "our_state": "FAIL"}
+                                       if prescreen else None),
+                "versions": _versions()}
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
                                       objectives=objective_names(objectives),
                                       config=resolved)
@@ -169,6 +216,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             f"(budget {cfg.budget}); nothing to run")
         return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
                              time.perf_counter() - t_start, objectives)
+    screen = (_prescreen_fn(dataset, cfg.batch_size, cfg.seed, prescreen[0], space,
+                            dataset.num_classes) if prescreen else None)
 
     started_ray = False
     if not ray.is_initialized():
@@ -198,10 +247,14 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         ot_study = _optuna_study(url, study_name, _make_sampler(cfg.sampler, cfg.seed), objectives)
         searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
                                     remaining, done, remaining + max_failures,
-                                    dataset.num_classes)
+                                    dataset.num_classes, screen=screen,
+                                    screen_k=prescreen[1] if prescreen else 1,
+                                    screen_name=prescreen[0] if prescreen else "")
         ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                            cfg.compile, threads=max(1, int(per_trial["cpu"])),
-                           latency=any(o.name == "latency_ms" for o in objectives))
+                           latency=any(o.name == "latency_ms" for o in objectives),
+                           zero_cost=zero_cost,
+                           zero_cost_required=zero_cost_implied((), objectives))
         recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
@@ -216,5 +269,6 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             ray.shutdown()
     total = store.count(study.id, "COMPLETE")
     return SearchSummary(study_name, store.url, total, searcher.failed, searcher.duplicates,
-                         searcher.infeasible, time.perf_counter() - t_start, objectives)
+                         searcher.infeasible, time.perf_counter() - t_start, objectives,
+                         searcher.screened)
 
