@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import platform
 import shlex
 import statistics
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         args.loader_batch_sizes, args.torch_workers = [64], [0]
     if args.threads:
         torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # read before importing ffcv: that sets it to 1
     import ffcv
     import numba
     import timm
@@ -330,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
           f"numba {numba.__version__}, python {platform.python_version()}, "
           f"{platform.processor() or platform.machine()}; torch threads {threads} "
           f"(FFCV workers {threads}); CPU, pin_memory off")
+    load, cores = os.getloadavg()[0], os.cpu_count()
+    print(f"load average {load:.1f} on {cores} cores before starting"
+          + (" (busy machine: figures are indicative only)" if load > 0.5 * cores else ""))
     print(f"dataset {info.name}: {info.num_train} train / {info.num_val} val images at "
           f"{info.resolution} px", flush=True)
     train = ImageDataset(*read_split(info, "train"), info)
@@ -340,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_loaders(info, train, args.loader_batch_sizes, args.torch_workers, threads,
                              args.loader_epochs)
         tables += [f"Loader: {info.name} train split, shuffled full epochs, median of "
-                   f"{args.loader_epochs} after 1 warm-up; {threads} torch threads", "",
+                   f"{args.loader_epochs} after 1 warm-up; torch threads: {threads}", "",
                    *loader_table(rows), ""]
     if not args.skip_trainer:
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
@@ -348,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_trainers(info, train, val, pick_models(args.models, args.seed), cfg,
                               args.train_workers)
         tables += [f"Trainer: {info.name}, {args.epochs} epochs, batch {args.batch_size}, "
-                   f"{threads} torch threads, {SPACE} proxy models", "",
+                   f"torch threads: {threads}, {SPACE} proxy models", "",
                    *trainer_table(rows, args.epochs), ""]
     print()
     print("\n".join(tables))
