@@ -34,8 +34,9 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -130,13 +131,15 @@ def bench_loaders(info: DatasetInfo, dataset: ImageDataset, batch_sizes: list[in
                   torch_workers: list[int], threads: int, epochs: int) -> list[LoaderRow]:
     rows = []
     for batch_size in batch_sizes:
-        runs: list[tuple[str, Iterable]] = [
+        runs: list[tuple[str, Callable[[], Iterable]]] = [
             (f"ffcv, {threads} workers",
-             make_loader(info, "train", batch_size=batch_size, shuffle=True, num_workers=threads))]
+             partial(make_loader, info, "train", batch_size=batch_size, shuffle=True,
+                     num_workers=threads))]
         runs += [(f"torch, {w} workers",
-                  torch_loader(dataset, batch_size=batch_size, shuffle=True, workers=w))
+                  partial(torch_loader, dataset, batch_size=batch_size, shuffle=True, workers=w))
                  for w in torch_workers]
-        for name, loader in runs:
+        for name, make in runs:
+            loader = make()
             torch.set_num_threads(threads)  # FFCV resets it to its worker count every epoch
             rates = epoch_rates(loader, len(dataset), epochs)
             median = statistics.median(rates)
@@ -332,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.processor() or platform.machine()}; torch threads {threads} "
           f"(FFCV workers {threads}); CPU, pin_memory off")
     load, cores = os.getloadavg()[0], os.cpu_count()
-    print(f"load average {load:.1f} on {cores} cores before starting"
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
+          f"load average {load:.1f} on {cores} cores before starting"
           + (" (busy machine: figures are indicative only)" if load > 0.5 * cores else ""))
     print(f"dataset {info.name}: {info.num_train} train / {info.num_val} val images at "
           f"{info.resolution} px", flush=True)
