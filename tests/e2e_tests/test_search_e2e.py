@@ -244,3 +244,23 @@ def test_data_cli_lists_and_prepares_a_user_dataset(tmp_path):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "--data-path" in err[0], err
+
+
+def test_search_on_a_user_npz_dataset_served_at_the_proxy_resolution(ray_session, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (200, 16, 16, 3), dtype=np.uint8)  # stored at 16 px, served at 32
+    y = np.arange(200) % 5
+    data = tmp_path / "mine.npz"
+    np.savez(data, x_train=x[:150], y_train=y[:150], x_test=x[150:], y_test=y[150:])
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=1, epochs=1, batch_size=32, dataset="npz",
+                       data_path=str(data), db_url=url, runs_dir=str(tmp_path), study="npz")
+    assert run_search(cfg, log=lambda s: None).completed == 1
+    store = Store(url)
+    config = store.get_study("npz").config
+    assert config["dataset"] == "npz" and config["dataset_resolution"] == 32
+    assert config["dataset_sizes"] == [120, 30, 50] and len(config["dataset_hash"]) == 16
+    (t,) = store.trials("npz")
+    assert t.state == "COMPLETE" and t.metrics["num_val"] == 30 and t.metrics["num_test"] == 50
