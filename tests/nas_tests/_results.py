@@ -1,4 +1,4 @@
-"""A complete TrialResult for tests, with any field overridden."""
+"""Test helpers: a complete TrialResult with any field overridden; one searcher slot run."""
 
 from __future__ import annotations
 
@@ -14,3 +14,15 @@ def result(**kw) -> TrialResult:
                 eval_seconds=0.5, count_seconds=0.2, images_per_second=2000.0,
                 total_seconds=4.0, device="cpu", curve=[[{"epoch": 1}]])
     return TrialResult(**{**base, **kw})
+
+
+def complete_slot(searcher, store, study_id: int, i: int) -> dict:
+    """Ask `searcher` for trial ``t{i}``, record it COMPLETE in `store`, report it back."""
+    cfg = searcher.suggest(f"t{i}")
+    assert isinstance(cfg, dict), f"slot {i}: expected a config, got {cfg!r}"
+    rec = store.start_trial(study_id, key=f"run:t{i}", arch_hash=cfg["arch_hash"],
+                            arch=cfg["arch"], params=cfg["params"])
+    r = result(accuracy=0.5 + i / 100, macs=1000 + i)
+    store.finish_trial(rec.id, state="COMPLETE", metrics=r.metrics(), **r.columns())
+    searcher.on_trial_complete(f"t{i}", r.report())
+    return cfg

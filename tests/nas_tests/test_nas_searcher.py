@@ -12,7 +12,7 @@ from nas.models import from_dict
 from nas.results import DEFAULT_OBJECTIVES, objective_names
 from search_spaces import load_space
 
-from ._results import result
+from ._results import complete_slot
 
 
 @pytest.fixture
@@ -31,13 +31,7 @@ def test_skipped_proposals_are_recorded_and_counts_agree(setup):
     searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=12,
                                 done={}, max_attempts=40, num_classes=10)
     for i in range(12):
-        cfg = searcher.suggest(f"t{i}")
-        assert isinstance(cfg, dict), f"proposal {i}: expected a config, got {cfg!r}"
-        rec = store.start_trial(study.id, key=f"run:t{i}", arch_hash=cfg["arch_hash"],
-                                arch=cfg["arch"], params=cfg["params"])
-        r = result(accuracy=0.5 + i / 100, macs=1000 + i)
-        store.finish_trial(rec.id, state="COMPLETE", metrics=r.metrics(), **r.columns())
-        searcher.on_trial_complete(f"t{i}", r.report())
+        complete_slot(searcher, store, study.id, i)
     assert searcher.suggest("t-last") == "FINISHED" or searcher.completed == 12
 
     ours = store.trials("s")

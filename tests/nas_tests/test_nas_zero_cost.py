@@ -22,7 +22,7 @@ from nas.results import (
 from nas.search import parse_prescreen
 from search_spaces import load_space
 
-from ._results import result
+from ._results import complete_slot, result
 
 
 def _record(r) -> TrialRecord:
@@ -161,14 +161,7 @@ def test_prescreen_trains_the_best_of_each_group_and_both_tables_agree(tmp_path)
                                 screen_k=3, screen_name="synflow")
     launched = []
     for i in range(4):
-        cfg = searcher.suggest(f"t{i}")
-        assert isinstance(cfg, dict), f"slot {i}: expected a config, got {cfg!r}"
-        launched.append(cfg["arch_hash"])
-        rec = store.start_trial(study.id, key=f"run:t{i}", arch_hash=cfg["arch_hash"],
-                                arch=cfg["arch"], params=cfg["params"])
-        r = result(accuracy=0.5 + i / 100, macs=1000 + i)
-        store.finish_trial(rec.id, state="COMPLETE", metrics=r.metrics(), **r.columns())
-        searcher.on_trial_complete(f"t{i}", r.report())
+        launched.append(complete_slot(searcher, store, study.id, i)["arch_hash"])
     assert searcher.suggest("t-last") == "FINISHED" and searcher.completed == 4
 
     ours = store.trials("s")
