@@ -105,11 +105,12 @@ def split_file(info: DatasetInfo, split: str) -> tuple[str, int]:
     return info.split(split)
 
 
-def data_seed(seed: int, stream: int = 0) -> int:
-    """The FFCV order seed for run `seed` (and sub-stream `stream`, e.g. a repeat).
+def data_seed(seed: int) -> int:
+    """The FFCV order seed for a run seeded `seed`.
 
     FFCV shuffles epoch e with `seed + e`, so plain consecutive seeds would replay each other's
-    epoch orders shifted by one. Hashing (seed, stream) through numpy's SeedSequence gives
-    seeds ~2**31 apart on average, so no two runs share an epoch order.
+    epoch orders shifted by one. Hashing the seed through numpy's SeedSequence gives order seeds
+    ~2**31 apart on average, so no two runs share an epoch order. (Repeats get their own run
+    seeds from `proxies.run_seed`.)
     """
-    return int(np.random.SeedSequence([seed, stream, 0x5EED]).generate_state(1)[0] >> 1)
+    return int(np.random.SeedSequence([seed, 0, 0x5EED]).generate_state(1)[0] >> 1)
