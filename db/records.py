@@ -9,7 +9,10 @@ from typing import Any
 __all__ = ["TERMINAL_STATES", "TRIAL_STATES", "StudyRecord", "TrialRecord"]
 
 #: Every value the ``state`` column may hold (enforced by a CHECK constraint).
-TRIAL_STATES: tuple[str, ...] = ("RUNNING", "COMPLETE", "FAIL", "DUPLICATE", "INFEASIBLE")
+TRIAL_STATES: tuple[str, ...] = ("RUNNING", "COMPLETE", "FAIL", "DUPLICATE", "INFEASIBLE",
+                                  "INTERRUPTED", "PRUNED")
+# INTERRUPTED: the run stopped (Ctrl-C, SIGTERM, kill -9) while the trial ran; a resume redoes it.
+# PRUNED: stopped early on its per-epoch results by a multi-fidelity scheduler; never in a front.
 #: The states a trial may be finished with (:meth:`db.Store.finish_trial`).
 TERMINAL_STATES: tuple[str, ...] = tuple(s for s in TRIAL_STATES if s != "RUNNING")
 

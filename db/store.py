@@ -491,6 +491,26 @@ class Store:
             session.flush()
             return _trial_record(row, self._decode)
 
+    def interrupt_running(self, study_id: int, reason: str) -> list[TrialRecord]:
+        """Finish every RUNNING trial of the study as INTERRUPTED with ``reason``; returns them.
+
+        Used when a run stops (Ctrl-C, SIGTERM) and when a run starts after a killed one.
+        """
+        if isinstance(study_id, bool) or not isinstance(study_id, int):
+            raise TypeError(f"study_id must be an int (StudyRecord.id), got {study_id!r}")
+        _check_text(reason, "reason", 10_000)
+        with self._tx("interrupt_running", write=True) as session:
+            rows = list(session.scalars(
+                select(TrialModel).where(TrialModel.study_id == study_id,
+                                         TrialModel.state == "RUNNING")
+                .order_by(TrialModel.number).with_for_update()))
+            now = _utcnow()
+            for row in rows:
+                row.state, row.error, row.finished_at = "INTERRUPTED", reason, now
+                row.duration_s = (now - row.started_at).total_seconds()
+            session.flush()
+            return [_trial_record(r, self._decode) for r in rows]
+
     def trials(
         self, study: str | int, *, states: Iterable[str] | None = None
     ) -> list[TrialRecord]:

@@ -207,9 +207,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
                                       objectives=objective_names(objectives),
                                       config=resolved)
-    for t in store.trials(study.id, states=["RUNNING"]):  # left behind by a killed run
-        store.finish_trial(t.id, state="FAIL", error="interrupted: still RUNNING when a new run "
-                                                     "of this study started")
+    store.interrupt_running(study.id, "interrupted: still RUNNING when a new run of this "
+                                      "study started (the previous run was killed)")
     completed = store.trials(study.id, states=["COMPLETE"])
     if len(completed) >= cfg.budget:
         log(f"study '{study_name}' already has {len(completed)} completed trials "

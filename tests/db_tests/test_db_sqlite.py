@@ -284,7 +284,7 @@ def test_schema_tables_indexes_constraints(sqlite_url: str) -> None:
         study = study_in(store)
         # the database itself rejects bad states and dangling study ids
         for bad in (
-            _raw_trial(study.id, number=0, key="k", state="PRUNED"),
+            _raw_trial(study.id, number=0, key="k", state="SCREENED"),
             _raw_trial(12345, number=0, key="k"),
         ):
             with pytest.raises(StorageError) as info:
