@@ -219,9 +219,9 @@ def test_states_filter_and_count(store: Store, name_prefix: str, new_study: NewS
     assert store.trials(study.id, states=[]) == []
     assert len(store.trials(study.id)) == len(finals)
     with pytest.raises(ValueError, match="allowed: RUNNING, COMPLETE"):
-        store.trials(study.id, states=["PRUNED"])
+        store.trials(study.id, states=["SCREENED"])
     with pytest.raises(ValueError, match="allowed"):
-        store.count(study.id, "PRUNED")
+        store.count(study.id, "SCREENED")
     with pytest.raises(StorageError, match="no study named"):
         store.trials(f"{name_prefix}nope")
 
@@ -259,3 +259,16 @@ def test_closed_store_refuses_work(backend_url: str) -> None:
     s.close()  # idempotent
     with pytest.raises(StorageError, match="closed"):
         s.list_studies()
+
+
+def test_interrupt_running_closes_only_running_trials(store: Store, new_study: NewStudy) -> None:
+    study = new_study("interrupted")
+    a = store.start_trial(study.id, key="a", arch_hash="ha", arch={}, params={})
+    b = store.start_trial(study.id, key="b", arch_hash="hb", arch={}, params={})
+    store.finish_trial(b.id, state="COMPLETE", accuracy=0.5, macs=1)
+    closed = store.interrupt_running(study.id, "interrupted: Ctrl-C")
+    assert [t.id for t in closed] == [a.id]
+    (t,) = store.trials(study.id, states=["INTERRUPTED"])
+    assert t.error == "interrupted: Ctrl-C" and t.finished_at is not None and t.duration_s >= 0
+    assert store.count(study.id, "COMPLETE") == 1 and store.count(study.id, "RUNNING") == 0
+    assert store.interrupt_running(study.id, "again") == []
