@@ -56,11 +56,18 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="shipped space name (see `python -m nas spaces list`) or a YAML file")
     p.add_argument("--budget", type=int, default=20,
                    help="completed trials wanted in the study (failed ones do not count)")
-    p.add_argument("--db", default=None,
-                   help="SQLAlchemy database URL (default: sqlite:///<runs-dir>/nas.db)")
+    p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
+                   help="SQLAlchemy database URL, e.g. postgresql+psycopg://user@host/db (the "
+                        "password from $PGPASSWORD or ~/.pgpass, or in the URL; it is never "
+                        "printed or stored); default: $NAS_DB_URL, else "
+                        "sqlite:///<runs-dir>/nas.db")
     p.add_argument("--study", default=None, help="study name (default: the space's name); "
                    "running an existing study again continues it up to --budget")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
+    p.add_argument("--allow-change", action="store_true",
+                   help="resume a study although --epochs, --batch-size, --lr, --repeats or the "
+                        "dataset differ from its first run (mixes incomparable trials; the "
+                        "sampler, seed and budget may always change)")
     p.add_argument("--epochs", type=int, default=SearchConfig.epochs,
                    help="proxy training epochs per trial")
     p.add_argument("--batch-size", type=int, default=SearchConfig.batch_size,
@@ -100,7 +107,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from db import Store
+    from db import Store, mask_url
+    from nas._preflight import check_settings
     from nas.models import from_dict
     from nas.results import parse_objectives, parse_zero_cost
     from nas.search import SearchConfig, parse_prescreen, run_search
@@ -112,9 +120,11 @@ def _search(args: argparse.Namespace) -> int:
                        sampler=args.sampler, dataset=args.dataset, data_path=args.data_path,
                        runs_dir=args.runs_dir,
                        max_concurrent=args.max_concurrent, objectives=args.objectives,
-                       zero_cost=parse_zero_cost(args.zero_cost), prescreen=args.prescreen)
+                       zero_cost=parse_zero_cost(args.zero_cost), prescreen=args.prescreen,
+                       allow_change=args.allow_change)
+    check_settings(cfg)  # fail fast, before Ray or a database starts
     if cfg.objectives is not None:
-        parse_objectives(cfg.objectives)  # fail fast, before Ray starts
+        parse_objectives(cfg.objectives)
     parse_prescreen(cfg.prescreen)
     load_space(cfg.space)
     summary = run_search(cfg)
@@ -123,7 +133,7 @@ def _search(args: argparse.Namespace) -> int:
     print(f"{summary.completed} completed trials in study '{summary.study}' "
           f"({summary.failed} failed, {summary.duplicates} duplicate and {summary.infeasible} "
           f"infeasible proposals skipped{screened}) in {summary.seconds:.1f} s; "
-          f"database {summary.db_url}")
+          f"database {mask_url(summary.db_url)}")
     if summary.completed < cfg.budget:
         return _fail(f"only {summary.completed} of {cfg.budget} trials completed "
                      "(see the failures above)", EXIT_FAILED)

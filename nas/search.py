@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas._preflight import check_resume, check_settings, check_study_name
 from nas.errors import ConfigError, StorageError
 from nas.results import (
     DEFAULT_OBJECTIVES,
@@ -60,6 +60,7 @@ class SearchConfig:
     objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
     prescreen: str | None = None  # "synflow:K": train the best of K candidates per trial slot
+    allow_change: bool = False  # resume a study with settings that change what a trial measures
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,21 @@ def _optuna_study(url: str, name: str, sampler, objectives: tuple[Objective, ...
     """Optuna's own tables live in the same database as ours (one file to back up or resume)."""
     import optuna
 
-    return optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=name,
-                               sampler=sampler, load_if_exists=True,
-                               directions=[o.optuna_direction for o in objectives])
+    from db import mask_url
+
+    directions = [o.optuna_direction for o in objectives]
+    try:
+        study = optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=name,
+                                    sampler=sampler, load_if_exists=True, directions=directions)
+        stored = [d.name.lower() for d in study.directions]
+    except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
+        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+        raise StorageError(f"Optuna's tables in {mask_url(url)} cannot be used for study "
+                           f"'{name}': {type(e).__name__}: {lines[0] if lines else ''}") from e
+    if stored != [d.lower() for d in directions]:
+        raise StorageError(f"Optuna's study '{name}' in {mask_url(url)} has directions "
+                           f"{stored}, not {[d.lower() for d in directions]}; use another --study")
+    return study
 
 
 def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, ...]:
@@ -155,7 +168,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     import ray
     from ray import tune
 
-    from db import Store, default_url
+    from db import Store, default_url, mask_url
     from nas._recorder import Recorder
     from nas._searcher import BudgetedSearcher
     from nas._trainable import TrialContext, trainable
@@ -165,24 +178,16 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t_start = time.perf_counter()
-    if cfg.budget < 1:
-        raise ConfigError(f"--budget must be >= 1; got {cfg.budget}")
-    if cfg.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1; got {cfg.epochs}")
-    if cfg.repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1; got {cfg.repeats}")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {cfg.batch_size}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ConfigError(f"--lr must be a finite number > 0; got {cfg.lr}")
+    check_settings(cfg)
     _make_sampler(cfg.sampler, cfg.seed)  # validates the name before anything starts
     zero_cost = parse_zero_cost(cfg.zero_cost)
     prescreen = parse_prescreen(cfg.prescreen)
     space = load_space(cfg.space)
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
-    study_name = cfg.study or space.name
-    store = Store(url, decode_arch=from_dict)
+    study_name = check_study_name(cfg.study or space.name)
+    store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
+    masked = mask_url(url)
     objectives = _study_objectives(store, study_name, cfg.objectives)
     # every trial records its --zero-cost scores, those objectives name, and the pre-screen's
     zero_cost = zero_cost_implied([*zero_cost, *prescreen[:1]] if prescreen else zero_cost,
@@ -192,7 +197,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     if cfg.batch_size > dataset.num_train:
         raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {dataset.num_train} "
                           f"training images of dataset {dataset.name!r}")
-    resolved = {**dataclasses.asdict(cfg), "db_url": store.url, "study": study_name,
+    resolved = {**dataclasses.asdict(cfg), "db_url": masked, "study": study_name,
                 "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
                 "dataset_fingerprint": dataset.fingerprint,
                 "dataset_resolution": dataset.resolution, "dataset_hash": dataset.data_hash,
@@ -207,6 +212,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
                                       objectives=objective_names(objectives),
                                       config=resolved)
+    changes = check_resume(study_name, study.config, resolved, cfg.allow_change)
+    if changes:
+        log(f"warning: --allow-change: study '{study_name}' now mixes trials measured with "
+            f"other settings ({'; '.join(changes)})")
+    ot_study = _optuna_study(url, study_name, _make_sampler(cfg.sampler, cfg.seed), objectives)
     store.interrupt_running(study.id, "interrupted: still RUNNING when a new run of this "
                                       "study started (the previous run was killed)")
     completed = store.trials(study.id, states=["COMPLETE"])
@@ -232,7 +242,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         else:
             per_trial, slots = {"cpu": 1}, cpus
         slots = min(slots, cfg.max_concurrent or slots)
-        log(f"study '{study_name}' in {store.url}: {len(completed)} completed, "
+        log(f"study '{study_name}' in {masked}: {len(completed)} completed, "
             f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
             f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
             f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
@@ -243,7 +253,6 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         remaining = cfg.budget - len(completed)
         max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
         run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        ot_study = _optuna_study(url, study_name, _make_sampler(cfg.sampler, cfg.seed), objectives)
         searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
                                     remaining, done, remaining + max_failures,
                                     dataset.num_classes, screen=screen,

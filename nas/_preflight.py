@@ -1,0 +1,117 @@
+"""What a search checks before it starts anything: its settings, and whether a resume is one.
+
+Two rules, both applied before Ray, Optuna or a training step starts (one line, exit 2):
+
+- :func:`check_settings`: every number, name and choice of a :class:`~nas.search.SearchConfig`
+  is in range (pure; no files, no database).
+- :func:`check_resume`: a run continuing an existing study must train and score trials the way
+  the study's first run did. The settings in :data:`MEANING` change what a trial's accuracy *is*
+  (more epochs, other data, another resolution); mixing them puts incomparable numbers on one
+  front, so a change is refused unless ``--allow-change``. The sampler, its seed, the budget and
+  the placement may change freely: they choose *which* trials run, not what a trial measures.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from nas.errors import ConfigError
+
+__all__ = ["MEANING", "STUDY_NAME_MAX", "SEED_MAX", "check_settings", "check_study_name",
+           "meaning_changes", "check_resume"]
+
+STUDY_NAME_MAX = 100  # characters; names appear in paths, Ray run names and table cells
+_STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+SEED_MAX = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
+
+#: Resolved-configuration keys that define what a trial measures: (key path, what to call it).
+#: ``proxy`` is the space's reduction to the trained proxy (its resolution included); the dataset
+#: is named, hashed (user data) and sized, so the same name over other files is a change too.
+MEANING: tuple[tuple[str, str], ...] = (
+    ("epochs", "--epochs"),
+    ("batch_size", "--batch-size"),
+    ("lr", "--lr"),
+    ("repeats", "--repeats"),
+    ("dataset", "--dataset"),
+    ("dataset_hash", "the --data-path contents"),
+    ("dataset_sizes", "the dataset's train/val/test sizes"),
+    ("dataset_resolution", "the dataset's resolution"),
+    ("proxy", "the space's proxy reduction (width, depth, resolution, stem)"),
+)
+
+
+def _int(value: Any, flag: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        allowed = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+        raise ConfigError(f"{flag} must be {allowed}; got {value!r}")
+
+
+def check_study_name(name: str) -> str:
+    """``name`` if it is a usable study name, else ConfigError naming what is allowed."""
+    if not isinstance(name, str) or len(name) > STUDY_NAME_MAX or not _STUDY_NAME_RE.match(name):
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else \
+            f"{name[:37]!r}... ({len(name)} characters)"
+        raise ConfigError(f"--study must be 1..{STUDY_NAME_MAX} characters of letters, digits, "
+                          f"'.', '_' or '-', starting with a letter or digit; got {shown}")
+    return name
+
+
+def check_settings(cfg: Any) -> None:
+    """Range checks of a SearchConfig's own fields; ConfigError (one line) at the first bad one."""
+    _int(cfg.budget, "--budget", 1, 1_000_000)
+    _int(cfg.epochs, "--epochs", 1, 10_000)
+    _int(cfg.repeats, "--repeats", 1, 100)
+    _int(cfg.batch_size, "--batch-size", 1)
+    _int(cfg.seed, "--seed", 0, SEED_MAX)
+    if cfg.max_concurrent is not None:
+        _int(cfg.max_concurrent, "--max-concurrent", 1)
+    if cfg.max_failures is not None:
+        _int(cfg.max_failures, "max_failures", 0)
+    if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, (int, float)) or not (
+            math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"--lr must be a finite number > 0; got {cfg.lr!r}")
+    if cfg.study is not None:
+        check_study_name(cfg.study)
+
+
+def _get(config: Mapping[str, Any], path: str) -> Any:
+    value: Any = config
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+_MISSING = object()
+
+
+def meaning_changes(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The :data:`MEANING` settings that differ, as ``"--epochs 3 -> 1"``; keys either config
+    lacks (a study recorded by an older version) are not compared."""
+    changes = []
+    for path, what in MEANING:
+        old, cur = _get(stored, path), _get(new, path)
+        if old is _MISSING or cur is _MISSING:
+            continue
+        if isinstance(old, (list, tuple)) and isinstance(cur, (list, tuple)):
+            old, cur = list(old), list(cur)
+        if old != cur:
+            changes.append(f"{what} {old!r} -> {cur!r}")
+    return changes
+
+
+def check_resume(study: str, stored: Mapping[str, Any], new: Mapping[str, Any],
+                 allow_change: bool) -> list[str]:
+    """The meaning changes of a resume; ConfigError naming them unless ``allow_change``."""
+    changes = meaning_changes(stored, new)
+    if changes and not allow_change:
+        raise ConfigError(
+            f"study '{study}' was searched with other settings that change what a trial "
+            f"measures ({'; '.join(changes)}); re-run with the study's settings, use another "
+            f"--study, or pass --allow-change to mix them")
+    return changes

@@ -1,0 +1,97 @@
+"""Resuming a study: what may change, what is refused, and bad input caught before anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from db import Store
+from nas.errors import ConfigError, StorageError
+from nas.search import SearchConfig, run_search
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_resume_with_changed_epochs_is_refused_unless_allowed(ray_session, tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
+                       study="resume")
+    assert run_search(cfg, log=lambda s: None).completed == 1
+    store = Store(url)
+    before = [(t.number, t.state) for t in store.trials("resume")]
+
+    changed = dataclasses.replace(cfg, budget=2, epochs=2)
+    with pytest.raises(ConfigError) as info:
+        run_search(changed, log=lambda s: None)
+    assert "--epochs 1 -> 2" in str(info.value) and "--allow-change" in str(info.value)
+    assert [(t.number, t.state) for t in store.trials("resume")] == before, "refusal wrote"
+    ot = optuna.load_study(study_name="resume", storage=url)
+    assert len(ot.trials) == len(before), "a refused run must not ask Optuna anything"
+
+    # the sampler and the seed may change without --allow-change
+    lines: list[str] = []
+    summary = run_search(dataclasses.replace(cfg, budget=2, seed=5, sampler="random"),
+                         log=lines.append)
+    assert summary.completed == 2 and not any("warning" in ln for ln in lines), lines
+
+    lines = []
+    summary = run_search(dataclasses.replace(changed, budget=3, allow_change=True),
+                         log=lines.append)
+    assert summary.completed == 3
+    assert any("--allow-change" in ln and "--epochs 1 -> 2" in ln for ln in lines), lines
+    assert store.get_study("resume").config["epochs"] == 1, "the study keeps its first settings"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--study", " x"], "--study must be"),
+    (["--study", "y" * 300], "(300 characters)"),
+    (["--seed", "-1"], "--seed must be"),
+    (["--max-concurrent", "0"], "--max-concurrent must be an integer >= 1; got 0"),
+    (["--max-concurrent", "-1"], "--max-concurrent must be"),
+    (["--batch-size", "0"], "--batch-size must be"),
+    (["--budget", "0"], "--budget must be"),
+    (["--epochs", "0"], "--epochs must be"),
+])
+def test_bad_input_is_one_line_exit_2_before_anything_starts(tmp_path, args, message):
+    runs = tmp_path / "runs"
+    r = _cli("--space", "tiny", "--budget", "1", "--runs-dir", str(runs), *args)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line
+    assert not runs.exists(), "nothing (database, cache, Ray) may start before the checks"
+
+
+def test_batch_larger_than_the_dataset_is_refused_before_ray(tmp_path):
+    r = _cli("--space", "tiny", "--budget", "1", "--runs-dir", str(tmp_path),
+             "--batch-size", "100000")
+    assert r.returncode == 2, r.stderr[-2000:]
+    (line,) = r.stderr.strip().splitlines()
+    assert "--batch-size 100000 exceeds the 6000 training images" in line, line
+    assert not (tmp_path / "ray").exists()
+
+
+def test_damaged_optuna_schema_is_one_line_before_ray(tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    Store(url).close()
+    optuna.create_study(storage=url, study_name="other")
+    with sqlite3.connect(tmp_path / "nas.db") as con:
+        con.execute("UPDATE alembic_version SET version_num = 'damaged'")
+    with pytest.raises(StorageError) as info:
+        run_search(SearchConfig(space="tiny", budget=1, db_url=url, runs_dir=str(tmp_path)),
+                   log=lambda s: None)
+    assert "Optuna's tables" in str(info.value) and "\n" not in str(info.value), info.value
+    r = _cli("--space", "tiny", "--budget", "1", "--runs-dir", str(tmp_path), "--db", url)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert not (tmp_path / "ray").exists()

@@ -1,0 +1,78 @@
+"""Settings checks and the resume rule, before anything starts (nas/_preflight.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from nas._preflight import (
+    SEED_MAX,
+    STUDY_NAME_MAX,
+    check_resume,
+    check_settings,
+    check_study_name,
+    meaning_changes,
+)
+from nas.errors import ConfigError
+from nas.search import SearchConfig
+
+BASE = SearchConfig(space="tiny")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("budget", 0, "--budget must be an integer in 1..1000000; got 0"),
+    ("epochs", -1, "--epochs must be an integer in 1..10000; got -1"),
+    ("repeats", 0, "--repeats must be an integer in 1..100"),
+    ("batch_size", 0, "--batch-size must be an integer >= 1; got 0"),
+    ("seed", -1, f"--seed must be an integer in 0..{SEED_MAX}; got -1"),
+    ("seed", 2**32, f"--seed must be an integer in 0..{SEED_MAX}"),
+    ("max_concurrent", 0, "--max-concurrent must be an integer >= 1; got 0"),
+    ("max_concurrent", -1, "--max-concurrent must be an integer >= 1; got -1"),
+    ("lr", float("nan"), "--lr must be a finite number > 0"),
+    ("lr", 0.0, "--lr must be a finite number > 0"),
+    ("budget", True, "--budget must be an integer"),
+    ("study", " x", "--study must be 1..100 characters"),
+    ("study", "", "--study must be 1..100 characters"),
+    ("study", "a/b", "--study must be 1..100 characters"),
+    ("study", "x" * 300, "... (300 characters)"),
+])
+def test_bad_settings_are_one_line_config_errors(field, value, message):
+    with pytest.raises(ConfigError) as info:
+        check_settings(dataclasses.replace(BASE, **{field: value}))
+    text = str(info.value)
+    assert message in text and "\n" not in text, text
+
+
+def test_good_settings_pass():
+    check_settings(BASE)
+    check_settings(dataclasses.replace(BASE, seed=SEED_MAX, max_concurrent=1, study="a.b-c_1"))
+    assert check_study_name("x" * STUDY_NAME_MAX) == "x" * STUDY_NAME_MAX
+
+
+STORED = {"epochs": 3, "batch_size": 64, "lr": 2e-3, "repeats": 1, "dataset": "clutter",
+          "dataset_hash": None, "dataset_sizes": [6000, 2000, 2000], "dataset_resolution": 32,
+          "proxy": {"resolution": 32, "width_mult": 0.25}, "seed": 0, "sampler": "nsga2",
+          "budget": 20}
+
+
+def test_sampler_seed_and_budget_may_change():
+    new = {**STORED, "seed": 7, "sampler": "tpe", "budget": 200, "max_concurrent": 1}
+    assert meaning_changes(STORED, new) == []
+    assert check_resume("s", STORED, new, allow_change=False) == []
+
+
+def test_a_changed_epoch_count_is_refused_naming_the_difference():
+    new = {**STORED, "epochs": 1, "proxy": {"resolution": 16, "width_mult": 0.25}}
+    with pytest.raises(ConfigError) as info:
+        check_resume("s", STORED, new, allow_change=False)
+    text = str(info.value)
+    assert "study 's'" in text and "--epochs 3 -> 1" in text and "--allow-change" in text, text
+    assert "'resolution': 16" in text and "\n" not in text, text
+    assert check_resume("s", STORED, new, allow_change=True) == meaning_changes(STORED, new)
+
+
+def test_keys_an_older_study_lacks_are_not_compared():
+    old = {k: v for k, v in STORED.items() if k not in ("dataset_sizes", "proxy")}
+    assert meaning_changes(old, {**STORED, "dataset_sizes": [1, 2, 3]}) == []
+    assert meaning_changes(STORED, {**STORED, "dataset_sizes": (6000, 2000, 2000)}) == []
