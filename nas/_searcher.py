@@ -94,11 +94,14 @@ class BudgetedSearcher(Searcher):
         trial = self.study.ask()
         arch = self.space.sample(trial)
         h = arch_hash(arch)
+        for name, value in zip(self.space.constraints.names, self.space.constraint_values(arch)):
+            trial.set_constraint(name, value)  # what Optuna's constrained samplers learn from
         violations = self.space.violations(arch)
         if violations:
             self.infeasible += 1
             trial.set_user_attr("infeasible", violations)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            # PRUNED, not FAIL: the samplers learn constraints from COMPLETE and PRUNED trials
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self._skip(trial, arch, h, "INFEASIBLE", "; ".join(violations), {})
             return None
         running = [tid for tid, (lh, _) in self.live.items() if lh == h]

@@ -79,7 +79,10 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                         "the accuracy, their spread goes into its standard error")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile each proxy model before training (worth it on GPUs)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler")
+    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2",
+                   help="Optuna sampler, seeded by --seed: nsga2 / nsga3 (genetic, "
+                        "multi-objective), tpe, gp (Gaussian process), qmc (Sobol over numeric "
+                        "parameters), random; the space's constraints reach all that learn")
     p.add_argument("--dataset", default=SearchConfig.dataset,
                    help="proxy dataset: clutter (embedded default: digits among clutter), "
                         "digits (plain scikit-learn digits), or your own data: cifar10, "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas._preflight import check_resume, check_settings, check_study_name
+from nas._samplers import SAMPLERS, make_sampler
 from nas.errors import ConfigError, StorageError
 from nas.results import (
     DEFAULT_OBJECTIVES,
@@ -34,7 +35,6 @@ from nas.results import (
 
 __all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS"]
 
-SAMPLERS = ("nsga2", "tpe", "random")
 
 
 @dataclass(frozen=True)
@@ -80,15 +80,7 @@ class SearchSummary:
 
 
 def _make_sampler(name: str, seed: int):
-    import optuna
-
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}; got {name!r}")
+    return make_sampler(name, seed)
 
 
 def parse_prescreen(spec: str | None) -> tuple[str, int] | None:

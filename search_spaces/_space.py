@@ -430,6 +430,10 @@ class Space:
         """Constraint violations (empty when feasible), checked with the analytic cost model."""
         return self.constraints.violations(arch)
 
+    def constraint_values(self, arch: ArchSpec) -> tuple[float, ...]:
+        """One number per active constraint, <= 0 when it holds (Optuna's convention)."""
+        return self.constraints.values(arch)
+
     @property
     def max_macs(self) -> float | None:
         return self.constraints.max_macs

@@ -183,10 +183,12 @@ def test_our_table_and_optunas_count_the_same_proposals(searched):
     dup_done = sum(t.state == "DUPLICATE" and t.metrics["duplicate_of"] is not None for t in ours)
     dup_live = sum(t.state == "DUPLICATE" and t.metrics["duplicate_of"] is None for t in ours)
     told = {s: sum(t.state == getattr(optuna.trial.TrialState, s) for t in ot)
-            for s in ("COMPLETE", "FAIL")}
-    # a repeat of a completed trial is told its known values; skipped ones otherwise fail
+            for s in ("COMPLETE", "FAIL", "PRUNED")}
+    # a repeat of a completed trial is told its known values; an infeasible one is PRUNED with
+    # its constraint values (what the samplers learn from); other skipped ones fail
     assert told["COMPLETE"] == n["COMPLETE"] + dup_done, (told, n, dup_done)
-    assert told["FAIL"] == n["FAIL"] + n["INFEASIBLE"] + dup_live, (told, n, dup_live)
+    assert told["FAIL"] == n["FAIL"] + dup_live, (told, n, dup_live)
+    assert told["PRUNED"] == n["INFEASIBLE"], (told, n)
     assert n["INFEASIBLE"] == sum("infeasible" in t.user_attrs for t in ot)
 
 

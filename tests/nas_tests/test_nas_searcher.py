@@ -49,8 +49,8 @@ def test_skipped_proposals_are_recorded_and_counts_agree(setup):
             first = store.find_completed(study.id, t.arch_hash)
             assert t.metrics["duplicate_of"] == first.number, (t.metrics, first.number)
             assert t.error == f"duplicate of completed trial {first.number}"
-    failed = [t for t in ot.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(failed) == searcher.infeasible, "infeasible proposals are told to Optuna as FAIL"
+    pruned = [t for t in ot.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) == searcher.infeasible, "infeasible proposals are told to Optuna as PRUNED"
     told = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(told) == 12 + searcher.duplicates, "duplicates of done trials learn the result"
 
