@@ -12,6 +12,7 @@ Typical use::
 
 from __future__ import annotations
 
+from db._engine import normalize_url
 from db.analysis import pareto_front
 from db.errors import StorageError
 from db.records import TERMINAL_STATES, TRIAL_STATES, StudyRecord, TrialRecord
@@ -25,5 +26,6 @@ __all__ = [
     "StudyRecord",
     "TrialRecord",
     "default_url",
+    "normalize_url",
     "pareto_front",
 ]
