@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from db.errors import StorageError
 
 #: Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``).
 WRITE_OPTION = "nas_write"
@@ -101,3 +103,19 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def open_engine(url: str, *, echo: bool = False) -> Engine:
+    """:func:`make_engine`, with a bad URL or a missing driver as a one-line StorageError."""
+    try:
+        return make_engine(url, echo=echo)
+    except ImportError as e:
+        raise StorageError(
+            f"cannot open database {mask_url(url)}: its driver is not installed ({e}); "
+            f"install it (PostgreSQL: pip install 'psycopg[binary]') or use a sqlite:/// URL"
+        ) from e
+    except SQLAlchemyError as e:
+        raise StorageError(
+            f"cannot open database {mask_url(url)}: {describe(e)}; expected a URL such as "
+            f"sqlite:////abs/path/nas.db or postgresql://user:password@host/dbname"
+        ) from e
