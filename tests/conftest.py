@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,13 +161,11 @@ def postgres_url() -> Iterator[str]:
         _no_postgres("no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin "
                      "(apt-get install postgresql)")
     server = _PostgresServer(bindir)
-    t0 = time.perf_counter()
     try:
         url = server.start()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         server.stop()
         _no_postgres(f"the test server did not start: {' '.join(str(e).split())}")
-    os.environ["NAS_TEST_POSTGRES_STARTUP_S"] = f"{time.perf_counter() - t0:.2f}"
     try:
         yield url
     finally:
