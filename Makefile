@@ -1,13 +1,13 @@
 # One-command set-up, search and tests (see README.md).
 #   make setup   installs missing system packages (apt, when root), creates .venv, installs the project
 #   make search  set-up + a 20-trial search of hybrid_conv_attn on the embedded digits data
-#   make test    set-up + the test suite
+#   make test    set-up + the test suite (db tests on SQLite and a throw-away PostgreSQL server)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config
+SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config postgresql
 BUDGET ?= 20
 SPACE ?= hybrid_conv_attn
 
@@ -43,7 +43,7 @@ search: setup
 	$(PY) run_search.py --space $(SPACE) --budget $(BUDGET)
 
 test: setup
-	$(PY) -m pytest -q
+	NAS_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check nas nas_errors search_spaces proxies db tests run_search.py benchmarks

@@ -8,24 +8,44 @@ Typical use::
     trial = store.start_trial(study.id, key=ray_trial_id, arch_hash=ah, arch=arch, params=p)
     store.finish_trial(trial.id, state="COMPLETE", accuracy=0.71, macs=1.2e9, metrics={...})
     front = pareto_front(store.trials("s1"))
+
+The schema is versioned (Alembic, :data:`HEAD_REVISION`): ``Store`` creates it in an empty
+database and refuses an older one with :class:`SchemaError` naming the upgrade command
+(``python -m nas db upgrade``, i.e. :func:`upgrade`).
 """
 
 from __future__ import annotations
 
-from db._engine import mask_url
+from db._engine import mask_url, normalize_url
+from db._schema import HEAD_REVISION, schema_revision, upgrade
 from db.analysis import pareto_front
-from db.errors import StorageError
-from db.records import TERMINAL_STATES, TRIAL_STATES, StudyRecord, TrialRecord
+from db.errors import SchemaError, StorageError, StudyBusyError
+from db.records import (
+    RUN_OUTCOMES,
+    TERMINAL_STATES,
+    TRIAL_STATES,
+    RunRecord,
+    StudyRecord,
+    TrialRecord,
+)
 from db.store import Store, default_url
 
 __all__ = [
+    "HEAD_REVISION",
+    "RUN_OUTCOMES",
     "TERMINAL_STATES",
     "TRIAL_STATES",
+    "RunRecord",
+    "SchemaError",
     "StorageError",
     "Store",
+    "StudyBusyError",
     "StudyRecord",
     "TrialRecord",
     "default_url",
     "mask_url",
+    "normalize_url",
     "pareto_front",
+    "schema_revision",
+    "upgrade",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from db.errors import StorageError
 
 #: Execution option marking a connection that will write (SQLite: ``BEGIN IMMEDIATE``).
 WRITE_OPTION = "nas_write"
@@ -23,6 +26,31 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return _PASSWORD_RE.sub(r"\1***@", str(url))
+
+
+def normalize_url(url: str) -> str:
+    """``url`` with a driver-less PostgreSQL scheme pointed at psycopg (3), the installed driver.
+
+    SQLAlchemy maps ``postgresql://`` to psycopg2, which this project does not depend on; so
+    ``postgresql://u:pw@h/db`` (and the ``postgres://`` spelling some hosts hand out) becomes
+    ``postgresql+psycopg://u:pw@h/db``.  Everything else, including an explicit driver such as
+    ``postgresql+psycopg2://``, is returned unchanged.  Optuna's ``RDBStorage`` must be given
+    the same normalised URL as :class:`db.Store`.
+
+    Example::
+
+        >>> normalize_url("postgresql://nas:secret@127.0.0.1/nas")
+        'postgresql+psycopg://nas:secret@127.0.0.1/nas'
+    """
+    if not isinstance(url, str):
+        return url
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            if importlib.util.find_spec("psycopg") is None and \
+                    importlib.util.find_spec("psycopg2") is not None:
+                return "postgresql://" + url[len(scheme):]  # only psycopg2 here: let it be used
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
 
 
 def describe(exc: BaseException) -> str:
@@ -67,6 +95,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     Raises ``ArgumentError`` (bad URL), ``NoSuchModuleError`` (unknown dialect) or
     ``ImportError`` (driver not installed) unchanged; the caller turns them into StorageError.
     """
+    url = normalize_url(url)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     # pre-ping: a long search must survive a server-side disconnect of an idle pooled connection
     engine = create_engine(url, echo=echo, pool_pre_ping=not is_sqlite)
@@ -74,3 +103,19 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def open_engine(url: str, *, echo: bool = False) -> Engine:
+    """:func:`make_engine`, with a bad URL or a missing driver as a one-line StorageError."""
+    try:
+        return make_engine(url, echo=echo)
+    except ImportError as e:
+        raise StorageError(
+            f"cannot open database {mask_url(url)}: its driver is not installed ({e}); "
+            f"install it (PostgreSQL: pip install 'psycopg[binary]') or use a sqlite:/// URL"
+        ) from e
+    except SQLAlchemyError as e:
+        raise StorageError(
+            f"cannot open database {mask_url(url)}: {describe(e)}; expected a URL such as "
+            f"sqlite:////abs/path/nas.db or postgresql://user:password@host/dbname"
+        ) from e

@@ -1,7 +1,9 @@
 """SQLAlchemy ORM tables (private: the public API returns records, not rows).
 
 All tables are prefixed ``nas_`` so that Optuna's RDB storage (tables ``studies``, ``trials``,
-``version_info``, ...) can live in the same database.
+``version_info``, ``alembic_version``, ...) can live in the same database.  The schema is made
+and changed only by the migrations in ``db/migrations`` (version table ``nas_alembic_version``);
+a test checks that ``upgrade head`` produces exactly these tables.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from db.records import TRIAL_STATES
+from db.records import RUN_OUTCOMES, TRIAL_STATES
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -40,6 +43,7 @@ NAMING_CONVENTION: dict[str, str] = {
 NAME_LEN = 255
 HASH_LEN = 128
 STATE_LEN = 16
+URL_LEN = 2048
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -68,14 +72,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-#: Nullable columns added after the first release: (table, column name, SQL type). A database
-#: created before them gets them by ALTER TABLE ... ADD COLUMN when it is opened.
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("nas_trials", "accuracy_se", "FLOAT"),
-    ("nas_trials", "test_accuracy", "FLOAT"),
-)
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -93,6 +89,35 @@ class StudyModel(Base):
 
 
 _STATE_SQL = ", ".join(f"'{s}'" for s in TRIAL_STATES)
+_OUTCOME_SQL = ", ".join(f"'{s}'" for s in RUN_OUTCOMES)
+#: The partial unique index that makes the running run of a study its lease.
+RUNNING_INDEX = "ix_nas_runs_study_id_running"
+_RUNNING = text("outcome = 'running'")
+
+
+class RunModel(Base):
+    __tablename__ = "nas_runs"
+    __table_args__ = (
+        Index(RUNNING_INDEX, "study_id", unique=True, sqlite_where=_RUNNING,
+              postgresql_where=_RUNNING),
+        CheckConstraint(f"outcome IN ({_OUTCOME_SQL})", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("nas_studies.id", ondelete="CASCADE"),
+                                          index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(STATE_LEN))
+    message: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    db_url: Mapped[str] = mapped_column(String(URL_LEN))
+    versions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    argv: Mapped[list[str]] = mapped_column(JSON)
+    host: Mapped[str] = mapped_column(String(NAME_LEN))
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_started: Mapped[float | None] = mapped_column(Float)
 
 
 class TrialModel(Base):
@@ -124,3 +149,5 @@ class TrialModel(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_s: Mapped[float | None] = mapped_column(Float)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("nas_runs.id", ondelete="SET NULL"),
+                                               index=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from nas_errors import NasError
 
-__all__ = ["StorageError"]
+__all__ = ["SchemaError", "StorageError", "StudyBusyError"]
 
 
 class StorageError(NasError):
@@ -13,3 +15,19 @@ class StorageError(NasError):
     The message is always one line: what went wrong, on which database (password masked), and
     what to do about it where that is known.  Driver exceptions are chained as ``__cause__``.
     """
+
+
+class SchemaError(StorageError):
+    """The database's schema revision is not the one this version of the package needs.
+
+    Behind: the message names the upgrade command (``python -m nas db upgrade --db URL``);
+    ahead or unknown: it was written by a newer metaformer-nas, upgrade the package.
+    """
+
+
+class StudyBusyError(StorageError):
+    """Another live run holds the study's lease; ``holder`` is its :class:`db.RunRecord`."""
+
+    def __init__(self, message: str, holder: Any = None) -> None:
+        super().__init__(message)
+        self.holder = holder

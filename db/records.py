@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["TERMINAL_STATES", "TRIAL_STATES", "StudyRecord", "TrialRecord"]
+__all__ = ["RUN_OUTCOMES", "TERMINAL_STATES", "TRIAL_STATES", "RunRecord", "StudyRecord",
+           "TrialRecord"]
 
 #: Every value the ``state`` column may hold (enforced by a CHECK constraint).
 TRIAL_STATES: tuple[str, ...] = ("RUNNING", "COMPLETE", "FAIL", "DUPLICATE", "INFEASIBLE",
@@ -15,6 +16,11 @@ TRIAL_STATES: tuple[str, ...] = ("RUNNING", "COMPLETE", "FAIL", "DUPLICATE", "IN
 # PRUNED: stopped early on its per-epoch results by a multi-fidelity scheduler; never in a front.
 #: The states a trial may be finished with (:meth:`db.Store.finish_trial`).
 TERMINAL_STATES: tuple[str, ...] = tuple(s for s in TRIAL_STATES if s != "RUNNING")
+
+#: Every value a run's ``outcome`` may hold (enforced by a CHECK constraint).  'running' is the
+#: study's lease (at most one per study); 'abandoned' is set by the run that took it over.
+RUN_OUTCOMES: tuple[str, ...] = ("running", "completed", "interrupted", "failed", "error",
+                                 "abandoned")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +59,24 @@ class TrialRecord:
     finished_at: datetime | None  # timezone-aware UTC, None while RUNNING
     duration_s: float | None
     spec: Any = None  # `arch` parsed once by the Store's `decode_arch` (e.g. an ArchSpec)
+    run_id: int | None = None  # the run (RunRecord.id) that started it; None before schema 0003
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One invocation of a search on a study; the 'running' one holds the study's lease."""
+
+    id: int
+    study_id: int
+    outcome: str  # one of RUN_OUTCOMES
+    started_at: datetime  # timezone-aware UTC
+    heartbeat_at: datetime  # last sign of life, timezone-aware UTC
+    ended_at: datetime | None  # None while running
+    message: str | None  # why it ended (error, who took it over, ...)
+    config: dict[str, Any]  # the resolved run configuration (passwords masked)
+    db_url: str  # the database URL it was given, password masked
+    versions: dict[str, Any]  # library versions (python, torch, optuna, ...)
+    argv: tuple[str, ...]  # command line, passwords masked
+    host: str
+    pid: int
+    pid_started: float | None  # process creation time (epoch s), tells a reused pid apart

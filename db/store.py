@@ -13,22 +13,45 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, inspect, select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db._engine import WRITE_OPTION, describe, make_engine, mask_url
+from db._engine import WRITE_OPTION, mask_url, open_engine
 from db._jsonable import to_json_object
-from db._models import ADDED_COLUMNS, HASH_LEN, NAME_LEN, Base, StudyModel, TrialModel
+from db._models import HASH_LEN, NAME_LEN, RunModel, StudyModel, TrialModel
+from db._retry import retrying as _retrying
+from db._runs import (
+    abandoned_message,
+    busy_message,
+    check_argv,
+    check_pid,
+    check_seconds,
+    mask_secrets,
+    run_record,
+)
+from db._schema import check_revision, current_revision, upgrade_connection
 from db._session import transaction
-from db.errors import StorageError
-from db.records import TERMINAL_STATES, TRIAL_STATES, StudyRecord, TrialRecord
+from db.errors import StorageError, StudyBusyError
+from db.records import (
+    RUN_OUTCOMES,
+    TERMINAL_STATES,
+    TRIAL_STATES,
+    RunRecord,
+    StudyRecord,
+    TrialRecord,
+)
 
 __all__ = ["Store", "default_url"]
 
 _T = TypeVar("_T")
 _OBJECTIVE_RE = re.compile(r"^[^:\s]+:(max|min)$")
 _MAX_NAMES_IN_MESSAGE = 20
+_LEASE_TRIES = 3
+
+
+class _LostRace(Exception):
+    """The lease changed between reading and writing it; the transaction is tried again."""
 
 
 def default_url(runs_dir: str | os.PathLike[str] = "runs") -> str:
@@ -46,6 +69,12 @@ def _utcnow() -> datetime:
 
 
 # --------------------------------------------------------------------------- argument checks
+
+
+def _check_id(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    return value
 
 
 def _check_text(value: object, what: str, max_len: int) -> str:
@@ -159,6 +188,7 @@ def _trial_record(row: TrialModel, decode_arch: Callable[[dict[str, Any]], Any] 
         finished_at=row.finished_at,
         duration_s=row.duration_s,
         spec=None if decode_arch is None else decode_arch(arch),
+        run_id=row.run_id,
     )
 
 
@@ -184,52 +214,34 @@ class Store:
         self._decode = decode_arch  # e.g. nas.models.from_dict: records then hold `spec`
         self._masked = mask_url(url)
         self._closed = False
-        try:
-            self._engine = make_engine(url, echo=echo)
-        except ImportError as e:
-            raise StorageError(
-                f"cannot open database {self._masked}: its driver is not installed ({e}); "
-                f"install it (PostgreSQL: pip install 'psycopg[binary]') or use a sqlite:/// URL"
-            ) from e
-        except SQLAlchemyError as e:
-            raise StorageError(
-                f"cannot open database {self._masked}: {describe(e)}; expected a URL such as "
-                f"sqlite:////abs/path/nas.db or postgresql://user:password@host/dbname"
-            ) from e
+        self._engine = open_engine(url, echo=echo)
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         self._writer = sessionmaker(
             self._engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
         )
         try:
-            self._create_tables()
+            self._open_schema()
         except StorageError as e:
             self._engine.dispose()
-            hint = ""
             if self._engine.dialect.name == "sqlite" and (
                 "unable to open" in str(e) or "readonly" in str(e)
             ):
                 hint = " (for SQLite the directory must exist and be writable)"
-            raise StorageError(f"{e}{hint}") from e.__cause__
+                raise StorageError(f"{e}{hint}") from e.__cause__
+            raise
         except BaseException:
             self._engine.dispose()
             raise
 
-    def _create_tables(self) -> None:
-        tables = Base.metadata.sorted_tables
+    @_retrying
+    def _open_schema(self) -> None:
+        """Create the tables in an empty database; SchemaError if its schema is not the head."""
         with self._tx("opening the database", write=False) as session:
-            insp = inspect(session.connection())
-            missing = [t.name for t in tables if not insp.has_table(t.name)]
-            present = {t: {c["name"] for c in insp.get_columns(t)}
-                       for t in {t for t, _, _ in ADDED_COLUMNS} if t not in missing}
-        if missing:
+            rev, _ = current_revision(session.connection())
+        check_revision(rev, self._masked)
+        if rev is None:
             with self._tx("creating tables", write=True) as session:
-                Base.metadata.create_all(session.connection(), checkfirst=True)
-        added = [(t, c, sql) for t, c, sql in ADDED_COLUMNS
-                 if t in present and c not in present[t]]
-        if added:
-            with self._tx("adding columns", write=True) as session:
-                for table, column, sql_type in added:
-                    session.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+                upgrade_connection(session.connection(), self._masked)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -305,6 +317,7 @@ class Store:
 
     # ----------------------------------------------------------------- studies
 
+    @_retrying
     def get_or_create_study(
         self,
         name: str,
@@ -357,11 +370,13 @@ class Store:
 
         return self._retry_on_conflict(attempt)
 
+    @_retrying
     def get_study(self, name: str) -> StudyRecord:
         """The study called ``name``; StorageError (listing the existing names) if unknown."""
         with self._tx("get_study", write=False) as session:
             return _study_record(self._resolve_study(session, name))
 
+    @_retrying
     def list_studies(self) -> list[StudyRecord]:
         """All studies, oldest first."""
         with self._tx("list_studies", write=False) as session:
@@ -370,6 +385,7 @@ class Store:
 
     # ----------------------------------------------------------------- trials
 
+    @_retrying
     def start_trial(
         self,
         study_id: int,
@@ -378,15 +394,19 @@ class Store:
         arch_hash: str,
         arch: Mapping[str, Any],
         params: Mapping[str, Any],
+        run_id: int | None = None,
     ) -> TrialRecord:
         """Record a RUNNING trial numbered next in its study; idempotent on ``(study_id, key)``.
 
         If the key already exists (a resumed search re-submitting a trial), the stored trial is
         returned unchanged, whatever its state; a different ``arch_hash`` for the same key is a
-        StorageError (a key must identify one architecture).
+        StorageError (a key must identify one architecture).  ``run_id`` (RunRecord.id) names
+        the run that started it.
         """
         if isinstance(study_id, bool) or not isinstance(study_id, int):
             raise TypeError(f"study_id must be an int (StudyRecord.id), got {study_id!r}")
+        if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int)):
+            raise TypeError(f"run_id must be an int (RunRecord.id) or None, got {run_id!r}")
         _check_text(key, "trial key", NAME_LEN)
         _check_text(arch_hash, "arch_hash", HASH_LEN)
         arch_json = to_json_object(arch, "arch")
@@ -426,6 +446,7 @@ class Store:
                     state="RUNNING",
                     metrics={},
                     started_at=_utcnow(),
+                    run_id=run_id,
                 )
                 session.add(row)
                 session.flush()
@@ -433,6 +454,7 @@ class Store:
 
         return self._retry_on_conflict(attempt)
 
+    @_retrying
     def finish_trial(
         self,
         trial_id: int,
@@ -491,6 +513,7 @@ class Store:
             session.flush()
             return _trial_record(row, self._decode)
 
+    @_retrying
     def interrupt_running(self, study_id: int, reason: str) -> list[TrialRecord]:
         """Finish every RUNNING trial of the study as INTERRUPTED with ``reason``; returns them.
 
@@ -511,6 +534,7 @@ class Store:
             session.flush()
             return [_trial_record(r, self._decode) for r in rows]
 
+    @_retrying
     def trials(
         self, study: str | int, *, states: Iterable[str] | None = None
     ) -> list[TrialRecord]:
@@ -524,6 +548,7 @@ class Store:
             rows = session.scalars(query.order_by(TrialModel.number))
             return [_trial_record(r, self._decode) for r in rows]
 
+    @_retrying
     def count(self, study: str | int, state: str | None = "COMPLETE") -> int:
         """Number of trials of a study in ``state`` (all trials if ``state`` is None)."""
         if state is not None:
@@ -539,6 +564,7 @@ class Store:
                 query = query.where(TrialModel.state == state)
             return int(session.scalar(query) or 0)
 
+    @_retrying
     def find_completed(self, study_id: int, arch_hash: str) -> TrialRecord | None:
         """The earliest COMPLETE trial of the study with this ``arch_hash``, else None."""
         with self._tx("find_completed", write=False) as session:
@@ -553,3 +579,155 @@ class Store:
                 .limit(1)
             ).first()
             return None if row is None else _trial_record(row, self._decode)
+
+    # ----------------------------------------------------------------- runs and the lease
+
+    def begin_run(
+        self,
+        study_id: int,
+        *,
+        config: Mapping[str, Any],
+        argv: Sequence[str],
+        versions: Mapping[str, Any],
+        host: str,
+        pid: int,
+        pid_started: float | None = None,
+        stale_after_s: float = 60.0,
+        holder_is_dead: Callable[[RunRecord], bool] | None = None,
+    ) -> RunRecord:
+        """Record a new run of the study and make it the study's only running run (its lease).
+
+        If another run of the study is running, its heartbeat is younger than
+        ``stale_after_s`` and ``holder_is_dead(holder)`` is not True, raises
+        :class:`StudyBusyError` (``.holder`` is that run).  Otherwise that run is marked
+        'abandoned' (with the reason) and this one takes over, atomically: a concurrent
+        ``begin_run`` gets StudyBusyError, never a duplicate lease.  Passwords in ``argv``,
+        string values of ``config`` and the stored ``db_url`` are masked.
+
+        Args:
+            study_id: ``StudyRecord.id``.
+            config: the resolved run configuration (JSON-able).
+            argv: the command line (``sys.argv``).
+            versions: library versions, e.g. ``{"python": "3.11.9", "torch": "2.4.1"}``.
+            host, pid, pid_started: who runs it; ``pid_started`` is the process creation time
+                (epoch s), so ``holder_is_dead`` can tell a reused pid apart.
+            stale_after_s: a running run without a heartbeat for this long is taken over.
+            holder_is_dead: called with a live-looking holder (same host, say: is its process
+                gone?); True lets this run take over at once.
+
+        Returns:
+            The new run, outcome 'running'.
+
+        Example::
+
+            run = store.begin_run(study.id, config=cfg, argv=sys.argv, versions=v,
+                                  host=socket.gethostname(), pid=os.getpid())
+            ...  # store.heartbeat(run.id) every few seconds; stop if it returns False
+            store.end_run(run.id, "completed")
+        """
+        _check_id(study_id, "study_id (StudyRecord.id)")
+        config_json = mask_secrets(to_json_object(config, "config"))
+        versions_json = to_json_object(versions, "versions")
+        argv_list = check_argv(argv)
+        _check_text(host, "host", NAME_LEN)
+        pid, pid_started = check_pid(pid, pid_started)
+        stale_after_s = check_seconds(stale_after_s, "stale_after_s")
+        if holder_is_dead is not None and not callable(holder_is_dead):
+            raise TypeError(f"holder_is_dead must be callable or None, got {holder_is_dead!r}")
+
+        def attempt() -> RunRecord:
+            with self._tx("begin_run", write=True) as session:
+                # PostgreSQL: begin_run calls of one study queue on the study row
+                study = self._resolve_study(session, study_id, for_update=True)
+                now = _utcnow()
+                holder = session.scalars(select(RunModel).where(
+                    RunModel.study_id == study_id, RunModel.outcome == "running")).one_or_none()
+                taken: tuple[int, str] | None = None
+                if holder is not None:
+                    held = run_record(holder)
+                    age = (now - held.heartbeat_at).total_seconds()
+                    stale = age >= stale_after_s
+                    if not stale and not (holder_is_dead is not None
+                                          and holder_is_dead(held) is True):
+                        raise StudyBusyError(busy_message(study.name, held, max(age, 0.0),
+                                                          stale_after_s), holder=held)
+                    why = abandoned_message(held, age, stale)
+                    swapped = session.execute(
+                        update(RunModel)
+                        .where(RunModel.id == held.id, RunModel.outcome == "running",
+                               RunModel.heartbeat_at == held.heartbeat_at)
+                        .values(outcome="abandoned", ended_at=now, message=why)
+                        .execution_options(synchronize_session=False))
+                    if swapped.rowcount != 1:
+                        raise _LostRace()  # it sent a heartbeat or ended meanwhile: look again
+                    taken = (held.id, why)
+                row = RunModel(study_id=study_id, started_at=now, heartbeat_at=now,
+                               outcome="running", config=config_json,
+                               db_url=self._masked, versions=versions_json, argv=argv_list,
+                               host=host, pid=pid, pid_started=pid_started)
+                session.add(row)
+                session.flush()
+                if taken is not None:
+                    session.execute(
+                        update(RunModel).where(RunModel.id == taken[0])
+                        .values(message=f"{taken[1]} (run {row.id})")
+                        .execution_options(synchronize_session=False))
+                return run_record(row)
+
+        for _ in range(_LEASE_TRIES):
+            try:
+                return attempt()
+            except _LostRace:
+                continue
+            except StorageError as e:
+                if not isinstance(e.__cause__, IntegrityError):
+                    raise  # a lost race on the partial unique index: look again
+        raise StudyBusyError(f"study id {study_id}: another run took the lease while this one "
+                             f"tried to; try again, or use another --study")
+
+    @_retrying
+    def heartbeat(self, run_id: int) -> bool:
+        """Mark the run alive now; False if it is no longer running (taken over or ended)."""
+        _check_id(run_id, "run_id (RunRecord.id)")
+        with self._tx("heartbeat", write=True) as session:
+            done = session.execute(
+                update(RunModel).where(RunModel.id == run_id, RunModel.outcome == "running")
+                .values(heartbeat_at=_utcnow()).execution_options(synchronize_session=False))
+            if done.rowcount == 1:
+                return True
+            if session.get(RunModel, run_id) is None:
+                raise StorageError(f"no run with id {run_id} in {self._masked}")
+            return False
+
+    @_retrying
+    def end_run(self, run_id: int, outcome: str, message: str | None = None) -> RunRecord:
+        """End a running run with ``outcome`` (releasing the study's lease); returns it.
+
+        A run that is no longer running (e.g. 'abandoned' by a run that took over) keeps its
+        outcome and message and is returned unchanged.
+        """
+        _check_id(run_id, "run_id (RunRecord.id)")
+        ends = tuple(o for o in RUN_OUTCOMES if o != "running")
+        if outcome not in ends:
+            raise ValueError(f"end_run outcome must be one of {', '.join(ends)}; "
+                             f"got {outcome!r}")
+        if message is not None and not isinstance(message, str):
+            raise TypeError(f"message must be a string or None, got {type(message).__name__}")
+        with self._tx("end_run", write=True) as session:
+            row = session.get(RunModel, run_id, with_for_update=True)
+            if row is None:
+                raise StorageError(f"no run with id {run_id} in {self._masked}")
+            if row.outcome == "running":
+                row.outcome, row.ended_at = outcome, _utcnow()
+                row.message = None if message is None else mask_secrets(message)
+                session.flush()
+            return run_record(row)
+
+    @_retrying
+    def runs(self, study: str | int) -> list[RunRecord]:
+        """Runs of a study (name or id), oldest first."""
+        with self._tx("runs", write=False) as session:
+            study_row = self._resolve_study(session, study)
+            rows = session.scalars(
+                select(RunModel).where(RunModel.study_id == study_row.id).order_by(RunModel.id))
+            return [run_record(r) for r in rows]

@@ -270,16 +270,63 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- db
+
+
+def _add_db(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("db", help="the results database's schema revision, and upgrades",
+                       description="Show the schema revision of the results database, or "
+                                   "upgrade it to this version's (Optuna's tables are never "
+                                   "touched; back the database up first).")
+    cmds = p.add_subparsers(dest="cmd", required=True)
+    for name, text in (("upgrade", "apply the pending migrations (one transaction)"),
+                       ("current", "show the database's schema revision")):
+        cmd = cmds.add_parser(name, help=text)
+        cmd.add_argument("--db", default=None,
+                         help="SQLAlchemy URL, e.g. postgresql://user:password@host/nas "
+                              "(default: sqlite:///<runs-dir>/nas.db)")
+        cmd.add_argument("--runs-dir", default="runs", help="where the default database lives")
+    p.set_defaults(run=_db)
+    return p
+
+
+def _db(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from db import HEAD_REVISION, default_url, mask_url, schema_revision, upgrade
+
+    url = args.db or default_url(args.runs_dir)
+    shown = mask_url(url)
+    if args.cmd == "upgrade":
+        old, new = upgrade(url)
+        print(f"{shown} is already at {new}" if old == new else
+              f"upgraded {shown} from {old or 'nothing'} to {new}")
+        return 0
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        print(f"{shown}: no database yet (the first search creates it)")
+        return 0
+    rev = schema_revision(url)
+    if rev == HEAD_REVISION:
+        state = "current"
+    elif rev is None:
+        state = "no tables yet; the first search creates them"
+    else:
+        state = f"this version needs {HEAD_REVISION}; run: python -m nas db upgrade --db {shown}"
+    print(f"{shown}: schema revision {rev or 'none'} ({state})")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry points
 
 
 def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nas",
                                 description="Neural-architecture search for MetaFormer backbones.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{search,spaces,data}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{search,spaces,data,db}")
     _add_search(sub, prog=search_prog)
     _add_spaces(sub)
     _add_data(sub)
+    _add_db(sub)
     return p
 
 

@@ -1,8 +1,11 @@
-"""Fixtures for the db tests: SQLite files under tmp_path, PostgreSQL if NAS_TEST_POSTGRES_URL."""
+"""Fixtures for the db tests: SQLite files under tmp_path, and the session's PostgreSQL server.
+
+``backend_url`` shares one PostgreSQL database between tests (they name their studies with
+``name_prefix``); ``fresh_backend_url`` is an empty database of the test's own on either backend.
+"""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +16,6 @@ from sqlalchemy import create_engine, delete
 from db import Store, StudyRecord
 from db._models import StudyModel
 
-POSTGRES_ENV = "NAS_TEST_POSTGRES_URL"
 OBJECTIVES = ("accuracy:max", "macs:min")
 
 
@@ -26,10 +28,15 @@ def sqlite_url(tmp_path: Path) -> str:
 def backend_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     if request.param == "sqlite":
         return sqlite_url
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"PostgreSQL backend not tested: set {POSTGRES_ENV}=postgresql://... to run")
-    return url
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_backend_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """An empty database on each backend (a new SQLite file; a new PostgreSQL database)."""
+    if request.param == "sqlite":
+        return sqlite_url
+    return request.getfixturevalue("pg_database_url")
 
 
 @pytest.fixture

@@ -328,24 +328,3 @@ def test_driver_errors_become_one_line_storage_errors(sqlite_url: str) -> None:
     assert "no such table: nas_trials" in msg and "\n" not in msg, f"got {msg!r}"
     assert isinstance(info.value.__cause__, SQLAlchemyError)
     store.close()
-
-
-def test_database_from_before_the_uncertainty_columns_is_upgraded(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    with Store(url) as store:
-        study = study_in(store)
-        old = store.start_trial(study.id, key="k0", arch_hash="h0", arch={}, params={})
-        store.finish_trial(old.id, state="COMPLETE", accuracy=0.5, macs=10)
-    con = sqlite3.connect(db_path(url))  # make it look like a database of the first release
-    con.execute("ALTER TABLE nas_trials DROP COLUMN accuracy_se")
-    con.execute("ALTER TABLE nas_trials DROP COLUMN test_accuracy")
-    con.commit()
-    con.close()
-    with Store(url) as store:  # opening adds the missing columns; nothing recorded is lost
-        (kept,) = store.trials("s")
-        assert (kept.accuracy, kept.macs, kept.accuracy_se, kept.test_accuracy) == (0.5, 10,
-                                                                                    None, None)
-        new = store.start_trial(study.id, key="k1", arch_hash="h1", arch={}, params={})
-        done = store.finish_trial(new.id, state="COMPLETE", accuracy=0.7, accuracy_se=0.01,
-                                  test_accuracy=0.68, macs=5)
-        assert (done.accuracy_se, done.test_accuracy) == (0.01, 0.68)
