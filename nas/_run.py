@@ -1,0 +1,104 @@
+"""One invocation of a search as a run record that holds its study's lease (driver side).
+
+A run row (``nas_runs``) records the resolved configuration, the masked database URL, the
+library versions, the command line, host and pid, start and end, and the outcome. While it is
+'running' it is the study's lease: a second run of the same study is refused
+(:class:`db.StudyBusyError`), unless this one stopped sending heartbeats for
+:data:`STALE_AFTER_S` or its process is gone (same host), in which case the newcomer takes
+over. A background thread renews the heartbeat; if it finds the lease taken over (this process
+was frozen for longer than the stale limit), it calls ``on_lost`` so the search stops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "RunHandle", "run_lease", "holder_is_dead"]
+
+HEARTBEAT_S = 10.0  # seconds between heartbeats
+STALE_AFTER_S = 60.0  # a running run without a heartbeat for this long is taken over
+
+
+def _process_started(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def holder_is_dead(holder: Any) -> bool:
+    """True when the holder ran on this host and its process is gone (or its pid was reused)."""
+    if holder.host != socket.gethostname():
+        return False  # another machine: only its heartbeat can tell
+    started = _process_started(holder.pid)
+    if started is None:
+        return True
+    return holder.pid_started is not None and abs(started - holder.pid_started) > 1.0
+
+
+@dataclass
+class RunHandle:
+    """The caller's side of a run: its id, and the outcome to record when it ends."""
+
+    id: int
+    outcome: str = "error"  # completed | failed | interrupted | error; set by the caller
+    message: str | None = None
+    lost: threading.Event = field(default_factory=threading.Event)  # lease taken over
+
+
+def _beat(store, run_id: int, stop: threading.Event, lost: threading.Event,
+          on_lost: Callable[[], None], every: float) -> None:
+    from db import StorageError
+
+    while not stop.wait(every):
+        try:
+            alive = store.heartbeat(run_id)
+        except StorageError:
+            continue  # the database is away for a moment; the next beat retries
+        if not alive:
+            lost.set()
+            on_lost()
+            return
+
+
+@contextmanager
+def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping[str, Any],
+              on_lost: Callable[[], None], *, every: float = HEARTBEAT_S,
+              stale_after_s: float = STALE_AFTER_S) -> Iterator[RunHandle]:
+    """Begin a run of the study (StudyBusyError if another live run holds it), keep its
+    heartbeat, and end it with the handle's outcome (``error`` and the message of an exception
+    that escapes; ``interrupted`` for KeyboardInterrupt)."""
+    pid = os.getpid()
+    run = store.begin_run(study_id, config=config, argv=list(sys.argv), versions=versions,
+                          host=socket.gethostname(), pid=pid, pid_started=_process_started(pid),
+                          stale_after_s=stale_after_s, holder_is_dead=holder_is_dead)
+    handle = RunHandle(run.id)
+    stop = threading.Event()
+    beat = threading.Thread(target=_beat, name=f"nas-heartbeat-{run.id}", daemon=True,
+                            args=(store, run.id, stop, handle.lost, on_lost, every))
+    beat.start()
+    try:
+        yield handle
+    except KeyboardInterrupt:
+        handle.outcome, handle.message = "interrupted", handle.message or "KeyboardInterrupt"
+        raise
+    except BaseException as e:
+        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+        handle.outcome = "error"
+        handle.message = f"{type(e).__name__}: {lines[0] if lines else ''}"[:1000]
+        raise
+    finally:
+        stop.set()
+        beat.join(timeout=every + 5)
+        if handle.lost.is_set():
+            handle.outcome = "abandoned"  # the record already says who took over
+        store.end_run(run.id, handle.outcome, handle.message)
