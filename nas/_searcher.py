@@ -24,7 +24,7 @@ from ray.tune.search import Searcher
 from nas.models import ArchSpec, arch_hash, to_dict
 from nas.results import Objective, TrialResult, final_result
 
-__all__ = ["BudgetedSearcher"]
+__all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries"]
 
 PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before the space counts as exhausted
 
@@ -59,7 +59,8 @@ class BudgetedSearcher(Searcher):
         self.done = done
         self.screen, self.screen_name = screen, screen_name  # the pre-screen, if any
         self.screen_k = screen_k if screen is not None else 1
-        self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}  # Ray id -> (hash, trial)
+        # Ray trial id -> (hash, Optuna trial, architecture) of each trial started, not finished
+        self.live: dict[str, tuple[str, optuna.trial.Trial, ArchSpec]] = {}
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
         self.screened = 0  # candidates screened out (never trained)
 
@@ -84,7 +85,7 @@ class BudgetedSearcher(Searcher):
         if not group:
             return Searcher.FINISHED
         trial, arch, h = self._screen(group) if len(group) > 1 else group[0]
-        self.live[trial_id] = (h, trial)
+        self.live[trial_id] = (h, trial, arch)
         self.started += 1
         return {"arch": to_dict(arch), "arch_hash": h, "params": dict(trial.params),
                 "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes))}
@@ -101,7 +102,7 @@ class BudgetedSearcher(Searcher):
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self._skip(trial, arch, h, "INFEASIBLE", "; ".join(violations), {})
             return None
-        running = [tid for tid, (lh, _) in self.live.items() if lh == h]
+        running = [tid for tid, (lh, _, _) in self.live.items() if lh == h]
         grouped = [t.number for t, _, gh in group if gh == h]
         if h in self.done or running or grouped:
             self.duplicates += 1
@@ -165,7 +166,7 @@ class BudgetedSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        h, trial = self.live.pop(trial_id, (None, None))
+        h, trial, _ = self.live.pop(trial_id, (None, None, None))
         res = None if error else final_result(result)
         if isinstance(res, TrialResult):
             values = [res.value(o.name) for o in self.objectives]
@@ -177,3 +178,53 @@ class BudgetedSearcher(Searcher):
             self.failed += 1
             if trial is not None:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def interrupt(self, reason: str, recorded: set[str]) -> int:
+        """Close the trials still running when the run stopped; returns the rows it wrote.
+
+        Optuna has no interrupted state: each is told FAIL with a user attr ``interrupted``
+        giving ``reason``. Trials Tune never started (not in ``recorded``, the Ray ids the
+        recorder wrote) get their INTERRUPTED row here, so both tables count the same proposals.
+        """
+        written = 0
+        for trial_id, (h, trial, arch) in sorted(self.live.items(), key=lambda x: x[1][1].number):
+            trial.set_user_attr("interrupted", reason)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if trial_id not in recorded:
+                self._skip(trial, arch, h, "INTERRUPTED", reason, {})
+                written += 1
+        self.live = {}
+        return written
+
+
+def close_stale_trials(study: optuna.Study, storage, reason: str) -> int:
+    """Tell FAIL (user attr ``interrupted``: ``reason``) to the study's RUNNING Optuna trials.
+
+    For a study whose previous run was killed: nothing else will ever finish those trials.
+    ``storage`` is the study's storage (its public API sets the attribute by trial number).
+    """
+    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in stale:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "interrupted", reason)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+
+def enqueue_retries(study: optuna.Study, retries: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    """Enqueue each (arch hash, params) not already waiting; ``study.ask()`` returns them first.
+
+    For architectures the sampler chose in a run that stopped before they finished: dropping
+    them would bias the search towards what trains fast. The enqueued trial carries the user attr
+    ``retry_of`` (the hash), so a run stopped again before asking it does not enqueue it twice.
+    """
+    waiting = {t.user_attrs.get("retry_of") for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+    added = 0
+    for h, params in retries:
+        if h not in waiting:
+            study.enqueue_trial(dict(params), user_attrs={"retry_of": h})
+            waiting.add(h)
+            added += 1
+    return added

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.errors import ConfigError, StorageError
+from nas.errors import ConfigError, SearchInterrupted, StorageError
 from nas.results import (
     DEFAULT_OBJECTIVES,
     Objective,
@@ -73,6 +73,7 @@ class SearchSummary:
     seconds: float  # wall time of the run
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the study's
     screened: int = 0  # candidates the pre-screen did not train (stored as FAIL, told PRUNED)
+    interrupted: int = 0  # running trials a stop (Ctrl-C, SIGTERM, an error) marked INTERRUPTED
 
 
 # --------------------------------------------------------------------------- driver side
@@ -116,13 +117,49 @@ def _prescreen_fn(dataset, batch_size: int, seed: int, name: str, space, num_cla
     return screen
 
 
-def _optuna_study(url: str, name: str, sampler, objectives: tuple[Objective, ...]):
-    """Optuna's own tables live in the same database as ours (one file to back up or resume)."""
+def _sampler_seed(seed: int, n_trials: int) -> int:
+    """The sampler's seed for a study holding ``n_trials`` Optuna trials.
+
+    A new study uses ``seed`` itself (same seed, same search); a resumed one a seed derived
+    from how far it got, so the sampler continues instead of replaying its first proposals.
+    """
+    import numpy as np
+
+    if n_trials == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, n_trials]).generate_state(1)[0])
+
+
+def _optuna_study(url: str, name: str, sampler: str, seed: int,
+                  objectives: tuple[Objective, ...]):
+    """Optuna's own tables live in the same database as ours (one file to back up or resume).
+
+    Returns the study and its storage; the sampler is seeded by :func:`_sampler_seed`.
+    """
     import optuna
 
-    return optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=name,
-                               sampler=sampler, load_if_exists=True,
-                               directions=[o.optuna_direction for o in objectives])
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        n_trials = len(storage.get_all_trials(storage.get_study_id_from_name(name),
+                                              deepcopy=False))
+    except KeyError:  # no such study yet
+        n_trials = 0
+    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
+                                sampler=_make_sampler(sampler, _sampler_seed(seed, n_trials)),
+                                directions=[o.optuna_direction for o in objectives])
+    return study, storage
+
+
+def _retries(store, study_id: int) -> list[tuple[str, dict]]:
+    """(hash, params) of interrupted architectures that never completed nor failed since."""
+    trials = store.trials(study_id)
+    settled = {t.arch_hash for t in trials if t.state == "COMPLETE"
+               or (t.state == "FAIL" and not t.metrics.get("screened_out"))}
+    retry: dict[str, dict] = {}
+    for t in trials:
+        if t.state == "INTERRUPTED" and t.arch_hash not in settled and t.params:
+            retry.setdefault(t.arch_hash, t.params)
+    return list(retry.items())
 
 
 def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, ...]:
@@ -151,14 +188,15 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # per-epoch results carry no objectives yet; the final result of each trial does
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # a failed trial is one line from our recorder, its traceback in a log file: not on stderr
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     import optuna
     import ray
-    from ray import tune
 
     from db import Store, default_url
-    from nas._recorder import Recorder
-    from nas._searcher import BudgetedSearcher
-    from nas._trainable import TrialContext, trainable
+    from nas._interrupt import StopRequest, catch_stop_signals, reinstall
+    from nas._reaper import start_reaper, stop_reaper
+    from nas._searcher import close_stale_trials, enqueue_retries
     from nas.models import from_dict
     from proxies import default_cache_dir, prepare_dataset
     from search_spaces import load_space
@@ -207,8 +245,12 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
                                       objectives=objective_names(objectives),
                                       config=resolved)
-    store.interrupt_running(study.id, "interrupted: still RUNNING when a new run of this "
-                                      "study started (the previous run was killed)")
+    killed = "interrupted: still RUNNING when a new run of this study started (the previous " \
+             "run was killed)"
+    store.interrupt_running(study.id, killed)
+    ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives)
+    close_stale_trials(ot_study, ot_storage, killed)
+    enqueue_retries(ot_study, _retries(store, study.id))
     completed = store.trials(study.id, states=["COMPLETE"])
     if len(completed) >= cfg.budget:
         log(f"study '{study_name}' already has {len(completed)} completed trials "
@@ -218,56 +260,122 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     screen = (_prescreen_fn(dataset, cfg.batch_size, cfg.seed, prescreen[0], space,
                             dataset.num_classes) if prescreen else None)
 
-    started_ray = False
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 configure_logging=True)
-        started_ray = True
-    try:
-        res = ray.cluster_resources()
-        cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
-        if gpus:
-            per_trial = {"cpu": max(1, cpus // gpus), "gpu": 1}
-            slots = gpus
-        else:
-            per_trial, slots = {"cpu": 1}, cpus
-        slots = min(slots, cfg.max_concurrent or slots)
-        log(f"study '{study_name}' in {store.url}: {len(completed)} completed, "
-            f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
-            f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
-            f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
-            f"{dataset.num_val} val / {dataset.num_test} test); proxy: {cfg.epochs} epoch(s) "
-            f"x {cfg.repeats} repeat(s)")
-        known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
-        done = {h: v for h, v in known.items() if None not in v}
-        remaining = cfg.budget - len(completed)
-        max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
-        run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        ot_study = _optuna_study(url, study_name, _make_sampler(cfg.sampler, cfg.seed), objectives)
-        searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
-                                    remaining, done, remaining + max_failures,
-                                    dataset.num_classes, screen=screen,
-                                    screen_k=prescreen[1] if prescreen else 1,
-                                    screen_name=prescreen[0] if prescreen else "")
-        ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
-                           cfg.compile, threads=max(1, int(per_trial["cpu"])),
-                           latency=any(o.name == "latency_ms" for o in objectives),
-                           zero_cost=zero_cost,
-                           zero_cost_required=zero_cost_implied((), objectives))
-        recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                        max_concurrent_trials=slots),
-            run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
-                                      callbacks=[recorder]),
-        )
-        tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
+    request, searcher, recorder = StopRequest(), None, None
+    started_ray, reaper, error, interrupted = False, None, None, 0
+    with catch_stop_signals(request):  # Ctrl-C / SIGTERM: stop the trials, keep the record
+        try:
+            if not ray.is_initialized():
+                ray_ctx = ray.init(include_dashboard=False, logging_level=logging.ERROR,
+                                   log_to_driver=False, configure_logging=True)
+                started_ray = True
+                reinstall(request)  # ray.init replaced our SIGTERM handler
+                # ends this session's processes when the driver ends, even by kill -9
+                reaper = start_reaper(ray_ctx.address_info["session_dir"])
+            searcher, recorder, tuner = _build_tuner(cfg, space, dataset, store, study,
+                                                     ot_study, completed, objectives, zero_cost,
+                                                     prescreen, screen, runs, request, log)
+            if not request.requested:  # a signal during start-up: nothing was started
+                tuner.fit()
+        except KeyboardInterrupt as e:  # a second signal forces the stop: close the trials
+            if not request.requested:
+                error = e
+                raise
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            interrupted = _close_running(store, study.id, searcher, recorder, request, error)
+            if started_ray:
+                ray.shutdown()
+            stop_reaper(reaper)
     total = store.count(study.id, "COMPLETE")
-    return SearchSummary(study_name, store.url, total, searcher.failed, searcher.duplicates,
-                         searcher.infeasible, time.perf_counter() - t_start, objectives,
-                         searcher.screened)
+    summary = SearchSummary(study_name, store.url, total, _n(searcher, "failed"),
+                            _n(searcher, "duplicates"), _n(searcher, "infeasible"),
+                            time.perf_counter() - t_start, objectives, _n(searcher, "screened"),
+                            interrupted)
+    if request.requested:
+        raise SearchInterrupted(
+            f"interrupted ({request.short}): {total} completed trials kept, {interrupted} "
+            f"running trials marked INTERRUPTED; re-run the same command to resume",
+            summary, request.exit_code)
+    return summary
 
+
+def _n(searcher, what: str) -> int:
+    return 0 if searcher is None else getattr(searcher, what)
+
+
+def _close_running(store, study_id: int, searcher, recorder, request, error) -> int:
+    """Close the trials a stop left running, in both tables; returns how many were marked.
+
+    Best effort when the run is already failing: the original error is the one to report.
+    """
+    if request.requested:
+        reason = request.reason
+    elif error is not None:
+        reason = f"interrupted: the run stopped on {type(error).__name__}: {error}"[:500]
+    else:
+        reason = "interrupted: still RUNNING when the run ended"
+    try:
+        n = 0
+        if searcher is not None:
+            recorded = set(recorder.ids) if recorder is not None else set()
+            n += searcher.interrupt(reason, recorded)
+        return n + len(store.interrupt_running(study_id, reason))
+    except Exception:
+        if error is None and not request.requested:
+            raise
+        return 0
+
+
+def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, completed,
+                 objectives, zero_cost, prescreen, screen, runs: Path, request, log):
+    """The searcher, the recorder and the Tuner that runs them (stopped by ``request``)."""
+    import ray
+    from ray import tune
+
+    from nas._interrupt import StopOnSignal
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+    from nas._trainable import TrialContext, trainable
+
+    study_name = study.name
+    res = ray.cluster_resources()
+    cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
+    if gpus:
+        per_trial = {"cpu": max(1, cpus // gpus), "gpu": 1}
+        slots = gpus
+    else:
+        per_trial, slots = {"cpu": 1}, cpus
+    slots = min(slots, cfg.max_concurrent or slots)
+    log(f"study '{study_name}' in {store.url}: {len(completed)} completed, "
+        f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
+        f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
+        f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
+        f"{dataset.num_val} val / {dataset.num_test} test); proxy: {cfg.epochs} epoch(s) "
+        f"x {cfg.repeats} repeat(s)")
+    known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
+    done = {h: v for h, v in known.items() if None not in v}
+    remaining = cfg.budget - len(completed)
+    max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
+    run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
+                                remaining, done, remaining + max_failures,
+                                dataset.num_classes, screen=screen,
+                                screen_k=prescreen[1] if prescreen else 1,
+                                screen_name=prescreen[0] if prescreen else "")
+    ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
+                       cfg.compile, threads=max(1, int(per_trial["cpu"])),
+                       latency=any(o.name == "latency_ms" for o in objectives),
+                       zero_cost=zero_cost,
+                       zero_cost_required=zero_cost_implied((), objectives))
+    recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log,
+                        log_dir=runs / "logs" / run_name)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                    max_concurrent_trials=slots),
+        run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
+                                  callbacks=[recorder], stop=StopOnSignal(request)),
+    )
+    return searcher, recorder, tuner
