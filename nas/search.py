@@ -196,7 +196,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     from db import Store, default_url
     from nas._interrupt import StopRequest, catch_stop_signals, reinstall
     from nas._reaper import start_reaper, stop_reaper
-    from nas._searcher import close_stale_trials, enqueue_retries
+    from nas._searcher import close_stale_trials, enqueue_retries, record_stale_trials
     from nas.models import from_dict
     from proxies import default_cache_dir, prepare_dataset
     from search_spaces import load_space
@@ -247,10 +247,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                       config=resolved)
     killed = "interrupted: still RUNNING when a new run of this study started (the previous " \
              "run was killed)"
-    store.interrupt_running(study.id, killed)
+    marked = store.interrupt_running(study.id, killed)
     ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives)
-    close_stale_trials(ot_study, ot_storage, killed)
-    enqueue_retries(ot_study, _retries(store, study.id))
+    stale = close_stale_trials(ot_study, ot_storage, killed)
+    record_stale_trials(space, store, study.id, stale, {t.arch_hash for t in marked}, killed)
+    enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
     completed = store.trials(study.id, states=["COMPLETE"])
     if len(completed) >= cfg.budget:
         log(f"study '{study_name}' already has {len(completed)} completed trials "
