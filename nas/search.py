@@ -12,13 +12,14 @@ database, both in the driver process, so SQLite never sees concurrent writers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,7 +277,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                                      ot_study, completed, objectives, zero_cost,
                                                      prescreen, screen, runs, request, log)
             if not request.requested:  # a signal during start-up: nothing was started
-                tuner.fit()
+                with _quiet("ray.tune.tune"):  # "Trials did not complete: [...]": ours say it
+                    tuner.fit()
         except KeyboardInterrupt as e:  # a second signal forces the stop: close the trials
             if not request.requested:
                 error = e
@@ -300,6 +302,18 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             f"running trials marked INTERRUPTED; re-run the same command to resume",
             summary, request.exit_code)
     return summary
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only CRITICAL records from logger ``name`` while the block runs."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _n(searcher, what: str) -> int:
