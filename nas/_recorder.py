@@ -32,6 +32,7 @@ class Recorder(Callback):
         self.budget = budget
         self.log = log
         self.ids: dict[str, int] = {}  # Ray trial id -> database trial id
+        self.finished: set[str] = set()  # Ray trial ids whose row is finished
         self.last: dict[str, dict] = {}  # Ray trial id -> last reported result
         self.completed = already
         self.t0 = time.perf_counter()
@@ -57,6 +58,7 @@ class Recorder(Callback):
         metrics = {**res.metrics(), "proxy_arch": trial.config["proxy_arch"]}
         self.store.finish_trial(self.ids[trial.trial_id], state="COMPLETE", metrics=metrics,
                                 **res.columns())
+        self.finished.add(trial.trial_id)
         self.completed += 1
         elapsed = time.perf_counter() - self.t0
         self.log(f"[{self.completed:>3}/{self.budget}] acc {res.accuracy:.4f} "
@@ -80,9 +82,11 @@ class Recorder(Callback):
                    f" (traceback: {metrics['log_path']})" if "log_path" in metrics else "")
 
     def _fail(self, trial, message: str, metrics: dict | None = None, where: str = "") -> None:
-        if trial.trial_id in self.ids:
+        if trial.trial_id in self.ids and trial.trial_id not in self.finished:
+            # (Tune reports an error raised by a callback of a finished trial as its failure)
             self.store.finish_trial(self.ids[trial.trial_id], state="FAIL", error=message,
                                     metrics=metrics)
+            self.finished.add(trial.trial_id)
         self.log(f"[ failed ] {message}{where}")
 
 

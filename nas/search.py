@@ -328,7 +328,10 @@ def _close_running(store, study_id: int, searcher, recorder, request, error) -> 
     if request.requested:
         reason = request.reason
     elif error is not None:
-        reason = f"interrupted: the run stopped on {type(error).__name__}: {error}"[:500]
+        last = [ln for ln in str(error).splitlines() if ln.strip()]
+        reason = f"interrupted: the run stopped on {type(error).__name__}" + \
+            (f" ({last[-1].strip()})" if last else "")
+        reason = reason[:500]
     else:
         reason = "interrupted: still RUNNING when the run ended"
     try:
