@@ -16,9 +16,11 @@ Standard library and psutil only (a Ray dependency): it runs with ``python -I``.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 
 __all__ = ["start_reaper", "stop_reaper", "session_processes"]
 
@@ -30,21 +32,23 @@ def session_processes(session_dir: str, raylets: set[int] = frozenset(),
     """The live processes of the Ray session in ``session_dir`` (psutil.Process objects)."""
     import psutil
 
-    prefix = session_dir.rstrip("/") + "/"
+    session_dir = session_dir.rstrip("/")
+    # the dir itself, not a longer name it is the start of (session_..._1 vs session_..._10)
+    named = re.compile(re.escape(session_dir) + r"(?![^/\s,;:'\"])")
     found = []
     for p in psutil.process_iter():
         if p.pid in exclude:
             continue
         try:
-            if _belongs(p, session_dir, prefix, raylets):
+            if _belongs(p, named, session_dir + "/", raylets):
                 found.append(p)
         except (psutil.Error, OSError):  # gone, or not ours to inspect
             continue
     return found
 
 
-def _belongs(p, session_dir: str, prefix: str, raylets: set[int]) -> bool:
-    if any(session_dir in arg for arg in p.cmdline()):
+def _belongs(p, named: re.Pattern, prefix: str, raylets: set[int]) -> bool:
+    if any(named.search(arg) for arg in p.cmdline()):
         return True
     if raylets and p.environ().get("RAY_RAYLET_PID", "") in {str(r) for r in raylets}:
         return True
@@ -63,13 +67,31 @@ def _reap(session_dir: str, raylets: set[int], exclude: set[int]) -> None:
                 p.terminate()
             except psutil.Error:
                 pass
-        _, alive = psutil.wait_procs(procs, timeout=GRACE_S)
+        alive = _wait_gone(procs, GRACE_S)
         for p in alive:
             try:
                 p.kill()
             except psutil.Error:
                 pass
-        psutil.wait_procs(alive, timeout=GRACE_S)
+        _wait_gone(alive, GRACE_S)
+
+
+def _wait_gone(procs: list, timeout: float) -> list:
+    """Those of ``procs`` still alive after up to ``timeout`` s (a zombie counts as gone)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for p in procs:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.Error:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
 
 
 def _main(session_dir: str, driver_pid: int) -> None:
