@@ -189,8 +189,6 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # per-epoch results carry no objectives yet; the final result of each trial does
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    # a failed trial is one line from our recorder, its traceback in a log file: not on stderr
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     import optuna
     import ray
 
@@ -277,7 +275,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                                      ot_study, completed, objectives, zero_cost,
                                                      prescreen, screen, runs, request, log)
             if not request.requested:  # a signal during start-up: nothing was started
-                with _quiet("ray.tune.tune"):  # "Trials did not complete: [...]": ours say it
+                with _quiet_tune():
                     tuner.fit()
         except KeyboardInterrupt as e:  # a second signal forces the stop: close the trials
             if not request.requested:
@@ -305,15 +303,21 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
 
 
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """Only CRITICAL records from logger ``name`` while the block runs."""
-    logger = logging.getLogger(name)
-    level = logger.level
+def _quiet_tune() -> Iterator[None]:
+    """A failed trial is one line from our recorder, its traceback in a log file: Tune's
+    traceback per failure and its final "Trials did not complete: [...]" are off, for this run.
+    """
+    logger = logging.getLogger("ray.tune.tune")
+    level, env = logger.level, os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
     logger.setLevel(logging.CRITICAL)
+    if env is None:  # a user's explicit setting wins
+        os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
     try:
         yield
     finally:
         logger.setLevel(level)
+        if env is None:
+            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
 
 
 def _n(searcher, what: str) -> int:
