@@ -141,8 +141,7 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
 
     storage = optuna.storages.RDBStorage(url)
     try:
-        n_trials = len(storage.get_all_trials(storage.get_study_id_from_name(name),
-                                              deepcopy=False))
+        n_trials = storage.get_n_trials(storage.get_study_id_from_name(name))
     except KeyError:  # no such study yet
         n_trials = 0
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
