@@ -125,15 +125,21 @@ def test_kill_9_leaves_no_ray_process_and_a_rerun_resumes_exactly(tmp_path):
     assert {t.arch_hash for t in interrupted} <= done, "interrupted architectures are retried"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig):
+@pytest.mark.parametrize("sig, times", [(signal.SIGINT, 1), (signal.SIGINT, 2),
+                                        (signal.SIGTERM, 1)],
+                         ids=["sigint", "sigint-twice", "sigterm"])
+def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig, times):
     runs, budget = tmp_path / "runs", 3
     url = f"sqlite:///{runs}/nas.db"
     proc, out, err = _start(runs, budget, tmp_path)
+    resume = sig == signal.SIGINT and times == 1  # the others are cheaper: no resume
     if sig == signal.SIGINT:  # Ctrl-C: the terminal signals the whole foreground group
-        _wait_for(_completed_one(out), proc)
+        _wait_for(_completed_one(out) if resume else _running_row(runs / "nas.db"), proc)
         os.killpg(proc.pid, signal.SIGINT)
-    else:  # SIGTERM (kill, systemd, a batch scheduler): the driver only; cheaper, no resume
+        if times == 2:  # a second Ctrl-C during the shutdown forces it
+            time.sleep(1.0)
+            os.killpg(proc.pid, signal.SIGINT)
+    else:  # SIGTERM (kill, systemd, a batch scheduler): the driver only
         _wait_for(_running_row(runs / "nas.db"), proc)
         os.kill(proc.pid, signal.SIGTERM)
     rc = proc.wait(timeout=120)
@@ -146,13 +152,14 @@ def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig):
     assert _leftovers(proc.pid) == [], "Ray processes outlived the interrupted run"
     ours, ot = _check_tables(url)
     reason = "interrupted by Ctrl-C (SIGINT)" if sig == signal.SIGINT else "interrupted by SIGTERM"
+    reason += " (forced by a second signal)" if times == 2 else ""
     interrupted = [t for t in ours if t.state == "INTERRUPTED"]
     assert interrupted and all(t.error == reason for t in interrupted), interrupted
     assert all(t.user_attrs["interrupted"] == reason for t in ot
                if t.state == FAIL and "interrupted" in t.user_attrs)
     kept = int(re.search(r"(\d+) completed trials kept", lines[0]).group(1))
-    assert kept == sum(t.state == "COMPLETE" for t in ours) >= (sig == signal.SIGINT)
-    if sig == signal.SIGINT:
+    assert kept == sum(t.state == "COMPLETE" for t in ours) >= resume
+    if resume:
         r = subprocess.run(_command(runs, budget), cwd=ROOT, capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
