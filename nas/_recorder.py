@@ -6,8 +6,11 @@ A module-level class so that Tune can pickle it without dragging a database conn
 
 from __future__ import annotations
 
+import re
 import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from ray.tune import Callback
 
@@ -21,13 +24,17 @@ class Recorder(Callback):
     """Writes every trial to the database and prints one progress line each."""
 
     def __init__(self, store, study_id: int, run_name: str, budget: int, already: int,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], log_dir: str | Path | None = None,
+                 run_id: int | None = None) -> None:
         self.store = store
+        self.run_id = run_id  # the nas_runs row every trial of this run points to
+        self.log_dir = None if log_dir is None else Path(log_dir)  # failed trials' tracebacks
         self.study_id = study_id
         self.run_name = run_name
         self.budget = budget
         self.log = log
         self.ids: dict[str, int] = {}  # Ray trial id -> database trial id
+        self.finished: set[str] = set()  # Ray trial ids whose row is finished
         self.last: dict[str, dict] = {}  # Ray trial id -> last reported result
         self.completed = already
         self.t0 = time.perf_counter()
@@ -38,7 +45,8 @@ class Recorder(Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         c = trial.config
         rec = self.store.start_trial(self.study_id, key=f"{self.run_name}:{trial.trial_id}",
-                                     arch_hash=c["arch_hash"], arch=c["arch"], params=c["params"])
+                                     arch_hash=c["arch_hash"], arch=c["arch"], params=c["params"],
+                                     run_id=self.run_id)
         self.ids[trial.trial_id] = rec.id
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -53,6 +61,7 @@ class Recorder(Callback):
         metrics = {**res.metrics(), "proxy_arch": trial.config["proxy_arch"]}
         self.store.finish_trial(self.ids[trial.trial_id], state="COMPLETE", metrics=metrics,
                                 **res.columns())
+        self.finished.add(trial.trial_id)
         self.completed += 1
         elapsed = time.perf_counter() - self.t0
         self.log(f"[{self.completed:>3}/{self.budget}] acc {res.accuracy:.4f} "
@@ -62,20 +71,56 @@ class Recorder(Callback):
                  f"{describe(from_dict(trial.config['arch']))}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._fail(trial, _error_text(trial))
+        line, full = _error_text(trial)
+        metrics = {}
+        if self.log_dir is not None and full:
+            path = self.log_dir / f"{trial.trial_id}.log"
+            try:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                path.write_text(full)
+                metrics["log_path"] = str(path)
+            except OSError:
+                pass  # the one-line reason is still recorded
+        self._fail(trial, line, metrics,
+                   f" (traceback: {metrics['log_path']})" if "log_path" in metrics else "")
 
-    def _fail(self, trial, message: str, metrics: dict | None = None) -> None:
-        if trial.trial_id in self.ids:
+    def _fail(self, trial, message: str, metrics: dict | None = None, where: str = "") -> None:
+        if trial.trial_id in self.ids and trial.trial_id not in self.finished:
+            # (Tune reports an error raised by a callback of a finished trial as its failure)
             self.store.finish_trial(self.ids[trial.trial_id], state="FAIL", error=message,
                                     metrics=metrics)
-        self.log(f"[ failed ] {message}")
+            self.finished.add(trial.trial_id)
+        self.log(f"[ failed ] {message}{where}")
 
 
-def _error_text(trial) -> str:
+def _error_text(trial) -> tuple[str, str]:
+    """(one line, full traceback) of a trial that raised, from the files Tune writes locally.
+
+    Tune calls ``on_trial_error`` right after writing ``error.pkl`` (the ``RayTaskError``,
+    whose ``cause`` is the exception the trial raised) and ``error.txt`` into the trial's local
+    staging dir; ``trial.get_error()`` reads the synced storage copy, not there yet.
+    """
+    import cloudpickle
+
+    err = None
     try:
-        err = trial.get_error()
-    except Exception:  # noqa: BLE001 - best effort: the message is informational
+        if trial.pickled_error_file and Path(trial.pickled_error_file).is_file():
+            err = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
+    except Exception:  # noqa: BLE001 - best effort: fall back to the text file
         err = None
-    text = str(err) if err else "unknown error (see Ray's trial log)"
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else text[:500]
+    text = ""
+    try:
+        if trial.error_file and Path(trial.error_file).is_file():
+            text = Path(trial.error_file).read_text(errors="replace")
+    except OSError:
+        text = ""
+    cause = getattr(err, "cause", None) if err is not None else None
+    if isinstance(cause, BaseException):
+        line = traceback.format_exception_only(type(cause), cause)[-1]
+    elif err is not None:
+        line = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+    else:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        line = lines[-1] if lines else "unknown error (no error file from Ray)"
+    full = re.sub(r"\x1b\[[0-9;]*m", "", text or (str(err) if err is not None else ""))
+    return " ".join(line.split())[:500], full

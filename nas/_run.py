@@ -50,7 +50,8 @@ class RunHandle:
     """The caller's side of a run: its id, and the outcome to record when it ends."""
 
     id: int
-    outcome: str = "error"  # completed | failed | interrupted | error; set by the caller
+    outcome: str | None = None  # completed | failed | interrupted; set by the caller (None at
+    #                             an exception: error, or interrupted for KeyboardInterrupt)
     message: str | None = None
     lost: threading.Event = field(default_factory=threading.Event)  # lease taken over
 
@@ -89,16 +90,18 @@ def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping
     try:
         yield handle
     except KeyboardInterrupt:
-        handle.outcome, handle.message = "interrupted", handle.message or "KeyboardInterrupt"
+        if handle.outcome is None:
+            handle.outcome, handle.message = "interrupted", handle.message or "KeyboardInterrupt"
         raise
     except BaseException as e:
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        handle.outcome = "error"
-        handle.message = f"{type(e).__name__}: {lines[0] if lines else ''}"[:1000]
+        if handle.outcome is None:
+            lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+            handle.outcome = "error"
+            handle.message = f"{type(e).__name__}: {lines[0] if lines else ''}"[:1000]
         raise
     finally:
         stop.set()
         beat.join(timeout=every + 5)
         if handle.lost.is_set():
             handle.outcome = "abandoned"  # the record already says who took over
-        store.end_run(run.id, handle.outcome, handle.message)
+        store.end_run(run.id, handle.outcome or "error", handle.message)

@@ -24,7 +24,7 @@ from ray.tune.search import Searcher
 from nas.models import ArchSpec, arch_hash, to_dict
 from nas.results import Objective, TrialResult, final_result
 
-__all__ = ["BudgetedSearcher"]
+__all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries", "record_stale_trials"]
 
 PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before the space counts as exhausted
 
@@ -50,8 +50,9 @@ class BudgetedSearcher(Searcher):
                  study_id: int, run_name: str, budget: int,
                  done: dict[str, list[float]], max_attempts: int,
                  num_classes: int, screen: Callable[[ArchSpec], float] | None = None,
-                 screen_k: int = 1, screen_name: str = "") -> None:
+                 screen_k: int = 1, screen_name: str = "", run_id: int | None = None) -> None:
         super().__init__()
+        self.run_id = run_id  # the nas_runs row the skipped proposals point to
         self.space, self.num_classes = space, num_classes  # what is proposed, and its proxy
         self.study, self.objectives = study, tuple(objectives)  # Optuna's side
         self.store, self.study_id, self.run_name = store, study_id, run_name  # ours
@@ -59,7 +60,8 @@ class BudgetedSearcher(Searcher):
         self.done = done
         self.screen, self.screen_name = screen, screen_name  # the pre-screen, if any
         self.screen_k = screen_k if screen is not None else 1
-        self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}  # Ray id -> (hash, trial)
+        # Ray trial id -> (hash, Optuna trial, architecture) of each trial started, not finished
+        self.live: dict[str, tuple[str, optuna.trial.Trial, ArchSpec]] = {}
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
         self.screened = 0  # candidates screened out (never trained)
 
@@ -84,7 +86,7 @@ class BudgetedSearcher(Searcher):
         if not group:
             return Searcher.FINISHED
         trial, arch, h = self._screen(group) if len(group) > 1 else group[0]
-        self.live[trial_id] = (h, trial)
+        self.live[trial_id] = (h, trial, arch)
         self.started += 1
         return {"arch": to_dict(arch), "arch_hash": h, "params": dict(trial.params),
                 "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes))}
@@ -104,7 +106,7 @@ class BudgetedSearcher(Searcher):
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self._skip(trial, arch, h, "INFEASIBLE", "; ".join(violations), {})
             return None
-        running = [tid for tid, (lh, _) in self.live.items() if lh == h]
+        running = [tid for tid, (lh, _, _) in self.live.items() if lh == h]
         grouped = [t.number for t, _, gh in group if gh == h]
         if h in self.done or running or grouped:
             self.duplicates += 1
@@ -163,12 +165,13 @@ class BudgetedSearcher(Searcher):
 
     def _skip(self, trial, arch, h: str, state: str, reason: str, metrics: dict) -> None:
         rec = self.store.start_trial(self.study_id, key=f"{self.run_name}:optuna{trial.number}",
-                                     arch_hash=h, arch=to_dict(arch), params=dict(trial.params))
+                                     arch_hash=h, arch=to_dict(arch), params=dict(trial.params),
+                                     run_id=self.run_id)
         self.store.finish_trial(rec.id, state=state, error=reason, metrics=metrics)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        h, trial = self.live.pop(trial_id, (None, None))
+        h, trial, _ = self.live.pop(trial_id, (None, None, None))
         res = None if error else final_result(result)
         if isinstance(res, TrialResult):
             values = [res.value(o.name) for o in self.objectives]
@@ -180,3 +183,79 @@ class BudgetedSearcher(Searcher):
             self.failed += 1
             if trial is not None:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def interrupt(self, reason: str, recorded: set[str]) -> int:
+        """Close the trials still running when the run stopped; returns the rows it wrote.
+
+        Optuna has no interrupted state: each is told FAIL with a user attr ``interrupted``
+        giving ``reason``. Trials Tune never started (not in ``recorded``, the Ray ids the
+        recorder wrote) get their INTERRUPTED row here, so both tables count the same proposals.
+        """
+        written = 0
+        for trial_id, (h, trial, arch) in sorted(self.live.items(), key=lambda x: x[1][1].number):
+            trial.set_user_attr("interrupted", reason)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if trial_id not in recorded:
+                self._skip(trial, arch, h, "INTERRUPTED", reason, {})
+                written += 1
+        self.live = {}
+        return written
+
+
+def close_stale_trials(study: optuna.Study, storage, reason: str) -> list:
+    """Tell FAIL (user attr ``interrupted``: ``reason``) to the study's RUNNING Optuna trials.
+
+    For a study whose previous run was killed: nothing else will ever finish those trials.
+    ``storage`` is the study's storage (its public API sets the attribute by trial number).
+    Returns the closed trials (``FrozenTrial``, as they were).
+    """
+    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if stale:
+        study_id = storage.get_study_id_from_name(study.study_name)
+    for t in stale:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "interrupted", reason)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return stale
+
+
+def record_stale_trials(space, store, study_id: int, stale: Sequence, recorded: set[str],
+                        reason: str) -> int:
+    """Write an INTERRUPTED row for each closed Optuna trial our table has no row for.
+
+    A killed run leaves Optuna trials it asked for but Tune never started (so no row of ours);
+    ``recorded`` holds the hashes of the rows the killed run did leave. Returns the rows written.
+    """
+    written = 0
+    for t in stale:
+        try:
+            arch = space.sample(optuna.trial.FixedTrial(t.params))
+        except ValueError:  # killed while it was being sampled: not a whole architecture
+            continue
+        h = arch_hash(arch)
+        if h in recorded:
+            continue
+        rec = store.start_trial(study_id, key=f"killed-run:optuna{t.number}", arch_hash=h,
+                                arch=to_dict(arch), params=dict(t.params))
+        store.finish_trial(rec.id, state="INTERRUPTED", error=reason)
+        recorded.add(h)
+        written += 1
+    return written
+
+
+def enqueue_retries(study: optuna.Study, retries: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    """Enqueue each (arch hash, params) not already waiting; ``study.ask()`` returns them first.
+
+    For architectures the sampler chose in a run that stopped before they finished: dropping
+    them would bias the search towards what trains fast. The enqueued trial carries the user attr
+    ``retry_of`` (the hash), so a run stopped again before asking it does not enqueue it twice.
+    """
+    waiting = {t.user_attrs.get("retry_of") for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+    added = 0
+    for h, params in retries:
+        if h not in waiting:
+            study.enqueue_trial(dict(params), user_attrs={"retry_of": h})
+            waiting.add(h)
+            added += 1
+    return added

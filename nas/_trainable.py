@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -78,6 +79,8 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     from proxies import TrainConfig, run_seed, summarize, train_proxy
 
     t0 = time.perf_counter()
+    if os.environ.get("NAS_TEST_RAISE"):  # TESTS ONLY (test_faults_e2e.py): a trial that raises
+        raise RuntimeError(os.environ["NAS_TEST_RAISE"])
     torch.set_num_threads(ctx.threads)
     arch, proxy = from_dict(config["arch"]), from_dict(config["proxy_arch"])
     full = traced_cost(arch)

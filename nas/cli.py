@@ -24,13 +24,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from nas_errors import NasError  # the base of every project error (db, proxies, spaces, ...)
+from nas_errors import (
+    NasError,  # the base of every project error (db, proxies, spaces, ...)
+    SearchInterrupted,  # a search stopped by a signal, its trials closed
+)
 
 __all__ = ["main", "search_main", "spaces_main", "print_pareto"]
 
 EXIT_USAGE = 2  # bad usage or bad input: one line on stderr, no traceback
 EXIT_FAILED = 1  # the run itself failed (e.g. every trial failed)
-EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_INTERRUPTED = 130  # Ctrl-C (a search stopped by SIGTERM exits 143)
 
 
 def _fail(msg: str, code: int = EXIT_USAGE) -> int:
@@ -337,8 +340,26 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
         return args.run(args)
     except NasError as e:
         return _fail(str(e).splitlines()[0])
+    except SearchInterrupted as e:  # the trials are closed: show what exists, then one line
+        _print_front_of(e.summary)
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         return _fail("interrupted; finished trials are in the database", EXIT_INTERRUPTED)
+
+
+def _print_front_of(summary) -> None:
+    """The Pareto front of an interrupted search, if there is one to print (best effort)."""
+    from db import Store
+    from nas.models import from_dict
+
+    if not summary.completed:
+        return
+    try:
+        print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study,
+                     summary.objectives)
+    except (NasError, OSError):
+        pass
 
 
 def search_main(argv: Sequence[str] | None = None) -> int:

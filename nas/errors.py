@@ -7,8 +7,9 @@ The base lives in the bottom-layer ``nas_errors`` package so that the leaves (``
 from __future__ import annotations
 
 from db.errors import StorageError
-from nas_errors import ConfigError, NasError, SpaceError, did_you_mean
+from nas_errors import ConfigError, NasError, SearchInterrupted, SpaceError, did_you_mean
 from proxies.errors import DatasetError
 
 __all__ = ["NasError", "ConfigError", "SpaceError", "StorageError", "DatasetError",
-           "did_you_mean"]
+           "SearchInterrupted", "did_you_mean"]
+

@@ -12,18 +12,19 @@ database, both in the driver process, so SQLite never sees concurrent writers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from nas._preflight import check_resume, check_settings, check_study_name
 from nas._samplers import SAMPLERS, make_sampler
-from nas.errors import ConfigError, StorageError
+from nas.errors import ConfigError, SearchInterrupted, StorageError
 from nas.results import (
     DEFAULT_OBJECTIVES,
     Objective,
@@ -74,6 +75,7 @@ class SearchSummary:
     seconds: float  # wall time of the run
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the study's
     screened: int = 0  # candidates the pre-screen did not train (stored as FAIL, told PRUNED)
+    interrupted: int = 0  # running trials a stop (Ctrl-C, SIGTERM, an error) marked INTERRUPTED
 
 
 # --------------------------------------------------------------------------- driver side
@@ -109,16 +111,39 @@ def _prescreen_fn(dataset, batch_size: int, seed: int, name: str, space, num_cla
     return screen
 
 
-def _optuna_study(url: str, name: str, sampler, objectives: tuple[Objective, ...]):
-    """Optuna's own tables live in the same database as ours (one file to back up or resume)."""
+def _sampler_seed(seed: int, n_trials: int) -> int:
+    """The sampler's seed for a study holding ``n_trials`` Optuna trials.
+
+    A new study uses ``seed`` itself (same seed, same search); a resumed one a seed derived
+    from how far it got, so the sampler continues instead of replaying its first proposals.
+    """
+    import numpy as np
+
+    if n_trials == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, n_trials]).generate_state(1)[0])
+
+
+def _optuna_study(url: str, name: str, sampler: str, seed: int,
+                  objectives: tuple[Objective, ...]):
+    """Optuna's own tables live in the same database as ours (one file to back up or resume).
+
+    Returns the study and its storage; the sampler is seeded by :func:`_sampler_seed`.
+    """
     import optuna
 
-    from db import mask_url
+    from db import mask_url, normalize_url
 
     directions = [o.optuna_direction for o in objectives]
     try:
-        study = optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=name,
-                                    sampler=sampler, load_if_exists=True, directions=directions)
+        storage = optuna.storages.RDBStorage(normalize_url(url))
+        try:
+            n_trials = storage.get_n_trials(storage.get_study_id_from_name(name))
+        except KeyError:  # no such study yet
+            n_trials = 0
+        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
+                                    sampler=_make_sampler(sampler, _sampler_seed(seed, n_trials)),
+                                    directions=directions)
         stored = [d.name.lower() for d in study.directions]
     except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
         lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
@@ -127,7 +152,19 @@ def _optuna_study(url: str, name: str, sampler, objectives: tuple[Objective, ...
     if stored != [d.lower() for d in directions]:
         raise StorageError(f"Optuna's study '{name}' in {mask_url(url)} has directions "
                            f"{stored}, not {[d.lower() for d in directions]}; use another --study")
-    return study
+    return study, storage
+
+
+def _retries(store, study_id: int) -> list[tuple[str, dict]]:
+    """(hash, params) of interrupted architectures that never completed nor failed since."""
+    trials = store.trials(study_id)
+    settled = {t.arch_hash for t in trials if t.state == "COMPLETE"
+               or (t.state == "FAIL" and not t.metrics.get("screened_out"))}
+    retry: dict[str, dict] = {}
+    for t in trials:
+        if t.state == "INTERRUPTED" and t.arch_hash not in settled and t.params:
+            retry.setdefault(t.arch_hash, t.params)
+    return list(retry.items())
 
 
 def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, ...]:
@@ -158,12 +195,12 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import optuna
     import ray
-    from ray import tune
 
     from db import Store, default_url, mask_url
-    from nas._recorder import Recorder
-    from nas._searcher import BudgetedSearcher
-    from nas._trainable import TrialContext, trainable
+    from nas._interrupt import StopRequest, catch_stop_signals, reinstall
+    from nas._reaper import start_reaper, stop_reaper
+    from nas._run import run_lease
+    from nas._searcher import close_stale_trials, enqueue_retries, record_stale_trials
     from nas.models import from_dict
     from proxies import default_cache_dir, prepare_dataset
     from search_spaces import load_space
@@ -208,67 +245,169 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     if changes:
         log(f"warning: --allow-change: study '{study_name}' now mixes trials measured with "
             f"other settings ({'; '.join(changes)})")
-    ot_study = _optuna_study(url, study_name, _make_sampler(cfg.sampler, cfg.seed), objectives)
-    store.interrupt_running(study.id, "interrupted: still RUNNING when a new run of this "
-                                      "study started (the previous run was killed)")
-    completed = store.trials(study.id, states=["COMPLETE"])
-    if len(completed) >= cfg.budget:
-        log(f"study '{study_name}' already has {len(completed)} completed trials "
-            f"(budget {cfg.budget}); nothing to run")
-        return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
-                             time.perf_counter() - t_start, objectives)
-    screen = (_prescreen_fn(dataset, cfg.batch_size, cfg.seed, prescreen[0], space,
-                            dataset.num_classes) if prescreen else None)
+    ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives)
+    request = StopRequest()
+    # the study's lease: a second run of it is refused here, before it touches any trial
+    with run_lease(store, study.id, resolved, resolved["versions"],
+                   on_lost=request.taken_over) as run:
+        killed = "interrupted: still RUNNING when a new run of this study started (the " \
+                 "previous run was killed)"
+        marked = store.interrupt_running(study.id, killed)
+        stale = close_stale_trials(ot_study, ot_storage, killed)
+        record_stale_trials(space, store, study.id, stale, {t.arch_hash for t in marked}, killed)
+        enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
+        completed = store.trials(study.id, states=["COMPLETE"])
+        if len(completed) >= cfg.budget:
+            log(f"study '{study_name}' already has {len(completed)} completed trials "
+                f"(budget {cfg.budget}); nothing to run")
+            run.outcome = "completed"
+            return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
+                                 time.perf_counter() - t_start, objectives)
+        screen = (_prescreen_fn(dataset, cfg.batch_size, cfg.seed, prescreen[0], space,
+                                dataset.num_classes) if prescreen else None)
 
-    started_ray = False
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 configure_logging=True)
-        started_ray = True
+        searcher, recorder = None, None
+        started_ray, reaper, error, interrupted = False, None, None, 0
+        with catch_stop_signals(request):  # Ctrl-C / SIGTERM: stop the trials, keep the record
+            try:
+                if not ray.is_initialized():
+                    ray_ctx = ray.init(include_dashboard=False, logging_level=logging.ERROR,
+                                       log_to_driver=False, configure_logging=True)
+                    started_ray = True
+                    reinstall(request)  # ray.init replaced our SIGTERM handler
+                    # ends this session's processes when the driver ends, even by kill -9
+                    reaper = start_reaper(ray_ctx.address_info["session_dir"])
+                searcher, recorder, tuner = _build_tuner(
+                    cfg, space, dataset, store, study, ot_study, completed, objectives,
+                    zero_cost, prescreen, screen, runs, request, log, masked, run.id)
+                if not request.requested:  # a signal during start-up: nothing was started
+                    with _quiet_tune():
+                        tuner.fit()
+            except KeyboardInterrupt as e:  # a second signal forces the stop: close the trials
+                if not request.requested:
+                    error = e
+                    raise
+            except BaseException as e:
+                error = e
+                raise
+            finally:
+                interrupted = _close_running(store, study.id, searcher, recorder, request, error)
+                if started_ray:
+                    ray.shutdown()
+                stop_reaper(reaper)
+        total = store.count(study.id, "COMPLETE")
+        summary = SearchSummary(study_name, store.url, total, _n(searcher, "failed"),
+                                _n(searcher, "duplicates"), _n(searcher, "infeasible"),
+                                time.perf_counter() - t_start, objectives,
+                                _n(searcher, "screened"), interrupted)
+        run.outcome = "completed" if total >= cfg.budget else "failed"
+        if request.requested:
+            run.outcome, run.message = "interrupted", request.reason
+            raise SearchInterrupted(
+                f"interrupted ({request.short}): {total} completed trials kept, {interrupted} "
+                f"running trials marked INTERRUPTED; re-run the same command to resume",
+                summary, request.exit_code)
+        return summary
+
+
+@contextlib.contextmanager
+def _quiet_tune() -> Iterator[None]:
+    """A failed trial is one line from our recorder, its traceback in a log file: Tune's
+    traceback per failure and its final "Trials did not complete: [...]" are off, for this run.
+    """
+    logger = logging.getLogger("ray.tune.tune")
+    level, env = logger.level, os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
+    logger.setLevel(logging.CRITICAL)
+    if env is None:  # a user's explicit setting wins
+        os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
     try:
-        res = ray.cluster_resources()
-        cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
-        if gpus:
-            per_trial = {"cpu": max(1, cpus // gpus), "gpu": 1}
-            slots = gpus
-        else:
-            per_trial, slots = {"cpu": 1}, cpus
-        slots = min(slots, cfg.max_concurrent or slots)
-        log(f"study '{study_name}' in {masked}: {len(completed)} completed, "
-            f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
-            f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
-            f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
-            f"{dataset.num_val} val / {dataset.num_test} test); proxy: {cfg.epochs} epoch(s) "
-            f"x {cfg.repeats} repeat(s)")
-        known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
-        done = {h: v for h, v in known.items() if None not in v}
-        remaining = cfg.budget - len(completed)
-        max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
-        run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
-                                    remaining, done, remaining + max_failures,
-                                    dataset.num_classes, screen=screen,
-                                    screen_k=prescreen[1] if prescreen else 1,
-                                    screen_name=prescreen[0] if prescreen else "")
-        ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
-                           cfg.compile, threads=max(1, int(per_trial["cpu"])),
-                           latency=any(o.name == "latency_ms" for o in objectives),
-                           zero_cost=zero_cost,
-                           zero_cost_required=zero_cost_implied((), objectives))
-        recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log)
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                        max_concurrent_trials=slots),
-            run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
-                                      callbacks=[recorder]),
-        )
-        tuner.fit()
+        yield
     finally:
-        if started_ray:
-            ray.shutdown()
-    total = store.count(study.id, "COMPLETE")
-    return SearchSummary(study_name, store.url, total, searcher.failed, searcher.duplicates,
-                         searcher.infeasible, time.perf_counter() - t_start, objectives,
-                         searcher.screened)
+        logger.setLevel(level)
+        if env is None:
+            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
 
+
+def _n(searcher, what: str) -> int:
+    return 0 if searcher is None else getattr(searcher, what)
+
+
+def _close_running(store, study_id: int, searcher, recorder, request, error) -> int:
+    """Close the trials a stop left running, in both tables; returns how many were marked.
+
+    Best effort when the run is already failing: the original error is the one to report.
+    """
+    if request.requested:
+        reason = request.reason
+    elif error is not None:
+        last = [ln for ln in str(error).splitlines() if ln.strip()]
+        reason = f"interrupted: the run stopped on {type(error).__name__}" + \
+            (f" ({last[-1].strip()})" if last else "")
+        reason = reason[:500]
+    else:
+        reason = "interrupted: still RUNNING when the run ended"
+    try:
+        n = 0
+        if searcher is not None:
+            recorded = set(recorder.ids) if recorder is not None else set()
+            n += searcher.interrupt(reason, recorded)
+        return n + len(store.interrupt_running(study_id, reason))
+    except Exception:
+        if error is None and not request.requested:
+            raise
+        return 0
+
+
+def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, completed,
+                 objectives, zero_cost, prescreen, screen, runs: Path, request, log,
+                 masked_url: str, run_id: int):
+    """The searcher, the recorder and the Tuner that runs them (stopped by ``request``)."""
+    import ray
+    from ray import tune
+
+    from nas._interrupt import StopOnSignal
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+    from nas._trainable import TrialContext, trainable
+
+    study_name = study.name
+    res = ray.cluster_resources()
+    cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
+    if gpus:
+        per_trial = {"cpu": max(1, cpus // gpus), "gpu": 1}
+        slots = gpus
+    else:
+        per_trial, slots = {"cpu": 1}, cpus
+    slots = min(slots, cfg.max_concurrent or slots)
+    log(f"study '{study_name}' in {masked_url}: {len(completed)} completed, "
+        f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
+        f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
+        f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
+        f"{dataset.num_val} val / {dataset.num_test} test); proxy: {cfg.epochs} epoch(s) "
+        f"x {cfg.repeats} repeat(s)")
+    known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
+    done = {h: v for h, v in known.items() if None not in v}
+    remaining = cfg.budget - len(completed)
+    max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
+    run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
+                                remaining, done, remaining + max_failures,
+                                dataset.num_classes, screen=screen,
+                                screen_k=prescreen[1] if prescreen else 1,
+                                screen_name=prescreen[0] if prescreen else "",
+                                run_id=run_id)
+    ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
+                       cfg.compile, threads=max(1, int(per_trial["cpu"])),
+                       latency=any(o.name == "latency_ms" for o in objectives),
+                       zero_cost=zero_cost,
+                       zero_cost_required=zero_cost_implied((), objectives))
+    recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log,
+                        log_dir=runs / "logs" / run_name, run_id=run_id)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                    max_concurrent_trials=slots),
+        run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
+                                  callbacks=[recorder], stop=StopOnSignal(request)),
+    )
+    return searcher, recorder, tuner

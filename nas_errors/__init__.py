@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["NasError", "ConfigError", "SpaceError", "did_you_mean"]
+__all__ = ["NasError", "ConfigError", "SpaceError", "SearchInterrupted", "did_you_mean"]
 
 
 class NasError(Exception):
@@ -22,6 +22,18 @@ class ConfigError(NasError, ValueError):
 
 class SpaceError(NasError, ValueError):
     """A search-space document is malformed (file, key path, what is allowed)."""
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """A search stopped by Ctrl-C or SIGTERM after recording its trials; re-running resumes it.
+
+    A ``KeyboardInterrupt`` (not a :class:`NasError`): a library caller stops as it would on
+    Ctrl-C. ``summary`` is the run's ``SearchSummary``; ``exit_code`` is 128 + the signal number.
+    """
+
+    def __init__(self, message: str, summary, exit_code: int) -> None:
+        super().__init__(message)
+        self.summary, self.exit_code = summary, exit_code
 
 
 def did_you_mean(word: object, choices: Iterable[object]) -> str:

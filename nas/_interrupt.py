@@ -1,0 +1,121 @@
+"""Ctrl-C and SIGTERM stop a search cleanly: a flag that Tune polls, our handlers around the run.
+
+Signal flow (driver, main thread only): the first SIGINT or SIGTERM only sets the flag; Tune asks
+:class:`StopOnSignal` ``stop_all()`` after every event, stops the running trials (without calling
+any trial callback) and ``tuner.fit()`` returns; the driver then closes the trials it left running
+in both tables (INTERRUPTED in ours, FAIL + ``interrupted`` in Optuna's) and raises
+:class:`nas.errors.SearchInterrupted`. A second signal raises ``KeyboardInterrupt`` at once, out
+of Tune's shutdown; the same closing code runs in a ``finally``. Tune's own SIGINT handler is
+switched off (``TUNE_DISABLE_SIGINT_HANDLER``) while ours is installed; ``ray.init`` replaces
+the SIGTERM handler with ``sys.exit`` and Tune installs one for SIGUSR1, so
+:func:`catch_stop_signals` restores all three as they were before the run (``run_search`` is
+a library call too).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ray.tune import Stopper
+
+__all__ = ["StopRequest", "StopOnSignal", "catch_stop_signals", "reinstall"]
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LABELS = {signal.SIGINT: ("Ctrl-C", "Ctrl-C (SIGINT)"), signal.SIGTERM: ("SIGTERM", "SIGTERM")}
+
+
+class StopRequest:
+    """What the handlers saw: the first stop signal (None: none yet)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.forced = False  # a second signal arrived during the shutdown
+        self.lost_lease = False  # stopped because another run took over the study
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)  # 130 for SIGINT, 143 for SIGTERM
+
+    @property
+    def short(self) -> str:
+        """``Ctrl-C`` or ``SIGTERM``, for the one-line message."""
+        if self.lost_lease:
+            return "another run took over this study"
+        return LABELS.get(self.signum, (f"signal {self.signum}",))[0]
+
+    @property
+    def reason(self) -> str:
+        """Stored with every trial the stop interrupted."""
+        if self.lost_lease:
+            return "interrupted: another run took over the study (no heartbeat for too long)"
+        name = LABELS.get(self.signum, ("", f"signal {self.signum}"))[1]
+        return f"interrupted by {name}" + (" (forced by a second signal)" if self.forced else "")
+
+    def taken_over(self) -> None:
+        """Another run took over the study's lease (this one was frozen past the stale limit):
+        stop as for SIGTERM, and say why."""
+        if self.signum is None:
+            self.lost_lease = True
+            self.signum = signal.SIGTERM
+
+    def handle(self, signum: int, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        self.forced = True
+        raise KeyboardInterrupt  # second signal: out of whatever the driver is doing now
+
+
+class StopOnSignal(Stopper):
+    """Tune stops every trial once a stop signal was caught (trials are never stopped alone)."""
+
+    def __init__(self, request: StopRequest) -> None:
+        self.request = request
+
+    def __getstate__(self) -> dict:
+        return {}  # Tune pickles its run config for its own restore, which we do not use
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return getattr(self, "request", None) is not None and self.request.requested
+
+
+@contextmanager
+def catch_stop_signals(request: StopRequest) -> Iterator[bool]:
+    """Our SIGINT/SIGTERM handler while the block runs; yields False where none can be set.
+
+    Signal handlers can only be set from the main thread; elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    saved = {s: signal.getsignal(s) for s in (*SIGNALS, signal.SIGUSR1)}
+    env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        for s in SIGNALS:
+            signal.signal(s, request.handle)
+        yield True
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if env is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = env
+
+
+def reinstall(request: StopRequest) -> None:
+    """Put our SIGTERM handler back after ``ray.init`` replaced it (main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request.handle)

@@ -1,0 +1,190 @@
+"""End to end: a search killed (-9), interrupted (Ctrl-C, SIGTERM) or with a failing trial.
+
+Each test runs the real CLI in a subprocess of its own session (so a signal to its process group
+is what a terminal's Ctrl-C sends), with SIGINT restored to its default there (a background job
+of a non-interactive shell inherits it ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from db import Store
+from nas._reaper import session_processes
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+RUNNING, FAIL, COMPLETE = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL,
+                           optuna.trial.TrialState.COMPLETE)
+
+
+def _command(runs: Path, budget: int) -> list[str]:
+    return [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--epochs", "1",
+            "--budget", str(budget), "--max-concurrent", "2", "--runs-dir", str(runs)]
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start(runs: Path, budget: int, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    proc = subprocess.Popen(_command(runs, budget), cwd=ROOT, stdout=out.open("w"),
+                            stderr=err.open("w"), start_new_session=True,
+                            preexec_fn=_default_sigint)
+    return proc, out, err
+
+
+def _wait_for(what, proc: subprocess.Popen, timeout: float = 150.0) -> None:
+    t0 = time.monotonic()
+    while not what():
+        assert proc.poll() is None, f"the search ended (rc {proc.returncode}) before the signal"
+        assert time.monotonic() - t0 < timeout, "timed out waiting for the search"
+        time.sleep(0.5)
+
+
+def _completed_one(out: Path):
+    return lambda: re.search(r"^\[\s*1/", out.read_text(), re.M) is not None
+
+
+def _running_row(db: Path):
+    def check() -> bool:  # read-only: the test must not create the database itself
+        if not db.exists():
+            return False
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                return bool(con.execute("SELECT count(*) FROM nas_trials "
+                                        "WHERE state = 'RUNNING'").fetchone()[0])
+        except sqlite3.Error:  # its tables are not there yet
+            return False
+
+    return check
+
+
+def _leftovers(pid: int, wait_s: float = 20.0) -> list[str]:
+    """Processes of the Ray session the driver ``pid`` started, after up to ``wait_s``."""
+    dirs = glob.glob(f"/tmp/ray/session_*_{pid}")
+    assert dirs, f"no Ray session dir of driver {pid} under /tmp/ray"
+    t0 = time.monotonic()
+    while True:
+        procs = [p for d in dirs for p in session_processes(d)]
+        if not procs or time.monotonic() - t0 > wait_s:
+            return [f"{p.pid} {p.name()}" for p in procs]
+        time.sleep(1)
+
+
+def _check_tables(url: str, budget: int | None = None) -> tuple[list, list]:
+    ours = Store(url).trials("tiny")
+    ot = [t for t in optuna.load_study(study_name="tiny", storage=url).trials
+          if t.state != optuna.trial.TrialState.WAITING]
+    assert not [t for t in ours if t.state == "RUNNING"], [(t.number, t.state) for t in ours]
+    assert not [t for t in ot if t.state == RUNNING], [(t.number, t.state) for t in ot]
+    assert len(ours) == len(ot), f"{len(ours)} rows in nas_trials, {len(ot)} Optuna trials"
+    done = [t.arch_hash for t in ours if t.state == "COMPLETE"]
+    assert len(done) == len(set(done)), f"an architecture completed twice: {done}"
+    dup_done = sum(t.state == "DUPLICATE" and t.metrics["duplicate_of"] is not None for t in ours)
+    told = sum(t.state == COMPLETE for t in ot)
+    assert told == len(done) + dup_done, (told, len(done), dup_done)  # both tables agree
+    interrupted = [t for t in ours if t.state == "INTERRUPTED"]
+    ot_interrupted = [t for t in ot if t.state == FAIL and "interrupted" in t.user_attrs]
+    assert len(interrupted) == len(ot_interrupted), (interrupted, ot_interrupted)
+    if budget is not None:
+        assert len(done) == budget, f"expected exactly {budget} COMPLETE, got {len(done)}"
+    return ours, ot
+
+
+def test_kill_9_leaves_no_ray_process_and_a_rerun_resumes_exactly(tmp_path):
+    runs, budget = tmp_path / "runs", 4
+    url = f"sqlite:///{runs}/nas.db"
+    proc, out, _ = _start(runs, budget, tmp_path)
+    _wait_for(_completed_one(out), proc)
+    proc.kill()
+    proc.wait()
+    assert _leftovers(proc.pid) == [], "Ray processes outlived the killed driver"
+    assert [t.state for t in Store(url).trials("tiny", states=["RUNNING"])], "nothing was running"
+
+    r = subprocess.run(_command(runs, budget), cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ours, ot = _check_tables(url, budget)
+    interrupted = [t for t in ours if t.state == "INTERRUPTED"]
+    assert interrupted and all("previous run was killed" in t.error for t in interrupted)
+    done = {t.arch_hash for t in ours if t.state == "COMPLETE"}
+    assert {t.arch_hash for t in interrupted} <= done, "interrupted architectures are retried"
+
+
+@pytest.mark.parametrize("sig, times", [(signal.SIGINT, 1), (signal.SIGINT, 2),
+                                        (signal.SIGTERM, 1)],
+                         ids=["sigint", "sigint-twice", "sigterm"])
+def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig, times):
+    runs, budget = tmp_path / "runs", 3
+    url = f"sqlite:///{runs}/nas.db"
+    proc, out, err = _start(runs, budget, tmp_path)
+    resume = sig == signal.SIGINT and times == 1  # the others are cheaper: no resume
+    if sig == signal.SIGINT:  # Ctrl-C: the terminal signals the whole foreground group
+        _wait_for(_completed_one(out) if resume else _running_row(runs / "nas.db"), proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        if times == 2:  # a second Ctrl-C during the shutdown forces it
+            time.sleep(1.0)
+            os.killpg(proc.pid, signal.SIGINT)
+    else:  # SIGTERM (kill, systemd, a batch scheduler): the driver only
+        _wait_for(_running_row(runs / "nas.db"), proc)
+        os.kill(proc.pid, signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+    lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
+    label, code = ("Ctrl-C", 130) if sig == signal.SIGINT else ("SIGTERM", 143)
+    assert rc == code, (rc, lines[-20:])
+    assert len(lines) == 1 and re.fullmatch(
+        rf"interrupted \({label}\): \d+ completed trials kept, [1-9]\d* running trials marked "
+        r"INTERRUPTED; re-run the same command to resume", lines[0]), lines[-20:]
+    assert _leftovers(proc.pid) == [], "Ray processes outlived the interrupted run"
+    ours, ot = _check_tables(url)
+    reason = "interrupted by Ctrl-C (SIGINT)" if sig == signal.SIGINT else "interrupted by SIGTERM"
+    reason += " (forced by a second signal)" if times == 2 else ""
+    interrupted = [t for t in ours if t.state == "INTERRUPTED"]
+    assert interrupted and all(t.error == reason for t in interrupted), interrupted
+    assert all(t.user_attrs["interrupted"] == reason for t in ot
+               if t.state == FAIL and "interrupted" in t.user_attrs)
+    kept = int(re.search(r"(\d+) completed trials kept", lines[0]).group(1))
+    assert kept == sum(t.state == "COMPLETE" for t in ours) >= resume
+    if resume:
+        r = subprocess.run(_command(runs, budget), cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        _check_tables(url, budget)
+
+
+def test_failed_trial_stores_its_reason_and_traceback_with_one_line_each(tmp_path):
+    runs = tmp_path / "runs"
+    env = {**os.environ, "NAS_TEST_RAISE": "boom"}  # every trial raises RuntimeError("boom")
+    proc = subprocess.Popen(_command(runs, 1), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr[-3000:]
+    failed = [t for t in Store(f"sqlite:///{runs}/nas.db").trials("tiny") if t.state == "FAIL"]
+    assert len(failed) == 2, failed  # budget 1: up to budget + max_failures (= budget) attempts
+    for t in failed:
+        assert t.error == "RuntimeError: boom", t.error
+        log = Path(t.metrics["log_path"])
+        assert log.parent.parent == runs / "logs", log
+        text = log.read_text()
+        assert 'raise RuntimeError(os.environ["NAS_TEST_RAISE"])' in text, text[-2000:]
+        assert text.rstrip().endswith("RuntimeError: boom"), text[-2000:]
+    lines = [ln for ln in stdout.splitlines() if "boom" in ln]
+    assert sorted(lines) == sorted(f"[ failed ] RuntimeError: boom (traceback: "
+                                   f"{t.metrics['log_path']})" for t in failed), lines
+    assert stderr.strip().splitlines() == ["error: only 0 of 1 trials completed (see the "
+                                           "failures above)"], stderr[-3000:]
+    assert _leftovers(proc.pid) == [], "Ray processes outlived the run"

@@ -1,0 +1,132 @@
+"""The fault-handling pieces without a Ray cluster: stop signals, stale trials, retries, reaper."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from nas._interrupt import StopOnSignal, StopRequest, catch_stop_signals
+from nas._reaper import start_reaper, stop_reaper
+from nas._searcher import close_stale_trials, enqueue_retries
+from nas.search import _sampler_seed
+
+FAIL, WAITING = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING
+
+
+def test_first_signal_asks_tune_to_stop_and_a_second_forces_it():
+    request = StopRequest()
+    stopper = StopOnSignal(request)
+    assert not stopper.stop_all() and not stopper("t", {})
+    request.handle(signal.SIGINT, None)
+    assert stopper.stop_all() and not stopper("t", {}), "all trials stop, never one alone"
+    assert (request.exit_code, request.short) == (130, "Ctrl-C")
+    assert request.reason == "interrupted by Ctrl-C (SIGINT)"
+    with pytest.raises(KeyboardInterrupt):
+        request.handle(signal.SIGINT, None)
+    assert request.reason == "interrupted by Ctrl-C (SIGINT) (forced by a second signal)"
+    term = StopRequest()
+    term.handle(signal.SIGTERM, None)
+    assert (term.exit_code, term.short, term.reason) == (143, "SIGTERM", "interrupted by SIGTERM")
+
+
+def test_handlers_and_tune_switch_are_restored_after_the_run(monkeypatch):
+    def mine(signum, frame):
+        raise AssertionError("not during the run")
+
+    monkeypatch.delenv("TUNE_DISABLE_SIGINT_HANDLER", raising=False)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        for s in saved:
+            signal.signal(s, mine)
+        request = StopRequest()
+        with catch_stop_signals(request) as installed:
+            assert installed and os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # as Tune does, never restoring it
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered to our handler: only a flag
+            time.sleep(0.05)
+        assert request.signum == signal.SIGTERM
+        assert all(signal.getsignal(s) is mine for s in saved), "previous handlers restored"
+        assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def test_sampler_seed_is_the_seed_for_a_new_study_and_moves_on_with_its_history():
+    assert _sampler_seed(7, 0) == 7, "a new study: same seed, same search as before"
+    assert _sampler_seed(7, 5) == _sampler_seed(7, 5)
+    assert len({_sampler_seed(7, 0), _sampler_seed(7, 5), _sampler_seed(7, 6),
+                _sampler_seed(8, 5)}) == 4
+
+
+def test_stale_trials_are_failed_with_the_reason_and_retried_first(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize"])
+    for _ in range(2):  # asked by a run that was then killed
+        study.ask().suggest_categorical("x", ["a", "b", "c"])
+    stale = close_stale_trials(study, storage, "killed")
+    assert len(stale) == 2
+    closed = [(t.state, t.user_attrs) for t in study.trials]
+    assert closed == [(FAIL, {"interrupted": "killed"})] * 2, closed
+    retries = [("h1", {"x": "b"}), ("h2", {"x": "c"})]
+    assert enqueue_retries(study, retries) == 2
+    assert enqueue_retries(study, retries) == 0, "a retry already waiting is not enqueued twice"
+    assert [t.user_attrs for t in study.trials if t.state == WAITING] == [{"retry_of": "h1"},
+                                                                          {"retry_of": "h2"}]
+    asked = [study.ask() for _ in range(2)]
+    assert [t.suggest_categorical("x", ["a", "b", "c"]) for t in asked] == ["b", "c"]
+
+
+_SLEEPER = "import time; time.sleep(120)"  # its argv names a session dir (or not)
+
+
+def _gone(proc: subprocess.Popen, timeout: float = 15.0) -> bool:
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def test_reaper_ends_the_session_processes_only(tmp_path):
+    session = tmp_path / "session_2026_1"
+    session.mkdir()
+    ours = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(session)])  # its command line
+    other = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(tmp_path / "session_2026_10")])
+    try:
+        stop_reaper(start_reaper(str(session)))
+        assert _gone(ours), "a process of the session outlived the run"
+        assert other.poll() is None, "the reaper must not touch another session"
+    finally:
+        for p in (ours, other):
+            p.kill()
+            p.wait()
+
+
+def test_reaper_ends_the_session_when_the_driver_is_killed(tmp_path):
+    session = tmp_path / "session_2026_2"
+    session.mkdir()
+    ours = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(session)])
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from nas._reaper import start_reaper; "
+         "r = start_reaper(sys.argv[1]); print('up' if r else 'none', flush=True); "
+         "time.sleep(120)", str(session)],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(
+            os.path.dirname(os.path.abspath(__file__)))))
+    try:
+        assert driver.stdout.readline().strip() == "up"
+        assert ours.poll() is None
+        driver.kill()  # kill -9: no finally, no atexit in the driver
+        driver.wait()
+        assert _gone(ours), "a process of the session outlived the killed driver"
+    finally:
+        for p in (ours, driver):
+            p.kill()
+            p.wait()
