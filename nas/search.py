@@ -194,7 +194,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     from db import Store, default_url
     from nas._interrupt import StopRequest, catch_stop_signals, reinstall
     from nas._reaper import start_reaper, stop_reaper
-    from nas._searcher import close_stale_trials, enqueue_retries, record_stale_trials
+    from nas._searcher import close_stale_trials, enqueue_retries
     from nas.models import from_dict
     from proxies import default_cache_dir, prepare_dataset
     from search_spaces import load_space
@@ -247,8 +247,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
              "run was killed)"
     marked = store.interrupt_running(study.id, killed)
     ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives)
-    stale = close_stale_trials(ot_study, ot_storage, killed)
-    record_stale_trials(space, store, study.id, stale, {t.arch_hash for t in marked}, killed)
+    close_stale_trials(ot_study, ot_storage, space, store, study.id,
+                       {t.arch_hash for t in marked}, killed)
     enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
     completed = store.trials(study.id, states=["COMPLETE"])
     if len(completed) >= cfg.budget:
