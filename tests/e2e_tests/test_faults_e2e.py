@@ -107,7 +107,7 @@ def _check_tables(url: str, budget: int | None = None) -> tuple[list, list]:
 
 
 def test_kill_9_leaves_no_ray_process_and_a_rerun_resumes_exactly(tmp_path):
-    runs, budget = tmp_path / "runs", 4
+    runs, budget = tmp_path / "runs", 3
     url = f"sqlite:///{runs}/nas.db"
     proc, out, _ = _start(runs, budget, tmp_path)
     _wait_for(_completed_one(out), proc)
