@@ -6,8 +6,9 @@ dashboard and runtime-env agents the raylet starts (~190 MB together) outlive a 
 not reach it) holding the read end of a pipe whose write end only the driver has: the kernel
 closes it when the driver exits for any reason. The reaper then terminates (SIGTERM, then
 SIGKILL) every process of *this* Ray session and nothing else: a process belongs to the session
-when the session directory (unique: time stamp + driver pid) is in its command line or among its
-open files, or when its ``RAY_RAYLET_PID`` is the session's raylet, noted while the driver lived.
+when the session directory (unique: time stamp + driver pid) is in its command line (GCS, raylet,
+monitors) or among its open files (the agents and workers the raylet starts keep their logs
+there). Environment markers such as ``RAY_RAYLET_PID`` are not used: a pid can be reused.
 Only a run that started Ray itself starts a reaper: a Ray instance the caller started is theirs.
 
 Standard library and psutil only (a Ray dependency): it runs with ``python -I``.
@@ -27,8 +28,7 @@ __all__ = ["start_reaper", "stop_reaper", "session_processes"]
 GRACE_S = 3.0  # SIGTERM to SIGKILL
 
 
-def session_processes(session_dir: str, raylets: set[int] = frozenset(),
-                      exclude: set[int] = frozenset()) -> list:
+def session_processes(session_dir: str, exclude: set[int] = frozenset()) -> list:
     """The live processes of the Ray session in ``session_dir`` (psutil.Process objects)."""
     import psutil
 
@@ -40,26 +40,24 @@ def session_processes(session_dir: str, raylets: set[int] = frozenset(),
         if p.pid in exclude:
             continue
         try:
-            if _belongs(p, named, session_dir + "/", raylets):
+            if _belongs(p, named, session_dir + "/"):
                 found.append(p)
         except (psutil.Error, OSError):  # gone, or not ours to inspect
             continue
     return found
 
 
-def _belongs(p, named: re.Pattern, prefix: str, raylets: set[int]) -> bool:
+def _belongs(p, named: re.Pattern, prefix: str) -> bool:
     if any(named.search(arg) for arg in p.cmdline()):
-        return True
-    if raylets and p.environ().get("RAY_RAYLET_PID", "") in {str(r) for r in raylets}:
         return True
     return any(f.path.startswith(prefix) for f in p.open_files())
 
 
-def _reap(session_dir: str, raylets: set[int], exclude: set[int]) -> None:
+def _reap(session_dir: str, exclude: set[int]) -> None:
     import psutil
 
     for _ in range(2):  # a second sweep for anything started while the first one ran
-        procs = session_processes(session_dir, raylets, exclude)
+        procs = session_processes(session_dir, exclude)
         if not procs:
             return
         for p in procs:
@@ -97,17 +95,15 @@ def _wait_gone(procs: list, timeout: float) -> list:
 def _main(session_dir: str, driver_pid: int) -> None:
     for s in (signal.SIGINT, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
-    raylets = {p.pid for p in session_processes(session_dir, exclude={driver_pid})
-               if "raylet" in p.name()}
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while sys.stdin.buffer.read(4096):  # returns b"" once the driver has gone or closed it
         pass
-    _reap(session_dir, raylets, exclude={os.getpid(), driver_pid})
+    _reap(session_dir, exclude={os.getpid(), driver_pid})
 
 
 def start_reaper(session_dir: str) -> subprocess.Popen | None:
-    """Start the watchdog for ``session_dir``; returns once it knows the session's raylet."""
+    """Start the watchdog for ``session_dir``; returns once it is watching (None: it died)."""
     proc = subprocess.Popen(
         [sys.executable, "-I", os.path.abspath(__file__), session_dir, str(os.getpid())],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)

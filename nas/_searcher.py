@@ -24,7 +24,7 @@ from ray.tune.search import Searcher
 from nas.models import ArchSpec, arch_hash, to_dict
 from nas.results import Objective, TrialResult, final_result
 
-__all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries", "record_stale_trials"]
+__all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries"]
 
 PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before the space counts as exhausted
 
@@ -202,45 +202,37 @@ class BudgetedSearcher(Searcher):
         return written
 
 
-def close_stale_trials(study: optuna.Study, storage, reason: str) -> list:
-    """Tell FAIL (user attr ``interrupted``: ``reason``) to the study's RUNNING Optuna trials.
+def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int,
+                       recorded: set[str], reason: str) -> list:
+    """Close the RUNNING Optuna trials a killed run left; returns them (as they were).
 
-    For a study whose previous run was killed: nothing else will ever finish those trials.
-    ``storage`` is the study's storage (its public API sets the attribute by trial number).
-    Returns the closed trials (``FrozenTrial``, as they were).
+    Nothing else will ever finish them. Each is told FAIL with the user attr ``interrupted``
+    (``reason``; ``storage`` is the study's, whose public API sets it by trial number). One our
+    table has no row for (asked, but Tune never started it) gets an INTERRUPTED row, so both
+    tables count the same proposals and a resume retries it; ``recorded`` holds the hashes of
+    the rows the killed run did leave. A trial killed while its parameters were being sampled
+    has no architecture: it gets no row, and its attr says so.
     """
     stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     if stale:
-        study_id = storage.get_study_id_from_name(study.study_name)
+        optuna_study_id = storage.get_study_id_from_name(study.study_name)
     for t in stale:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(trial_id, "interrupted", reason)
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    return stale
-
-
-def record_stale_trials(space, store, study_id: int, stale: Sequence, recorded: set[str],
-                        reason: str) -> int:
-    """Write an INTERRUPTED row for each closed Optuna trial our table has no row for.
-
-    A killed run leaves Optuna trials it asked for but Tune never started (so no row of ours);
-    ``recorded`` holds the hashes of the rows the killed run did leave. Returns the rows written.
-    """
-    written = 0
-    for t in stale:
+        why = reason
         try:
             arch = space.sample(optuna.trial.FixedTrial(t.params))
-        except ValueError:  # killed while it was being sampled: not a whole architecture
-            continue
-        h = arch_hash(arch)
-        if h in recorded:
-            continue
-        rec = store.start_trial(study_id, key=f"killed-run:optuna{t.number}", arch_hash=h,
-                                arch=to_dict(arch), params=dict(t.params))
-        store.finish_trial(rec.id, state="INTERRUPTED", error=reason)
-        recorded.add(h)
-        written += 1
-    return written
+        except ValueError:  # not all of its parameters were sampled
+            arch = None
+            why = f"{reason}; killed before its architecture was sampled (no row in nas_trials)"
+        h = None if arch is None else arch_hash(arch)
+        if arch is not None and h not in recorded:
+            rec = store.start_trial(study_id, key=f"killed-run:optuna{t.number}", arch_hash=h,
+                                    arch=to_dict(arch), params=dict(t.params))
+            store.finish_trial(rec.id, state="INTERRUPTED", error=reason)
+            recorded.add(h)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(optuna_study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "interrupted", why)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return stale
 
 
 def enqueue_retries(study: optuna.Study, retries: Sequence[tuple[str, dict[str, Any]]]) -> int:

@@ -200,7 +200,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     from nas._interrupt import StopRequest, catch_stop_signals, reinstall
     from nas._reaper import start_reaper, stop_reaper
     from nas._run import run_lease
-    from nas._searcher import close_stale_trials, enqueue_retries, record_stale_trials
+    from nas._searcher import close_stale_trials, enqueue_retries
     from nas.models import from_dict
     from proxies import default_cache_dir, prepare_dataset
     from search_spaces import load_space
@@ -253,8 +253,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         killed = "interrupted: still RUNNING when a new run of this study started (the " \
                  "previous run was killed)"
         marked = store.interrupt_running(study.id, killed)
-        stale = close_stale_trials(ot_study, ot_storage, killed)
-        record_stale_trials(space, store, study.id, stale, {t.arch_hash for t in marked}, killed)
+        close_stale_trials(ot_study, ot_storage, space, store, study.id,
+                           {t.arch_hash for t in marked}, killed)
         enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
         completed = store.trials(study.id, states=["COMPLETE"])
         if len(completed) >= cfg.budget:

@@ -11,10 +11,14 @@ import time
 import optuna
 import pytest
 
+from db import Store
 from nas._interrupt import StopOnSignal, StopRequest, catch_stop_signals
 from nas._reaper import start_reaper, stop_reaper
 from nas._searcher import close_stale_trials, enqueue_retries
+from nas.models import arch_hash, from_dict, to_dict
+from nas.results import DEFAULT_OBJECTIVES, objective_names
 from nas.search import _sampler_seed
+from search_spaces import load_space
 
 FAIL, WAITING = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING
 
@@ -65,16 +69,38 @@ def test_sampler_seed_is_the_seed_for_a_new_study_and_moves_on_with_its_history(
                 _sampler_seed(8, 5)}) == 4
 
 
-def test_stale_trials_are_failed_with_the_reason_and_retried_first(tmp_path):
-    url = f"sqlite:///{tmp_path}/o.db"
+def test_stale_trials_are_failed_and_get_a_row_unless_ours_has_one(tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    space = load_space("tiny")
+    store = Store(url, decode_arch=from_dict)
+    ours = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
+                                     objectives=objective_names(DEFAULT_OBJECTIVES), config={})
     storage = optuna.storages.RDBStorage(url)
-    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize"])
-    for _ in range(2):  # asked by a run that was then killed
-        study.ask().suggest_categorical("x", ["a", "b", "c"])
-    stale = close_stale_trials(study, storage, "killed")
-    assert len(stale) == 2
-    closed = [(t.state, t.user_attrs) for t in study.trials]
-    assert closed == [(FAIL, {"interrupted": "killed"})] * 2, closed
+    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize"] * 2,
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    archs = []  # asked by a run that was then killed: two sampled, one not yet
+    for _ in range(2):
+        archs.append(space.sample(study.ask()))
+    study.ask()
+    hashes = [arch_hash(a) for a in archs]
+    assert hashes[0] != hashes[1]
+    row = store.start_trial(ours.id, key="run:ray0", arch_hash=hashes[0], arch=to_dict(archs[0]),
+                            params={})  # Tune started the first: the killed run left its row
+    marked = store.interrupt_running(ours.id, "killed")
+    assert [t.id for t in marked] == [row.id]
+
+    stale = close_stale_trials(study, storage, space, store, ours.id, {hashes[0]}, "killed")
+    assert len(stale) == 3
+    attrs = [(t.state, t.user_attrs["interrupted"]) for t in study.trials]
+    assert attrs[:2] == [(FAIL, "killed")] * 2, attrs
+    assert attrs[2][0] == FAIL and "before its architecture was sampled" in attrs[2][1], attrs
+    rows = [(t.key, t.state, t.arch_hash) for t in store.trials("s")]
+    assert rows == [("run:ray0", "INTERRUPTED", hashes[0]),
+                    ("killed-run:optuna1", "INTERRUPTED", hashes[1])], rows
+
+
+def test_retries_are_asked_first_and_enqueued_once(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db", directions=["maximize"])
     retries = [("h1", {"x": "b"}), ("h2", {"x": "c"})]
     assert enqueue_retries(study, retries) == 2
     assert enqueue_retries(study, retries) == 0, "a retry already waiting is not enqueued twice"
