@@ -71,6 +71,17 @@ def check_settings(cfg: Any) -> None:
         _int(cfg.max_concurrent, "--max-concurrent", 1)
     if cfg.max_failures is not None:
         _int(cfg.max_failures, "max_failures", 0)
+    for flag, value, low in (("--cpus-per-trial", cfg.cpus_per_trial, False),
+                             ("--gpus-per-trial", cfg.gpus_per_trial, True)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0
+                                  or (value == 0 and not low)):
+            raise ConfigError(f"{flag} must be a finite number {'>= 0' if low else '> 0'}; "
+                              f"got {value!r}")
+    if cfg.ray_address is not None and (not isinstance(cfg.ray_address, str)
+                                        or not cfg.ray_address.strip()):
+        raise ConfigError(f"--ray-address must be HOST:PORT of a running Ray cluster; "
+                          f"got {cfg.ray_address!r}")
     if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, (int, float)) or not (
             math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ConfigError(f"--lr must be a finite number > 0; got {cfg.lr!r}")

@@ -95,7 +95,17 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs",
                    help="folder for the default database, dataset cache and Ray logs")
     p.add_argument("--max-concurrent", type=int, default=None,
-                   help="trials at once (default: one per CPU core, or one per GPU)")
+                   help="trials at once (default: as many as the per-trial resources allow)")
+    p.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="Ray CPUs (and torch threads) per trial (default: 1; with GPUs, the "
+                        "CPUs shared out among the trials running on them)")
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="Ray GPUs per trial; a fraction such as 0.5 runs two trials per GPU "
+                        "(default: 1 when the cluster has GPUs, else 0)")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="join a running Ray cluster (`ray start --head` on the head machine) "
+                        "instead of starting Ray; trials then run on its nodes, which must see "
+                        "the same --runs-dir (shared filesystem); the driver alone writes --db")
     p.add_argument("--objectives", default=None,
                    help="comma-separated name:max|min over any recorded numeric metric (accuracy, "
                         "macs, params, acts, latency_ms, proxy_macs, val_loss, ...); default: "
@@ -127,7 +137,8 @@ def _search(args: argparse.Namespace) -> int:
                        runs_dir=args.runs_dir,
                        max_concurrent=args.max_concurrent, objectives=args.objectives,
                        zero_cost=parse_zero_cost(args.zero_cost), prescreen=args.prescreen,
-                       allow_change=args.allow_change)
+                       allow_change=args.allow_change, cpus_per_trial=args.cpus_per_trial,
+                       gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address)
     check_settings(cfg)  # fail fast, before Ray or a database starts
     if cfg.objectives is not None:
         parse_objectives(cfg.objectives)

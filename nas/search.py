@@ -57,6 +57,10 @@ class SearchConfig:
     data_path: str | None = None  # input folder/file of a user dataset (cifar10, npz, ...)
     runs_dir: str = "runs"  # where the database, Ray's logs and the dataset cache go
     max_concurrent: int | None = None  # trials at once; default one per CPU core or per GPU
+    cpus_per_trial: float | None = None  # Ray CPUs per trial; default 1, or CPUs / GPUs on GPUs
+    gpus_per_trial: float | None = None  # Ray GPUs per trial (fractions share a GPU); default 1
+    #                                      when the cluster has GPUs, else 0
+    ray_address: str | None = None  # join this Ray cluster ("host:port"); default: start Ray
     max_failures: int | None = None  # give up after this many failed trials; default = budget
     objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
@@ -193,6 +197,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # per-epoch results carry no objectives yet; the final result of each trial does
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if cfg.ray_address:
+        _cluster_auth_env()
     import optuna
     import ray
 
@@ -270,7 +276,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         started_ray, reaper, error, interrupted = False, None, None, 0
         with catch_stop_signals(request):  # Ctrl-C / SIGTERM: stop the trials, keep the record
             try:
-                if not ray.is_initialized():
+                if not ray.is_initialized() and cfg.ray_address:
+                    _join_cluster(cfg.ray_address)
+                    reinstall(request)
+                    started_ray = True  # connected: disconnect at the end, never reap a cluster
+                elif not ray.is_initialized():
                     ray_ctx = ray.init(include_dashboard=False, logging_level=logging.ERROR,
                                        log_to_driver=False, configure_logging=True)
                     started_ray = True
@@ -328,6 +338,52 @@ def _quiet_tune() -> Iterator[None]:
             os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
 
 
+def _cluster_auth_env() -> None:
+    """Authenticate to a cluster as ``ray start`` does: with the token when one exists. Must run
+    before Ray is imported (Ray reads its configuration once)."""
+    token = Path.home() / ".ray" / "auth_token"
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or
+                                              os.environ.get("RAY_AUTH_TOKEN_PATH") or
+                                              token.exists()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _join_cluster(address: str) -> None:
+    """``ray.init(address=...)``, as ``ray start`` would authenticate; one line if it fails."""
+    import ray
+
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                 configure_logging=True)
+    except Exception as e:  # noqa: BLE001 - Ray's errors are pages long; say it in one line
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
+                          f"{(lines[-1] if lines else type(e).__name__)[:300]}") from e
+
+
+def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: float | None,
+              max_concurrent: int | None) -> tuple[dict[str, float], int, str]:
+    """Ray resources per trial, trials at once, and a description, for a cluster's resources.
+
+    Default: one GPU per trial (and the CPUs shared out per GPU) when the cluster has GPUs, else
+    one CPU per trial. A fraction of a GPU (``0.5``) runs two trials on each GPU.
+    """
+    import math
+
+    cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+    gpu = (1.0 if gpus else 0.0) if gpus_per_trial is None else float(gpus_per_trial)
+    if gpu > gpus:
+        raise ConfigError(f"--gpus-per-trial {gpu:g} but the Ray cluster has {gpus:g} GPU(s)")
+    cpu = float(cpus_per_trial) if cpus_per_trial is not None else (
+        max(1.0, math.floor(cpus / math.ceil(gpus / gpu))) if gpu else 1.0)
+    if cpu > cpus:
+        raise ConfigError(f"--cpus-per-trial {cpu:g} but the Ray cluster has {cpus:g} CPU(s)")
+    slots = math.floor(min(cpus / cpu, gpus / gpu if gpu else math.inf) + 1e-9)
+    slots = max(1, min(slots, max_concurrent or slots))
+    where = f"{cpu:g} CPU" + (f" + {gpu:g} GPU" if gpu else "")
+    return {"cpu": cpu, "gpu": gpu}, slots, where
+
+
 def _n(searcher, what: str) -> int:
     return 0 if searcher is None else getattr(searcher, what)
 
@@ -371,17 +427,11 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     from nas._trainable import TrialContext, trainable
 
     study_name = study.name
-    res = ray.cluster_resources()
-    cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
-    if gpus:
-        per_trial = {"cpu": max(1, cpus // gpus), "gpu": 1}
-        slots = gpus
-    else:
-        per_trial, slots = {"cpu": 1}, cpus
-    slots = min(slots, cfg.max_concurrent or slots)
+    per_trial, slots, where = placement(ray.cluster_resources(), cfg.cpus_per_trial,
+                                        cfg.gpus_per_trial, cfg.max_concurrent)
     log(f"study '{study_name}' in {masked_url}: {len(completed)} completed, "
         f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
-        f"{slots} trial(s) at a time on {'GPU' if gpus else 'CPU'}; "
+        f"{slots} trial(s) at a time, each {where}; "
         f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
         f"{dataset.num_val} val / {dataset.num_test} test); proxy: {cfg.epochs} epoch(s) "
         f"x {cfg.repeats} repeat(s)")

@@ -76,3 +76,37 @@ def test_keys_an_older_study_lacks_are_not_compared():
     old = {k: v for k, v in STORED.items() if k not in ("dataset_sizes", "proxy")}
     assert meaning_changes(old, {**STORED, "dataset_sizes": [1, 2, 3]}) == []
     assert meaning_changes(STORED, {**STORED, "dataset_sizes": (6000, 2000, 2000)}) == []
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("cpus_per_trial", 0.0, "--cpus-per-trial must be a finite number > 0; got 0.0"),
+    ("gpus_per_trial", -0.5, "--gpus-per-trial must be a finite number >= 0; got -0.5"),
+    ("gpus_per_trial", float("inf"), "--gpus-per-trial must be a finite number"),
+    ("ray_address", " ", "--ray-address must be HOST:PORT"),
+])
+def test_bad_placement_is_refused(field, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_settings(dataclasses.replace(BASE, **{field: value}))
+
+
+@pytest.mark.parametrize("resources, cpus, gpus, most, expected", [
+    ({"CPU": 2}, None, None, None, ({"cpu": 1.0, "gpu": 0.0}, 2, "1 CPU")),
+    ({"CPU": 2}, None, None, 1, ({"cpu": 1.0, "gpu": 0.0}, 1, "1 CPU")),
+    ({"CPU": 16, "GPU": 1}, None, None, None, ({"cpu": 16.0, "gpu": 1.0}, 1, "16 CPU + 1 GPU")),
+    ({"CPU": 16, "GPU": 1}, None, 0.5, None, ({"cpu": 8.0, "gpu": 0.5}, 2, "8 CPU + 0.5 GPU")),
+    ({"CPU": 16, "GPU": 4}, 2, 0.25, None, ({"cpu": 2.0, "gpu": 0.25}, 8, "2 CPU + 0.25 GPU")),
+    ({"CPU": 16, "GPU": 2}, None, 0, None, ({"cpu": 1.0, "gpu": 0.0}, 16, "1 CPU")),
+])
+def test_placement_shares_the_cluster(resources, cpus, gpus, most, expected):
+    from nas.search import placement
+
+    assert placement(resources, cpus, gpus, most) == expected
+
+
+def test_placement_beyond_the_cluster_is_refused():
+    from nas.search import placement
+
+    with pytest.raises(ConfigError, match="--gpus-per-trial 1 but the Ray cluster has 0 GPU"):
+        placement({"CPU": 2}, None, 1, None)
+    with pytest.raises(ConfigError, match="--cpus-per-trial 4 but the Ray cluster has 2 CPU"):
+        placement({"CPU": 2}, 4, None, None)
