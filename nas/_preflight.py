@@ -78,6 +78,11 @@ def check_settings(cfg: Any) -> None:
                                   or (value == 0 and not low)):
             raise ConfigError(f"{flag} must be a finite number {'>= 0' if low else '> 0'}; "
                               f"got {value!r}")
+    if cfg.executor not in ("ray", "local"):
+        raise ConfigError(f"--executor must be ray or local; got {cfg.executor!r}")
+    if cfg.executor == "local" and cfg.ray_address:
+        raise ConfigError("--executor local runs trials in this process; it cannot be "
+                          "combined with --ray-address")
     if cfg.ray_address is not None and (not isinstance(cfg.ray_address, str)
                                         or not cfg.ray_address.strip()):
         raise ConfigError(f"--ray-address must be HOST:PORT of a running Ray cluster; "

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,15 +65,21 @@ def zero_cost_at_init(proxy: Any, names: Sequence[str], images: Any, labels: Any
     return scores
 
 
-def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
+def trainable(config: dict[str, Any], ctx: TrialContext,
+              report: Callable[[dict[str, Any]], None] | None = None) -> None:
     """One Ray trial: cost of the full model (meta device), then K proxy trainings.
 
     Reports one result per epoch while training (``epoch``, ``train_loss``, ...), then a final
     one: :meth:`TrialResult.report`, or :meth:`TrialFailure.report` (e.g. a diverged run), which
-    the driver records as a failed trial.
+    the driver records as a failed trial. ``report``: where results go (default Ray Tune's
+    ``tune.report``; ``--executor local`` runs trials in the driver with its own).
     """
     import torch
-    from ray import tune
+
+    if report is None:
+        from ray import tune
+
+        report = tune.report
 
     from nas.models import analytic_cost, build_model, measure_latency, traced_cost
     from proxies import TrainConfig, run_seed, summarize, train_proxy
@@ -101,8 +107,8 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
         torch.set_num_threads(ctx.threads)
         required = [n for n in ctx.zero_cost_required if n in zc_errors]
         if required:  # an objective without a value: Optuna could not be told this trial
-            tune.report(TrialFailure(f"objective zc_{required[0]}: {zc_errors[required[0]]}",
-                                     [], time.perf_counter() - t0).report())
+            report(TrialFailure(f"objective zc_{required[0]}: {zc_errors[required[0]]}",
+                               [], time.perf_counter() - t0).report())
             return
     zc_s = time.perf_counter() - t_zc
     # ---- proxy trainings
@@ -117,16 +123,16 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
                            threads=ctx.threads)
 
         def on_epoch(e, repeat=repeat) -> None:
-            tune.report({"repeat": repeat, **dataclasses.asdict(e)})
+            report({"repeat": repeat, **dataclasses.asdict(e)})
 
         res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
         curves.append([dataclasses.asdict(e) for e in res.curve])
         if res.failure is not None:
-            tune.report(TrialFailure(res.failure, curves, time.perf_counter() - t0).report())
+            report(TrialFailure(res.failure, curves, time.perf_counter() - t0).report())
             return
         results.append(res)
     summary = summarize(results)
-    tune.report(TrialResult(
+    report(TrialResult(
         accuracy=summary.accuracy, accuracy_se=summary.accuracy_se,
         test_accuracy=summary.test_accuracy, macs=full.macs, params=full.params,
         acts=full.acts, proxy_macs=proxy_cost.macs, proxy_params=proxy_cost.params,

@@ -102,6 +102,9 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="Ray GPUs per trial; a fraction such as 0.5 runs two trials per GPU "
                         "(default: 1 when the cluster has GPUs, else 0)")
+    p.add_argument("--executor", choices=("ray", "local"), default="ray",
+                   help="ray: trials in Ray workers, several at once; local: one after another "
+                        "in this process, without Ray (for debugging: breakpoints, profilers)")
     p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="join a running Ray cluster (`ray start --head` on the head machine) "
                         "instead of starting Ray; trials then run on its nodes, which must see "
@@ -138,7 +141,8 @@ def _search(args: argparse.Namespace) -> int:
                        max_concurrent=args.max_concurrent, objectives=args.objectives,
                        zero_cost=parse_zero_cost(args.zero_cost), prescreen=args.prescreen,
                        allow_change=args.allow_change, cpus_per_trial=args.cpus_per_trial,
-                       gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address)
+                       gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address,
+                       executor=args.executor)
     check_settings(cfg)  # fail fast, before Ray or a database starts
     if cfg.objectives is not None:
         parse_objectives(cfg.objectives)

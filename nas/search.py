@@ -61,6 +61,7 @@ class SearchConfig:
     gpus_per_trial: float | None = None  # Ray GPUs per trial (fractions share a GPU); default 1
     #                                      when the cluster has GPUs, else 0
     ray_address: str | None = None  # join this Ray cluster ("host:port"); default: start Ray
+    executor: str = "ray"  # ray | local (trials one by one in this process, for debugging)
     max_failures: int | None = None  # give up after this many failed trials; default = budget
     objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
@@ -276,7 +277,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         started_ray, reaper, error, interrupted = False, None, None, 0
         with catch_stop_signals(request):  # Ctrl-C / SIGTERM: stop the trials, keep the record
             try:
-                if not ray.is_initialized() and cfg.ray_address:
+                if cfg.executor == "local":
+                    pass  # no Ray: the trials run in this process
+                elif not ray.is_initialized() and cfg.ray_address:
                     _join_cluster(cfg.ray_address)
                     reinstall(request)
                     started_ray = True  # connected: disconnect at the end, never reap a cluster
@@ -287,12 +290,12 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     reinstall(request)  # ray.init replaced our SIGTERM handler
                     # ends this session's processes when the driver ends, even by kill -9
                     reaper = start_reaper(ray_ctx.address_info["session_dir"])
-                searcher, recorder, tuner = _build_tuner(
+                searcher, recorder, run_trials = _build_tuner(
                     cfg, space, dataset, store, study, ot_study, completed, objectives,
                     zero_cost, prescreen, screen, runs, request, log, masked, run.id)
                 if not request.requested:  # a signal during start-up: nothing was started
                     with _quiet_tune():
-                        tuner.fit()
+                        run_trials()
             except KeyboardInterrupt as e:  # a second signal forces the stop: close the trials
                 if not request.requested:
                     error = e
@@ -417,7 +420,8 @@ def _close_running(store, study_id: int, searcher, recorder, request, error) -> 
 def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, completed,
                  objectives, zero_cost, prescreen, screen, runs: Path, request, log,
                  masked_url: str, run_id: int):
-    """The searcher, the recorder and the Tuner that runs them (stopped by ``request``)."""
+    """The searcher, the recorder and what runs the trials: a Tuner's ``fit`` (stopped by
+    ``request``), or the in-process loop of ``--executor local``."""
     import ray
     from ray import tune
 
@@ -427,8 +431,13 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     from nas._trainable import TrialContext, trainable
 
     study_name = study.name
-    per_trial, slots, where = placement(ray.cluster_resources(), cfg.cpus_per_trial,
-                                        cfg.gpus_per_trial, cfg.max_concurrent)
+    if cfg.executor == "local":  # one trial at a time, with all of this machine's cores
+        cores = float(os.cpu_count() or 1)
+        per_trial, slots, where = placement({"CPU": cores}, cfg.cpus_per_trial or cores, 0.0, 1)
+        where += " in this process (--executor local)"
+    else:
+        per_trial, slots, where = placement(ray.cluster_resources(), cfg.cpus_per_trial,
+                                            cfg.gpus_per_trial, cfg.max_concurrent)
     log(f"study '{study_name}' in {masked_url}: {len(completed)} completed, "
         f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
         f"{slots} trial(s) at a time, each {where}; "
@@ -453,6 +462,10 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                        zero_cost_required=zero_cost_implied((), objectives))
     recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log,
                         log_dir=runs / "logs" / run_name, run_id=run_id)
+    if cfg.executor == "local":
+        from nas._local import run_local
+
+        return searcher, recorder, lambda: run_local(searcher, recorder, trainable, ctx, request)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
@@ -460,4 +473,4 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
         run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
                                   callbacks=[recorder], stop=StopOnSignal(request)),
     )
-    return searcher, recorder, tuner
+    return searcher, recorder, tuner.fit

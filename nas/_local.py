@@ -1,0 +1,71 @@
+"""``--executor local``: the searcher's trials run one after another in the driver, without Ray.
+
+For debugging (a breakpoint or a profiler inside a trial, a traceback in the terminal's own
+process): the same searcher, recorder and trainable as under Ray Tune, driven by a plain loop.
+A stop signal ends the running trial at its next per-epoch report.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_local"]
+
+
+class _Stopped(Exception):
+    """Raised inside a trial at its next report once a stop was requested."""
+
+
+@dataclass
+class _LocalTrial:
+    """The attributes of a Ray Tune trial that our recorder reads."""
+
+    trial_id: str
+    config: dict[str, Any]
+    last_result: dict[str, Any] | None = None
+    error_file: str | None = None
+    pickled_error_file: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_local(searcher, recorder, trainable, ctx, request) -> int:
+    """Run trials until the searcher is finished or ``request`` asks to stop; returns how many
+    trials were started."""
+    from ray.tune.search import Searcher
+
+    started = 0
+    with tempfile.TemporaryDirectory(prefix="nas-local-") as errors:
+        while not request.requested:
+            trial_id = f"local{started:05d}"
+            config = searcher.suggest(trial_id)
+            if config is None or config == Searcher.FINISHED:
+                break
+            started += 1
+            trial = _LocalTrial(trial_id, config)
+            recorder.on_trial_start(0, [], trial)
+
+            def report(result: dict[str, Any], trial=trial) -> None:
+                trial.results.append(result)
+                recorder.on_trial_result(0, [], trial, result)
+                if request.requested:
+                    raise _Stopped
+
+            try:
+                trainable(config, ctx, report=report)
+            except _Stopped:
+                break  # left running in both tables: the caller closes it as INTERRUPTED
+            except Exception:  # noqa: BLE001 - a failed trial, recorded with its traceback
+                path = Path(errors, f"{trial_id}.txt")
+                path.write_text(traceback.format_exc())
+                trial.error_file = str(path)
+                recorder.on_trial_error(0, [], trial)
+                searcher.on_trial_complete(trial_id, None, error=True)
+                continue
+            trial.last_result = trial.results[-1] if trial.results else None
+            recorder.on_trial_complete(0, [], trial)
+            searcher.on_trial_complete(trial_id, trial.last_result)
+    return started

@@ -1,0 +1,46 @@
+"""--executor local: the same search, trials one by one in the driver, without Ray."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from db import Store
+from nas.search import SearchConfig, run_search
+
+pytestmark = pytest.mark.slow
+
+
+def test_local_executor_completes_and_records_like_ray(tmp_path):
+    import ray
+
+    was_up = ray.is_initialized()
+    url = f"sqlite:///{tmp_path}/nas.db"
+    lines: list[str] = []
+    summary = run_search(SearchConfig(space="tiny", budget=2, epochs=1, db_url=url,
+                                      runs_dir=str(tmp_path), executor="local"),
+                         log=lines.append)
+    assert summary.completed == 2
+    assert ray.is_initialized() == was_up, "the local executor must not start Ray"
+    assert any("in this process (--executor local)" in ln for ln in lines), lines
+    store = Store(url)
+    done = store.trials("tiny", states=["COMPLETE"])
+    assert len(done) == 2 and all(t.accuracy > 0 and t.metrics["curve"] for t in done)
+    ot = optuna.load_study(study_name="tiny", storage=url).trials
+    assert len(ot) == len(store.trials("tiny"))
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in ot) == 2
+    assert [r.outcome for r in store.runs("tiny")] == ["completed"]
+
+
+def test_local_executor_records_a_failure_with_its_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_TEST_RAISE", "boom in process")
+    url = f"sqlite:///{tmp_path}/nas.db"
+    lines: list[str] = []
+    summary = run_search(SearchConfig(space="tiny", budget=1, epochs=1, db_url=url,
+                                      runs_dir=str(tmp_path), executor="local", max_failures=0,
+                                      study="fails"), log=lines.append)
+    assert summary.completed == 0 and summary.failed == 1
+    (t,) = Store(url).trials("fails")
+    assert t.state == "FAIL" and t.error == "RuntimeError: boom in process", t.error
+    assert "Traceback" in open(t.metrics["log_path"]).read()
+    assert sum(ln.startswith("[ failed ]") for ln in lines) == 1, lines
