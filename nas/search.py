@@ -62,6 +62,8 @@ class SearchConfig:
     #                                      when the cluster has GPUs, else 0
     ray_address: str | None = None  # join this Ray cluster ("host:port"); default: start Ray
     executor: str = "ray"  # ray | local (trials one by one in this process, for debugging)
+    reuse_workers: bool = True  # a Ray worker runs trial after trial (imports and FFCV's JIT
+    #                             paid once per worker, not per trial); False: one per trial
     max_failures: int | None = None  # give up after this many failed trials; default = budget
     objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
@@ -469,7 +471,8 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=slots),
+                                    max_concurrent_trials=slots,
+                                    reuse_actors=cfg.reuse_workers),
         run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
                                   callbacks=[recorder], stop=StopOnSignal(request)),
     )
