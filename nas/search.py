@@ -143,7 +143,7 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
 
     directions = [o.optuna_direction for o in objectives]
     try:
-        storage = optuna.storages.RDBStorage(normalize_url(url))
+        storage = _rdb_storage(normalize_url(url))
         try:
             n_trials = storage.get_n_trials(storage.get_study_id_from_name(name))
         except KeyError:  # no such study yet
@@ -160,6 +160,21 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
         raise StorageError(f"Optuna's study '{name}' in {mask_url(url)} has directions "
                            f"{stored}, not {[d.lower() for d in directions]}; use another --study")
     return study, storage
+
+
+def _rdb_storage(url: str, tries: int = 5):
+    """Optuna's RDBStorage; two processes creating Optuna's tables in a new database at once
+    race on its schema version row (IntegrityError, or SQLite's lock): the loser tries again."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (IntegrityError, OperationalError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _retries(store, study_id: int) -> list[tuple[str, dict]]:
