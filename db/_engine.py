@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from db.errors import StorageError
 
@@ -17,15 +16,13 @@ WRITE_OPTION = "nas_write"
 #: How long SQLite waits for another connection's lock before failing, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-_PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return _PASSWORD_RE.sub(r"\1***@", str(url))
+    from db._runs import mask_text
+
+    return mask_text(str(url), token=True)
 
 
 def normalize_url(url: str) -> str:

@@ -12,13 +12,29 @@ from db._models import RunModel
 from db.records import RunRecord
 
 #: ``scheme://user:password@``: the password part is what gets masked.
-_SECRET_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^@\s/]*@")
+#: ``scheme://user:password@`` up to the *last* ``@`` of the URL (a password may hold ``@``,
+#: ``/`` or ``:``): everything after the user's first ``:`` is the password.
+_SECRET_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^\s]*@")
+#: the same inside one value (an argv element, a setting): the password may even hold spaces
+_TOKEN_SECRET_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:).*@")
+#: a password given as a query parameter (``?password=...``, libpq's spelling)
+_QUERY_SECRET_RE = re.compile(r"([?&](?:password|passwd|pwd|sslpassword)=)[^&\s]*",
+                              re.IGNORECASE)
+
+
+def mask_text(text: str, *, token: bool = False) -> str:
+    """``text`` with every URL password (userinfo or ``password=`` query) made ``***``.
+
+    ``token``: ``text`` is one value (a URL, an argv element), not prose: a password ends at
+    the value's last ``@`` even across spaces."""
+    userinfo = _TOKEN_SECRET_RE if token else _SECRET_RE
+    return _QUERY_SECRET_RE.sub(r"\1***", userinfo.sub(r"\1***@", text))
 
 
 def mask_secrets(value: Any) -> Any:
-    """``value`` (JSON-like) with every ``scheme://user:pw@`` in a string made ``user:***@``."""
+    """``value`` (JSON-like) with every URL password in its strings made ``***``."""
     if isinstance(value, str):
-        return _SECRET_RE.sub(r"\1***@", value)
+        return mask_text(value, token=True)
     if isinstance(value, Mapping):
         return {k: mask_secrets(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

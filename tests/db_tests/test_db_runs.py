@@ -177,3 +177,22 @@ def test_whole_transaction_is_retried_only_for_transient_errors() -> None:
     with pytest.raises(StorageError):
         flaky(1, _op_error(sqlite3.OperationalError("no such table: nas_trials")))
     assert len(calls) == 1, "a non-transient error must not be retried"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://u:secret@127.0.0.1:1/x", "postgresql+psycopg://u:***@127.0.0.1:1/x"),
+    ("postgresql+psycopg://u@127.0.0.1:1/x?password=secret",
+     "postgresql+psycopg://u@127.0.0.1:1/x?password=***"),
+    ("postgresql+psycopg://u:se@cret@127.0.0.1:1/x", "postgresql+psycopg://u:***@127.0.0.1:1/x"),
+    ("postgresql+psycopg://u:pa/ss@h/x", "postgresql+psycopg://u:***@h/x"),
+    ("postgresql+psycopg://u:p ss@h/x?sslmode=require&PASSWORD=secret", None),
+])
+def test_every_password_shape_is_masked(url, shown):
+    from db import mask_url
+    from db._runs import mask_secrets
+
+    for text in (mask_url(url), *mask_secrets(["--db", url, f"--db={url}"])):
+        assert "secret" not in text and "cret" not in text and "pa/ss" not in text, text
+        assert "ss@h" not in text, text
+    if shown is not None:
+        assert mask_url(url) == shown
