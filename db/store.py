@@ -514,19 +514,25 @@ class Store:
             return _trial_record(row, self._decode)
 
     @_retrying
-    def interrupt_running(self, study_id: int, reason: str) -> list[TrialRecord]:
-        """Finish every RUNNING trial of the study as INTERRUPTED with ``reason``; returns them.
+    def interrupt_running(self, study_id: int, reason: str, *,
+                          run_id: int | None = None) -> list[TrialRecord]:
+        """Finish the RUNNING trials of the study as INTERRUPTED with ``reason``; returns them.
 
-        Used when a run stops (Ctrl-C, SIGTERM) and when a run starts after a killed one.
+        ``run_id``: only that run's trials (a run stopping closes its own, never those of a run
+        that took the study over); None: all (a run starting after a killed one).
         """
         if isinstance(study_id, bool) or not isinstance(study_id, int):
             raise TypeError(f"study_id must be an int (StudyRecord.id), got {study_id!r}")
+        if run_id is not None:
+            _check_id(run_id, "run_id (RunRecord.id)")
         _check_text(reason, "reason", 10_000)
         with self._tx("interrupt_running", write=True) as session:
+            query = select(TrialModel).where(TrialModel.study_id == study_id,
+                                             TrialModel.state == "RUNNING")
+            if run_id is not None:
+                query = query.where(TrialModel.run_id == run_id)
             rows = list(session.scalars(
-                select(TrialModel).where(TrialModel.study_id == study_id,
-                                         TrialModel.state == "RUNNING")
-                .order_by(TrialModel.number).with_for_update()))
+                query.order_by(TrialModel.number).with_for_update()))
             now = _utcnow()
             for row in rows:
                 row.state, row.error, row.finished_at = "INTERRUPTED", reason, now

@@ -25,8 +25,9 @@ class Recorder(Callback):
 
     def __init__(self, store, study_id: int, run_name: str, budget: int, already: int,
                  log: Callable[[str], None], log_dir: str | Path | None = None,
-                 run_id: int | None = None) -> None:
+                 run_id: int | None = None, fence: Callable[[], bool] | None = None) -> None:
         self.store = store
+        self.fence = fence or (lambda: True)  # False once another run took the study over
         self.run_id = run_id  # the nas_runs row every trial of this run points to
         self.log_dir = None if log_dir is None else Path(log_dir)  # failed trials' tracebacks
         self.study_id = study_id
@@ -43,6 +44,8 @@ class Recorder(Callback):
         return {}  # see the module docstring
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if not self.fence():
+            return  # the study is another run's now: write nothing more
         c = trial.config
         rec = self.store.start_trial(self.study_id, key=f"{self.run_name}:{trial.trial_id}",
                                      arch_hash=c["arch_hash"], arch=c["arch"], params=c["params"],
@@ -59,9 +62,8 @@ class Recorder(Callback):
         if res is None:
             return self._fail(trial, "trial ended without reporting a result")
         metrics = {**res.metrics(), "proxy_arch": trial.config["proxy_arch"]}
-        self.store.finish_trial(self.ids[trial.trial_id], state="COMPLETE", metrics=metrics,
-                                **res.columns())
-        self.finished.add(trial.trial_id)
+        if not self._finish(trial, state="COMPLETE", metrics=metrics, **res.columns()):
+            return
         self.completed += 1
         elapsed = time.perf_counter() - self.t0
         self.log(f"[{self.completed:>3}/{self.budget}] acc {res.accuracy:.4f} "
@@ -85,12 +87,26 @@ class Recorder(Callback):
                    f" (traceback: {metrics['log_path']})" if "log_path" in metrics else "")
 
     def _fail(self, trial, message: str, metrics: dict | None = None, where: str = "") -> None:
-        if trial.trial_id in self.ids and trial.trial_id not in self.finished:
+        if trial.trial_id not in self.finished:
             # (Tune reports an error raised by a callback of a finished trial as its failure)
-            self.store.finish_trial(self.ids[trial.trial_id], state="FAIL", error=message,
-                                    metrics=metrics)
-            self.finished.add(trial.trial_id)
+            self._finish(trial, state="FAIL", error=message, metrics=metrics)
         self.log(f"[ failed ] {message}{where}")
+
+    def _finish(self, trial, **fields) -> bool:
+        """Finish the trial's row unless the study is no longer this run's (or the row was
+        closed meanwhile, e.g. by a run that took over): then one line, never a crash."""
+        from db import StorageError
+
+        if trial.trial_id not in self.ids or not self.fence():
+            return False
+        try:
+            self.store.finish_trial(self.ids[trial.trial_id], **fields)
+        except StorageError as e:
+            self.log(f"[ not recorded ] trial {trial.trial_id}: {str(e).splitlines()[0]}")
+            return False
+        finally:
+            self.finished.add(trial.trial_id)
+        return True
 
 
 def _error_text(trial) -> tuple[str, str]:

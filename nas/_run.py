@@ -15,15 +15,37 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "RunHandle", "run_lease", "holder_is_dead"]
+__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "RunHandle", "run_lease", "holder_is_dead",
+           "lease_timing"]
 
-HEARTBEAT_S = 10.0  # seconds between heartbeats
 STALE_AFTER_S = 60.0  # a running run without a heartbeat for this long is taken over
+HEARTBEAT_S = 10.0  # seconds between heartbeats
+STALE_ENV = "NAS_LEASE_STALE_S"  # operators may change the stale limit (all runs of a study
+#                                  should agree); the heartbeat is then a sixth of it
+
+
+def lease_timing() -> tuple[float, float]:
+    """(heartbeat every, stale after) in seconds, from $NAS_LEASE_STALE_S or the defaults."""
+    import math
+
+    from nas.errors import ConfigError
+
+    raw = os.environ.get(STALE_ENV)
+    if raw is None:
+        return HEARTBEAT_S, STALE_AFTER_S
+    try:
+        stale = float(raw)
+    except ValueError:
+        stale = math.nan
+    if not (math.isfinite(stale) and stale >= 1):
+        raise ConfigError(f"${STALE_ENV} must be a number of seconds >= 1; got {raw!r}")
+    return min(HEARTBEAT_S, stale / 6), stale
 
 
 def _process_started(pid: int) -> float | None:
@@ -54,6 +76,8 @@ class RunHandle:
     #                             an exception: error, or interrupted for KeyboardInterrupt)
     message: str | None = None
     lost: threading.Event = field(default_factory=threading.Event)  # lease taken over
+    fence: Callable[[], bool] = lambda: True  # True while the lease is still ours (checked
+    #                                           before each write; see run_lease)
 
 
 def _beat(store, run_id: int, stop: threading.Event, lost: threading.Event,
@@ -71,18 +95,53 @@ def _beat(store, run_id: int, stop: threading.Event, lost: threading.Event,
             return
 
 
+def _fence(store, run_id: int, lost: threading.Event, on_lost: Callable[[], None],
+           every: float = 1.0) -> Callable[[], bool]:
+    """A check the writers call before each write: renews the heartbeat (at most every
+    ``every`` s) and says False, for good, once another run took the study over; so a run
+    frozen past the stale limit (SIGSTOP, a suspended laptop) never writes over its successor.
+    """
+    from db import StorageError
+
+    last = [0.0]
+    lock = threading.Lock()
+
+    def still_ours() -> bool:
+        with lock:
+            if lost.is_set():
+                return False
+            now = time.monotonic()
+            if now - last[0] < every:
+                return True
+            try:
+                alive = store.heartbeat(run_id)
+            except StorageError:
+                return True  # the database is away: the write itself will say so
+            last[0] = now
+            if not alive:
+                lost.set()
+                on_lost()
+            return alive
+
+    return still_ours
+
+
 @contextmanager
 def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping[str, Any],
-              on_lost: Callable[[], None], *, every: float = HEARTBEAT_S,
-              stale_after_s: float = STALE_AFTER_S) -> Iterator[RunHandle]:
+              on_lost: Callable[[], None], *, every: float | None = None,
+              stale_after_s: float | None = None) -> Iterator[RunHandle]:
     """Begin a run of the study (StudyBusyError if another live run holds it), keep its
     heartbeat, and end it with the handle's outcome (``error`` and the message of an exception
     that escapes; ``interrupted`` for KeyboardInterrupt)."""
+    default_every, default_stale = lease_timing()
+    every = default_every if every is None else every
+    stale_after_s = default_stale if stale_after_s is None else stale_after_s
     pid = os.getpid()
     run = store.begin_run(study_id, config=config, argv=list(sys.argv), versions=versions,
                           host=socket.gethostname(), pid=pid, pid_started=_process_started(pid),
                           stale_after_s=stale_after_s, holder_is_dead=holder_is_dead)
     handle = RunHandle(run.id)
+    handle.fence = _fence(store, run.id, handle.lost, on_lost)
     stop = threading.Event()
     beat = threading.Thread(target=_beat, name=f"nas-heartbeat-{run.id}", daemon=True,
                             args=(store, run.id, stop, handle.lost, on_lost, every))

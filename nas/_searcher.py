@@ -50,8 +50,10 @@ class BudgetedSearcher(Searcher):
                  study_id: int, run_name: str, budget: int,
                  done: dict[str, list[float]], max_attempts: int,
                  num_classes: int, screen: Callable[[ArchSpec], float] | None = None,
-                 screen_k: int = 1, screen_name: str = "", run_id: int | None = None) -> None:
+                 screen_k: int = 1, screen_name: str = "", run_id: int | None = None,
+                 fence: Callable[[], bool] | None = None) -> None:
         super().__init__()
+        self.fence = fence or (lambda: True)  # False once another run took the study over
         self.run_id = run_id  # the nas_runs row the skipped proposals point to
         self.space, self.num_classes = space, num_classes  # what is proposed, and its proxy
         self.study, self.objectives = study, tuple(objectives)  # Optuna's side
@@ -73,6 +75,8 @@ class BudgetedSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.completed >= self.budget or self.started >= self.max_attempts:
+            return Searcher.FINISHED
+        if not self.fence():  # the study is another run's now: ask Optuna nothing more
             return Searcher.FINISHED
         if self.completed + len(self.live) >= self.budget:
             return None  # wait: a running trial may still fail
@@ -171,6 +175,8 @@ class BudgetedSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        if not self.fence():
+            return  # kept in `live`: the stop closes it where it is still open (interrupt)
         h, trial, _ = self.live.pop(trial_id, (None, None, None))
         res = None if error else final_result(result)
         if isinstance(res, TrialResult):
@@ -190,11 +196,19 @@ class BudgetedSearcher(Searcher):
         Optuna has no interrupted state: each is told FAIL with a user attr ``interrupted``
         giving ``reason``. Trials Tune never started (not in ``recorded``, the Ray ids the
         recorder wrote) get their INTERRUPTED row here, so both tables count the same proposals.
+        Trials no longer RUNNING in Optuna's table are left alone: after a takeover the new run
+        closed those that existed then (and wrote their rows); this run closes the rest.
         """
         written = 0
+        storage = self.study._storage  # noqa: SLF001 - the state as stored now, not as cached
         for trial_id, (h, trial, arch) in sorted(self.live.items(), key=lambda x: x[1][1].number):
-            trial.set_user_attr("interrupted", reason)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if storage.get_trial(trial._trial_id).state != optuna.trial.TrialState.RUNNING:
+                continue  # closed by a run that took the study over (with its row)
+            try:
+                trial.set_user_attr("interrupted", reason)
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+                continue  # closed by the new run between the check and here
             if trial_id not in recorded:
                 self._skip(trial, arch, h, "INTERRUPTED", reason, {})
                 written += 1
@@ -203,7 +217,7 @@ class BudgetedSearcher(Searcher):
 
 
 def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int,
-                       recorded: set[str], reason: str) -> list:
+                       recorded: set[str], reason: str, run_id: int | None = None) -> list:
     """Close the RUNNING Optuna trials a killed run left; returns them (as they were).
 
     Nothing else will ever finish them. Each is told FAIL with the user attr ``interrupted``
@@ -226,7 +240,7 @@ def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int
         h = None if arch is None else arch_hash(arch)
         if arch is not None and h not in recorded:
             rec = store.start_trial(study_id, key=f"killed-run:optuna{t.number}", arch_hash=h,
-                                    arch=to_dict(arch), params=dict(t.params))
+                                    arch=to_dict(arch), params=dict(t.params), run_id=run_id)
             store.finish_trial(rec.id, state="INTERRUPTED", error=reason)
             recorded.add(h)
         trial_id = storage.get_trial_id_from_study_id_trial_number(optuna_study_id, t.number)

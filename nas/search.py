@@ -278,7 +278,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                  "previous run was killed)"
         marked = store.interrupt_running(study.id, killed)
         close_stale_trials(ot_study, ot_storage, space, store, study.id,
-                           {t.arch_hash for t in marked}, killed)
+                           {t.arch_hash for t in marked}, killed, run.id)
         enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
         completed = store.trials(study.id, states=["COMPLETE"])
         if len(completed) >= cfg.budget:
@@ -309,7 +309,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     reaper = start_reaper(ray_ctx.address_info["session_dir"])
                 searcher, recorder, run_trials = _build_tuner(
                     cfg, space, dataset, store, study, ot_study, completed, objectives,
-                    zero_cost, prescreen, screen, runs, request, log, masked, run.id)
+                    zero_cost, prescreen, screen, runs, request, log, masked, run.id,
+                    run.fence)
                 if not request.requested:  # a signal during start-up: nothing was started
                     with _quiet_tune():
                         run_trials()
@@ -321,7 +322,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 error = e
                 raise
             finally:
-                interrupted = _close_running(store, study.id, searcher, recorder, request, error)
+                interrupted = _close_running(store, study.id, searcher, recorder, request,
+                                             error, run.id)
                 if started_ray:
                     ray.shutdown()
                 stop_reaper(reaper)
@@ -408,10 +410,14 @@ def _n(searcher, what: str) -> int:
     return 0 if searcher is None else getattr(searcher, what)
 
 
-def _close_running(store, study_id: int, searcher, recorder, request, error) -> int:
+def _close_running(store, study_id: int, searcher, recorder, request, error,
+                   run_id: int | None = None) -> int:
     """Close the trials a stop left running, in both tables; returns how many were marked.
 
-    Best effort when the run is already failing: the original error is the one to report.
+    Only this run's (``run_id``) and only those still open: after a takeover the new run closed
+    the ones that were open when it started, and this run closes those it opened later (a run
+    frozen between its lease check and Optuna's ``ask``). Best effort when the run is already
+    failing: the original error is the one to report.
     """
     if request.requested:
         reason = request.reason
@@ -427,7 +433,7 @@ def _close_running(store, study_id: int, searcher, recorder, request, error) -> 
         if searcher is not None:
             recorded = set(recorder.ids) if recorder is not None else set()
             n += searcher.interrupt(reason, recorded)
-        return n + len(store.interrupt_running(study_id, reason))
+        return n + len(store.interrupt_running(study_id, reason, run_id=run_id))
     except Exception:
         if error is None and not request.requested:
             raise
@@ -436,7 +442,7 @@ def _close_running(store, study_id: int, searcher, recorder, request, error) -> 
 
 def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, completed,
                  objectives, zero_cost, prescreen, screen, runs: Path, request, log,
-                 masked_url: str, run_id: int):
+                 masked_url: str, run_id: int, fence=None):
     """The searcher, the recorder and what runs the trials: a Tuner's ``fit`` (stopped by
     ``request``), or the in-process loop of ``--executor local``."""
     import ray
@@ -471,14 +477,14 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                 dataset.num_classes, screen=screen,
                                 screen_k=prescreen[1] if prescreen else 1,
                                 screen_name=prescreen[0] if prescreen else "",
-                                run_id=run_id)
+                                run_id=run_id, fence=fence)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                        cfg.compile, threads=max(1, int(per_trial["cpu"])),
                        latency=any(o.name == "latency_ms" for o in objectives),
                        zero_cost=zero_cost,
                        zero_cost_required=zero_cost_implied((), objectives))
     recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log,
-                        log_dir=runs / "logs" / run_name, run_id=run_id)
+                        log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence)
     if cfg.executor == "local":
         from nas._local import run_local
 

@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import pytest
 
 from db import Store
+from e2e_tests.tables import check_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -30,9 +30,57 @@ def test_two_runs_of_one_study_at_once_keep_the_budget(tmp_path):
     assert "study 'both' is being searched by run" in line and "--study" in line, line
 
     store = Store(url)
-    done = store.trials("both", states=["COMPLETE"])
-    assert len(done) == 3 and len({t.arch_hash for t in done}) == 3, "budget kept exactly"
-    assert store.count("both", "RUNNING") == 0
-    ot = optuna.load_study(study_name="both", storage=url)
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in ot.trials) == 3
+    check_tables(url, "both", budget=3)  # the budget kept exactly, both tables agreeing
     assert [r.outcome for r in store.runs("both")] == ["completed"], store.runs("both")
+
+
+def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp_path):
+    """SIGSTOP a run past the stale limit, let a second run take the study over, SIGCONT the
+    first: it stops (exit 143, saying why) without writing anything, and the second completes
+    the budget with both tables agreeing."""
+    import os
+    import signal
+    import time
+
+    url = f"sqlite:///{tmp_path}/nas.db"
+    env = {**os.environ, "NAS_LEASE_STALE_S": "4"}
+    cmd = [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--budget", "3",
+           "--epochs", "1", "--max-concurrent", "1", "--db", url, "--runs-dir", str(tmp_path),
+           "--study", "frozen"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=ROOT, env=env)
+    try:
+        for line in first.stdout:  # wait for its first completed trial
+            if line.startswith("[  1/3]"):
+                break
+        first.send_signal(signal.SIGSTOP)
+        time.sleep(6)  # past the stale limit
+        second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=ROOT, env=env)
+        time.sleep(8)  # the second has taken over and is training
+        first.send_signal(signal.SIGCONT)
+        _, err1 = first.communicate(timeout=300)
+        out2, err2 = second.communicate(timeout=600)
+    finally:
+        for p in (first,):
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+    assert second.returncode == 0, err2[-3000:]
+    assert first.returncode == 143, (first.returncode, err1[-2000:])
+    assert "another run took over this study" in err1, err1[-2000:]
+    assert "Traceback" not in err1 + err2, (err1 + err2)[-3000:]
+
+    store = Store(url)
+    ours, _ = check_tables(url, "frozen", budget=3)
+    runs = store.runs("frozen")
+    assert [r.outcome for r in runs] == ["abandoned", "completed"], runs
+    first_run, second_run = runs[0].id, runs[1].id
+    after = [t for t in ours if t.started_at > runs[1].started_at]
+    # after the takeover the first run finished nothing: what it had opened since (asked of
+    # Optuna between its lease check and the freeze) it closed as interrupted, in both tables
+    assert all(t.run_id == second_run or t.state == "INTERRUPTED" for t in after), \
+        [(t.number, t.run_id, t.state) for t in after]
+    assert all(t.run_id == second_run for t in ours if t.state == "COMPLETE"
+               and t.started_at > runs[1].started_at)
+    assert {t.run_id for t in ours} <= {first_run, second_run}

@@ -22,12 +22,11 @@ import optuna
 import pytest
 
 from db import Store
+from e2e_tests.tables import FAIL, RUNNING, check_tables
 from nas._reaper import session_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-RUNNING, FAIL, COMPLETE = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL,
-                           optuna.trial.TrialState.COMPLETE)
 
 
 def _command(runs: Path, budget: int) -> list[str]:
@@ -85,27 +84,6 @@ def _leftovers(pid: int, wait_s: float = 20.0) -> list[str]:
         time.sleep(1)
 
 
-def _check_tables(url: str, budget: int | None = None) -> tuple[list, list]:
-    ours = Store(url).trials("tiny")
-    ot = [t for t in optuna.load_study(study_name="tiny", storage=url).trials
-          if t.state != optuna.trial.TrialState.WAITING  # a retry not asked for yet
-          and "before its architecture was sampled" not in t.user_attrs.get("interrupted", "")]
-    assert not [t for t in ours if t.state == "RUNNING"], [(t.number, t.state) for t in ours]
-    assert not [t for t in ot if t.state == RUNNING], [(t.number, t.state) for t in ot]
-    assert len(ours) == len(ot), f"{len(ours)} rows in nas_trials, {len(ot)} Optuna trials"
-    done = [t.arch_hash for t in ours if t.state == "COMPLETE"]
-    assert len(done) == len(set(done)), f"an architecture completed twice: {done}"
-    dup_done = sum(t.state == "DUPLICATE" and t.metrics["duplicate_of"] is not None for t in ours)
-    told = sum(t.state == COMPLETE for t in ot)
-    assert told == len(done) + dup_done, (told, len(done), dup_done)  # both tables agree
-    interrupted = [t for t in ours if t.state == "INTERRUPTED"]
-    ot_interrupted = [t for t in ot if t.state == FAIL and "interrupted" in t.user_attrs]
-    assert len(interrupted) == len(ot_interrupted), (interrupted, ot_interrupted)
-    if budget is not None:
-        assert len(done) == budget, f"expected exactly {budget} COMPLETE, got {len(done)}"
-    return ours, ot
-
-
 def test_kill_9_leaves_no_ray_process_and_a_rerun_resumes_exactly(tmp_path):
     runs, budget = tmp_path / "runs", 3
     url = f"sqlite:///{runs}/nas.db"
@@ -122,7 +100,7 @@ def test_kill_9_leaves_no_ray_process_and_a_rerun_resumes_exactly(tmp_path):
     r = subprocess.run(_command(runs, budget), cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    ours, ot = _check_tables(url, budget)
+    ours, ot = check_tables(url, "tiny", budget)
     interrupted = [t for t in ours if t.state == "INTERRUPTED"]
     assert interrupted and all("previous run was killed" in t.error for t in interrupted)
     done = {t.arch_hash for t in ours if t.state == "COMPLETE"}
@@ -154,7 +132,7 @@ def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig, 
         rf"interrupted \({label}\): \d+ completed trials kept, [1-9]\d* running trials marked "
         r"INTERRUPTED; re-run the same command to resume", lines[0]), lines[-20:]
     assert _leftovers(proc.pid) == [], "Ray processes outlived the interrupted run"
-    ours, ot = _check_tables(url)
+    ours, ot = check_tables(url, "tiny")
     reason = "interrupted by Ctrl-C (SIGINT)" if sig == signal.SIGINT else "interrupted by SIGTERM"
     reason += " (forced by a second signal)" if times == 2 else ""
     interrupted = [t for t in ours if t.state == "INTERRUPTED"]
@@ -167,7 +145,7 @@ def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig, 
         r = subprocess.run(_command(runs, budget), cwd=ROOT, capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
-        _check_tables(url, budget)
+        check_tables(url, "tiny", budget)
 
 
 def test_failed_trial_stores_its_reason_and_traceback_with_one_line_each(tmp_path):
