@@ -337,8 +337,15 @@ def _db(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- entry points
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error said in one line (exit 2) like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nas",
+    p = _Parser(prog="python -m nas",
                                 description="Neural-architecture search for MetaFormer backbones.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{search,spaces,data,db}")
     _add_search(sub, prog=search_prog)

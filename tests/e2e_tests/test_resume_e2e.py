@@ -63,6 +63,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["--batch-size", "0"], "--batch-size must be"),
     (["--budget", "0"], "--budget must be"),
     (["--epochs", "0"], "--epochs must be"),
+    (["--sampler", "bogus"], "invalid choice: 'bogus'"),
 ])
 def test_bad_input_is_one_line_exit_2_before_anything_starts(tmp_path, args, message):
     runs = tmp_path / "runs"
