@@ -67,6 +67,10 @@ class SearchConfig:
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
     prescreen: str | None = None  # "synflow:K": train the best of K candidates per trial slot
     allow_change: bool = False  # resume a study with settings that change what a trial measures
+    scheduler: str = "fifo"  # fifo (every trial trains in full) | asha (multi-objective ASHA
+    #                          stops trials at rungs; nas/_scheduler.py)
+    asha_eta: int = 3  # ASHA reduction factor: the top 1/eta at a rung continue
+    asha_min_epochs: int = 1  # ASHA's first rung; rungs at asha_min_epochs * eta**k < epochs
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class SearchSummary:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the study's
     screened: int = 0  # candidates the pre-screen did not train (stored as FAIL, told PRUNED)
     interrupted: int = 0  # running trials a stop (Ctrl-C, SIGTERM, an error) marked INTERRUPTED
+    pruned: int = 0  # trials the ASHA scheduler stopped at a rung in this run (stored PRUNED)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -312,7 +317,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         summary = SearchSummary(study_name, store.url, total, _n(searcher, "failed"),
                                 _n(searcher, "duplicates"), _n(searcher, "infeasible"),
                                 time.perf_counter() - t_start, objectives,
-                                _n(searcher, "screened"), interrupted)
+                                _n(searcher, "screened"), interrupted, _n(searcher, "pruned"))
         run.outcome = "completed" if total >= cfg.budget else "failed"
         if request.requested:
             run.outcome, run.message = "interrupted", request.reason
@@ -449,26 +454,43 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     remaining = cfg.budget - len(completed)
     max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
     run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    scheduler, stopped, max_pruned, pruned_hashes = None, None, None, None
+    if cfg.scheduler == "asha":
+        pruned_hashes = {t.arch_hash: t.number
+                         for t in store.trials(study.id, states=["PRUNED"])}
+        from nas._scheduler import MultiObjectiveASHA
+
+        scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta)
+        stopped = scheduler.stopped
+        # pruned trials are extra proposals; this many at most, so that the search ends
+        max_pruned = remaining * cfg.asha_eta ** len(scheduler.rungs)
+        log(f"scheduler: multi-objective ASHA, rungs at epoch(s) "
+            f"{', '.join(map(str, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
+            f"ranked on val accuracy and "
+            f"{', '.join(str(o) for o in scheduler.costs) or 'nothing else'}")
     searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
                                 remaining, done, remaining + max_failures,
                                 dataset.num_classes, screen=screen,
                                 screen_k=prescreen[1] if prescreen else 1,
                                 screen_name=prescreen[0] if prescreen else "",
-                                run_id=run_id)
+                                run_id=run_id, stopped=stopped, max_pruned=max_pruned,
+                                pruned_hashes=pruned_hashes)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                        cfg.compile, threads=max(1, int(per_trial["cpu"])),
                        latency=any(o.name == "latency_ms" for o in objectives),
                        zero_cost=zero_cost,
-                       zero_cost_required=zero_cost_implied((), objectives))
+                       zero_cost_required=zero_cost_implied((), objectives),
+                       eval_every_epoch=cfg.scheduler == "asha")
     recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log,
-                        log_dir=runs / "logs" / run_name, run_id=run_id)
+                        log_dir=runs / "logs" / run_name, run_id=run_id, stopped=stopped)
     if cfg.executor == "local":
         from nas._local import run_local
 
-        return searcher, recorder, lambda: run_local(searcher, recorder, trainable, ctx, request)
+        return searcher, recorder, lambda: run_local(searcher, recorder, trainable, ctx, request,
+                                                     scheduler)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                     max_concurrent_trials=slots),
         run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
                                   callbacks=[recorder], stop=StopOnSignal(request)),
