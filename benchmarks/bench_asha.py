@@ -1,7 +1,8 @@
 """The same seeded search with ``--scheduler fifo`` and with ``--scheduler asha``: cost and front.
 
 Each scheduler runs in its own fresh database under ``--out`` (same space, seed, budget, epochs,
-sampler). For each it prints the trials by state, the total trial-seconds (the sum of every
+sampler). For each it prints the trials by state, the proxy epochs trained (all trials, all
+repeats), the total trial-seconds (the sum of every
 trial's ``total_seconds``: completed trials as measured inside the trial, pruned ones from start
 to the stop decision as seen by the driver), the wall time of the run, and the hypervolume of
 the final front over (validation accuracy ↑, full-model MACs ↓) of the COMPLETE trials.
@@ -58,6 +59,7 @@ def max_macs(space_name: str, probe: int) -> int:
 def run_one(args, scheduler: str) -> dict:
     runs = Path(args.out) / scheduler
     shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
     url = f"sqlite:///{runs}/nas.db"
     cfg = SearchConfig(space=args.space, budget=args.budget, epochs=args.epochs, seed=args.seed,
                        db_url=url, runs_dir=str(runs), executor=args.executor,
@@ -71,8 +73,10 @@ def run_one(args, scheduler: str) -> dict:
     for t in trials:
         states[t.state] = states.get(t.state, 0) + 1
     seconds = sum(float(t.metrics.get("total_seconds") or 0.0) for t in trials)
+    epochs = sum(len(c) for t in trials for c in t.metrics.get("curve") or [])
     front = pareto_front(trials)
     return {"scheduler": scheduler, "states": states, "trial_seconds": seconds, "wall": wall,
+            "epochs": epochs,
             "front": [(t.accuracy, t.macs) for t in front],
             "all": [(t.accuracy, t.macs) for t in trials if t.state == "COMPLETE"]}
 
@@ -98,12 +102,13 @@ def main() -> None:
     print(f"\n{args.space}, budget {args.budget} completed, {args.epochs} epochs, seed "
           f"{args.seed}, eta {args.eta}, executor {args.executor}; hypervolume reference: "
           f"accuracy 0, {ref_macs / g:.4f} GMACs (max over {args.probe} draws)")
-    print(f"{'scheduler':<10} {'trials by state':<34} {'trial-s':>9} {'wall s':>8} "
+    print(f"{'scheduler':<10} {'trials by state':<34} {'epochs':>6} {'trial-s':>9} {'wall s':>8} "
           f"{'front':>6} {'HV (acc·GMACs)':>15} {'HV / box':>9}")
     for r in rows:
         hv = hypervolume_2d([(a, m / g) for a, m in r["front"]], (0.0, ref_macs / g))
         states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items()))
-        print(f"{r['scheduler']:<10} {states:<34} {r['trial_seconds']:9.1f} {r['wall']:8.1f} "
+        print(f"{r['scheduler']:<10} {states:<34} {r['epochs']:>6} {r['trial_seconds']:9.1f} "
+              f"{r['wall']:8.1f} "
               f"{len(r['front']):>6} {hv:15.6f} {hv / (ref_macs / g):9.4f}")
 
 
