@@ -62,6 +62,8 @@ class SearchConfig:
     #                                      when the cluster has GPUs, else 0
     ray_address: str | None = None  # join this Ray cluster ("host:port"); default: start Ray
     executor: str = "ray"  # ray | local (trials one by one in this process, for debugging)
+    reuse_workers: bool = True  # a Ray worker runs trial after trial (imports and FFCV's JIT
+    #                             paid once per worker, not per trial); False: one per trial
     max_failures: int | None = None  # give up after this many failed trials; default = budget
     objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
@@ -146,7 +148,7 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
 
     directions = [o.optuna_direction for o in objectives]
     try:
-        storage = optuna.storages.RDBStorage(normalize_url(url))
+        storage = _rdb_storage(normalize_url(url))
         try:
             n_trials = storage.get_n_trials(storage.get_study_id_from_name(name))
         except KeyError:  # no such study yet
@@ -163,6 +165,21 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
         raise StorageError(f"Optuna's study '{name}' in {mask_url(url)} has directions "
                            f"{stored}, not {[d.lower() for d in directions]}; use another --study")
     return study, storage
+
+
+def _rdb_storage(url: str, tries: int = 5):
+    """Optuna's RDBStorage; two processes creating Optuna's tables in a new database at once
+    race on its schema version row (IntegrityError, or SQLite's lock): the loser tries again."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (IntegrityError, OperationalError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _retries(store, study_id: int) -> list[tuple[str, dict]]:
@@ -491,7 +508,8 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                    max_concurrent_trials=slots),
+                                    max_concurrent_trials=slots,
+                                    reuse_actors=cfg.reuse_workers),
         run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
                                   callbacks=[recorder], stop=StopOnSignal(request)),
     )
