@@ -2,7 +2,8 @@
 
 For debugging (a breakpoint or a profiler inside a trial, a traceback in the terminal's own
 process): the same searcher, recorder and trainable as under Ray Tune, driven by a plain loop.
-A stop signal ends the running trial at its next per-epoch report.
+A stop signal ends the running trial at its next per-epoch report; so does a scheduler's
+STOP (``--scheduler asha``), after which the trial is recorded as pruned.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ class _Stopped(Exception):
     """Raised inside a trial at its next report once a stop was requested."""
 
 
+class _Pruned(Exception):
+    """Raised inside a trial at the report on which the scheduler decided to stop it."""
+
+
 @dataclass
 class _LocalTrial:
     """The attributes of a Ray Tune trial that our recorder reads."""
@@ -32,9 +37,10 @@ class _LocalTrial:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_local(searcher, recorder, trainable, ctx, request) -> int:
+def run_local(searcher, recorder, trainable, ctx, request, scheduler=None) -> int:
     """Run trials until the searcher is finished or ``request`` asks to stop; returns how many
-    trials were started."""
+    trials were started. ``scheduler``: a Tune ``TrialScheduler`` asked after every report."""
+    from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
     started = 0
@@ -53,11 +59,16 @@ def run_local(searcher, recorder, trainable, ctx, request) -> int:
                 recorder.on_trial_result(0, [], trial, result)
                 if request.requested:
                     raise _Stopped
+                if scheduler is not None and scheduler.on_trial_result(
+                        None, trial, result) == TrialScheduler.STOP:
+                    raise _Pruned
 
             try:
                 trainable(config, ctx, report=report)
             except _Stopped:
                 break  # left running in both tables: the caller closes it as INTERRUPTED
+            except _Pruned:
+                pass  # ends as under Tune: its last result is a per-epoch one
             except Exception:  # noqa: BLE001 - a failed trial, recorded with its traceback
                 path = Path(errors, f"{trial_id}.txt")
                 path.write_text(traceback.format_exc())
@@ -66,6 +77,8 @@ def run_local(searcher, recorder, trainable, ctx, request) -> int:
                 searcher.on_trial_complete(trial_id, None, error=True)
                 continue
             trial.last_result = trial.results[-1] if trial.results else None
+            if scheduler is not None:
+                scheduler.on_trial_complete(None, trial, trial.last_result)
             recorder.on_trial_complete(0, [], trial)
             searcher.on_trial_complete(trial_id, trial.last_result)
     return started

@@ -92,6 +92,19 @@ def check_settings(cfg: Any) -> None:
         raise ConfigError(f"--lr must be a finite number > 0; got {cfg.lr!r}")
     if cfg.study is not None:
         check_study_name(cfg.study)
+    every = cfg.progress_every
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not (
+            math.isfinite(every) and every >= 0):
+        raise ConfigError(f"--progress-every must be a number of seconds >= 0; got {every!r}")
+    if cfg.scheduler not in ("fifo", "asha"):
+        raise ConfigError(f"--scheduler must be fifo or asha; got {cfg.scheduler!r}")
+    if cfg.scheduler == "asha":
+        _int(cfg.asha_eta, "--asha-eta", 2, 100)
+        _int(cfg.asha_min_epochs, "--asha-min-epochs", 1, 10_000)
+        if cfg.asha_min_epochs >= cfg.epochs:
+            raise ConfigError(f"--scheduler asha needs a rung below the last epoch: "
+                              f"--asha-min-epochs ({cfg.asha_min_epochs}) must be < --epochs "
+                              f"({cfg.epochs})")
 
 
 def _get(config: Mapping[str, Any], path: str) -> Any:

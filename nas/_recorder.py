@@ -9,15 +9,19 @@ from __future__ import annotations
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ray.tune import Callback
 
 from nas.models import describe, from_dict
-from nas.results import TrialFailure, final_result
+from nas.results import DONE, TrialFailure, TrialPruned, final_result
 
 __all__ = ["Recorder"]
+
+#: the per-epoch result keys kept in a pruned trial's curve (``proxies.EpochStats`` fields)
+EPOCH_KEYS = ("epoch", "epochs", "train_loss", "train_accuracy", "seconds", "val_accuracy",
+              "val_loss")
 
 
 class Recorder(Callback):
@@ -25,8 +29,10 @@ class Recorder(Callback):
 
     def __init__(self, store, study_id: int, run_name: str, budget: int, already: int,
                  log: Callable[[str], None], log_dir: str | Path | None = None,
-                 run_id: int | None = None, fence: Callable[[], bool] | None = None) -> None:
+                 run_id: int | None = None, fence: Callable[[], bool] | None = None,
+                 stopped: Mapping[str, TrialPruned] | None = None, progress=None) -> None:
         self.store = store
+        self.progress = progress  # nas._progress.Progress: the live counts (optional)
         self.fence = fence or (lambda: True)  # False once another run took the study over
         self.run_id = run_id  # the nas_runs row every trial of this run points to
         self.log_dir = None if log_dir is None else Path(log_dir)  # failed trials' tracebacks
@@ -35,9 +41,14 @@ class Recorder(Callback):
         self.budget = budget
         self.log = log
         self.ids: dict[str, int] = {}  # Ray trial id -> database trial id
+        self.numbers: dict[str, int] = {}  # Ray trial id -> the trial's number in the study
         self.finished: set[str] = set()  # Ray trial ids whose row is finished
         self.last: dict[str, dict] = {}  # Ray trial id -> last reported result
+        self.curves: dict[str, list[list[dict]]] = {}  # Ray trial id -> per repeat, per epoch
+        self.began: dict[str, float] = {}  # Ray trial id -> when it started (driver clock)
+        self.stopped = {} if stopped is None else stopped  # a scheduler's decisions
         self.completed = already
+        self.pruned = 0  # trials stopped at a rung in this run
         self.t0 = time.perf_counter()
 
     def __getstate__(self) -> dict:
@@ -51,12 +62,25 @@ class Recorder(Callback):
                                      arch_hash=c["arch_hash"], arch=c["arch"], params=c["params"],
                                      run_id=self.run_id)
         self.ids[trial.trial_id] = rec.id
+        self.numbers[trial.trial_id] = rec.number
+        if self.progress is not None:
+            self.progress.started()
+        self.began[trial.trial_id] = time.perf_counter()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.last[trial.trial_id] = result
+        if "epoch" in result and not result.get(DONE):
+            curve = self.curves.setdefault(trial.trial_id, [])
+            while len(curve) <= int(result.get("repeat", 0)):
+                curve.append([])
+            curve[int(result.get("repeat", 0))].append(
+                {k: result.get(k) for k in EPOCH_KEYS})
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         res = final_result(self.last.pop(trial.trial_id, None) or trial.last_result)
+        curve = self.curves.pop(trial.trial_id, [])
+        if res is None and trial.trial_id in self.stopped:
+            return self._pruned(trial, self.stopped[trial.trial_id], curve)
         if isinstance(res, TrialFailure):
             return self._fail(trial, res.failure, {"curve": res.curve})
         if res is None:
@@ -65,11 +89,32 @@ class Recorder(Callback):
         if not self._finish(trial, state="COMPLETE", metrics=metrics, **res.columns()):
             return
         self.completed += 1
+        if self.progress is not None:
+            self.progress.completed(res, self.numbers.get(trial.trial_id))
         elapsed = time.perf_counter() - self.t0
         self.log(f"[{self.completed:>3}/{self.budget}] acc {res.accuracy:.4f} "
                  f"± {res.accuracy_se:.4f}  "
                  f"{res.macs / 1e9:7.3f} GMACs  {res.params / 1e6:7.2f} M params  "
                  f"trial {res.total_seconds:5.1f} s  elapsed {elapsed:6.1f} s  "
+                 f"{describe(from_dict(trial.config['arch']))}")
+
+    def _pruned(self, trial, why: TrialPruned, curve: list[list[dict]]) -> None:
+        """A trial the scheduler stopped at a rung: PRUNED, its partial accuracy in metrics."""
+        seconds = time.perf_counter() - self.began.get(trial.trial_id, self.t0)
+        metrics = {**why.metrics(), "curve": curve, "total_seconds": seconds,
+                   "total_seconds_measured_by": "driver", "proxy_arch": trial.config["proxy_arch"]}
+        if trial.trial_id in self.finished or not self._finish(
+                trial, state="PRUNED", error=why.reason, metrics=metrics):
+            return
+        self.pruned += 1
+        if self.progress is not None:
+            self.progress.pruned_one()
+        elapsed = time.perf_counter() - self.t0
+        macs = why.costs.get("macs")
+        shown = f"{macs / 1e9:7.3f} GMACs  " if macs is not None else ""
+        self.log(f"[ pruned ] epoch {why.epoch} val acc {why.val_accuracy:.4f}  front "
+                 f"{why.front + 1} of {why.reached} (top {why.kept} kept)  {shown}"
+                 f"trial {seconds:5.1f} s  elapsed {elapsed:6.1f} s  "
                  f"{describe(from_dict(trial.config['arch']))}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -89,7 +134,9 @@ class Recorder(Callback):
     def _fail(self, trial, message: str, metrics: dict | None = None, where: str = "") -> None:
         if trial.trial_id not in self.finished:
             # (Tune reports an error raised by a callback of a finished trial as its failure)
-            self._finish(trial, state="FAIL", error=message, metrics=metrics)
+            if self._finish(trial, state="FAIL", error=message, metrics=metrics) \
+                    and self.progress is not None:
+                self.progress.failed_one()
         self.log(f"[ failed ] {message}{where}")
 
     def _finish(self, trial, **fields) -> bool:

@@ -10,19 +10,23 @@ With a pre-screen (``--prescreen synflow:K``) each trial slot gathers up to K fe
 candidates, scores each with a zero-cost proxy (``screen``, in the driver) and launches only
 the best; the others are told to Optuna as PRUNED and written to our table as FAIL with the
 reason (see :meth:`BudgetedSearcher._screen`).
+
+With ``--scheduler asha`` a trial stopped at a rung (``stopped``, the scheduler's record) is
+told to Optuna as PRUNED; like a failure it is an extra proposal, not a completed trial, and it
+does not use up ``max_attempts`` (at most ``max_pruned`` such trials, so a search ends).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
 
 from nas.models import ArchSpec, arch_hash, to_dict
-from nas.results import Objective, TrialResult, final_result
+from nas.results import Objective, TrialPruned, TrialResult, final_result
 
 __all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries"]
 
@@ -39,11 +43,16 @@ class BudgetedSearcher(Searcher):
         store, study_id, run_name: where skipped proposals are recorded (driver side).
         budget: completed trials wanted from this run.
         done: arch hash -> objective values of completed trials.
-        max_attempts: trials started at most (completed + failed).
+        max_attempts: trials started at most (completed + failed; pruned ones not counted).
         num_classes: of the proxy dataset.
         screen: scores a candidate (higher is better) for the pre-screen; None: no pre-screen.
         screen_k: candidates per trial slot when ``screen`` is given (>= 2).
         screen_name: the proxy ``screen`` computes (recorded as ``zc_<name>``).
+        stopped: Ray trial id -> why a scheduler stopped it (read when the trial ends).
+        max_pruned: trials stopped by the scheduler at most before the searcher finishes.
+        pruned_hashes: arch hash -> our trial number of architectures already pruned: a new
+            proposal of one is skipped as DUPLICATE (Optuna: PRUNED), not trained again; None
+            when no scheduler prunes.
     """
 
     def __init__(self, space, study: optuna.Study, objectives: Sequence[Objective], store,
@@ -51,7 +60,10 @@ class BudgetedSearcher(Searcher):
                  done: dict[str, list[float]], max_attempts: int,
                  num_classes: int, screen: Callable[[ArchSpec], float] | None = None,
                  screen_k: int = 1, screen_name: str = "", run_id: int | None = None,
-                 fence: Callable[[], bool] | None = None) -> None:
+                 fence: Callable[[], bool] | None = None,
+                 stopped: Mapping[str, TrialPruned] | None = None,
+                 max_pruned: int | None = None,
+                 pruned_hashes: dict[str, int | None] | None = None) -> None:
         super().__init__()
         self.fence = fence or (lambda: True)  # False once another run took the study over
         self.run_id = run_id  # the nas_runs row the skipped proposals point to
@@ -66,6 +78,9 @@ class BudgetedSearcher(Searcher):
         self.live: dict[str, tuple[str, optuna.trial.Trial, ArchSpec]] = {}
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
         self.screened = 0  # candidates screened out (never trained)
+        self.stopped = {} if stopped is None else stopped  # the scheduler's decisions
+        self.max_pruned, self.pruned = max_pruned, 0  # trials it stopped at a rung
+        self.pruned_hashes = pruned_hashes  # arch hash -> our number of a pruned trial
 
     def __getstate__(self) -> dict:
         return {}  # Tune may pickle searchers for its own restore, which we do not use
@@ -74,7 +89,8 @@ class BudgetedSearcher(Searcher):
         """Nothing to save: the database is the record (a later run resumes from it)."""
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.completed >= self.budget or self.started >= self.max_attempts:
+        if (self.completed >= self.budget or self.started - self.pruned >= self.max_attempts
+                or (self.max_pruned is not None and self.pruned >= self.max_pruned)):
             return Searcher.FINISHED
         if not self.fence():  # the study is another run's now: ask Optuna nothing more
             return Searcher.FINISHED
@@ -112,9 +128,18 @@ class BudgetedSearcher(Searcher):
             return None
         running = [tid for tid, (lh, _, _) in self.live.items() if lh == h]
         grouped = [t.number for t, _, gh in group if gh == h]
-        if h in self.done or running or grouped:
+        was_pruned = self.pruned_hashes is not None and h in self.pruned_hashes
+        if h in self.done or running or grouped or was_pruned:
             self.duplicates += 1
-            if h in self.done:  # Optuna learns the known result without retraining
+            if was_pruned and h not in self.done:  # the rung decided already: not retrained
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                number = self.pruned_hashes[h]
+                if number is None:
+                    number = next((t.number for t in self.store.trials(
+                        self.study_id, states=["PRUNED"]) if t.arch_hash == h), None)
+                    self.pruned_hashes[h] = number
+                what = f"duplicate of pruned trial {number}"
+            elif h in self.done:  # Optuna learns the known result without retraining
                 self.study.tell(trial, self.done[h])
                 first = self.store.find_completed(self.study_id, h)
                 number = None if first is None else first.number
@@ -179,7 +204,16 @@ class BudgetedSearcher(Searcher):
             return  # kept in `live`: the stop closes it where it is still open (interrupt)
         h, trial, _ = self.live.pop(trial_id, (None, None, None))
         res = None if error else final_result(result)
-        if isinstance(res, TrialResult):
+        pruned = self.stopped.get(trial_id) if res is None and not error else None
+        if pruned is not None:  # stopped at a rung: an extra proposal, never COMPLETE
+            self.pruned += 1
+            if trial is not None:
+                # multi-objective studies refuse trial.report(): the rung goes in a user attr
+                trial.set_user_attr("pruned", {**pruned.metrics(), "reason": pruned.reason})
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            if self.pruned_hashes is not None and h is not None:
+                self.pruned_hashes[h] = None  # its row is written after this (the recorder)
+        elif isinstance(res, TrialResult):
             values = [res.value(o.name) for o in self.objectives]
             self.completed += 1
             if trial is not None:

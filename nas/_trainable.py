@@ -32,6 +32,8 @@ class TrialContext:
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies scored at initialisation, before training
     zero_cost_required: tuple[str, ...] = ()  # of those, the ones an objective names: no finite
     #                                         score fails the trial (before training)
+    eval_every_epoch: bool = False  # validate after every epoch (per-epoch `val_accuracy`, which
+    #                                 the ASHA scheduler's rungs read)
 
 
 def zero_cost_at_init(proxy: Any, names: Sequence[str], images: Any, labels: Any, seed: int,
@@ -120,7 +122,7 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                            device=device, amp_bf16=device == "cuda",
                            channels_last=device == "cuda", compile=ctx.compile,
-                           threads=ctx.threads)
+                           threads=ctx.threads, eval_every_epoch=ctx.eval_every_epoch)
 
         def on_epoch(e, repeat=repeat) -> None:
             report({"repeat": repeat, **dataclasses.asdict(e)})

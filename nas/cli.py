@@ -121,6 +121,21 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--prescreen", default=None, metavar="PROXY:K",
                    help="for each trial slot, score K >= 2 feasible new candidates with the "
                         "zero-cost proxy and train only the best (e.g. synflow:4)")
+    p.add_argument("--scheduler", choices=("fifo", "asha"), default=SearchConfig.scheduler,
+                   help="fifo: every trial trains all epochs; asha: validate after every epoch "
+                        "and stop a trial at a rung (epochs min*eta^k) unless it is on the first "
+                        "non-dominated front of (val accuracy, MACs) there or within the top "
+                        "1/eta (stored as PRUNED; --budget counts completed trials only)")
+    p.add_argument("--asha-eta", type=int, default=SearchConfig.asha_eta,
+                   help="ASHA reduction factor (>= 2; default %(default)s)")
+    p.add_argument("--asha-min-epochs", type=int, default=SearchConfig.asha_min_epochs,
+                   help="ASHA's first rung, in epochs (default %(default)s)")
+    p.add_argument("--progress-every", type=float, default=SearchConfig.progress_every,
+                   metavar="SECONDS",
+                   help="on a terminal a live status line (done / running / failed / pruned, "
+                        "front size, best accuracy within the space's max_macs, ETA) stays "
+                        "under the trial lines; otherwise it is printed as a [progress] line "
+                        "every SECONDS (default %(default)s; 0: only at the end)")
     p.set_defaults(run=_search)
     return p
 
@@ -142,7 +157,9 @@ def _search(args: argparse.Namespace) -> int:
                        zero_cost=parse_zero_cost(args.zero_cost), prescreen=args.prescreen,
                        allow_change=args.allow_change, cpus_per_trial=args.cpus_per_trial,
                        gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address,
-                       executor=args.executor)
+                       executor=args.executor, scheduler=args.scheduler,
+                       asha_eta=args.asha_eta, asha_min_epochs=args.asha_min_epochs,
+                       progress_every=args.progress_every)
     check_settings(cfg)  # fail fast, before Ray or a database starts
     if cfg.objectives is not None:
         parse_objectives(cfg.objectives)
@@ -151,9 +168,11 @@ def _search(args: argparse.Namespace) -> int:
     summary = run_search(cfg)
     print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study, summary.objectives)
     screened = f", {summary.screened} screened out" if cfg.prescreen else ""
+    pruned = f"{summary.pruned} pruned, " if cfg.scheduler == "asha" else ""
     print(f"{summary.completed} completed trials in study '{summary.study}' "
-          f"({summary.failed} failed, {summary.duplicates} duplicate and {summary.infeasible} "
-          f"infeasible proposals skipped{screened}) in {summary.seconds:.1f} s; "
+          f"({pruned}{summary.failed} failed, {summary.duplicates} duplicate and "
+          f"{summary.infeasible} infeasible proposals skipped{screened}) in "
+          f"{summary.seconds:.1f} s; "
           f"database {mask_url(summary.db_url)}")
     if summary.completed < cfg.budget:
         return _fail(f"only {summary.completed} of {cfg.budget} trials completed "

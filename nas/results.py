@@ -19,9 +19,9 @@ from typing import Any
 
 from nas_errors import ConfigError, did_you_mean
 
-__all__ = ["TrialResult", "TrialFailure", "Objective", "DEFAULT_OBJECTIVES", "final_result",
-           "parse_objectives", "objective_names", "parse_zero_cost", "zero_cost_implied",
-           "ZC_PREFIX"]
+__all__ = ["TrialResult", "TrialFailure", "TrialPruned", "Objective", "DEFAULT_OBJECTIVES",
+           "final_result", "parse_objectives", "objective_names", "parse_zero_cost",
+           "zero_cost_implied", "ZC_PREFIX"]
 
 DONE = "done_training"  # key of the final report of a trial (per-epoch reports lack it)
 #: TrialResult fields stored in their own `nas_trials` column (field -> column); the rest go to
@@ -105,6 +105,35 @@ class TrialFailure:
 
     def report(self) -> dict[str, Any]:
         return {DONE: True, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class TrialPruned:
+    """A trial a multi-fidelity scheduler stopped at a rung: stored as PRUNED, never in a front.
+
+    Its validation accuracy is partial (after ``epoch`` epochs): it goes to ``metrics`` under
+    ``pruned_val_accuracy``, never to the ``accuracy`` column, so it never looks complete.
+    """
+
+    epoch: int  # the rung: repeat 0's epoch at which it was stopped
+    val_accuracy: float  # validation top-1 after that epoch
+    front: int  # its non-dominated front among the trials at the rung (0 = first)
+    reached: int  # trials that had reached the rung when it was judged (itself included)
+    kept: int  # at most this many of them continue (the top 1/eta, whole fronts)
+    costs: dict[str, float] = field(default_factory=dict)  # known costs it was ranked on
+    val_loss: float | None = None  # validation cross-entropy after that epoch, nats
+
+    @property
+    def reason(self) -> str:
+        return (f"pruned at epoch {self.epoch}: val acc {self.val_accuracy:.4f} on front "
+                f"{self.front + 1} of {self.reached} trials at the rung (top {self.kept} kept)")
+
+    def metrics(self) -> dict[str, Any]:
+        """What is stored in the trial's ``metrics`` JSON (the curve is added by the caller)."""
+        return {"pruned_at_epoch": self.epoch, "pruned_val_accuracy": self.val_accuracy,
+                "pruned_val_loss": self.val_loss, "pruned_front": self.front,
+                "pruned_rung_size": self.reached, "pruned_rung_kept": self.kept,
+                "pruned_costs": dict(self.costs)}
 
 
 def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure | None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nas._preflight import check_resume, check_settings, check_study_name
 from nas._samplers import SAMPLERS, make_sampler
@@ -69,6 +70,12 @@ class SearchConfig:
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
     prescreen: str | None = None  # "synflow:K": train the best of K candidates per trial slot
     allow_change: bool = False  # resume a study with settings that change what a trial measures
+    scheduler: str = "fifo"  # fifo (every trial trains in full) | asha (multi-objective ASHA
+    #                          stops trials at rungs; nas/_scheduler.py)
+    asha_eta: int = 3  # ASHA reduction factor: the top 1/eta at a rung continue
+    asha_min_epochs: int = 1  # ASHA's first rung; rungs at asha_min_epochs * eta**k < epochs
+    progress_every: float = 30.0  # seconds between "[progress]" lines when the output is not a
+    #                               terminal (a terminal gets a live status line); 0: at the end
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class SearchSummary:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES  # the study's
     screened: int = 0  # candidates the pre-screen did not train (stored as FAIL, told PRUNED)
     interrupted: int = 0  # running trials a stop (Ctrl-C, SIGTERM, an error) marked INTERRUPTED
+    pruned: int = 0  # trials the ASHA scheduler stopped at a rung in this run (stored PRUNED)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -331,7 +339,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         summary = SearchSummary(study_name, store.url, total, _n(searcher, "failed"),
                                 _n(searcher, "duplicates"), _n(searcher, "infeasible"),
                                 time.perf_counter() - t_start, objectives,
-                                _n(searcher, "screened"), interrupted)
+                                _n(searcher, "screened"), interrupted, _n(searcher, "pruned"))
         run.outcome = "completed" if total >= cfg.budget else "failed"
         if request.requested:
             run.outcome, run.message = "interrupted", request.reason
@@ -449,6 +457,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     from ray import tune
 
     from nas._interrupt import StopOnSignal
+    from nas._progress import Progress
     from nas._recorder import Recorder
     from nas._searcher import BudgetedSearcher
     from nas._trainable import TrialContext, trainable
@@ -472,29 +481,60 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     remaining = cfg.budget - len(completed)
     max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
     run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    scheduler, stopped, max_pruned, pruned_hashes = None, None, None, None
+    if cfg.scheduler == "asha":
+        pruned_hashes = {t.arch_hash: t.number
+                         for t in store.trials(study.id, states=["PRUNED"])}
+        from nas._scheduler import MultiObjectiveASHA
+
+        scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta)
+        stopped = scheduler.stopped
+        # pruned trials are extra proposals; this many at most, so that the search ends
+        max_pruned = remaining * cfg.asha_eta ** len(scheduler.rungs)
+        log(f"scheduler: multi-objective ASHA, rungs at epoch(s) "
+            f"{', '.join(map(str, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
+            f"ranked on val accuracy and "
+            f"{', '.join(str(o) for o in scheduler.costs) or 'nothing else'}")
     searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
                                 remaining, done, remaining + max_failures,
                                 dataset.num_classes, screen=screen,
                                 screen_k=prescreen[1] if prescreen else 1,
                                 screen_name=prescreen[0] if prescreen else "",
-                                run_id=run_id, fence=fence)
+                                run_id=run_id, fence=fence, stopped=stopped,
+                                max_pruned=max_pruned, pruned_hashes=pruned_hashes)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                        cfg.compile, threads=max(1, int(per_trial["cpu"])),
                        latency=any(o.name == "latency_ms" for o in objectives),
                        zero_cost=zero_cost,
-                       zero_cost_required=zero_cost_implied((), objectives))
-    recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), log,
-                        log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence)
+                       zero_cost_required=zero_cost_implied((), objectives),
+                       eval_every_epoch=cfg.scheduler == "asha")
+    progress = Progress(cfg.budget, objectives, completed, log=log, every=cfg.progress_every,
+                        max_macs=space.constraints.max_macs)
+    recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), progress.log,
+                        log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence,
+                        stopped=stopped, progress=progress)
     if cfg.executor == "local":
         from nas._local import run_local
 
-        return searcher, recorder, lambda: run_local(searcher, recorder, trainable, ctx, request)
+        return searcher, recorder, _showing(progress, lambda: run_local(
+            searcher, recorder, trainable, ctx, request, scheduler))
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                     max_concurrent_trials=slots,
                                     reuse_actors=cfg.reuse_workers),
         run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,
                                   callbacks=[recorder], stop=StopOnSignal(request)),
     )
-    return searcher, recorder, tuner.fit
+    return searcher, recorder, _showing(progress, tuner.fit)
+
+
+def _showing(progress, run: Callable[[], Any]) -> Callable[[], Any]:
+    """``run`` with the live progress view shown while it runs (its final line after)."""
+    def run_showing():
+        progress.start()
+        try:
+            return run()
+        finally:
+            progress.close()
+    return run_showing

@@ -1,0 +1,140 @@
+"""Multi-objective ASHA: stop a trial at a rung unless its (accuracy, cost) is good enough.
+
+Asynchronous successive halving (Li et al. 2020, https://arxiv.org/abs/1810.05934) with the
+ranking replaced by non-dominated sorting, so a cheap trial is not killed for being less
+accurate than an expensive one. Rungs are the epochs ``r_min * eta**k`` below the last epoch.
+When a trial reports a rung's epoch, it is ranked among every trial that reached that rung so
+far on (validation accuracy at that epoch, maximised) and the cost objectives of the study that
+are known before training (full-model MACs, params, activations; counted analytically from the
+trial's architecture). It continues when
+
+- fewer than ``eta`` trials reached the rung (asynchronous ASHA promotes early arrivals), or
+- it is on the first non-dominated front (never stopped), or
+- its front starts within the top ``max(1, n // eta)`` of the ``n`` trials (a whole front is
+  kept: no tie-breaking inside a front).
+
+With ``--repeats K`` only repeat 0's curve is judged; once repeat 0 passed every rung the later
+repeats run in full. The decisions are kept in :attr:`MultiObjectiveASHA.stopped`, which the
+searcher (Optuna: PRUNED) and the recorder (our table: PRUNED) read when Tune ends the trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from nas.models import analytic_cost, from_dict
+from nas.results import DONE, Objective, TrialPruned
+
+__all__ = ["MultiObjectiveASHA", "rungs", "nondominated_ranks", "rung_decision", "KNOWN_COSTS"]
+
+#: objectives known before training, as (name -> attribute of ``analytic_cost``)
+KNOWN_COSTS = {"macs": "macs", "params": "params", "acts": "acts"}
+
+
+def rungs(epochs: int, r_min: int = 1, eta: int = 3) -> tuple[int, ...]:
+    """The epochs a trial is judged at: ``r_min * eta**k`` for k >= 0, below ``epochs``."""
+    out, r = [], r_min
+    while r < epochs:
+        out.append(r)
+        r *= eta
+    return tuple(out)
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """``a`` is at least as good as ``b`` everywhere and better somewhere (all maximised)."""
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
+def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
+    """The front of each point (0 = non-dominated), every coordinate maximised."""
+    n = len(points)
+    ranks = [-1] * n
+    left, front = set(range(n)), 0
+    while left:
+        current = {i for i in left
+                   if not any(_dominates(points[j], points[i]) for j in left if j != i)}
+        for i in current:
+            ranks[i] = front
+        left -= current
+        front += 1
+    return ranks
+
+
+def rung_decision(points: Sequence[Sequence[float]], index: int,
+                  eta: int) -> tuple[bool, int, int]:
+    """Whether ``points[index]`` continues past a rung holding ``points`` (all maximised).
+
+    Returns (continue, its front, how many of the rung's trials are kept at most).
+    """
+    n = len(points)
+    keep = max(1, n // eta)
+    if n < eta:
+        return True, 0, n
+    ranks = nondominated_ranks(points)
+    mine = ranks[index]
+    better = sum(r < mine for r in ranks)  # trials on strictly better fronts
+    return mine == 0 or better < keep, mine, keep
+
+
+class MultiObjectiveASHA(FIFOScheduler):
+    """Tune scheduler: trials run in submission order, and a rung may stop one (see module).
+
+    Args:
+        objectives: the study's; those in :data:`KNOWN_COSTS` are ranked with the accuracy.
+        epochs: a trial's training epochs (rungs are below it).
+        r_min, eta: the first rung and the reduction factor.
+        cost_of: architecture dict -> {name: value} of the known costs (tests replace it).
+    """
+
+    def __init__(self, objectives: Sequence[Objective], epochs: int, r_min: int = 1,
+                 eta: int = 3,
+                 cost_of: Callable[[dict[str, Any]], dict[str, float]] | None = None) -> None:
+        super().__init__()
+        self.eta = eta
+        self.rungs = rungs(epochs, r_min, eta)
+        self.costs = tuple(o for o in objectives if o.name in KNOWN_COSTS)
+        self.cost_of = cost_of or _analytic_costs
+        self.reached: dict[int, dict[str, tuple[float, ...]]] = {r: {} for r in self.rungs}
+        self.stopped: dict[str, TrialPruned] = {}  # Ray trial id -> why it was stopped
+        self._costs: dict[str, dict[str, float]] = {}
+
+    def __getstate__(self) -> dict:
+        return {}  # Tune may pickle its scheduler for its own restore, which we do not use
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        epoch = result.get("epoch")
+        if result.get(DONE) or result.get("repeat", 0) != 0 or epoch not in self.reached:
+            return TrialScheduler.CONTINUE
+        acc = result.get("val_accuracy")
+        if acc is None:  # no per-epoch validation: nothing to judge on
+            return TrialScheduler.CONTINUE
+        costs = self._costs.setdefault(trial.trial_id, self.cost_of(trial.config["arch"]))
+        point = (float(acc), *(costs[o.name] if o.direction == "max" else -costs[o.name]
+                               for o in self.costs))
+        at = self.reached[epoch]
+        at[trial.trial_id] = point
+        ids = list(at)
+        go, front, keep = rung_decision([at[i] for i in ids], ids.index(trial.trial_id),
+                                        self.eta)
+        if go:
+            return TrialScheduler.CONTINUE
+        self.stopped[trial.trial_id] = TrialPruned(
+            epoch=int(epoch), val_accuracy=float(acc), front=front, reached=len(ids), kept=keep,
+            costs={o.name: costs[o.name] for o in self.costs},
+            val_loss=result.get("val_loss"))
+        return TrialScheduler.STOP
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._costs.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        return (f"Multi-objective ASHA: rungs at epochs {list(self.rungs)}, eta {self.eta}, "
+                f"{len(self.stopped)} trial(s) stopped")
+
+
+def _analytic_costs(arch: dict[str, Any]) -> dict[str, float]:
+    cost = analytic_cost(from_dict(arch))
+    return {name: float(getattr(cost, attr)) for name, attr in KNOWN_COSTS.items()}

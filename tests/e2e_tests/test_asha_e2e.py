@@ -1,0 +1,51 @@
+"""End to end: --scheduler asha on Ray stops trials at rungs; they are PRUNED in both tables."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from db import Store, pareto_front
+from nas.results import DEFAULT_OBJECTIVES, objective_names
+from nas.search import SearchConfig, run_search
+
+pytestmark = pytest.mark.slow
+
+
+def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, tmp_path):
+    url = f"sqlite:///{tmp_path}/nas.db"
+    # one trial at a time: the seeded proposals reach the rungs in a fixed order; with eta 2
+    # and rungs at epochs 1 and 2, seed 0 prunes 2 of 6 proposals on `tiny` (checked by hand)
+    cfg = SearchConfig(space="tiny", budget=4, epochs=3, db_url=url, runs_dir=str(tmp_path),
+                       seed=0, max_concurrent=1, scheduler="asha", asha_eta=2)
+    lines: list[str] = []
+    summary = run_search(cfg, log=lines.append)
+    store = Store(url)
+    trials = store.trials("tiny")
+    pruned = [t for t in trials if t.state == "PRUNED"]
+    done = [t for t in trials if t.state == "COMPLETE"]
+    assert pruned, f"expected at least one PRUNED trial; got {[t.state for t in trials]}: {lines}"
+    assert len(done) == cfg.budget == summary.completed, (len(done), summary)
+    assert summary.pruned == len(pruned), (summary.pruned, len(pruned))
+    assert sum(ln.startswith("[ pruned ]") for ln in lines) == len(pruned), lines
+    for t in pruned:
+        assert t.accuracy is None, f"a pruned trial must not look complete: {t.accuracy}"
+        curve = t.metrics["curve"][0]
+        assert [e["epoch"] for e in curve] == list(range(1, t.metrics["pruned_at_epoch"] + 1))
+        assert curve[-1]["val_accuracy"] == t.metrics["pruned_val_accuracy"]
+        assert t.metrics["pruned_at_epoch"] in (1, 2) and t.error.startswith("pruned at epoch")
+    for t in done:  # ASHA validates after every epoch; the completed curve shows it
+        assert all(e["val_accuracy"] is not None for e in t.metrics["curve"][0])
+    front = pareto_front(trials, list(objective_names(DEFAULT_OBJECTIVES)))  # all trials given
+    assert front and {t.id for t in front} <= {t.id for t in done}, "pruned ones never in it"
+    final = [ln for ln in lines if ln.startswith("[progress]")][-1]  # the live view's last line
+    assert (f"{cfg.budget}/{cfg.budget} done · 0 running · 0 failed · {len(pruned)} pruned · "
+            f"front {len(front)} · best acc {max(t.accuracy for t in done):.4f}") in final, final
+    ot = optuna.load_study(study_name="tiny", storage=url).trials
+    assert len(ot) == len(trials), "both tables count the same proposals"
+    states = [t.state.name for t in ot]
+    assert states.count("COMPLETE") == cfg.budget and states.count("PRUNED") >= len(pruned)
+    told = [t for t in ot if "pruned" in t.user_attrs]
+    assert len(told) == len(pruned) and all(t.state.name == "PRUNED" for t in told)
+    assert [r.outcome for r in store.runs("tiny")] == ["completed"]
+

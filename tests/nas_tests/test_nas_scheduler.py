@@ -1,0 +1,170 @@
+"""Multi-objective ASHA (nas/_scheduler.py): the rung decision, without a Ray cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import optuna
+import pytest
+
+from db import Store
+from nas._preflight import check_settings
+from nas._recorder import Recorder
+from nas._scheduler import MultiObjectiveASHA, nondominated_ranks, rung_decision, rungs
+from nas._searcher import BudgetedSearcher
+from nas.errors import ConfigError
+from nas.models import analytic_cost, from_dict
+from nas.results import DEFAULT_OBJECTIVES, Objective, objective_names
+from nas.search import SearchConfig
+from search_spaces import load_space
+
+CONTINUE, STOP = "CONTINUE", "STOP"
+
+
+@pytest.mark.parametrize("epochs, r_min, eta, expected", [
+    (3, 1, 3, (1,)), (3, 1, 2, (1, 2)), (27, 1, 3, (1, 3, 9)), (10, 2, 2, (2, 4, 8)),
+    (1, 1, 3, ()),
+])
+def test_rungs_are_r_min_times_eta_powers_below_the_last_epoch(epochs, r_min, eta, expected):
+    assert rungs(epochs, r_min, eta) == expected
+
+
+def test_nondominated_ranks_peel_fronts():
+    # (accuracy, -MACs): a and b trade off, c is dominated by b, d by c
+    points = [(0.9, -10.0), (0.7, -2.0), (0.6, -3.0), (0.5, -4.0), (0.9, -10.0)]
+    assert nondominated_ranks(points) == [0, 0, 1, 2, 0], "equal points share a front"
+
+
+def test_early_arrivals_at_a_rung_are_promoted():
+    # two trials at an eta=3 rung: the worse one still continues (asynchronous ASHA)
+    assert rung_decision([(0.9, -1.0), (0.1, -5.0)], 1, eta=3) == (True, 0, 2)
+
+
+def test_the_first_front_is_never_stopped():
+    # nine expensive accurate trials, then a cheap poor one: it is not dominated, so it stays
+    points = [(0.9 - i / 100, -100.0 - i) for i in range(9)] + [(0.2, -1.0)]
+    go, front, keep = rung_decision(points, 9, eta=3)
+    assert (go, front, keep) == (True, 0, 3), (go, front, keep)
+
+
+def test_only_the_top_one_over_eta_by_pareto_rank_continue():
+    # one objective (accuracy): six trials at an eta=3 rung keep the best two
+    points = [(a,) for a in (0.50, 0.60, 0.70, 0.80, 0.90, 0.40)]
+    decisions = [rung_decision(points, i, eta=3)[0] for i in range(6)]
+    assert decisions == [False, False, False, True, True, False], decisions
+
+
+def test_a_front_is_kept_whole():
+    # six trials, keep 2: front 0 = {a}, front 1 = {b, c, d} starts at position 1 < 2, so all
+    # three of front 1 continue; front 2 does not
+    points = [(0.9, -1.0), (0.8, -2.0), (0.7, -1.5), (0.85, -3.0), (0.6, -4.0), (0.5, -5.0)]
+    assert nondominated_ranks(points) == [0, 1, 1, 1, 2, 3]
+    decisions = [rung_decision(points, i, eta=3)[0] for i in range(6)]
+    assert decisions == [True, True, True, True, False, False], decisions
+
+
+@dataclasses.dataclass
+class _Trial:
+    trial_id: str
+    config: dict
+
+
+def _scheduler(objectives=DEFAULT_OBJECTIVES, epochs=3, eta=2, macs=None):
+    macs = macs or {}
+    return MultiObjectiveASHA(objectives, epochs, 1, eta,
+                              cost_of=lambda arch: {"macs": macs[arch["id"]], "params": 1.0,
+                                                    "acts": 1.0})
+
+
+def _epoch(epoch, acc, repeat=0):
+    return {"repeat": repeat, "epoch": epoch, "train_loss": 1.0, "val_accuracy": acc,
+            "val_loss": 1.0}
+
+
+def test_the_scheduler_stops_a_dominated_trial_and_records_why():
+    sched = _scheduler(macs={"a": 100.0, "b": 200.0, "c": 50.0})
+    a, b, c = (_Trial(x, {"arch": {"id": x}}) for x in "abc")
+    assert sched.rungs == (1, 2)
+    assert sched.on_trial_result(None, a, _epoch(1, 0.8)) == CONTINUE  # alone at the rung
+    # b is slower and less accurate than a: dominated, and 2 // 2 = 1 kept
+    assert sched.on_trial_result(None, b, _epoch(1, 0.7)) == STOP
+    # c is cheaper than a though less accurate: first front, kept
+    assert sched.on_trial_result(None, c, _epoch(1, 0.5)) == CONTINUE
+    assert set(sched.stopped) == {"b"}
+    why = sched.stopped["b"]
+    assert (why.epoch, why.val_accuracy, why.front, why.reached, why.kept) == (1, 0.7, 1, 2, 1)
+    assert why.costs == {"macs": 200.0}
+    assert "pruned at epoch 1" in why.reason and why.metrics()["pruned_val_accuracy"] == 0.7
+
+
+def test_the_scheduler_ignores_other_epochs_repeats_and_final_results():
+    sched = _scheduler(macs={"a": 100.0, "b": 200.0})
+    a, b = _Trial("a", {"arch": {"id": "a"}}), _Trial("b", {"arch": {"id": "b"}})
+    sched.on_trial_result(None, a, _epoch(1, 0.8))
+    assert sched.on_trial_result(None, b, _epoch(3, 0.1)) == CONTINUE, "epoch 3 is no rung"
+    assert sched.on_trial_result(None, b, _epoch(1, 0.1, repeat=1)) == CONTINUE, "repeat 1"
+    assert sched.on_trial_result(None, b, {"done_training": True, "epoch": 1,
+                                           "val_accuracy": 0.1}) == CONTINUE
+    assert sched.on_trial_result(None, b, _epoch(1, None)) == CONTINUE, "no validation"
+    assert not sched.stopped
+
+
+def test_without_a_cost_objective_asha_ranks_on_accuracy_alone():
+    sched = _scheduler(objectives=(Objective("accuracy", "max"),), macs={"a": 1.0, "b": 1e9})
+    a, b = _Trial("a", {"arch": {"id": "a"}}), _Trial("b", {"arch": {"id": "b"}})
+    sched.on_trial_result(None, a, _epoch(1, 0.5))
+    assert sched.on_trial_result(None, b, _epoch(1, 0.4)) == STOP
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"scheduler": "hyperband"}, "--scheduler must be fifo or asha; got 'hyperband'"),
+    ({"scheduler": "asha", "asha_eta": 1}, "--asha-eta must be an integer in 2..100; got 1"),
+    ({"scheduler": "asha", "epochs": 1}, "--asha-min-epochs (1) must be < --epochs (1)"),
+    ({"scheduler": "asha", "asha_min_epochs": 0}, "--asha-min-epochs must be an integer"),
+])
+def test_bad_scheduler_settings_are_one_line_config_errors(changes, message):
+    with pytest.raises(ConfigError) as e:
+        check_settings(SearchConfig(space="tiny", **changes))
+    assert message in str(e.value), str(e.value)
+
+
+def test_a_pruned_trial_is_pruned_in_both_tables_and_not_an_attempt(tmp_path):
+    space = load_space("tiny")
+    store = Store(f"sqlite:///{tmp_path}/nas.db", decode_arch=from_dict)
+    study = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
+                                      objectives=objective_names(DEFAULT_OBJECTIVES), config={})
+    ot = optuna.create_study(directions=[o.optuna_direction for o in DEFAULT_OBJECTIVES],
+                             sampler=optuna.samplers.RandomSampler(seed=0))
+    sched = MultiObjectiveASHA(DEFAULT_OBJECTIVES, epochs=3, eta=2)
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=2,
+                                done={}, max_attempts=2, num_classes=10, stopped=sched.stopped,
+                                max_pruned=5, pruned_hashes={})
+    lines: list[str] = []
+    recorder = Recorder(store, study.id, "run", 2, 0, lines.append, stopped=sched.stopped)
+    cfgs = [searcher.suggest("x"), searcher.suggest("y")]
+    # the cheaper one reaches rung 1 first and is more accurate: the other is dominated
+    cfgs.sort(key=lambda c: analytic_cost(from_dict(c["arch"])).macs)
+    by_hash = {searcher.live[k][0]: k for k in searcher.live}
+    ta, tb = (_Trial(by_hash[c["arch_hash"]], c) for c in cfgs)
+    for t in (ta, tb):
+        recorder.on_trial_start(0, [], t)
+    ra, rb = _epoch(1, 0.9), _epoch(1, 0.3)
+    assert sched.on_trial_result(None, ta, ra) == CONTINUE
+    recorder.on_trial_result(0, [], ta, ra)
+    assert sched.on_trial_result(None, tb, rb) == STOP
+    recorder.on_trial_result(0, [], tb, rb)
+    searcher.on_trial_complete(tb.trial_id, rb)
+    recorder.on_trial_complete(0, [], tb)
+    assert searcher.pruned == 1 and searcher.failed == 0 and searcher.completed == 0
+    told = {t.number: t for t in ot.trials}
+    pruned = [t for t in told.values() if t.state == optuna.trial.TrialState.PRUNED
+              and "pruned" in t.user_attrs]
+    assert len(pruned) == 1 and pruned[0].user_attrs["pruned"]["pruned_at_epoch"] == 1
+    (row,) = store.trials("s", states=["PRUNED"])
+    assert row.accuracy is None and row.metrics["pruned_val_accuracy"] == 0.3
+    (curve,) = row.metrics["curve"]
+    assert [(e["epoch"], e["val_accuracy"]) for e in curve] == [(1, 0.3)], curve
+    assert row.error.startswith("pruned at epoch 1"), row.error
+    assert sum(ln.startswith("[ pruned ]") for ln in lines) == 1, lines
+    # a pruned trial is not an attempt: with max_attempts=2, a third trial may start
+    assert isinstance(searcher.suggest("z"), dict)
