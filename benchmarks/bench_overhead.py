@@ -39,6 +39,7 @@ def _engine(args, runs: Path, reuse: bool):
     from db import Store
     from nas.search import SearchConfig, run_search
 
+    runs.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{runs}/nas.db"
     cfg = SearchConfig(space=args.space, budget=args.trials, epochs=args.epochs, seed=args.seed,
                        db_url=url, runs_dir=str(runs), max_concurrent=args.slots,
