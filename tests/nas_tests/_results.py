@@ -1,8 +1,26 @@
-"""Test helpers: a complete TrialResult with any field overridden; one searcher slot run."""
+"""Test helpers: a complete TrialResult with any field overridden; a study in both tables; one
+searcher slot run."""
 
 from __future__ import annotations
 
-from nas.results import TrialResult
+import optuna
+
+from db import Store
+from nas.models import from_dict
+from nas.results import DEFAULT_OBJECTIVES, TrialResult, objective_names
+from search_spaces import load_space
+
+
+def study_setup(tmp_path):
+    """(space ``tiny``, a Store in ``tmp_path``, its study ``s``, a seeded in-memory Optuna
+    study with the default objectives)."""
+    space = load_space("tiny")
+    store = Store(f"sqlite:///{tmp_path}/nas.db", decode_arch=from_dict)
+    study = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
+                                      objectives=objective_names(DEFAULT_OBJECTIVES), config={})
+    ot = optuna.create_study(directions=[o.optuna_direction for o in DEFAULT_OBJECTIVES],
+                             sampler=optuna.samplers.RandomSampler(seed=0))
+    return space, store, study, ot
 
 
 def result(**kw) -> TrialResult:

@@ -7,16 +7,16 @@ import dataclasses
 import optuna
 import pytest
 
-from db import Store
 from nas._preflight import check_settings
 from nas._recorder import Recorder
 from nas._scheduler import MultiObjectiveASHA, nondominated_ranks, rung_decision, rungs
 from nas._searcher import BudgetedSearcher
 from nas.errors import ConfigError
 from nas.models import analytic_cost, from_dict
-from nas.results import DEFAULT_OBJECTIVES, Objective, objective_names
+from nas.results import DEFAULT_OBJECTIVES, Objective
 from nas.search import SearchConfig
-from search_spaces import load_space
+
+from ._results import study_setup
 
 CONTINUE, STOP = "CONTINUE", "STOP"
 
@@ -129,12 +129,7 @@ def test_bad_scheduler_settings_are_one_line_config_errors(changes, message):
 
 
 def test_a_pruned_trial_is_pruned_in_both_tables_and_not_an_attempt(tmp_path):
-    space = load_space("tiny")
-    store = Store(f"sqlite:///{tmp_path}/nas.db", decode_arch=from_dict)
-    study = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
-                                      objectives=objective_names(DEFAULT_OBJECTIVES), config={})
-    ot = optuna.create_study(directions=[o.optuna_direction for o in DEFAULT_OBJECTIVES],
-                             sampler=optuna.samplers.RandomSampler(seed=0))
+    space, store, study, ot = study_setup(tmp_path)
     sched = MultiObjectiveASHA(DEFAULT_OBJECTIVES, epochs=3, eta=2)
     searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=2,
                                 done={}, max_attempts=2, num_classes=10, stopped=sched.stopped,

@@ -6,24 +6,15 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from db import Store
 from nas._searcher import BudgetedSearcher
-from nas.models import from_dict
-from nas.results import DEFAULT_OBJECTIVES, objective_names
-from search_spaces import load_space
+from nas.results import DEFAULT_OBJECTIVES
 
-from ._results import complete_slot
+from ._results import complete_slot, study_setup
 
 
 @pytest.fixture
 def setup(tmp_path):
-    space = load_space("tiny")
-    store = Store(f"sqlite:///{tmp_path}/nas.db", decode_arch=from_dict)
-    study = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
-                                      objectives=objective_names(DEFAULT_OBJECTIVES), config={})
-    ot = optuna.create_study(directions=[o.optuna_direction for o in DEFAULT_OBJECTIVES],
-                             sampler=optuna.samplers.RandomSampler(seed=0))
-    return space, store, study, ot
+    return study_setup(tmp_path)
 
 
 def test_skipped_proposals_are_recorded_and_counts_agree(setup):
