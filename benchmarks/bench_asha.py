@@ -1,7 +1,9 @@
 """The same seeded search with ``--scheduler fifo`` and with ``--scheduler asha``: cost and front.
 
-Each scheduler runs in its own fresh database under ``--out`` (same space, seed, budget, epochs,
-sampler). For each it prints the trials by state, the proxy epochs trained (all trials, all
+For each seed of ``--seeds``, each scheduler runs in its own fresh database under ``--out``
+(same space, seed, budget, epochs, sampler). ``--budget`` means what it means on the command
+line: completed trials under fifo, evaluated trials (completed or pruned) under asha, so the two
+runs propose the same number of architectures and ASHA's saving is the epochs it did not train. For each it prints the trials by state, the proxy epochs trained (all trials, all
 repeats), the total trial-seconds (the sum of every
 trial's ``total_seconds``: completed trials as measured inside the trial, pruned ones from start
 to the stop decision as seen by the driver), the wall time of the run, and the hypervolume of
@@ -9,12 +11,13 @@ the final front over (validation accuracy ↑, full-model MACs ↓) of the COMPL
 
 Hypervolume reference point: accuracy 0 and MACs = the largest analytic MACs of the space over
 ``--probe`` random draws (``space.sample_random(i, feasible=False)``, as ``nas spaces show``), so
-every trial lies inside it. The hypervolume is reported in accuracy × GMACs, and as a fraction
-of the reference box (1 × max GMACs).
+every trial lies inside it. The hypervolume (Optuna's implementation) is reported as a fraction
+of the reference box (1 × max GMACs). The last line gives asha / fifo ratios (trial-seconds,
+wall, epochs, hypervolume), mean and range over the seeds.
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/bench_asha.py                              # tiny, budget 12
+    .venv/bin/python benchmarks/bench_asha.py --seeds 0 1 2                # tiny, budget 12
     .venv/bin/python benchmarks/bench_asha.py --space hybrid_conv_attn --budget 12 --epochs 3
     .venv/bin/python benchmarks/bench_asha.py --budget 6 --executor local --eta 2
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -39,15 +43,15 @@ from search_spaces import load_space
 
 def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
     """Area dominated by ``points`` (accuracy ↑, MACs ↓) inside the box from ``ref``
-    (accuracy ref[0], MACs ref[1]); points outside the box add nothing."""
-    inside = sorted({(a, m) for a, m in points if a > ref[0] and m < ref[1]},
-                    key=lambda p: p[1])  # cheapest first
-    area, best = 0.0, ref[0]
-    for i, (acc, macs) in enumerate(inside):
-        best = max(best, acc)
-        nxt = inside[i + 1][1] if i + 1 < len(inside) else ref[1]
-        area += (best - ref[0]) * (nxt - macs)
-    return area
+    (accuracy ref[0], MACs ref[1]), by Optuna's hypervolume (minimisation: -accuracy, MACs)."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    inside = [(-a, m) for a, m in points if a > ref[0] and m < ref[1]]
+    if not inside:
+        return 0.0
+    return float(compute_hypervolume(np.array(inside, dtype=float),
+                                     np.array([-ref[0], ref[1]], dtype=float)))
 
 
 def max_macs(space_name: str, probe: int) -> int:
@@ -86,7 +90,7 @@ def main() -> None:
     p.add_argument("--space", default="tiny")
     p.add_argument("--budget", type=int, default=12)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--eta", type=int, default=3, help="ASHA reduction factor")
     p.add_argument("--executor", choices=("ray", "local"), default="ray")
     p.add_argument("--max-concurrent", type=int, default=None)
@@ -97,19 +101,31 @@ def main() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     ref_macs = max_macs(args.space, args.probe)
-    rows = [run_one(args, s) for s in ("fifo", "asha")]
     g = 1e9
-    print(f"\n{args.space}, budget {args.budget} completed, {args.epochs} epochs, seed "
-          f"{args.seed}, eta {args.eta}, executor {args.executor}; hypervolume reference: "
-          f"accuracy 0, {ref_macs / g:.4f} GMACs (max over {args.probe} draws)")
-    print(f"{'scheduler':<10} {'trials by state':<34} {'epochs':>6} {'trial-s':>9} {'wall s':>8} "
-          f"{'front':>6} {'HV (acc·GMACs)':>15} {'HV / box':>9}")
-    for r in rows:
-        hv = hypervolume_2d([(a, m / g) for a, m in r["front"]], (0.0, ref_macs / g))
+    table = []
+    for seed in args.seeds:
+        args.seed = seed
+        for r in (run_one(args, s) for s in ("fifo", "asha")):
+            r["seed"] = seed
+            r["hv"] = hypervolume_2d([(a, m / g) for a, m in r["front"]], (0.0, ref_macs / g))
+            table.append(r)
+    print(f"\n{args.space}, budget {args.budget} (fifo: completed; asha: evaluated), "
+          f"{args.epochs} epochs, eta {args.eta}, executor {args.executor}; hypervolume "
+          f"(Optuna's) of the (val acc, GMACs) front, reference accuracy 0 and "
+          f"{ref_macs / g:.4f} GMACs (max over {args.probe} draws), as a fraction of that box")
+    print(f"{'seed':>4} {'scheduler':<10} {'trials by state':<36} {'epochs':>6} {'trial-s':>9} "
+          f"{'wall s':>8} {'front':>6} {'HV / box':>9}")
+    for r in table:
         states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items()))
-        print(f"{r['scheduler']:<10} {states:<34} {r['epochs']:>6} {r['trial_seconds']:9.1f} "
-              f"{r['wall']:8.1f} "
-              f"{len(r['front']):>6} {hv:15.6f} {hv / (ref_macs / g):9.4f}")
+        print(f"{r['seed']:>4} {r['scheduler']:<10} {states:<36} {r['epochs']:>6} "
+              f"{r['trial_seconds']:9.1f} {r['wall']:8.1f} {len(r['front']):>6} "
+              f"{r['hv'] / (ref_macs / g):9.4f}")
+    pairs = [(table[i], table[i + 1]) for i in range(0, len(table), 2)]
+    ratios = {k: [b[k] / a[k] for a, b in pairs if a[k]] for k in
+              ("trial_seconds", "wall", "epochs", "hv")}
+    print("asha / fifo, mean (min … max) over seeds: " + "; ".join(
+        f"{k} {statistics.mean(v):.2f} ({min(v):.2f} … {max(v):.2f})"
+        for k, v in ratios.items() if v))
 
 
 if __name__ == "__main__":

@@ -65,18 +65,22 @@ class Progress:
         log: where the per-trial lines go (``print`` on a terminal gets the live line).
         every: seconds between ``[progress]`` lines when not live (0: only the final one).
         live: redraw a status line on ``stream`` (default: ``log is print`` and a terminal).
+        pruned_before: the study's PRUNED trials before this run.
+        count_pruned: the budget counts pruned trials too (``--scheduler asha``).
     """
 
     def __init__(self, budget: int, objectives: Sequence[Objective], prior: Iterable[Any] = (),
                  *, max_macs: float | None = None, log: Callable[[str], None] = print,
-                 every: float = 30.0, live: bool | None = None, stream=None) -> None:
+                 every: float = 30.0, live: bool | None = None, stream=None,
+                 pruned_before: int = 0, count_pruned: bool = False) -> None:
         self.budget, self.objectives, self.max_macs = budget, tuple(objectives), max_macs
         self._log, self.every = log, every
         self.stream = stream if stream is not None else sys.stdout
         if live is None:
             live = log is print and bool(getattr(self.stream, "isatty", lambda: False)())
         self.live = live
-        self.done = self.running = self.failed = self.pruned = self.done_here = 0
+        self.done = self.running = self.failed = self.done_here = 0
+        self.pruned, self.count_pruned = pruned_before, count_pruned
         self.best: tuple[float, float, int | None] | None = None  # (accuracy, macs, number)
         self.front = ParetoSet()
         for t in prior:
@@ -112,6 +116,8 @@ class Progress:
         with self._lock:
             self.running = max(0, self.running - 1)
             self.pruned += 1
+            if self.count_pruned:
+                self.done_here += 1
 
     def _add(self, values: Sequence[float], accuracy: float | None, macs: float | None,
              number: int | None) -> None:
@@ -129,7 +135,9 @@ class Progress:
     def line(self) -> str:
         """The status line (counts, front, best, elapsed, ETA)."""
         elapsed = time.monotonic() - self.t0
-        parts = [f"{self.done}/{self.budget} done", f"{self.running} running",
+        used = self.done + (self.pruned if self.count_pruned else 0)  # what the budget counts
+        parts = [f"{used}/{self.budget} evaluated · {self.done} completed" if self.count_pruned
+                 else f"{self.done}/{self.budget} done", f"{self.running} running",
                  f"{self.failed} failed", f"{self.pruned} pruned", f"front {len(self.front)}"]
         limit = ("" if self.max_macs is None
                  else f" within {self.max_macs / 1e9:g} GMACs")
@@ -140,7 +148,7 @@ class Progress:
         else:
             parts.append(f"best acc{limit} -")
         parts.append(f"elapsed {format_duration(elapsed)}")
-        left = self.budget - self.done
+        left = self.budget - used
         if left <= 0:
             parts.append("ETA 0 s")
         elif self.done_here:

@@ -30,9 +30,11 @@ class Recorder(Callback):
     def __init__(self, store, study_id: int, run_name: str, budget: int, already: int,
                  log: Callable[[str], None], log_dir: str | Path | None = None,
                  run_id: int | None = None, fence: Callable[[], bool] | None = None,
-                 stopped: Mapping[str, TrialPruned] | None = None, progress=None) -> None:
+                 stopped: Mapping[str, TrialPruned] | None = None, progress=None,
+                 count_pruned: bool = False) -> None:
         self.store = store
         self.progress = progress  # nas._progress.Progress: the live counts (optional)
+        self.count_pruned = count_pruned  # the [n/budget] counter counts pruned trials too
         self.fence = fence or (lambda: True)  # False once another run took the study over
         self.run_id = run_id  # the nas_runs row every trial of this run points to
         self.log_dir = None if log_dir is None else Path(log_dir)  # failed trials' tracebacks
@@ -107,6 +109,8 @@ class Recorder(Callback):
                 trial, state="PRUNED", error=why.reason, metrics=metrics):
             return
         self.pruned += 1
+        if self.count_pruned:
+            self.completed += 1  # an evaluated trial: --budget counts it (--scheduler asha)
         if self.progress is not None:
             self.progress.pruned_one()
         elapsed = time.perf_counter() - self.t0

@@ -12,8 +12,9 @@ the best; the others are told to Optuna as PRUNED and written to our table as FA
 reason (see :meth:`BudgetedSearcher._screen`).
 
 With ``--scheduler asha`` a trial stopped at a rung (``stopped``, the scheduler's record) is
-told to Optuna as PRUNED; like a failure it is an extra proposal, not a completed trial, and it
-does not use up ``max_attempts`` (at most ``max_pruned`` such trials, so a search ends).
+told to Optuna as PRUNED. It counts against the budget (``count_pruned``: the budget is of
+evaluated trials, as Optuna's ``n_trials`` and Tune's ``num_samples``, so that stopping early saves
+compute), and does not use up ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before the space counts a
 
 
 class BudgetedSearcher(Searcher):
-    """Proposes architectures until ``budget`` trials completed or ``max_attempts`` started.
+    """Proposes architectures until ``budget`` trials are done or ``max_attempts`` started.
 
     Args:
         space: the parsed search space (``sample``, ``violations``, ``proxy``).
         study: the Optuna study (directions from ``objectives``), in the same database.
         objectives: the study's objective list.
         store, study_id, run_name: where skipped proposals are recorded (driver side).
-        budget: completed trials wanted from this run.
+        budget: completed trials wanted from this run (evaluated ones with ``count_pruned``).
         done: arch hash -> objective values of completed trials.
         max_attempts: trials started at most (completed + failed; pruned ones not counted).
         num_classes: of the proxy dataset.
@@ -49,7 +50,7 @@ class BudgetedSearcher(Searcher):
         screen_k: candidates per trial slot when ``screen`` is given (>= 2).
         screen_name: the proxy ``screen`` computes (recorded as ``zc_<name>``).
         stopped: Ray trial id -> why a scheduler stopped it (read when the trial ends).
-        max_pruned: trials stopped by the scheduler at most before the searcher finishes.
+        count_pruned: ``budget`` counts trials stopped by the scheduler as well as completed ones.
         pruned_hashes: arch hash -> our trial number of architectures already pruned: a new
             proposal of one is skipped as DUPLICATE (Optuna: PRUNED), not trained again; None
             when no scheduler prunes.
@@ -62,7 +63,7 @@ class BudgetedSearcher(Searcher):
                  screen_k: int = 1, screen_name: str = "", run_id: int | None = None,
                  fence: Callable[[], bool] | None = None,
                  stopped: Mapping[str, TrialPruned] | None = None,
-                 max_pruned: int | None = None,
+                 count_pruned: bool = False,
                  pruned_hashes: dict[str, int | None] | None = None) -> None:
         super().__init__()
         self.fence = fence or (lambda: True)  # False once another run took the study over
@@ -79,7 +80,7 @@ class BudgetedSearcher(Searcher):
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
         self.screened = 0  # candidates screened out (never trained)
         self.stopped = {} if stopped is None else stopped  # the scheduler's decisions
-        self.max_pruned, self.pruned = max_pruned, 0  # trials it stopped at a rung
+        self.count_pruned, self.pruned = count_pruned, 0  # trials it stopped at a rung
         self.pruned_hashes = pruned_hashes  # arch hash -> our number of a pruned trial
 
     def __getstate__(self) -> dict:
@@ -88,13 +89,17 @@ class BudgetedSearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the database is the record (a later run resumes from it)."""
 
+    @property
+    def used(self) -> int:
+        """Trials of this run the budget counts: completed (and pruned, with ``count_pruned``)."""
+        return self.completed + (self.pruned if self.count_pruned else 0)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if (self.completed >= self.budget or self.started - self.pruned >= self.max_attempts
-                or (self.max_pruned is not None and self.pruned >= self.max_pruned)):
+        if self.used >= self.budget or self.started - self.pruned >= self.max_attempts:
             return Searcher.FINISHED
         if not self.fence():  # the study is another run's now: ask Optuna nothing more
             return Searcher.FINISHED
-        if self.completed + len(self.live) >= self.budget:
+        if self.used + len(self.live) >= self.budget:
             return None  # wait: a running trial may still fail
         group: list[tuple[optuna.trial.Trial, ArchSpec, str]] = []  # feasible, new candidates
         for _ in range(PROPOSALS_PER_SLOT):

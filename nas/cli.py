@@ -58,7 +58,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--space", required=True,
                    help="shipped space name (see `python -m nas spaces list`) or a YAML file")
     p.add_argument("--budget", type=int, default=20,
-                   help="completed trials wanted in the study (failed ones do not count)")
+                   help="completed trials wanted in the study (failed ones do not count; "
+                        "with --scheduler asha: evaluated trials, completed or pruned)")
     p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
                    help="SQLAlchemy database URL, e.g. postgresql+psycopg://user@host/db (the "
                         "password from $PGPASSWORD or ~/.pgpass, or in the URL; it is never "
@@ -125,7 +126,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="fifo: every trial trains all epochs; asha: validate after every epoch "
                         "and stop a trial at a rung (epochs min*eta^k) unless it is on the first "
                         "non-dominated front of (val accuracy, MACs) there or within the top "
-                        "1/eta (stored as PRUNED; --budget counts completed trials only)")
+                        "1/eta (stored as PRUNED; --budget then counts evaluated trials, "
+                        "completed or pruned, so stopping early saves compute)")
     p.add_argument("--asha-eta", type=int, default=SearchConfig.asha_eta,
                    help="ASHA reduction factor (>= 2; default %(default)s)")
     p.add_argument("--asha-min-epochs", type=int, default=SearchConfig.asha_min_epochs,
@@ -174,8 +176,9 @@ def _search(args: argparse.Namespace) -> int:
           f"{summary.infeasible} infeasible proposals skipped{screened}) in "
           f"{summary.seconds:.1f} s; "
           f"database {mask_url(summary.db_url)}")
-    if summary.completed < cfg.budget:
-        return _fail(f"only {summary.completed} of {cfg.budget} trials completed "
+    if summary.budget_used < cfg.budget:
+        what = "evaluated" if cfg.scheduler == "asha" else "completed"
+        return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what} "
                      "(see the failures above)", EXIT_FAILED)
     return 0
 

@@ -91,6 +91,12 @@ class SearchSummary:
     screened: int = 0  # candidates the pre-screen did not train (stored as FAIL, told PRUNED)
     interrupted: int = 0  # running trials a stop (Ctrl-C, SIGTERM, an error) marked INTERRUPTED
     pruned: int = 0  # trials the ASHA scheduler stopped at a rung in this run (stored PRUNED)
+    evaluated: int | None = None  # trials the budget counts in the study after the run: COMPLETE,
+    #                               plus PRUNED under --scheduler asha (None: = completed)
+
+    @property
+    def budget_used(self) -> int:
+        return self.completed if self.evaluated is None else self.evaluated
 
 
 # --------------------------------------------------------------------------- driver side
@@ -289,12 +295,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                            {t.arch_hash for t in marked}, killed, run.id)
         enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
         completed = store.trials(study.id, states=["COMPLETE"])
-        if len(completed) >= cfg.budget:
-            log(f"study '{study_name}' already has {len(completed)} completed trials "
+        used = _budget_used(store, study.id, cfg)
+        if used >= cfg.budget:
+            log(f"study '{study_name}' already has {used} {_BUDGET_UNIT[cfg.scheduler]} trials "
                 f"(budget {cfg.budget}); nothing to run")
             run.outcome = "completed"
             return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
-                                 time.perf_counter() - t_start, objectives)
+                                 time.perf_counter() - t_start, objectives, evaluated=used)
         screen = (_prescreen_fn(dataset, cfg.batch_size, cfg.seed, prescreen[0], space,
                                 dataset.num_classes) if prescreen else None)
 
@@ -336,11 +343,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     ray.shutdown()
                 stop_reaper(reaper)
         total = store.count(study.id, "COMPLETE")
+        used = _budget_used(store, study.id, cfg)
         summary = SearchSummary(study_name, store.url, total, _n(searcher, "failed"),
                                 _n(searcher, "duplicates"), _n(searcher, "infeasible"),
                                 time.perf_counter() - t_start, objectives,
-                                _n(searcher, "screened"), interrupted, _n(searcher, "pruned"))
-        run.outcome = "completed" if total >= cfg.budget else "failed"
+                                _n(searcher, "screened"), interrupted, _n(searcher, "pruned"),
+                                evaluated=used)
+        run.outcome = "completed" if used >= cfg.budget else "failed"
         if request.requested:
             run.outcome, run.message = "interrupted", request.reason
             raise SearchInterrupted(
@@ -414,6 +423,17 @@ def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: flo
     return {"cpu": cpu, "gpu": gpu}, slots, where
 
 
+#: what --budget counts, per scheduler: with ASHA a pruned trial is an evaluated one (as Optuna's
+#: n_trials and Tune's num_samples count them), so early stopping saves compute
+_BUDGET_UNIT = {"fifo": "completed", "asha": "evaluated (completed or pruned)"}
+
+
+def _budget_used(store, study_id: int, cfg: SearchConfig) -> int:
+    """Trials of the study that count against --budget."""
+    n = store.count(study_id, "COMPLETE")
+    return n + store.count(study_id, "PRUNED") if cfg.scheduler == "asha" else n
+
+
 def _n(searcher, what: str) -> int:
     return 0 if searcher is None else getattr(searcher, what)
 
@@ -478,10 +498,11 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
         f"x {cfg.repeats} repeat(s)")
     known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
     done = {h: v for h, v in known.items() if None not in v}
-    remaining = cfg.budget - len(completed)
+    used = _budget_used(store, study.id, cfg)
+    remaining = cfg.budget - used
     max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
     run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    scheduler, stopped, max_pruned, pruned_hashes = None, None, None, None
+    scheduler, stopped, pruned_hashes = None, None, None
     if cfg.scheduler == "asha":
         pruned_hashes = {t.arch_hash: t.number
                          for t in store.trials(study.id, states=["PRUNED"])}
@@ -489,8 +510,6 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
 
         scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta)
         stopped = scheduler.stopped
-        # pruned trials are extra proposals; this many at most, so that the search ends
-        max_pruned = remaining * cfg.asha_eta ** len(scheduler.rungs)
         log(f"scheduler: multi-objective ASHA, rungs at epoch(s) "
             f"{', '.join(map(str, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
             f"ranked on val accuracy and "
@@ -501,18 +520,21 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                 screen_k=prescreen[1] if prescreen else 1,
                                 screen_name=prescreen[0] if prescreen else "",
                                 run_id=run_id, fence=fence, stopped=stopped,
-                                max_pruned=max_pruned, pruned_hashes=pruned_hashes)
+                                count_pruned=cfg.scheduler == "asha",
+                                pruned_hashes=pruned_hashes)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                        cfg.compile, threads=max(1, int(per_trial["cpu"])),
                        latency=any(o.name == "latency_ms" for o in objectives),
                        zero_cost=zero_cost,
                        zero_cost_required=zero_cost_implied((), objectives),
                        eval_every_epoch=cfg.scheduler == "asha")
+    asha = cfg.scheduler == "asha"
     progress = Progress(cfg.budget, objectives, completed, log=log, every=cfg.progress_every,
-                        max_macs=space.constraints.max_macs)
-    recorder = Recorder(store, study.id, run_name, cfg.budget, len(completed), progress.log,
+                        max_macs=space.constraints.max_macs, count_pruned=asha,
+                        pruned_before=used - len(completed))
+    recorder = Recorder(store, study.id, run_name, cfg.budget, used, progress.log,
                         log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence,
-                        stopped=stopped, progress=progress)
+                        stopped=stopped, progress=progress, count_pruned=asha)
     if cfg.executor == "local":
         from nas._local import run_local
 

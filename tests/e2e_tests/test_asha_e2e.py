@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     # one trial at a time: the seeded proposals reach the rungs in a fixed order; with eta 2
-    # and rungs at epochs 1 and 2, seed 0 prunes 2 of 6 proposals on `tiny` (checked by hand)
-    cfg = SearchConfig(space="tiny", budget=4, epochs=3, db_url=url, runs_dir=str(tmp_path),
+    # and rungs at epochs 1 and 2, seed 0 prunes 2 of 6 proposals on `tiny` (checked by hand);
+    # the budget counts evaluated trials (completed or pruned), as Optuna's n_trials does
+    cfg = SearchConfig(space="tiny", budget=6, epochs=3, db_url=url, runs_dir=str(tmp_path),
                        seed=0, max_concurrent=1, scheduler="asha", asha_eta=2)
     lines: list[str] = []
     summary = run_search(cfg, log=lines.append)
@@ -25,7 +26,8 @@ def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, 
     pruned = [t for t in trials if t.state == "PRUNED"]
     done = [t for t in trials if t.state == "COMPLETE"]
     assert pruned, f"expected at least one PRUNED trial; got {[t.state for t in trials]}: {lines}"
-    assert len(done) == cfg.budget == summary.completed, (len(done), summary)
+    assert len(done) + len(pruned) == cfg.budget == summary.budget_used, (len(done), summary)
+    assert summary.completed == len(done) >= 1, summary
     assert summary.pruned == len(pruned), (summary.pruned, len(pruned))
     assert sum(ln.startswith("[ pruned ]") for ln in lines) == len(pruned), lines
     for t in pruned:
@@ -39,12 +41,13 @@ def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, 
     front = pareto_front(trials, list(objective_names(DEFAULT_OBJECTIVES)))  # all trials given
     assert front and {t.id for t in front} <= {t.id for t in done}, "pruned ones never in it"
     final = [ln for ln in lines if ln.startswith("[progress]")][-1]  # the live view's last line
-    assert (f"{cfg.budget}/{cfg.budget} done · 0 running · 0 failed · {len(pruned)} pruned · "
+    assert (f"{cfg.budget}/{cfg.budget} evaluated · {len(done)} completed · 0 running · "
+            f"0 failed · {len(pruned)} pruned · "
             f"front {len(front)} · best acc {max(t.accuracy for t in done):.4f}") in final, final
     ot = optuna.load_study(study_name="tiny", storage=url).trials
     assert len(ot) == len(trials), "both tables count the same proposals"
     states = [t.state.name for t in ot]
-    assert states.count("COMPLETE") == cfg.budget and states.count("PRUNED") >= len(pruned)
+    assert states.count("COMPLETE") == len(done) and states.count("PRUNED") >= len(pruned)
     told = [t for t in ot if "pruned" in t.user_attrs]
     assert len(told) == len(pruned) and all(t.state.name == "PRUNED" for t in told)
     assert [r.outcome for r in store.runs("tiny")] == ["completed"]

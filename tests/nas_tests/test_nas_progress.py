@@ -88,3 +88,14 @@ def test_a_live_line_is_redrawn_under_the_trial_lines():
 
 def test_format_duration():
     assert [format_duration(s) for s in (4.4, 65, 7260)] == ["4 s", "1 min 05 s", "2 h 01 min"]
+
+
+def test_under_asha_the_budget_counts_pruned_trials():
+    p = Progress(4, DEFAULT_OBJECTIVES, log=lambda _: None, every=0, count_pruned=True,
+                 pruned_before=1)
+    p.started()
+    p.pruned_one()
+    p.completed(_res(0.6, 1e9), number=3)
+    line = p.line()
+    assert line.startswith("3/4 evaluated · 1 completed · 0 running · 0 failed · 2 pruned"), line
+    assert "ETA -" not in line  # two evaluated in this run: a rate

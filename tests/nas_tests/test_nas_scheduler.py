@@ -128,12 +128,12 @@ def test_bad_scheduler_settings_are_one_line_config_errors(changes, message):
     assert message in str(e.value), str(e.value)
 
 
-def test_a_pruned_trial_is_pruned_in_both_tables_and_not_an_attempt(tmp_path):
+def test_a_pruned_trial_is_pruned_in_both_tables_counted_by_the_budget_not_an_attempt(tmp_path):
     space, store, study, ot = study_setup(tmp_path)
     sched = MultiObjectiveASHA(DEFAULT_OBJECTIVES, epochs=3, eta=2)
-    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=2,
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=3,
                                 done={}, max_attempts=2, num_classes=10, stopped=sched.stopped,
-                                max_pruned=5, pruned_hashes={})
+                                count_pruned=True, pruned_hashes={})
     lines: list[str] = []
     recorder = Recorder(store, study.id, "run", 2, 0, lines.append, stopped=sched.stopped)
     cfgs = [searcher.suggest("x"), searcher.suggest("y")]
@@ -161,5 +161,8 @@ def test_a_pruned_trial_is_pruned_in_both_tables_and_not_an_attempt(tmp_path):
     assert [(e["epoch"], e["val_accuracy"]) for e in curve] == [(1, 0.3)], curve
     assert row.error.startswith("pruned at epoch 1"), row.error
     assert sum(ln.startswith("[ pruned ]") for ln in lines) == 1, lines
-    # a pruned trial is not an attempt: with max_attempts=2, a third trial may start
+    # a pruned trial is evaluated (the budget of 3 counts it) but not an attempt: with
+    # max_attempts=2 a third trial may start, and then both limits are reached
+    assert searcher.used == 1
     assert isinstance(searcher.suggest("z"), dict)
+    assert searcher.suggest("w") == "FINISHED"  # 2 attempts (not counting the pruned one)
