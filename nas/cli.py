@@ -143,12 +143,9 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from db import Store, mask_url
     from nas._preflight import check_settings
-    from nas.models import from_dict
     from nas.results import parse_objectives, parse_zero_cost
     from nas.search import SearchConfig, parse_prescreen, run_search
-    from search_spaces import load_space
 
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,
                        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
@@ -162,7 +159,11 @@ def _search(args: argparse.Namespace) -> int:
                        executor=args.executor, scheduler=args.scheduler,
                        asha_eta=args.asha_eta, asha_min_epochs=args.asha_min_epochs,
                        progress_every=args.progress_every)
-    check_settings(cfg)  # fail fast, before Ray or a database starts
+    check_settings(cfg)  # fail fast, before Ray, torch or a database starts
+    from db import Store, mask_url
+    from nas.models import from_dict
+    from search_spaces import load_space
+
     if cfg.objectives is not None:
         parse_objectives(cfg.objectives)
     parse_prescreen(cfg.prescreen)
