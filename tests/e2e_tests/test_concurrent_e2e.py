@@ -19,7 +19,7 @@ def test_two_runs_of_one_study_at_once_keep_the_budget(tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     cmd = [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--budget", "3",
            "--epochs", "1", "--max-concurrent", "1", "--db", url, "--runs-dir", str(tmp_path),
-           "--study", "both"]
+           "--study", "both", "--dataset", "digits"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=ROOT) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -53,11 +53,16 @@ def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp
         for line in first.stdout:  # wait for its first completed trial
             if line.startswith("[  1/3]"):
                 break
+        # freeze it while its second trial trains: not inside a write (a frozen SQLite writer
+        # holds the lock, and nobody can take over until it wakes)
+        _wait_for(lambda: Store(url).count("frozen", "RUNNING") > 0, "a second trial running")
+        time.sleep(0.5)
         first.send_signal(signal.SIGSTOP)
         time.sleep(6)  # past the stale limit
         second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, cwd=ROOT, env=env)
-        time.sleep(8)  # the second has taken over and is training
+        _wait_for(lambda: Store(url).runs("frozen")[0].outcome == "abandoned",
+                  "the second run to take over")
         first.send_signal(signal.SIGCONT)
         _, err1 = first.communicate(timeout=300)
         out2, err2 = second.communicate(timeout=600)
@@ -84,3 +89,12 @@ def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp
     assert all(t.run_id == second_run for t in ours if t.state == "COMPLETE"
                and t.started_at > runs[1].started_at)
     assert {t.run_id for t in ours} <= {first_run, second_run}
+
+
+def _wait_for(condition, what: str, timeout: float = 180.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
