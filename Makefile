@@ -43,7 +43,7 @@ search: setup
 	$(PY) run_search.py --space $(SPACE) --budget $(BUDGET)
 
 test: setup
-	NAS_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
+	NAS_REQUIRE_POSTGRES=1 $(PY) -m pytest -q --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check nas nas_errors search_spaces proxies db tests run_search.py benchmarks

@@ -128,7 +128,7 @@ class Progress:
             return
         if self.max_macs is not None and macs > self.max_macs:
             return
-        if self.best is None or accuracy > self.best[0]:
+        if self.best is None or (accuracy, -macs) > (self.best[0], -self.best[1]):  # tie: cheaper
             self.best = (float(accuracy), float(macs), number)
 
     # ------------------------------------------------------------------ text

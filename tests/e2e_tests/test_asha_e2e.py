@@ -18,7 +18,8 @@ def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, 
     # and rungs at epochs 1 and 2, seed 0 prunes 2 of 6 proposals on `tiny` (checked by hand);
     # the budget counts evaluated trials (completed or pruned), as Optuna's n_trials does
     cfg = SearchConfig(space="tiny", budget=6, epochs=3, db_url=url, runs_dir=str(tmp_path),
-                       seed=0, max_concurrent=1, scheduler="asha", asha_eta=2)
+                       seed=0, max_concurrent=1, scheduler="asha", asha_eta=2,
+                       dataset="digits")  # the mechanics, not the task: small and fast
     lines: list[str] = []
     summary = run_search(cfg, log=lines.append)
     store = Store(url)

@@ -165,7 +165,7 @@ def test_same_seed_gives_the_same_search_twice(ray_session, tmp_path):
     def search(db: str) -> list[tuple]:
         url = f"sqlite:///{tmp_path}/{db}"
         cfg = SearchConfig(space="tiny", budget=3, epochs=1, db_url=url, runs_dir=str(tmp_path),
-                           seed=3, study="same", max_concurrent=1)
+                           seed=3, study="same", max_concurrent=1, dataset="digits")
         assert run_search(cfg, log=lambda s: None).completed == 3
         return [(t.number, t.state, t.arch_hash, t.accuracy, t.macs)
                 for t in Store(url).trials("same")]

@@ -99,3 +99,11 @@ def test_under_asha_the_budget_counts_pruned_trials():
     line = p.line()
     assert line.startswith("3/4 evaluated · 1 completed · 0 running · 0 failed · 2 pruned"), line
     assert "ETA -" not in line  # two evaluated in this run: a rate
+
+
+def test_an_accuracy_tie_shows_the_cheaper_trial():
+    p = Progress(3, DEFAULT_OBJECTIVES, log=lambda _: None, every=0)
+    p.completed(_res(0.5, 2e9), number=0)
+    p.completed(_res(0.5, 1e9), number=1)
+    p.completed(_res(0.5, 3e9), number=2)
+    assert p.best == (0.5, 1e9, 1)
