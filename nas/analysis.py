@@ -1,0 +1,531 @@
+"""Analyses over trial records: fronts, hypervolume, knee, noise, design-space statistics.
+
+Pure functions over :class:`db.TrialRecord` lists (no database access, no plotting), read by
+``python -m nas pareto``, the dashboard and the report. Objectives are the study's stored
+strings (``"accuracy:max"``, ``"macs:min"``, ``"zc_synflow:max"``) or :class:`Objective` s.
+
+Only COMPLETE trials with a finite value for every objective are *evaluated* (enter fronts,
+hypervolume, EDFs, importances); pruned, failed, diverged, infeasible and duplicate trials never
+do. Internally every objective is turned into a loss (``-value`` for ``max``), so "smaller is
+better" everywhere below.
+
+Conventions (also in the README, "Reading the results"):
+
+* **Hypervolume reference point**: unless given, each objective's worst value over every trial
+  compared (all studies on one plot share it), pushed outward by 10% of that objective's range
+  (by 1 unit of the value's magnitude x 1e-9 when the range is zero). Hypervolume is reported in
+  the objectives' own units and, by :func:`normalized_hypervolume`, as a fraction of the box
+  between the ideal point and the reference point. Computed by Optuna's
+  ``optuna._hypervolume.compute_hypervolume`` (exact, WFG).
+* **Knee**: objectives normalised to [0, 1] over the front (0 = best); the knee is the front
+  member with the smallest sum of normalised losses. With two objectives this is the member
+  farthest from the line through the two extremes (the classic knee); ties go to the earlier
+  trial.
+* **Noise**: an objective's uncertainty is its standard error: ``accuracy_se`` for accuracy,
+  ``metrics[<name>_se]`` for any other (``test_accuracy_se``), else 0 (MACs and params are
+  exact). ``b`` is *significantly better* than ``a`` in an objective when
+  ``a - b > z * sqrt(se_a^2 + se_b^2)`` (losses; strict ``a > b`` when both are exact), z = 1.96
+  by default (95%, two-sided, normal approximation).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from db.records import TrialRecord
+from nas.results import Objective, parse_objectives
+
+__all__ = [
+    "EVALUATED_STATES",
+    "Evaluated",
+    "FrontMember",
+    "NoisyFront",
+    "DesignEDF",
+    "evaluated",
+    "non_dominated_sort",
+    "pareto_front",
+    "reference_point",
+    "hypervolume",
+    "normalized_hypervolume",
+    "knee_point",
+    "hypervolume_curve",
+    "summarize_curves",
+    "noisy_front",
+    "design_features",
+    "design_choices",
+    "edf",
+    "design_edfs",
+    "param_importance",
+]
+
+#: trials that cost a proxy training (the x axis of hypervolume-over-trials curves)
+EVALUATED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+DEFAULT_Z = 1.96
+
+
+def _objectives(objectives: Sequence[str | Objective]) -> tuple[Objective, ...]:
+    if not objectives:
+        raise ValueError("at least one objective is needed")
+    if all(isinstance(o, Objective) for o in objectives):
+        return tuple(objectives)  # type: ignore[arg-type]
+    return parse_objectives([str(o) for o in objectives])
+
+
+def _se(record: TrialRecord, objective: Objective) -> float:
+    if objective.name == "accuracy":
+        v = record.accuracy_se
+    else:
+        v = record.metrics.get(f"{objective.name}_se")
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return 0.0
+    return abs(float(v))
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """The completed trials of a set, with their objective losses and standard errors."""
+
+    trials: tuple[TrialRecord, ...]
+    objectives: tuple[Objective, ...]
+    losses: np.ndarray  # (n, k): value for min objectives, -value for max ones
+    se: np.ndarray  # (n, k): standard errors (0 for exact objectives)
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+    def values(self) -> np.ndarray:
+        """The objectives' values in their own sign, (n, k)."""
+        signs = np.array([1.0 if o.direction == "min" else -1.0 for o in self.objectives])
+        return self.losses * signs
+
+    def subset(self, index: Iterable[int]) -> Evaluated:
+        idx = np.fromiter(index, dtype=int)
+        return Evaluated(tuple(self.trials[i] for i in idx), self.objectives,
+                         self.losses[idx], self.se[idx])
+
+
+def evaluated(trials: Iterable[TrialRecord], objectives: Sequence[str | Objective]) -> Evaluated:
+    """The COMPLETE trials with a finite value for every objective, in the order given."""
+    objs = _objectives(objectives)
+    keep, losses, ses = [], [], []
+    for t in trials:
+        if t.state != "COMPLETE":
+            continue
+        values = [o.of(t) for o in objs]
+        if any(v is None for v in values):
+            continue
+        keep.append(t)
+        losses.append([v if o.direction == "min" else -v for o, v in zip(objs, values)])
+        ses.append([_se(t, o) for o in objs])
+    k = len(objs)
+    return Evaluated(tuple(keep), objs, np.asarray(losses, dtype=float).reshape(-1, k),
+                     np.asarray(ses, dtype=float).reshape(-1, k))
+
+
+# --------------------------------------------------------------------------- fronts
+
+
+def non_dominated_sort(losses: np.ndarray) -> np.ndarray:
+    """The front index of each row of ``losses`` (n, k), 0 = non-dominated, smaller is better.
+
+    Row ``a`` is dominated iff some row is <= in every column and < in one, so equal rows share
+    a front. Optuna's implementation (``_fast_non_domination_rank``).
+    """
+    from optuna.study._multi_objective import _fast_non_domination_rank
+
+    losses = np.asarray(losses, dtype=float)
+    if losses.ndim != 2:
+        raise ValueError(f"losses must be (n, k); got shape {losses.shape}")
+    if len(losses) == 0:
+        return np.zeros(0, dtype=int)
+    return np.asarray(_fast_non_domination_rank(losses), dtype=int)
+
+
+def _front_order(ev: Evaluated, index: np.ndarray) -> list[int]:
+    """``index`` sorted as fronts are shown: min objectives ascending, then max ones."""
+    order = [j for j, o in enumerate(ev.objectives) if o.direction == "min"] + \
+            [j for j, o in enumerate(ev.objectives) if o.direction == "max"]
+    return sorted(index.tolist(), key=lambda i: (tuple(ev.losses[i, order]), i))
+
+
+def pareto_front(trials: Iterable[TrialRecord] | Evaluated,
+                 objectives: Sequence[str | Objective] | None = None) -> list[TrialRecord]:
+    """The non-dominated evaluated trials, cheapest first (min objectives ascending)."""
+    ev = trials if isinstance(trials, Evaluated) else evaluated(trials, objectives or ())
+    if not len(ev):
+        return []
+    idx = np.flatnonzero(non_dominated_sort(ev.losses) == 0)
+    return [ev.trials[i] for i in _front_order(ev, idx)]
+
+
+# --------------------------------------------------------------------------- hypervolume
+
+
+def reference_point(*sets: Evaluated, margin: float = 0.1) -> np.ndarray:
+    """The documented reference point (losses) for comparing ``sets``: worst + margin x range."""
+    losses = [s.losses for s in sets if len(s)]
+    if not losses:
+        raise ValueError("no evaluated trials: the reference point is undefined")
+    allv = np.concatenate(losses)
+    worst, best = allv.max(axis=0), allv.min(axis=0)
+    span = worst - best
+    tiny = np.maximum(np.abs(worst), 1.0) * 1e-9
+    return worst + np.where(span > 0, margin * span, tiny)
+
+
+def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:
+    """The volume dominated by ``losses`` (n, k) and bounded by ``reference`` (k) (Optuna, WFG).
+
+    Rows not strictly better than the reference in every objective add nothing.
+    """
+    from optuna._hypervolume import compute_hypervolume
+
+    losses = np.asarray(losses, dtype=float).reshape(-1, len(reference))
+    reference = np.asarray(reference, dtype=float)
+    inside = losses[np.all(losses < reference, axis=1)]
+    if len(inside) == 0:
+        return 0.0
+    front = inside[non_dominated_sort(inside) == 0]
+    return float(compute_hypervolume(np.unique(front, axis=0), reference, assume_pareto=True))
+
+
+def normalized_hypervolume(losses: np.ndarray, reference: np.ndarray,
+                           ideal: np.ndarray) -> float:
+    """:func:`hypervolume` as a fraction of the box from ``ideal`` to ``reference`` (0..1)."""
+    box = float(np.prod(np.asarray(reference, float) - np.asarray(ideal, float)))
+    return hypervolume(losses, reference) / box if box > 0 else 0.0
+
+
+def hypervolume_curve(trials: Iterable[TrialRecord], objectives: Sequence[str | Objective],
+                      reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Hypervolume of the evaluated trials after each trial, in proposal (``number``) order.
+
+    x counts the trials that cost a training (COMPLETE, PRUNED, FAIL: :data:`EVALUATED_STATES`);
+    y is the hypervolume of the COMPLETE ones among them. The reference point defaults to
+    :func:`reference_point` of this study alone: pass a shared one to compare studies.
+    """
+    ordered = sorted((t for t in trials if t.state in EVALUATED_STATES), key=lambda t: t.number)
+    ev = evaluated(ordered, objectives)
+    if reference is None:
+        if not len(ev):
+            return np.arange(1, len(ordered) + 1), np.zeros(len(ordered))
+        reference = reference_point(ev)
+    pos = {id(t): i for i, t in enumerate(ev.trials)}
+    ys, front, hv = [], np.zeros((0, ev.losses.shape[1])), 0.0
+    for t in ordered:
+        i = pos.get(id(t))
+        if i is not None:
+            p = ev.losses[i]
+            if np.all(p < reference) and not np.any(np.all(front <= p, axis=1)):
+                keep = ~np.all(p <= front, axis=1)  # drop points p dominates (or equals)
+                front = np.vstack([front[keep], p])
+                hv = hypervolume(front, reference)
+        ys.append(hv)
+    return np.arange(1, len(ordered) + 1), np.asarray(ys, dtype=float)
+
+
+def summarize_curves(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Mean, min, max and standard deviation over curves (seeds), on 1..the shortest length.
+
+    Curves are cut to the shortest rather than carried forward, so every point averages the
+    same number of runs (``n``).
+    """
+    if not curves:
+        raise ValueError("no curves to summarize")
+    n = min(len(y) for _, y in curves)
+    ys = np.stack([np.asarray(y[:n], float) for _, y in curves])
+    std = ys.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(n)
+    return {"x": np.arange(1, n + 1), "mean": ys.mean(axis=0), "min": ys.min(axis=0),
+            "max": ys.max(axis=0), "std": std, "n": np.full(n, len(curves))}
+
+
+# --------------------------------------------------------------------------- knee
+
+
+def knee_point(trials: Iterable[TrialRecord] | Evaluated,
+               objectives: Sequence[str | Objective] | None = None) -> TrialRecord | None:
+    """The front's knee (module docstring); None when no trial is evaluated."""
+    ev = trials if isinstance(trials, Evaluated) else evaluated(trials, objectives or ())
+    if not len(ev):
+        return None
+    idx = np.flatnonzero(non_dominated_sort(ev.losses) == 0)
+    f = ev.losses[idx]
+    lo, hi = f.min(axis=0), f.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    score = ((f - lo) / span).sum(axis=1)
+    best = min(range(len(idx)), key=lambda j: (round(float(score[j]), 12),
+                                               ev.trials[idx[j]].number))
+    return ev.trials[idx[best]]
+
+
+# --------------------------------------------------------------------------- noise
+
+
+@dataclass(frozen=True)
+class FrontMember:
+    trial: TrialRecord
+    certain: bool  # no other trial could, within noise, be at least as good in every objective
+    tied_with: tuple[int, ...]  # numbers of the trials that could (dominated ones included)
+
+
+@dataclass(frozen=True)
+class NoisyFront:
+    """A front read with its noise: certain members, members within noise, and the noise band."""
+
+    members: tuple[FrontMember, ...]  # the front, in :func:`pareto_front` order
+    band: tuple[TrialRecord, ...]  # dominated trials no trial *significantly* dominates
+    z: float
+
+    @property
+    def certain(self) -> list[TrialRecord]:
+        return [m.trial for m in self.members if m.certain]
+
+    @property
+    def within_noise(self) -> list[TrialRecord]:
+        return [m.trial for m in self.members if not m.certain]
+
+
+def noisy_front(trials: Iterable[TrialRecord] | Evaluated,
+                objectives: Sequence[str | Objective] | None = None,
+                z: float = DEFAULT_Z) -> NoisyFront:
+    """The front split into *certainly non-dominated* members and members *within noise*.
+
+    A front member ``a`` is within noise when some other evaluated trial ``b`` is not
+    significantly worse than ``a`` in any objective (module docstring): the data cannot say
+    that ``a`` rather than ``b`` belongs on the front. ``band`` holds the dominated trials that
+    no trial significantly dominates (significantly better in one objective and not
+    significantly worse in any): they might be on the true front. O(n^2 k) memory and time in
+    blocks; fine for 10,000 trials.
+    """
+    ev = trials if isinstance(trials, Evaluated) else evaluated(trials, objectives or ())
+    if not len(ev):
+        return NoisyFront((), (), z)
+    ranks = non_dominated_sort(ev.losses)
+    front = _front_order(ev, np.flatnonzero(ranks == 0))
+    members = []
+    for a in front:
+        sub = ev.subset([a])
+        nw = _cross_not_worse(ev, sub, z)[:, 0]  # (n,)
+        nw[a] = False
+        tied = tuple(ev.trials[b].number for b in np.flatnonzero(nw))
+        members.append(FrontMember(ev.trials[a], not tied, tied))
+    dominated = np.flatnonzero(ranks > 0)
+    band = []
+    for start in range(0, len(dominated), 256):
+        block = dominated[start:start + 256]
+        sig = _cross_sig_dominates(ev, ev.subset(block), z)  # (n, m)
+        for j, a in enumerate(block):
+            if not sig[:, j].any():
+                band.append(ev.trials[a])
+    return NoisyFront(tuple(members), tuple(band), z)
+
+
+def _cross_not_worse(ev: Evaluated, sub: Evaluated, z: float) -> np.ndarray:
+    """(n, m): ev's trial b is not significantly worse than sub's trial a in every objective."""
+    diff = ev.losses[:, None, :] - sub.losses[None, :, :]
+    bound = z * np.sqrt(ev.se[:, None, :] ** 2 + sub.se[None, :, :] ** 2)
+    return np.all(diff <= bound, axis=2)
+
+
+def _cross_sig_dominates(ev: Evaluated, sub: Evaluated, z: float) -> np.ndarray:
+    """(n, m): ev's trial b significantly dominates sub's trial a."""
+    diff = ev.losses[:, None, :] - sub.losses[None, :, :]  # b - a
+    bound = z * np.sqrt(ev.se[:, None, :] ** 2 + sub.se[None, :, :] ** 2)
+    return np.all(diff <= bound, axis=2) & np.any(-diff > bound, axis=2)
+
+
+# --------------------------------------------------------------------------- design space
+
+_DERIVED = ("mixer_pattern", "depth_pattern", "width_pattern", "act", "norm", "family")
+
+
+def design_features(trial: TrialRecord) -> dict[str, Any]:
+    """The trial's design choices: its sampled parameters plus features of its architecture.
+
+    Derived from the architecture: ``mixer_pattern`` (``conv/conv/attention/attention``),
+    ``depth_pattern`` (``3-3-9-3``), ``width_pattern``, ``act`` and ``norm`` (``mixed`` when the
+    stages differ), ``family``. Sampled parameters keep their names (``stage3/mixer``).
+    """
+    out: dict[str, Any] = {}
+    arch = trial.arch or {}
+    stages = arch.get("stages")
+    if isinstance(stages, list) and stages:
+        out["mixer_pattern"] = "/".join(str(s.get("mixer")) for s in stages)
+        out["depth_pattern"] = "-".join(str(s.get("depth")) for s in stages)
+        out["width_pattern"] = "-".join(str(s.get("width")) for s in stages)
+        for key in ("act", "norm"):
+            values = {str(s.get(key)) for s in stages}
+            out[key] = values.pop() if len(values) == 1 else "mixed"
+    elif arch:
+        out["mixer_pattern"] = str(arch.get("mixer", arch.get("family")))
+        out["depth_pattern"] = str(arch.get("depth"))
+        out["width_pattern"] = str(arch.get("width"))
+        if "act" in arch:
+            out["act"] = str(arch["act"])
+    if "family" in arch:
+        out["family"] = str(arch["family"])
+    for k, v in (trial.params or {}).items():
+        out[k] = v
+    return out
+
+
+def design_choices(trials: Iterable[TrialRecord], min_values: int = 2) -> list[str]:
+    """Features (:func:`design_features`) taking at least ``min_values`` values over ``trials``,
+    sampled parameters first (in the order first seen), then derived ones."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for t in trials:
+        for k, v in design_features(t).items():
+            seen[k].add(repr(v))
+    names = [k for k in seen if k not in _DERIVED] + [k for k in _DERIVED if k in seen]
+    return [k for k in names if len(seen[k]) >= min_values]
+
+
+@dataclass(frozen=True)
+class DesignEDF:
+    """Error EDFs of one design choice, one per value, at matched MACs."""
+
+    choice: str
+    values: tuple[str, ...]  # the choice's values, most trials first
+    errors: dict[str, np.ndarray]  # value -> sorted errors (1 - accuracy)
+    cdf: dict[str, np.ndarray]  # value -> weighted EDF at `errors`
+    counts: dict[str, int]  # value -> trials used
+    dropped: int  # trials outside the MACs bins every value shares
+    bins: int
+
+
+def edf(errors: Sequence[float], weights: Sequence[float] | None = None
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """The (weighted) empirical distribution function: sorted errors and F at each."""
+    e = np.asarray(errors, dtype=float)
+    w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(e, kind="stable")
+    e, w = e[order], w[order]
+    total = w.sum()
+    return e, (np.cumsum(w) / total if total > 0 else np.zeros_like(e))
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) else re.sub(r"\.0$", "", repr(value))
+
+
+def design_edfs(trials: Iterable[TrialRecord], choice: str, *, bins: int = 8,
+                metric: str = "accuracy") -> DesignEDF:
+    """Error EDFs split by ``choice`` at matched MACs ("Designing Network Design Spaces", 2020).
+
+    Errors are ``1 - accuracy`` of COMPLETE trials. MACs are matched by reweighting: log10(MACs)
+    is cut into ``bins`` equal bins; only bins where every value of the choice has trials are
+    kept, and inside each kept bin every value's trials share the same total weight, so each
+    value's EDF is taken over the same MACs distribution. A design choice then shows its effect
+    on error, not on size.
+    """
+    rows = []
+    for t in trials:
+        if t.state != "COMPLETE" or t.macs is None or not t.macs > 0:
+            continue
+        acc = (getattr(t, metric) if metric in ("accuracy", "test_accuracy")
+               else t.metrics.get(metric))
+        if acc is None or not math.isfinite(acc):
+            continue
+        v = design_features(t).get(choice)
+        if v is None:
+            continue
+        rows.append((_label(v), 1.0 - float(acc), math.log10(t.macs)))
+    if not rows:
+        return DesignEDF(choice, (), {}, {}, {}, 0, bins)
+    labels = [r[0] for r in rows]
+    counts_all = defaultdict(int)
+    for lab in labels:
+        counts_all[lab] += 1
+    values = tuple(sorted(counts_all, key=lambda v: (-counts_all[v], v)))
+    logm = np.array([r[2] for r in rows])
+    lo, hi = logm.min(), logm.max()
+    b = np.zeros(len(rows), dtype=int) if hi <= lo else \
+        np.minimum(((logm - lo) / (hi - lo) * bins).astype(int), bins - 1)
+    per = defaultdict(int)
+    for lab, bi in zip(labels, b):
+        per[(lab, bi)] += 1
+    shared = [bi for bi in range(bins) if all(per[(v, bi)] for v in values)]
+    errors, cdf, counts = {}, {}, {}
+    dropped = 0
+    for v in values:
+        e, w = [], []
+        for (lab, err, _), bi in zip(rows, b):
+            if lab != v:
+                continue
+            if bi not in shared:
+                dropped += 1
+                continue
+            e.append(err)
+            w.append(1.0 / per[(v, bi)])
+        errors[v], cdf[v] = edf(e, w)
+        counts[v] = len(e)
+    return DesignEDF(choice, values, errors, cdf, counts, dropped, bins)
+
+
+def param_importance(trials: Iterable[TrialRecord], objective: str | Objective = "accuracy:max",
+                     *, evaluator: str = "fanova", seed: int = 0) -> dict[str, float]:
+    """Importance of each sampled parameter for ``objective`` over the COMPLETE trials.
+
+    Optuna's evaluators (``fanova``: fANOVA on a random forest, seeded; ``ped_anova``:
+    PED-ANOVA) on an in-memory copy of the trials: numeric parameters become numeric
+    distributions over their observed range, others categorical. Importances sum to 1, largest
+    first; {} with fewer than 2 trials or no parameter that varies.
+    """
+    import optuna
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    (obj,) = _objectives([objective])
+    ev = evaluated(trials, [obj])
+    if len(ev) < 2:
+        return {}
+    values: dict[str, list[Any]] = defaultdict(list)
+    for t in ev.trials:
+        for k, v in (t.params or {}).items():
+            values[k].append(v)
+    dists = {}
+    for k, vs in values.items():
+        if len(vs) < len(ev) or len({repr(v) for v in vs}) < 2:
+            continue  # absent from some trials (conditional) or constant: nothing to explain
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in vs):
+            dists[k] = IntDistribution(min(vs), max(vs))
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs):
+            dists[k] = FloatDistribution(float(min(vs)), float(max(vs)))
+        else:
+            dists[k] = CategoricalDistribution(sorted({_label(v) for v in vs}))
+    if not dists:
+        return {}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    try:
+        study = optuna.create_study(
+            direction="maximize" if obj.direction == "max" else "minimize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    made = []
+    for t, loss in zip(ev.trials, ev.losses[:, 0]):
+        params = {k: (_label(t.params[k]) if isinstance(d, CategoricalDistribution)
+                      else t.params[k]) for k, d in dists.items()}
+        made.append(optuna.trial.create_trial(params=params, distributions=dists,
+                                              value=float(-loss if obj.direction == "max"
+                                                          else loss)))
+    study.add_trials(made)
+    if evaluator == "fanova":
+        ev_obj = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    elif evaluator == "ped_anova":
+        ev_obj = optuna.importance.PedAnovaImportanceEvaluator()
+    else:
+        raise ValueError(f"unknown importance evaluator {evaluator!r}; allowed: fanova, "
+                         "ped_anova")
+    raw = optuna.importance.get_param_importances(study, evaluator=ev_obj, normalize=True)
+    return {k: float(v) for k, v in raw.items()}
