@@ -49,6 +49,7 @@ __all__ = [
     "NoisyFront",
     "DesignEDF",
     "evaluated",
+    "standard_error",
     "non_dominated_sort",
     "pareto_front",
     "reference_point",
@@ -78,7 +79,8 @@ def _objectives(objectives: Sequence[str | Objective]) -> tuple[Objective, ...]:
     return parse_objectives([str(o) for o in objectives])
 
 
-def _se(record: TrialRecord, objective: Objective) -> float:
+def standard_error(record: TrialRecord, objective: Objective) -> float:
+    """The objective's standard error in ``record`` (module docstring); 0 when exact/unknown."""
     if objective.name == "accuracy":
         v = record.accuracy_se
     else:
@@ -123,7 +125,7 @@ def evaluated(trials: Iterable[TrialRecord], objectives: Sequence[str | Objectiv
             continue
         keep.append(t)
         losses.append([v if o.direction == "min" else -v for o, v in zip(objs, values)])
-        ses.append([_se(t, o) for o in objs])
+        ses.append([standard_error(t, o) for o in objs])
     k = len(objs)
     return Evaluated(tuple(keep), objs, np.asarray(losses, dtype=float).reshape(-1, k),
                      np.asarray(ses, dtype=float).reshape(-1, k))

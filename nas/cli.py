@@ -12,6 +12,8 @@ Usage:
     python -m nas spaces show hybrid_conv_attn
     python -m nas spaces sample hybrid_conv_attn -n 5
     python -m nas data list
+    python -m nas pareto --study hybrid_conv_attn --out runs/pareto
+    python -m nas pareto --study nsga2_s0 --study tpe_s0 --group-by sampler --out runs/cmp
     python -m nas data prepare --dataset cifar10 --path ~/data/cifar-10-batches-py
     python run_search.py --space tiny --dataset npz --data-path ~/data/mine.npz
 """
@@ -185,31 +187,13 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def print_pareto(store, study: str, objectives: Sequence | None = None) -> None:
-    """The Pareto front of a study over its objectives (default: those stored with it)."""
-    from rich.console import Console
-    from rich.table import Table
+    """The Pareto front of a study over its objectives (default: those stored with it), with
+    each member marked certain or within noise (``python -m nas pareto`` shows the same)."""
+    from nas import _pareto
 
-    from db import pareto_front
-    from nas.models import describe
-    from nas.results import parse_objectives
-
-    objectives = objectives or parse_objectives(store.get_study(study).objectives)
-    trials = store.trials(study, states=["COMPLETE"])
-    front = pareto_front(trials, [f"{o.stored}:{o.direction}" for o in objectives])
-    names = ", ".join(str(o) for o in objectives)
-    table = Table(title=f"Pareto front of '{study}' over {names} "
-                        f"({len(front)} of {len(trials)} completed trials)")
-    extra = [o for o in objectives if o.name not in ("accuracy", "macs", "params")]
-    for col in ("#", "val acc", "± SE", "test acc", "GMACs", "params (M)",
-                *(o.name for o in extra), "architecture", "hash"):
-        table.add_column(col, justify="left" if col in ("architecture", "hash") else "right")
-    for t in front:
-        se = "" if t.accuracy_se is None else f"{t.accuracy_se:.4f}"
-        test = "" if t.test_accuracy is None else f"{t.test_accuracy:.4f}"
-        table.add_row(str(t.number), f"{t.accuracy:.4f}", se, test, f"{t.macs / 1e9:.3f}",
-                      f"{t.params_count / 1e6:.2f}", *(f"{o.of(t):.4g}" for o in extra),
-                      describe(t.spec), t.arch_hash)
-    Console(width=max(120, int(os.environ.get("COLUMNS", 0) or 0))).print(table)
+    fronts = _pareto.load_fronts(store, [study], objectives)
+    _, hv = _pareto.hypervolumes(fronts)
+    _pareto.print_fronts(fronts, hv, _pareto.A.DEFAULT_Z)
 
 
 # --------------------------------------------------------------------------- spaces
@@ -357,6 +341,76 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- pareto
+
+
+def _add_pareto(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "pareto", help="a study's Pareto front: table, noise, knee, CSV/JSON and PNG plots",
+        description="The Pareto front of one or more studies, read from the database: a table "
+                    "that marks which members are certainly non-dominated and which are within "
+                    "noise of another trial, the knee, and the hypervolume (one reference point "
+                    "for all studies given). With --out: front.csv, front.json, pareto.png and "
+                    "hypervolume.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
+                   help="database URL (default: $NAS_DB_URL, else sqlite:///<runs-dir>/nas.db)")
+    p.add_argument("--runs-dir", default="runs", help="folder of the default database")
+    p.add_argument("--study", action="append", default=None, metavar="NAME",
+                   help="study to read; repeat to compare studies on one plot (default: the "
+                        "only study in the database)")
+    p.add_argument("--objectives", default=None,
+                   help="name:max|min,... (default: those stored with the first study)")
+    p.add_argument("--z", type=float, default=1.96,
+                   help="noise threshold in standard errors: a difference smaller than z x "
+                        "the combined standard error is a tie")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write front.csv, front.json, pareto.png and hypervolume.png here")
+    p.add_argument("--group-by", default=None, metavar="KEY",
+                   help="in hypervolume.png, average the studies that share this run-config "
+                        "value (e.g. sampler), with their min-max band (seeds)")
+    p.set_defaults(run=_pareto)
+    return p
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nas_errors import ConfigError
+
+    if not (args.z > 0):
+        raise ConfigError(f"--z must be > 0; got {args.z}")
+    from nas.results import parse_objectives
+
+    objectives = parse_objectives(args.objectives) if args.objectives else None
+    from db import Store, default_url, mask_url
+    from nas import _pareto
+    from nas.models import from_dict
+
+    url = args.db or default_url(args.runs_dir)
+    store = Store(url, decode_arch=from_dict)
+    names = args.study
+    if not names:
+        studies = [s.name for s in store.list_studies()]
+        if len(studies) != 1:
+            raise ConfigError(f"--study is needed: {mask_url(url)} holds "
+                              f"{len(studies)} studies" + (f" ({', '.join(studies[:20])})"
+                                                           if studies else ""))
+        names = studies
+    fronts = _pareto.load_fronts(store, list(dict.fromkeys(names)), objectives, z=args.z)
+    if args.group_by and not all(args.group_by in f.study.config for f in fronts):
+        keys = sorted(fronts[0].study.config)
+        raise ConfigError(f"--group-by: {args.group_by!r} is not in every study's run config; "
+                          f"keys: {', '.join(keys)}")
+    _, hv = _pareto.hypervolumes(fronts)
+    _pareto.print_fronts(fronts, hv, args.z)
+    if args.out:
+        for path in _pareto.write_outputs(fronts, Path(args.out), z=args.z,
+                                          group_by=args.group_by):
+            print(f"wrote {path}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -370,11 +424,13 @@ class _Parser(argparse.ArgumentParser):
 def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="python -m nas",
                                 description="Neural-architecture search for MetaFormer backbones.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{search,spaces,data,db}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{search,spaces,data,db,pareto}")
     _add_search(sub, prog=search_prog)
     _add_spaces(sub)
     _add_data(sub)
     _add_db(sub)
+    _add_pareto(sub)
     return p
 
 

@@ -1,0 +1,279 @@
+"""``python -m nas pareto``: a study's front as a table, CSV, JSON and PNG plots; several studies
+compared on one plot with one hypervolume reference point.
+
+Reads the database only. Every number comes from :mod:`nas.analysis`: the front, the
+noise-aware split (certain / within noise), the knee, and hypervolume with the shared
+reference point (the rule is in that module's docstring and the README).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas import analysis as A
+from nas.results import Objective, parse_objectives
+from nas_errors import ConfigError
+
+__all__ = ["StudyFront", "load_fronts", "front_rows", "write_outputs", "print_fronts"]
+
+
+@dataclass(frozen=True)
+class StudyFront:
+    """One study read for the front: its records, evaluated set, noisy front and knee."""
+
+    name: str
+    study: Any  # db.StudyRecord
+    trials: tuple  # every TrialRecord of the study
+    ev: A.Evaluated
+    noisy: A.NoisyFront
+    knee: Any  # TrialRecord | None
+    counts: dict[str, int]  # state -> trials
+
+
+def load_fronts(store, names: Sequence[str], objectives: Sequence[Objective] | None = None,
+                z: float = A.DEFAULT_Z) -> list[StudyFront]:
+    """Read each study and analyse it over ``objectives`` (default: the first study's)."""
+    out = []
+    for name in names:
+        study = store.get_study(name)
+        objs = tuple(objectives) if objectives else parse_objectives(study.objectives)
+        objectives = objs
+        trials = tuple(store.trials(name))
+        ev = A.evaluated(trials, objs)
+        counts: dict[str, int] = defaultdict(int)
+        for t in trials:
+            counts[t.state] += 1
+        out.append(StudyFront(name, study, trials, ev, A.noisy_front(ev, z=z),
+                              A.knee_point(ev), dict(counts)))
+    return out
+
+
+def _describe(t) -> str:
+    if t.spec is None:
+        return ""
+    from nas.models import describe
+
+    return describe(t.spec)
+
+
+def front_rows(fronts: Sequence[StudyFront]) -> list[dict]:
+    """One row per front member of every study (the CSV/JSON content), cheapest first."""
+    rows = []
+    for f in fronts:
+        for m in f.noisy.members:
+            t = m.trial
+            row = {"study": f.name, "trial": t.number, "accuracy": t.accuracy,
+                   "accuracy_se": t.accuracy_se, "test_accuracy": t.test_accuracy,
+                   "macs": t.macs, "params": t.params_count}
+            for o in f.ev.objectives:
+                if o.name not in ("accuracy", "macs", "params"):
+                    row[o.name] = o.of(t)
+            row.update({"noise": "certain" if m.certain else "within_noise",
+                        "tied_with": list(m.tied_with),
+                        "knee": f.knee is not None and t.id == f.knee.id,
+                        "arch_hash": t.arch_hash, "architecture": _describe(t)})
+            rows.append(row)
+    return rows
+
+
+def hypervolumes(fronts: Sequence[StudyFront]) -> tuple[np.ndarray | None, dict[str, float]]:
+    """The shared reference point and each study's hypervolume as a fraction of the box."""
+    sets = [f.ev for f in fronts if len(f.ev)]
+    if not sets:
+        return None, {f.name: 0.0 for f in fronts}
+    ref = A.reference_point(*sets)
+    ideal = np.concatenate([s.losses for s in sets]).min(axis=0)
+    return ref, {f.name: A.normalized_hypervolume(f.ev.losses, ref, ideal) if len(f.ev) else 0.0
+                 for f in fronts}
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
+                 print_fn: Callable[[Any], None] | None = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(width=max(120, int(os.environ.get("COLUMNS", 0) or 0)))
+    show = print_fn or console.print
+    for f in fronts:
+        names = ", ".join(str(o) for o in f.ev.objectives)
+        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(f.counts.items()))
+        table = Table(title=escape(
+            f"Pareto front of '{f.name}' (space {f.study.space}) over {names}: "
+            f"{len(f.noisy.members)} of {len(f.ev)} evaluated trials; {len(f.noisy.certain)} "
+            f"certain, {len(f.noisy.within_noise)} within noise (z={z:g}); "
+            f"hypervolume {hv[f.name]:.4f} of the box"), caption=escape(
+            f"trials: {states or 'none'}. Within noise: another trial is not significantly "
+            f"worse in any objective (its numbers in 'tied with'). Knee marked *. "
+            f"{len(f.noisy.band)} dominated trials lie within noise of the front."))
+        extra = [o for o in f.ev.objectives if o.name not in ("accuracy", "macs", "params")]
+        for col in ("#", "val acc", "± SE", "GMACs", "params (M)", *(o.name for o in extra),
+                    "noise", "tied with", "architecture"):
+            table.add_column(escape(col), justify="left" if col in ("architecture", "noise",
+                                                                    "tied with") else "right")
+        for m in f.noisy.members:
+            t = m.trial
+            knee = "*" if f.knee is not None and t.id == f.knee.id else ""
+            tied = ", ".join(map(str, m.tied_with[:6])) + (" …" if len(m.tied_with) > 6 else "")
+            table.add_row(f"{t.number}{knee}", _fmt(t.accuracy, ".4f"), _fmt(t.accuracy_se, ".4f"),
+                          _fmt(t.macs and t.macs / 1e9, ".3f"),
+                          _fmt(t.params_count and t.params_count / 1e6, ".2f"),
+                          *(_fmt(o.of(t), ".4g") for o in extra),
+                          "certain" if m.certain else "within noise", tied,
+                          escape(_describe(t)))
+        show(table)
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
+                  group_by: str | None = None) -> list[Path]:
+    """front.csv, front.json, pareto.png and hypervolume.png in ``out`` (created)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ref, hv = hypervolumes(fronts)
+    rows = front_rows(fronts)
+    written = []
+    cols: list[str] = list(dict.fromkeys(k for r in rows for k in r)) or [
+        "study", "trial", "accuracy", "accuracy_se", "macs", "params", "noise"]
+    path = out / "front.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v)
+                        for k, v in r.items()})
+    written.append(path)
+    doc = {"z": z, "reference_point": None if ref is None else ref.tolist(),
+           "reference_rule": "per objective (as a loss: value for min, -value for max): the "
+                             "worst over every evaluated trial of the studies compared, plus "
+                             "10% of its range",
+           "studies": [{"name": f.name, "space": f.study.space,
+                        "objectives": [str(o) for o in f.ev.objectives],
+                        "states": f.counts, "evaluated": len(f.ev),
+                        "hypervolume_fraction": hv[f.name],
+                        "knee": None if f.knee is None else f.knee.number,
+                        "certain": [t.number for t in f.noisy.certain],
+                        "within_noise": [t.number for t in f.noisy.within_noise],
+                        "noise_band": [t.number for t in f.noisy.band],
+                        "front": [r for r in rows if r["study"] == f.name]}
+                       for f in fronts]}
+    path = out / "front.json"
+    path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    written.append(path)
+    written.append(plot_fronts(fronts, out / "pareto.png"))
+    written.append(plot_hypervolume(fronts, ref, out / "hypervolume.png", group_by=group_by))
+    return written
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v) if math.isfinite(v) else None
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fronts(fronts: Sequence[StudyFront], path: Path) -> Path:
+    """Accuracy against MACs (log axis): every evaluated trial, each front as a step line with
+    error bars, members within noise hollow, the knee starred."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    objs = fronts[0].ev.objectives if fronts else ()
+    xo = next((o for o in objs if o.direction == "min"), None)
+    yo = next((o for o in objs if o.direction == "max"), None)
+    if xo is None or yo is None:
+        raise ConfigError("pareto plot: needs one objective to minimise and one to maximise; "
+                          f"got {', '.join(map(str, objs))}")
+    for i, f in enumerate(fronts):
+        color = f"C{i}"
+        x = [xo.of(t) for t in f.ev.trials]
+        y = [yo.of(t) for t in f.ev.trials]
+        ax.scatter(x, y, s=10, color=color, alpha=0.25, linewidths=0)
+        mem = f.noisy.members
+        fx = [xo.of(m.trial) for m in mem]
+        fy = [yo.of(m.trial) for m in mem]
+        ax.step(fx, fy, where="post", color=color, lw=1.2,
+                label=f"{f.name} ({len(mem)} on the front, {len(f.noisy.certain)} certain)")
+        se = [A.standard_error(m.trial, yo) for m in mem]
+        ax.errorbar(fx, fy, yerr=se, fmt="none", ecolor=color, elinewidth=0.8, capsize=2)
+        for m, xv, yv in zip(mem, fx, fy):
+            ax.scatter([xv], [yv], s=28, edgecolors=color, linewidths=1.2,
+                       facecolors=color if m.certain else "white", zorder=3)
+        if f.knee is not None:
+            ax.scatter([xo.of(f.knee)], [yo.of(f.knee)], marker="*", s=160, color=color,
+                       edgecolors="black", linewidths=0.6, zorder=4)
+    if any(v and v > 0 for f in fronts for v in (xo.of(t) for t in f.ev.trials)):
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{xo.name} (log)" if ax.get_xscale() == "log" else xo.name)
+    ax.set_ylabel(yo.name)
+    ax.set_title("Pareto fronts: filled = certainly non-dominated, hollow = within noise, "
+                 "* = knee", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if fronts:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_hypervolume(fronts: Sequence[StudyFront], ref: np.ndarray | None, path: Path, *,
+                     group_by: str | None = None) -> Path:
+    """Hypervolume (fraction of the shared box) after each evaluated trial, per study; with
+    ``group_by`` (a study-config key such as ``sampler``), the mean and min-max band over the
+    studies of each group (seeds)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    if ref is not None:
+        ideal = np.concatenate([f.ev.losses for f in fronts if len(f.ev)]).min(axis=0)
+        box = float(np.prod(ref - ideal)) or 1.0
+        curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, ref) for f in fronts}
+        if group_by:
+            groups: dict[str, list] = defaultdict(list)
+            for f in fronts:
+                groups[str(f.study.config.get(group_by))].append(curves[f.name])
+            for i, (g, cs) in enumerate(sorted(groups.items())):
+                s = A.summarize_curves([(x, y / box) for x, y in cs])
+                ax.plot(s["x"], s["mean"], color=f"C{i}",
+                        label=f"{group_by}={g}: mean of {len(cs)}")
+                ax.fill_between(s["x"], s["min"], s["max"], color=f"C{i}", alpha=0.2)
+        else:
+            for i, f in enumerate(fronts):
+                x, y = curves[f.name]
+                ax.step(x, y / box, where="post", color=f"C{i}", label=f.name)
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel("evaluated trials (completed, pruned or failed)")
+    ax.set_ylabel("hypervolume (fraction of the box)")
+    ax.set_title("Hypervolume over trials (shared reference point)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

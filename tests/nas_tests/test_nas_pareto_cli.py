@@ -1,0 +1,112 @@
+"""``python -m nas pareto`` on a real SQLite database: table, CSV, JSON, PNGs, several studies,
+and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from db import Store
+from nas import analysis as A
+from nas.cli import main
+from nas.models import analytic_cost, arch_hash, from_dict, to_dict
+from search_spaces import load_space
+
+HOSTILE = "[red]x[/red]<script>alert(1)</script>"
+
+
+def _fill(store: Store, name: str, seed: int, sampler: str, n: int = 14) -> None:
+    space = load_space("tiny")
+    study = store.get_or_create_study(name, space=space.name, space_hash=space.hash,
+                                      objectives=("accuracy:max", "macs:min"),
+                                      config={"sampler": sampler, "seed": seed})
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        spec, params = space.sample_random(seed * 100 + i)
+        rec = store.start_trial(study.id, key=f"t{i}", arch_hash=arch_hash(spec),
+                                arch=to_dict(spec), params=params)
+        state = "PRUNED" if i % 7 == 6 else "COMPLETE"
+        acc = float(np.clip(0.4 + 0.1 * np.log10(analytic_cost(spec).macs / 1e6)
+                            + rng.normal(0, 0.02), 0, 1))
+        if state == "PRUNED":
+            store.finish_trial(rec.id, state=state, metrics={"pruned_val_accuracy": 0.99})
+            continue
+        store.finish_trial(rec.id, state=state, accuracy=acc, accuracy_se=0.01,
+                           macs=analytic_cost(spec).macs, params_count=analytic_cost(spec).params,
+                           metrics={"num_val": 2000})
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pareto")
+    url = f"sqlite:///{path}/nas.db"
+    store = Store(url, decode_arch=from_dict)
+    _fill(store, "a0", 0, "nsga2")
+    _fill(store, "a1", 1, "nsga2")
+    _fill(store, "b0", 2, "random")
+    _fill(store, HOSTILE, 3, "random", n=3)
+    return url, store
+
+
+def test_table_csv_json_and_plots_match_the_analysis(db, tmp_path, capsys) -> None:
+    url, store = db
+    out = tmp_path / "out"
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    trials = store.trials("a0")
+    nf = A.noisy_front(trials, ("accuracy:max", "macs:min"))
+    knee = A.knee_point(trials, ("accuracy:max", "macs:min"))
+    assert f"{len(nf.members)} of {len(A.evaluated(trials, ('accuracy:max', 'macs:min')))} " \
+           "evaluated trials" in text
+    rows = list(csv.DictReader(open(out / "front.csv")))
+    assert [int(r["trial"]) for r in rows] == [m.trial.number for m in nf.members]
+    assert [r["noise"] for r in rows] == ["certain" if m.certain else "within_noise"
+                                          for m in nf.members]
+    assert [r["knee"] == "True" for r in rows] == [m.trial.id == knee.id for m in nf.members]
+    doc = json.loads((out / "front.json").read_text())
+    (s,) = doc["studies"]
+    assert s["certain"] == [t.number for t in nf.certain]
+    assert s["within_noise"] == [t.number for t in nf.within_noise]
+    assert s["states"] == {"COMPLETE": 12, "PRUNED": 2} and s["knee"] == knee.number
+    assert 0 < s["hypervolume_fraction"] <= 1
+    pruned = {t.number for t in trials if t.state == "PRUNED"}
+    assert not pruned & {r["trial"] for r in s["front"]}, "a pruned trial entered the front"
+    for png in ("pareto.png", "hypervolume.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
+
+
+def test_several_studies_share_one_reference_point_and_group_by(db, tmp_path, capsys) -> None:
+    url, store = db
+    out = tmp_path / "cmp"
+    assert main(["pareto", "--db", url, "--study", "a0", "--study", "a1", "--study", "b0",
+                 "--group-by", "sampler", "--out", str(out)]) == 0
+    doc = json.loads((out / "front.json").read_text())
+    assert [s["name"] for s in doc["studies"]] == ["a0", "a1", "b0"]
+    sets = [A.evaluated(store.trials(n), ("accuracy:max", "macs:min")) for n in ("a0", "a1", "b0")]
+    assert doc["reference_point"] == pytest.approx(A.reference_point(*sets).tolist())
+    assert (out / "hypervolume.png").stat().st_size > 10_000
+
+
+def test_hostile_study_name_is_printed_as_text(db, capsys) -> None:
+    url, _ = db
+    assert main(["pareto", "--db", url, "--study", HOSTILE]) == 0
+    text = capsys.readouterr().out.replace("\n", "")
+    assert "[red]x[/red]" in text.replace(" ", ""), "rich markup in a name must stay text"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--study", "nope"], "no study named 'nope'"),
+    ([], "--study is needed"),
+    (["--study", "a0", "--group-by", "colour"], "--group-by: 'colour' is not in"),
+    (["--study", "a0", "--objectives", "acc:max"], "unknown metric 'acc'"),
+    (["--study", "a0", "--z", "0"], "--z must be > 0"),
+])
+def test_bad_input_is_one_line_and_exit_2(db, capsys, argv, message) -> None:
+    url, _ = db
+    assert main(["pareto", "--db", url, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
