@@ -29,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _command(runs: Path, budget: int) -> list[str]:
+def _command(runs: Path, budget: int, dataset: str = "clutter") -> list[str]:
+    # clutter where a signal must land inside a training (its epochs last long enough)
     return [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--epochs", "1",
-            "--budget", str(budget), "--max-concurrent", "2", "--runs-dir", str(runs)]
+            "--budget", str(budget), "--max-concurrent", "2", "--runs-dir", str(runs),
+            "--dataset", dataset]
 
 
 def _default_sigint() -> None:
@@ -151,7 +153,7 @@ def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig, 
 def test_failed_trial_stores_its_reason_and_traceback_with_one_line_each(tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, "NAS_TEST_RAISE": "boom"}  # every trial raises RuntimeError("boom")
-    proc = subprocess.Popen(_command(runs, 1), cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_command(runs, 1, "digits"), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr[-3000:]

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def test_resume_with_changed_epochs_is_refused_unless_allowed(ray_session, tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
-                       study="resume")
+                       study="resume", dataset="digits")  # the mechanics: small and fast
     assert run_search(cfg, log=lambda s: None).completed == 1
     store = Store(url)
     before = [(t.number, t.state) for t in store.trials("resume")]

@@ -20,7 +20,8 @@ PRUNED, FAIL = optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL
 def test_prescreen_trains_the_best_scored_and_records_scores(ray_session, tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     cfg = SearchConfig(space="tiny", budget=2, epochs=1, zero_cost=("synflow", "naswot"),
-                       prescreen="synflow:3", db_url=url, runs_dir=str(tmp_path), study="zc")
+                       prescreen="synflow:3", db_url=url, runs_dir=str(tmp_path), study="zc",
+                       dataset="digits")
     summary = run_search(cfg, log=lambda s: None)
     assert summary.completed == 2 and summary.failed == 0, summary
     assert summary.screened >= 2, summary
