@@ -1,8 +1,10 @@
-"""The spaces CLI and run_search's fail-fast on a bad space, as subprocesses (run concurrently:
-each one pays the torch/timm import once)."""
+"""The spaces CLI (in-process, through ``nas.cli.main``) and run_search's fail-fast on a bad
+space (a real subprocess of the ``run_search.py`` entry point)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -27,27 +29,35 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     bad["stages"][2]["mixer"] = ["sepconv", "atention"]
     bad_path = tmp_path_factory.mktemp("cli") / "bad.yaml"
     bad_path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    bad_cmd = [sys.executable, "run_search.py", "--space", str(bad_path), "--budget", "1",
+               "--runs-dir", str(bad_path.parent / "runs")]
+    proc = subprocess.Popen(bad_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     commands = {
-        "list": [sys.executable, "-m", "nas", "spaces", "list"],
-        "show": [sys.executable, "-m", "nas", "spaces", "show", "hybrid_conv_attn",
-                 "--probe", "200"],
-        "sample": [sys.executable, "-m", "nas", "spaces", "sample", "linear_attention", "-n", "5"],
-        "unknown": [sys.executable, "-m", "nas", "spaces", "show", "no_such_space"],
-        "bad": [sys.executable, "run_search.py", "--space", str(bad_path), "--budget", "1",
-                "--runs-dir", str(bad_path.parent / "runs")],
+        "list": ["spaces", "list"],
+        "show": ["spaces", "show", "hybrid_conv_attn", "--probe", "200"],
+        "sample": ["spaces", "sample", "linear_attention", "-n", "5"],
+        "unknown": ["spaces", "show", "no_such_space"],
     }
-    procs = {k: subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for k, c in commands.items()}
-    out = {}
-    for key, p in procs.items():
-        stdout, stderr = p.communicate(timeout=240)
-        out[key] = subprocess.CompletedProcess(commands[key], p.returncode, stdout, stderr)
+    out = {key: _main(argv) for key, argv in commands.items()}
+    stdout, stderr = proc.communicate(timeout=240)
+    out["bad"] = subprocess.CompletedProcess(bad_cmd, proc.returncode, stdout, stderr)
     out["bad_path"] = bad_path  # type: ignore[assignment]
     return out
 
 
+def _main(argv: list[str]) -> subprocess.CompletedProcess:
+    """``python -m nas ARGV`` in this process: exit code, stdout and stderr."""
+    from nas.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
 def _ok(r: subprocess.CompletedProcess) -> None:
-    assert r.returncode == 0, f"{r.args[3:]} exited {r.returncode}: {r.stderr[-2000:]}"
+    assert r.returncode == 0, f"{r.args} exited {r.returncode}: {r.stderr[-2000:]}"
 
 
 def test_list(runs: dict) -> None:
