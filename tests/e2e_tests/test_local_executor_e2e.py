@@ -18,7 +18,8 @@ def test_local_executor_completes_and_records_like_ray(tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     lines: list[str] = []
     summary = run_search(SearchConfig(space="tiny", budget=2, epochs=1, db_url=url,
-                                      runs_dir=str(tmp_path), executor="local"),
+                                      runs_dir=str(tmp_path), executor="local",
+                                      dataset="digits"),
                          log=lines.append)
     assert summary.completed == 2
     assert ray.is_initialized() == was_up, "the local executor must not start Ray"
@@ -38,6 +39,7 @@ def test_local_executor_records_a_failure_with_its_reason(tmp_path, monkeypatch)
     lines: list[str] = []
     summary = run_search(SearchConfig(space="tiny", budget=1, epochs=1, db_url=url,
                                       runs_dir=str(tmp_path), executor="local", max_failures=0,
+                                      dataset="digits",
                                       study="fails"), log=lines.append)
     assert summary.completed == 0 and summary.failed == 1
     (t,) = Store(url).trials("fails")

@@ -56,7 +56,7 @@ def test_prescreen_trains_the_best_scored_and_records_scores(ray_session, tmp_pa
 def test_zero_cost_objective_without_zero_cost_flag(ray_session, tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
-                       study="zcobj", objectives="zc_naswot:max,macs:min")
+                       study="zcobj", objectives="zc_naswot:max,macs:min", dataset="digits")
     summary = run_search(cfg, log=lambda s: None)
     assert [str(o) for o in summary.objectives] == ["zc_naswot:max", "macs:min"]
     done = Store(url).trials("zcobj", states=["COMPLETE"])
