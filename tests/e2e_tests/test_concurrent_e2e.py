@@ -44,14 +44,14 @@ def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp
 
     url = f"sqlite:///{tmp_path}/nas.db"
     env = {**os.environ, "NAS_LEASE_STALE_S": "4"}
-    cmd = [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--budget", "3",
+    cmd = [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--budget", "2",
            "--epochs", "1", "--max-concurrent", "1", "--db", url, "--runs-dir", str(tmp_path),
            "--study", "frozen"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=ROOT, env=env)
     try:
         for line in first.stdout:  # wait for its first completed trial
-            if line.startswith("[  1/3]"):
+            if line.startswith("[  1/2]"):
                 break
         # freeze it while its second trial trains: not inside a write (a frozen SQLite writer
         # holds the lock, and nobody can take over until it wakes)
@@ -77,7 +77,7 @@ def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp
     assert "Traceback" not in err1 + err2, (err1 + err2)[-3000:]
 
     store = Store(url)
-    ours, _ = check_tables(url, "frozen", budget=3)
+    ours, _ = check_tables(url, "frozen", budget=2)
     runs = store.runs("frozen")
     assert [r.outcome for r in runs] == ["abandoned", "completed"], runs
     first_run, second_run = runs[0].id, runs[1].id
