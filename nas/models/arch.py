@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from nas.models.portable import grid_sides, stem_geometry  # geometry of the model code
 from nas_errors import ConfigError
 
 __all__ = [
@@ -167,24 +168,6 @@ def describe(spec: ArchSpec) -> str:
 
 
 # --------------------------------------------------------------------------- geometry
-
-
-def stem_geometry(stem_stride: int) -> tuple[int, int, int]:
-    """(kernel, stride, padding) of the stem convolution."""
-    return {4: (7, 4, 2), 2: (3, 2, 1), 1: (3, 1, 1)}[stem_stride]
-
-
-def _conv_out(size: int, k: int, s: int, p: int) -> int:
-    return (size + 2 * p - k) // s + 1
-
-
-def grid_sides(img_size: int, stem_stride: int, n_stages: int) -> tuple[int, ...]:
-    """Grid side of every stage: stem, then a k3/s2/p1 downsampling before stages 2..n."""
-    k, s, p = stem_geometry(stem_stride)
-    sides = [_conv_out(img_size, k, s, p)]
-    for _ in range(n_stages - 1):
-        sides.append(_conv_out(sides[-1], 3, 2, 1))
-    return tuple(sides)
 
 
 def stage_grids(spec: MetaFormerSpec) -> tuple[tuple[int, int], ...]:

@@ -1,5 +1,8 @@
 """Norms and activations, registered by name; each norm exists in both layouts.
 
+The built-in entries take their factories from ``portable.py`` (the model code an export ships);
+a norm or activation registered elsewhere works in the project but cannot be exported.
+
 A stage's layout is set by its mixer: NCHW for convolution-like mixers, (B, N, C) tokens for
 attention-like ones. A norm name means one operation (e.g. "LayerNorm over channels"), and the
 builder picks the class for the stage's layout, so a norm can never normalise the wrong axis.
@@ -10,20 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-from timm.layers import GroupNorm1, LayerNorm, LayerNorm2d
-from timm.models.metaformer import (
-    GroupNorm1NoBias,
-    LayerNorm2dNoBias,
-    LayerNormNoBias,
-    SquaredReLU,
-    StarReLU,
-)
 from torch import nn
 
+from nas.models import portable
 from nas.models._registry import Registry
 
-__all__ = ["NormDef", "ActDef", "NORMS", "ACTS", "build_norm", "build_act"]
+__all__ = ["NormDef", "ActDef", "NORMS", "ACTS", "build_norm", "build_act", "GroupNorm1Tokens",
+           "BatchNormTokens"]
+
+GroupNorm1Tokens = portable.GroupNorm1Tokens  # (B, N, C) GroupNorm(1); source in portable.py
+BatchNormTokens = portable.BatchNormTokens  # (B, N, C) BatchNorm
 
 
 @dataclass(frozen=True)
@@ -48,48 +47,28 @@ NORMS: Registry[NormDef] = Registry("norm")
 ACTS: Registry[ActDef] = Registry("activation")
 
 
-class GroupNorm1Tokens(nn.Module):
-    """GroupNorm with one group for (B, N, C) tokens: statistics over (N, C), affine per
-    channel."""
-
-    def __init__(self, num_channels: int, eps: float = 1e-5, bias: bool = True) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(num_channels))
-        self.bias = nn.Parameter(torch.zeros(num_channels)) if bias else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = nn.functional.group_norm(x.transpose(1, 2), 1, None, None, self.eps).transpose(1, 2)
-        y = y * self.weight
-        return y + self.bias if self.bias is not None else y
-
-
-class BatchNormTokens(nn.BatchNorm1d):
-    """BatchNorm over channels for (B, N, C) tokens."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
-
-
-def _norm(name: str, nchw, tokens, ppc: int, description: str) -> None:
+def _norm(name: str, ppc: int, description: str) -> None:
+    """Register the built-in norm ``name`` with its factories from ``portable.NORMS``."""
+    nchw, tokens = portable.NORMS[name]
     NORMS.add(name, NormDef(name, nchw, tokens, ppc, description))
 
 
-_norm("gn1", GroupNorm1, lambda c: GroupNorm1Tokens(c, 1e-5, True), 2,
-      "GroupNorm(1) with bias, eps 1e-5: PoolFormer v1's 'modified LayerNorm'")
-_norm("gn1_nobias", GroupNorm1NoBias, lambda c: GroupNorm1Tokens(c, 1e-6, False), 1,
-      "GroupNorm(1) without bias, eps 1e-6: IdentityFormer/RandFormer/PoolFormerV2")
-_norm("ln", lambda c: LayerNorm2d(c), lambda c: LayerNorm(c), 2,
-      "LayerNorm over channels with bias, eps 1e-6")
-_norm("ln_nobias", LayerNorm2dNoBias, LayerNormNoBias, 1,
-      "LayerNorm over channels without bias, eps 1e-6: ConvFormer/CAFormer")
-_norm("bn", nn.BatchNorm2d, BatchNormTokens, 2, "BatchNorm over channels")
+def _act(name: str, params: int) -> None:
+    ACTS.add(name, ActDef(name, portable.ACTS[name], params))
 
-ACTS.add("gelu", ActDef("gelu", nn.GELU, 0))
-ACTS.add("relu", ActDef("relu", nn.ReLU, 0))
-ACTS.add("silu", ActDef("silu", nn.SiLU, 0))
-ACTS.add("starrelu", ActDef("starrelu", StarReLU, 2))
-ACTS.add("squaredrelu", ActDef("squaredrelu", SquaredReLU, 0))
+
+_norm("gn1", 2, "GroupNorm(1) with bias, eps 1e-5: PoolFormer v1's 'modified LayerNorm'")
+_norm("gn1_nobias", 1,
+      "GroupNorm(1) without bias, eps 1e-6: IdentityFormer/RandFormer/PoolFormerV2")
+_norm("ln", 2, "LayerNorm over channels with bias, eps 1e-6")
+_norm("ln_nobias", 1, "LayerNorm over channels without bias, eps 1e-6: ConvFormer/CAFormer")
+_norm("bn", 2, "BatchNorm over channels")
+
+_act("gelu", 0)
+_act("relu", 0)
+_act("silu", 0)
+_act("starrelu", 2)
+_act("squaredrelu", 0)
 
 
 def build_norm(name: str, channels: int, layout: str) -> nn.Module:

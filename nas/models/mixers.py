@@ -9,6 +9,10 @@ acts)`` for batch 1. Search spaces, proxy reduction and the contract tests ask t
 a new mixer is one :func:`register_mixer` definition. MACs count convolutions, matrix products
 and attention (MACs = FLOPs / 2); acts count the output elements of those same operations
 (pycls convention).
+
+The built-in mixers' modules and builders live in ``portable.py`` (the model code that
+``python -m nas export`` ships as a stand-alone ``model.py``); a mixer registered only here
+builds, costs and trains, but is exported once its builder is added to ``portable.MIXERS``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
-from timm.models.metaformer import Attention, Pooling, SepConv, StarReLU
 from torch import nn
 
+from nas.models import portable
 from nas.models._registry import Registry
-from nas.models.layers import ACTS, build_act
+from nas.models.layers import ACTS
 from nas_errors import ConfigError
 
 __all__ = ["MixerDef", "MIXERS", "register_mixer", "RandomMixing", "XNormAttention",
@@ -117,45 +120,18 @@ def _positive_int(name: str, value: Any) -> None:
 
 # --------------------------------------------------------------------------- identity
 
-@register_mixer(layout="nchw", kind="none", cost=lambda dim, grid: (0, 0, 0),
-                description="no token mixing (IdentityFormer)")
-def identity(dim: int, grid: tuple[int, int]) -> nn.Module:
-    return nn.Identity()
+register_mixer(name="identity", layout="nchw", kind="none", cost=lambda dim, grid: (0, 0, 0),
+               description="no token mixing (IdentityFormer)")(portable.identity)
 
 
 # --------------------------------------------------------------------------- random mixing
 
 
-class RandomMixing(nn.Module):
-    """Frozen row-softmax N x N token mixing (RandFormer); N is the stage's actual grid size.
+class RandomMixing(portable.RandomMixing):
+    """Frozen row-softmax N x N token mixing (RandFormer), as in ``portable.py``; a grid that
+    differs from the one it was built for raises :class:`ConfigError` (naming both grids)."""
 
-    The matrix fixes the grid: an input whose H x W differs from the one it was built for fails
-    with a :class:`ConfigError` naming both grids (rather than a matmul shape error).
-    """
-
-    def __init__(self, num_tokens: int, grid: tuple[int, int] | None = None) -> None:
-        super().__init__()
-        if grid is not None and grid[0] * grid[1] != num_tokens:
-            raise ConfigError(f"random: grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} tokens, "
-                              f"not num_tokens {num_tokens}")
-        self.num_tokens = num_tokens
-        self.grid = tuple(grid) if grid is not None else None
-        self.random_matrix = nn.Parameter(
-            torch.softmax(torch.rand(num_tokens, num_tokens), dim=-1), requires_grad=False
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        if h * w != self.num_tokens or (self.grid is not None and (h, w) != self.grid):
-            built = (f"{self.grid[0]}x{self.grid[1]} grid ({self.num_tokens} tokens)"
-                     if self.grid is not None else f"{self.num_tokens} tokens")
-            raise ConfigError(
-                f"random mixing was built for a {built} but got a {h}x{w} grid ({h * w} tokens): "
-                "its frozen matrix fixes the input resolution; rebuild the model with the "
-                "img_size that gives this grid"
-            )
-        y = x.reshape(b, c, h * w) @ self.random_matrix.transpose(0, 1)
-        return y.reshape(b, c, h, w)
+    error = ConfigError
 
 
 def _rand_cost(dim: int, grid: tuple[int, int]) -> Cost:
@@ -167,7 +143,7 @@ def _rand_cost(dim: int, grid: tuple[int, int]) -> Cost:
                 description="frozen random row-stochastic token matrix (RandFormer); fixes the "
                             "grid")
 def _random(dim: int, grid: tuple[int, int]) -> nn.Module:
-    return RandomMixing(grid[0] * grid[1], grid)
+    return RandomMixing(grid[0] * grid[1], grid)  # portable.random_mixing, raising ConfigError
 
 
 # --------------------------------------------------------------------------- pooling
@@ -177,11 +153,10 @@ def _check_pool(dim: int, grid: tuple[int, int], pool_size: int) -> None:
     _odd_kernel("pooling.pool_size", pool_size)
 
 
-@register_mixer(layout="nchw", kind="local", defaults={"pool_size": 3},
-                cost=lambda dim, grid, pool_size: (0, 0, 0), check=_check_pool,
-                description="average pool minus input, padding excluded (PoolFormer)")
-def pooling(dim: int, grid: tuple[int, int], pool_size: int) -> nn.Module:
-    return Pooling(pool_size=pool_size)
+register_mixer(name="pooling", layout="nchw", kind="local", defaults={"pool_size": 3},
+               cost=lambda dim, grid, pool_size: (0, 0, 0), check=_check_pool,
+               description="average pool minus input, padding excluded (PoolFormer)",
+               )(portable.pooling)
 
 
 # --------------------------------------------------------------------------- separable conv
@@ -189,11 +164,6 @@ def pooling(dim: int, grid: tuple[int, int], pool_size: int) -> nn.Module:
 
 def _sepconv_mid(dim: int, expansion_ratio: float) -> int:
     return int(expansion_ratio * dim)
-
-
-def _sepconv_build(dim: int, grid, kernel_size: int, expansion_ratio: float) -> nn.Module:
-    return SepConv(dim, expansion_ratio=expansion_ratio, act1_layer=StarReLU,
-                   kernel_size=kernel_size, padding=kernel_size // 2)
 
 
 def _sepconv_cost(dim: int, grid, kernel_size: int, expansion_ratio: float) -> Cost:
@@ -215,7 +185,7 @@ register_mixer(
     defaults={"kernel_size": 7, "expansion_ratio": 2}, float_settings=("expansion_ratio",),
     cost=_sepconv_cost, check=_check_sepconv,
     description="inverted separable conv: pw 1x1, StarReLU, depthwise kxk, pw 1x1 (ConvFormer)",
-)(_sepconv_build)
+)(portable.sepconv)
 
 
 # --------------------------------------------------------------------------- self-attention
@@ -237,46 +207,17 @@ def _attn_cost(dim: int, grid, head_dim: int) -> Cost:
     return 4 * dim * dim, 4 * dim * dim * n + 2 * n * n * dim, 5 * dim * n + heads * n * n
 
 
-@register_mixer(layout="tokens", kind="global", defaults={"head_dim": 32},
-                width_multiple_of="head_dim", cost=_attn_cost,
-                check=lambda dim, grid, head_dim: _check_heads("attention", dim, head_dim),
-                description="softmax multi-head self-attention, no biases (CAFormer stages 3-4)")
-def attention(dim: int, grid: tuple[int, int], head_dim: int) -> nn.Module:
-    return Attention(dim, head_dim=head_dim)
+register_mixer(name="attention", layout="tokens", kind="global", defaults={"head_dim": 32},
+               width_multiple_of="head_dim", cost=_attn_cost,
+               check=lambda dim, grid, head_dim: _check_heads("attention", dim, head_dim),
+               description="softmax multi-head self-attention, no biases (CAFormer stages 3-4)",
+               )(portable.attention)
 
 
 # --------------------------------------------------------------------------- UFO-ViT XNorm
 
 
-class XNormAttention(nn.Module):
-    """UFO-ViT cross-normalised linear attention: Y = XN_c(Q) . XN_0(K^T V), linear in N.
-
-    Convention (the sources disagree; this follows the paper's equations): Q is L2-normalised per
-    token over its head channels, K^T V (d x d per head) over its first (key-channel) axis, so
-    Y[n, j] = gamma^2 cos(q_n, (K^T V)[:, j]). One learnable gamma per head (init 1) is shared by
-    both XNorms; eps 1e-6 guards zero norms; q/k/v and output projections have no bias, matching
-    the softmax attention it replaces. https://arxiv.org/abs/2109.14382
-    """
-
-    def __init__(self, dim: int, head_dim: int = 32, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.num_heads = dim // head_dim
-        self.head_dim = head_dim
-        self.eps = eps
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.gamma = nn.Parameter(torch.ones(self.num_heads, 1, 1))
-        self.proj = nn.Linear(dim, dim, bias=False)
-
-    def _xnorm(self, t: torch.Tensor, dim: int) -> torch.Tensor:
-        return self.gamma * t / (t.norm(dim=dim, keepdim=True) + self.eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B, heads, N, d)
-        kv = k.transpose(-2, -1) @ v  # (B, heads, d, d)
-        y = self._xnorm(q, dim=-1) @ self._xnorm(kv, dim=-2)  # (B, heads, N, d)
-        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+XNormAttention = portable.XNormAttention  # UFO-ViT XNorm attention; source in portable.py
 
 
 def _ufo_cost(dim: int, grid, head_dim: int) -> Cost:
@@ -286,28 +227,17 @@ def _ufo_cost(dim: int, grid, head_dim: int) -> Cost:
     return 4 * dim * dim + heads, macs, acts
 
 
-@register_mixer(layout="tokens", kind="global", defaults={"head_dim": 32},
-                width_multiple_of="head_dim", cost=_ufo_cost,
-                check=lambda dim, grid, head_dim: _check_heads("ufo", dim, head_dim),
-                description="UFO-ViT cross-normalised (XNorm) linear attention")
-def ufo(dim: int, grid: tuple[int, int], head_dim: int) -> nn.Module:
-    return XNormAttention(dim, head_dim)
+register_mixer(name="ufo", layout="tokens", kind="global", defaults={"head_dim": 32},
+               width_multiple_of="head_dim", cost=_ufo_cost,
+               check=lambda dim, grid, head_dim: _check_heads("ufo", dim, head_dim),
+               description="UFO-ViT cross-normalised (XNorm) linear attention",
+               )(portable.ufo)
 
 
 # --------------------------------------------------------------------------- ConvMixer mixing
 
 
-class ConvMixerMixing(nn.Module):
-    """ConvMixer's token mixing: depthwise k x k conv ("same" padding, bias), act, BatchNorm."""
-
-    def __init__(self, dim: int, kernel_size: int = 9, act: str = "gelu") -> None:
-        super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same")
-        self.act = build_act(act)
-        self.norm = nn.BatchNorm2d(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.act(self.dwconv(x)))
+ConvMixerMixing = portable.ConvMixerMixing  # depthwise conv, act, BatchNorm; in portable.py
 
 
 def _cm_cost(dim: int, grid, kernel_size: int, act: str) -> Cost:
@@ -325,5 +255,5 @@ def _check_cm(dim: int, grid, kernel_size: int, act: str) -> None:
                 cost=_cm_cost, check=_check_cm,
                 description="depthwise conv, activation, BatchNorm (ConvMixer's spatial mixing)")
 def convmixer(dim: int, grid: tuple[int, int], kernel_size: int, act: str) -> nn.Module:
-    return ConvMixerMixing(dim, kernel_size, act)
+    return ConvMixerMixing(dim, kernel_size, ACTS.get(act).factory)  # any registered act
 

@@ -1,23 +1,25 @@
 """Build an ``nn.Module`` from an architecture spec, on timm's MetaFormer building blocks.
 
-Module names mirror ``timm.models.metaformer.MetaFormer`` (``stem``, ``stages.i.downsample``,
-``stages.i.blocks.j.{norm1,token_mixer,layer_scale1,res_scale1,norm2,mlp,...}``, ``head``), so a
-preset's state dict loads into timm's model and back. Unlike timm, every stage may have its own
-mixer settings, norm, activation and MLP ratio, and bad configurations fail before any tensor
-is allocated, with the field and the allowed values.
+The modules themselves are in ``portable.py`` (torch and timm only; an export ships its
+source); this module validates specs and builds them with the registries' mixers, norms and
+activations. Module names mirror ``timm.models.metaformer.MetaFormer`` (``stem``,
+``stages.i.downsample``, ``stages.i.blocks.j.{norm1,token_mixer,layer_scale1,res_scale1,norm2,
+mlp,...}``, ``head``), so a preset's state dict loads into timm's model and back. Unlike timm,
+every stage may have its own mixer settings, norm, activation and MLP ratio, and bad
+configurations fail before any tensor is allocated, with the field and the allowed values.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import dataclasses
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
+from typing import Any
 
 import torch
-from timm.layers import DropPath, LayerNorm2d, Mlp, SelectAdaptivePool2d, trunc_normal_
-from timm.models.convmixer import ConvMixer
-from timm.models.metaformer import Downsampling, MlpHead, Scale
 from torch import nn
 
+from nas.models import portable
 from nas.models.arch import (
     HEADS,
     STEM_STRIDES,
@@ -26,14 +28,16 @@ from nas.models.arch import (
     ConvMixerSpec,
     MetaFormerSpec,
     StageSpec,
+    from_dict,
     stage_grids,
-    stem_geometry,
+    to_dict,
 )
-from nas.models.layers import ACTS, NORMS, build_act, build_norm
+from nas.models.layers import ACTS, NORMS, build_norm
 from nas.models.mixers import MIXERS
 from nas_errors import ConfigError, did_you_mean
 
-__all__ = ["validate", "build_model", "MetaFormerNet"]
+__all__ = ["validate", "build_model", "with_overrides", "runtime_config", "MetaFormerNet",
+           "Block", "RegistryLayers"]
 
 
 # --------------------------------------------------------------------------- validation
@@ -114,128 +118,92 @@ def _validate_convmixer(spec: ConvMixerSpec) -> None:
 # --------------------------------------------------------------------------- modules
 
 
-class Stem(nn.Module):
-    """Stem conv (k7 s4 p2 in the papers) with an optional post-norm (v2)."""
-
-    def __init__(self, in_chans: int, out_chans: int, stride: int, norm: bool) -> None:
-        super().__init__()
-        k, s, p = stem_geometry(stride)
-        self.conv = nn.Conv2d(in_chans, out_chans, kernel_size=k, stride=s, padding=p)
-        self.norm = NORMS.get("ln_nobias").nchw(out_chans) if norm else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
+def runtime_config(spec: ArchSpec) -> dict[str, Any]:
+    """What ``portable.build`` takes: ``to_dict(spec)`` with every mixer's settings filled in
+    from the registry's defaults (an exported ``model.py`` holds exactly this)."""
+    config = to_dict(spec)
+    for stage in config.get("stages", ()):
+        stage["mixer_args"] = MIXERS.get(stage["mixer"]).resolve(stage["mixer_args"])
+    return config
 
 
-class Block(nn.Module):
-    """MetaFormer block: x = r1*x + s1*mixer(norm1(x)); x = r2*x + s2*mlp(norm2(x))."""
+class RegistryLayers(portable.Layers):
+    """The names in a config, as the registries define them (built-ins come from portable.py,
+    so a model built here and one built by an exported model.py are the same modules)."""
+
+    def layout(self, mixer: str) -> str:
+        return MIXERS.get(mixer).layout
+
+    def mixer(self, name: str, dim: int, grid: tuple[int, int],
+              settings: Mapping[str, Any]) -> nn.Module:
+        mixer = MIXERS.get(name)
+        return mixer.build(dim, grid, **mixer.resolve(dict(settings)))
+
+    def norm(self, name: str, dim: int, layout: str) -> nn.Module:
+        return build_norm(name, dim, layout)
+
+    def act(self, name: str) -> Callable[[], nn.Module]:
+        return ACTS.get(name).factory
+
+
+REGISTRY_LAYERS = RegistryLayers()
+Stem, Stage = portable.Stem, portable.Stage
+
+
+class Block(portable.Block):
+    """MetaFormer block (``portable.Block``) built from a :class:`StageSpec`."""
 
     def __init__(self, stage: StageSpec, grid: tuple[int, int], layout: str, drop_path: float,
                  mlp_bias: bool) -> None:
-        super().__init__()
-        dim, nchw = stage.width, layout == "nchw"
-        mixer = MIXERS.get(stage.mixer)
-        self.norm1 = build_norm(stage.norm, dim, layout)
-        self.token_mixer = mixer.build(dim, grid, **mixer.resolve(stage.args))
-        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.layer_scale1 = _scale(dim, stage.layer_scale, nchw)
-        self.res_scale1 = _scale(dim, stage.res_scale, nchw)
-        self.norm2 = build_norm(stage.norm, dim, layout)
-        self.mlp = Mlp(dim, int(stage.mlp_ratio * dim), act_layer=lambda: build_act(stage.act),
-                       bias=mlp_bias, use_conv=nchw)
-        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.layer_scale2 = _scale(dim, stage.layer_scale, nchw)
-        self.res_scale2 = _scale(dim, stage.res_scale, nchw)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mixed = self.token_mixer(self.norm1(x))
-        x = self.res_scale1(x) + self.layer_scale1(self.drop_path1(mixed))
-        return self.res_scale2(x) + self.layer_scale2(self.drop_path2(self.mlp(self.norm2(x))))
+        config = {**dataclasses.asdict(stage), "mixer_args": stage.args}
+        super().__init__(config, grid, layout, drop_path, mlp_bias, REGISTRY_LAYERS)
 
 
-def _scale(dim: int, init: float | None, nchw: bool) -> nn.Module:
-    return nn.Identity() if init is None else Scale(dim, init_value=init, use_nchw=nchw)
-
-
-class Stage(nn.Module):
-    """Optional downsampling (k3 s2 p1), then blocks; attention-like mixers see (B, N, C)."""
-
-    def __init__(self, in_chans: int, stage: StageSpec, grid: tuple[int, int], first: bool,
-                 pre_norm: bool, dp_rates: list[float], mlp_bias: bool) -> None:
-        super().__init__()
-        layout = MIXERS.get(stage.mixer).layout
-        self.use_nchw = layout == "nchw"
-        self.downsample = nn.Identity() if first else Downsampling(
-            in_chans, stage.width, kernel_size=3, stride=2, padding=1,
-            norm_layer=NORMS.get("ln_nobias").nchw if pre_norm else None,
-        )
-        self.blocks = nn.Sequential(*[
-            Block(stage, grid, layout, dp_rates[j], mlp_bias) for j in range(stage.depth)
-        ])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        b, c, h, w = x.shape
-        if not self.use_nchw:
-            x = x.reshape(b, c, h * w).transpose(1, 2)
-        x = self.blocks(x)
-        if not self.use_nchw:
-            x = x.transpose(1, 2).reshape(b, c, h, w)
-        return x
-
-
-class MetaFormerNet(nn.Module):
-    """Hierarchical MetaFormer built from a :class:`MetaFormerSpec` (timm-compatible names)."""
+class MetaFormerNet(portable.MetaFormerNet):
+    """Hierarchical MetaFormer built from a :class:`MetaFormerSpec` (``portable.MetaFormerNet``
+    with the registries: timm-compatible names)."""
 
     def __init__(self, spec: MetaFormerSpec, drop_path_rate: float = 0.0, drop_rate: float = 0.0):
-        super().__init__()
         validate(spec)
+        super().__init__(runtime_config(spec), drop_path_rate, drop_rate, REGISTRY_LAYERS)
         self.spec = spec
-        self.num_classes = spec.num_classes
-        self.num_features = spec.stages[-1].width
-        v2 = spec.stem == "v2"
-        self.stem = Stem(spec.in_chans, spec.stages[0].width, spec.stem_stride, norm=v2)
-        total = sum(spec.depths)
-        rates = [drop_path_rate * j / max(total - 1, 1) for j in range(total)]
-        stages, prev, start = [], spec.stages[0].width, 0
-        for i, (stage, grid) in enumerate(zip(spec.stages, stage_grids(spec))):
-            dp = rates[start:start + stage.depth]
-            stages.append(Stage(prev, stage, grid, i == 0, v2, dp, spec.mlp_bias))
-            prev, start = stage.width, start + stage.depth
-        self.stages = nn.Sequential(*stages)
-        c = self.num_features
-        fc = MlpHead(c, spec.num_classes) if spec.head == "mlp" else nn.Linear(c, spec.num_classes)
-        self.head = nn.Sequential(OrderedDict([
-            ("global_pool", SelectAdaptivePool2d(pool_type="avg")),
-            ("norm", LayerNorm2d(c)),
-            ("flatten", nn.Flatten(1)),
-            ("drop", nn.Dropout(drop_rate)),
-            ("fc", fc),
-        ]))
-        self.apply(_init_weights)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
 
 
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-
-
-def build_model(spec: ArchSpec, *, drop_path_rate: float = 0.0, drop_rate: float = 0.0,
+def build_model(spec: ArchSpec | Mapping[str, Any], *, num_classes: int | None = None,
+                img_size: int | None = None, drop_path_rate: float = 0.0, drop_rate: float = 0.0,
                 device: str | torch.device | None = None) -> nn.Module:
-    """Validate ``spec`` and build it; ``device="meta"`` allocates no weights (for counting)."""
-    validate(spec)
+    """Validate an architecture and build it, freshly initialised.
+
+    Args:
+        spec: an :class:`ArchSpec`, or its dict form (``to_dict``; e.g. an export's
+            ``config.yaml`` as loaded by ``yaml.safe_load``).
+        num_classes: replaces the architecture's classifier outputs.
+        img_size: replaces its input side (grids, RandFormer's matrices and costs follow it).
+        drop_path_rate: stochastic depth, linearly increasing over the blocks.
+        drop_rate: dropout before the classifier.
+        device: where to allocate; ``"meta"`` allocates no weights (for counting).
+
+    Returns:
+        The ``nn.Module`` (MetaFormer: ``MetaFormerNet``; ConvMixer: timm's ``ConvMixer``).
+
+    Example:
+        >>> model = build_model(get_preset("identityformer_s12"), num_classes=10, img_size=64)
+    """
+    spec = with_overrides(spec, num_classes=num_classes, img_size=img_size)
     with torch.device(device) if device is not None else nullcontext():
         if isinstance(spec, ConvMixerSpec):
-            act = type(build_act(spec.act))
-            return ConvMixer(spec.width, spec.depth, kernel_size=spec.kernel_size,
-                             patch_size=spec.patch_size, in_chans=spec.in_chans,
-                             num_classes=spec.num_classes, drop_rate=drop_rate, act_layer=act)
+            return portable.build(to_dict(spec), drop_rate=drop_rate, layers=REGISTRY_LAYERS)
         return MetaFormerNet(spec, drop_path_rate=drop_path_rate, drop_rate=drop_rate)
+
+
+def with_overrides(spec: ArchSpec | Mapping[str, Any], *, num_classes: int | None = None,
+                   img_size: int | None = None) -> ArchSpec:
+    """``spec`` (or its dict form) with ``num_classes`` / ``img_size`` replaced, validated."""
+    if isinstance(spec, Mapping):
+        spec = from_dict(spec)
+    elif not isinstance(spec, (MetaFormerSpec, ConvMixerSpec)):
+        raise ConfigError(f"expected an architecture (MetaFormerSpec, ConvMixerSpec or its dict "
+                          f"form); got {type(spec).__name__}")
+    changes = {k: v for k, v in (("num_classes", num_classes), ("img_size", img_size))
+               if v is not None}
+    return validate(dataclasses.replace(spec, **changes) if changes else spec)
