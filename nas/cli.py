@@ -1,4 +1,5 @@
-"""The command line: ``python -m nas {search,spaces,data}``; ``run_search.py`` is ``search``.
+"""The command line: ``python -m nas {search,spaces,data,db,pareto,export}``; ``run_search.py``
+is ``search``.
 
 Usage:
     python -m nas --help
@@ -15,6 +16,8 @@ Usage:
     python -m nas pareto --study hybrid_conv_attn --out runs/pareto
     python -m nas pareto --study nsga2_s0 --study tpe_s0 --group-by sampler --out runs/cmp
     python -m nas data prepare --dataset cifar10 --path ~/data/cifar-10-batches-py
+    python -m nas export --study tiny --pick knee --out exports/tiny_knee
+    python -m nas export --preset randformer_s12 --num-classes 10 --out exports/rf12
     python run_search.py --space tiny --dataset npz --data-path ~/data/mine.npz
 """
 
@@ -411,6 +414,98 @@ def _pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- export
+
+
+def _add_export(sub) -> argparse.ArgumentParser:
+    from nas.export import PICKS
+
+    p = sub.add_parser(
+        "export", help="write a trial or a preset as a full model (model.py, weights, "
+                       "TorchScript, ONNX, model card)",
+        description="Export a study's trial (or a preset) as a full model into --out: "
+                    "config.yaml, model.py (needs only torch and timm), model.safetensors "
+                    "(initialised weights), model.torchscript.pt, model.onnx (checked in "
+                    "onnxruntime) and a README.md model card. Written to a temporary "
+                    "directory, checked, then renamed into place.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, metavar="N", help="the study's trial number N")
+    which.add_argument("--pick", choices=PICKS,
+                       help="knee: the knee of the study's Pareto front; best: the highest "
+                            "proxy accuracy (a tie goes to fewer MACs, then fewer params)")
+    which.add_argument("--preset", metavar="NAME",
+                       help="a named architecture instead of a trial (python -c 'import "
+                            "nas.models as m; print(m.list_presets())')")
+    p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
+                   help="the search's database URL; default: $NAS_DB_URL, else "
+                        "sqlite:///<runs-dir>/nas.db")
+    p.add_argument("--runs-dir", default="runs", help="where the default database lives")
+    p.add_argument("--study", default=None, help="the study (with --trial or --pick)")
+    p.add_argument("--max-macs", type=float, default=None, metavar="X",
+                   help="with --pick: only completed trials with MACs <= X (e.g. 4e9)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the export directory to create")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs")
+    p.add_argument("--img-size", type=int, default=224, help="input side in pixels")
+    p.add_argument("--name", default=None,
+                   help="model name for timm and model.py (default: <study>_trial<N>, or the "
+                        "preset's name)")
+    p.add_argument("--seed", type=int, default=0, help="torch seed of the initialised weights")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it holds an earlier export (or is empty)")
+    p.set_defaults(run=_export)
+    return p
+
+
+def _export(args: argparse.Namespace) -> int:
+    import math
+    import re
+
+    from nas.export import check_out_dir
+    from nas_errors import ConfigError
+
+    trial_source = args.preset is None
+    if trial_source and not args.study:
+        raise ConfigError(f"--{'trial' if args.trial is not None else 'pick'} needs --study")
+    if not trial_source and args.study:
+        raise ConfigError("--study is for --trial or --pick, not --preset")
+    if args.max_macs is not None and args.pick is None:
+        raise ConfigError("--max-macs only applies to --pick")
+    if args.max_macs is not None and not (math.isfinite(args.max_macs) and args.max_macs > 0):
+        raise ConfigError(f"--max-macs must be a positive number; got {args.max_macs}")
+    for flag, value in (("--num-classes", args.num_classes), ("--img-size", args.img_size)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be an integer >= 1; got {value}")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be in 0 .. 2**63-1; got {args.seed}")
+    if args.name is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", args.name):
+        raise ConfigError(f"--name must be a lowercase Python identifier (letters, digits, _); "
+                          f"got {args.name!r}")
+    check_out_dir(args.out, args.force)  # all before torch, timm or the database load
+
+    from db import default_url
+    from nas.export import export, select_preset, select_trial
+
+    if trial_source:
+        selection = select_trial(args.db or default_url(args.runs_dir), args.study,
+                                 trial=args.trial, pick=args.pick, max_macs=args.max_macs,
+                                 name=args.name)
+    else:
+        selection = select_preset(args.preset, name=args.name)
+    result = export(selection, args.out, num_classes=args.num_classes, img_size=args.img_size,
+                    force=args.force, seed=args.seed,
+                    command=" ".join(["python -m nas", *sys.argv[1:]]))
+    what = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
+            if selection.trial is not None else f"preset {selection.preset}")
+    checks = result.checks
+    worst = max(checks["onnx"]["max_abs_diff"], checks["torchscript"], checks["standalone"])
+    print(f"exported {what} as '{result.name}' to {result.out} in {result.seconds:.1f} s: "
+          f"{', '.join(sorted(result.files))} (checked: model.py stand-alone, TorchScript, "
+          f"ONNX in onnxruntime; max |diff| {worst:.1e})")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -425,12 +520,13 @@ def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="python -m nas",
                                 description="Neural-architecture search for MetaFormer backbones.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{search,spaces,data,db,pareto}")
+                           metavar="{search,spaces,data,db,pareto,export}")
     _add_search(sub, prog=search_prog)
     _add_spaces(sub)
     _add_data(sub)
     _add_db(sub)
     _add_pareto(sub)
+    _add_export(sub)
     return p
 
 

@@ -5,10 +5,14 @@ Anyone can import it without Ray, Optuna or a database::
     from nas.models import build_model, analytic_cost, get_preset
     spec = get_preset("caformer_s18")
     model, cost = build_model(spec), analytic_cost(spec)
+
+Importing it registers the presets timm lacks with timm (``timm.create_model("randformer_s12",
+num_classes=10)``); :func:`register_timm` registers any architecture under a new name.
 """
 
 from __future__ import annotations
 
+from nas.models._timm import register_timm, timm_names
 from nas.models.arch import (
     ArchSpec,
     ConvMixerSpec,
@@ -22,7 +26,7 @@ from nas.models.arch import (
 )
 from nas.models.cost import Cost, analytic_cost, measure_latency, traced_cost
 from nas.models.mixers import MIXERS, MixerDef
-from nas.models.model import build_model, validate
+from nas.models.model import build_model, runtime_config, validate, with_overrides
 from nas.models.presets import get_preset, list_presets, register_preset
 
 __all__ = [
@@ -43,7 +47,11 @@ __all__ = [
     "list_presets",
     "measure_latency",
     "register_preset",
+    "register_timm",
+    "runtime_config",
     "to_dict",
+    "timm_names",
     "traced_cost",
     "validate",
+    "with_overrides",
 ]

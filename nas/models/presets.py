@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nas.models._registry import Registry
+from nas.models._timm import register_timm_preset
 from nas.models.arch import ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec
 from nas.models.model import validate
 from nas_errors import ConfigError, did_you_mean
@@ -59,12 +60,15 @@ def register_preset(fn: PresetFn | None = None, *, timm: str | bool = False):
     """Register a preset function under its ``__name__`` (decorator, with or without arguments).
 
     ``timm=True`` records that timm has a model of the same name; a string names it explicitly.
+    Any other preset is registered with timm under its name (``timm.create_model(name)``).
     """
 
     def deco(f: PresetFn) -> PresetFn:
         PRESETS.add(f.__name__, f)
         if timm:
             TIMM_NAMES[f.__name__] = f.__name__ if timm is True else str(timm)
+        else:
+            register_timm_preset(f.__name__)
         return f
 
     return deco(fn) if fn is not None else deco

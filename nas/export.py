@@ -1,0 +1,410 @@
+"""Export a discovered architecture (or a preset) as a full model: ``python -m nas export``.
+
+Usage:
+    python -m nas export --db sqlite:///runs/nas.db --study tiny --pick knee --out exports/knee
+    python -m nas export --study hybrid_conv_attn --pick best --max-macs 4e9 --out exports/b4g
+    python -m nas export --study tiny --trial 7 --num-classes 10 --img-size 64 --out exports/t7
+    python -m nas export --preset randformer_s12 --out exports/randformer_s12
+
+The output directory holds ``config.yaml`` (the architecture), ``model.py`` (builds it with
+only torch and timm), ``model.safetensors`` (initialised weights), ``model.torchscript.pt``,
+``model.onnx`` and a ``README.md`` model card. Everything is written into a temporary directory
+beside it, checked against the in-process model (ONNX in onnxruntime, TorchScript reloaded,
+``model.py`` in a fresh interpreter that cannot import this project), and only then renamed
+into place: a failed or interrupted export leaves nothing behind.
+
+Picks (over the study's COMPLETE trials; ``--max-macs X`` keeps those with MACs <= X first):
+``knee`` is ``nas.analysis.knee_point`` over the study's objectives; ``best`` is the highest
+proxy validation accuracy, a tie going to the cheaper trial (fewer MACs, then fewer params);
+trials equal in all three are an ambiguous pick, refused naming them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas_errors import ConfigError  # (not nas.errors: the CLI imports this module early)
+
+__all__ = ["PICKS", "EXPORT_FILES", "Selection", "ExportResult", "check_out_dir", "pick_trial",
+           "select_trial", "select_preset", "export", "export_trial", "export_preset",
+           "default_name"]
+
+PICKS = ("knee", "best")
+#: what an export directory holds (the marker files a --force replacement looks for first)
+EXPORT_FILES = ("config.yaml", "model.py", "model.safetensors", "model.torchscript.pt",
+                "model.onnx", "README.md")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What is exported, and where it came from (a study's trial, or a preset)."""
+
+    name: str  # the model's name: timm's, and model.py's NAME
+    spec: Any  # ArchSpec as searched (trial) or as defined (preset), before overrides
+    how: str  # how it was chosen: "--trial 3", "--pick knee", "--preset caformer_s18"
+    trial: Any = None  # db.TrialRecord
+    study: Any = None  # db.StudyRecord
+    trials: tuple = ()  # the study's trials (for the card's place on the front)
+    preset: str | None = None
+    db_url: str | None = None  # masked
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path  # the export directory
+    name: str
+    spec: Any  # the exported ArchSpec (num_classes, img_size applied)
+    files: dict[str, int]  # file name -> bytes
+    checks: dict[str, Any]  # max |diff| per runtime, ONNX opset, ...
+    seconds: float  # the whole export, checks included
+
+
+# --------------------------------------------------------------------------- checks (no torch)
+
+
+def check_out_dir(out: str | os.PathLike[str], force: bool) -> Path:
+    """``out`` as a path, if an export may be written there; else :class:`ConfigError`.
+
+    A missing directory is fine (its parents are created). An existing one is replaced only with
+    ``force``, and only if it is empty or an earlier export (it holds ``config.yaml`` and
+    ``model.py``), so ``--force`` cannot wipe an unrelated directory.
+    """
+    path = Path(os.path.abspath(out))
+    if not path.exists() and not path.is_symlink():
+        return path
+    if path.is_symlink() or not path.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory; choose another path")
+    if not force:
+        raise ConfigError(f"--out {out} already exists; pass --force to replace it")
+    contents = {p.name for p in path.iterdir()}
+    if contents and not {"config.yaml", "model.py"} <= contents:
+        raise ConfigError(f"--out {out} exists and is not an export (no config.yaml and model.py)"
+                          "; --force only replaces an earlier export or an empty directory")
+    return path
+
+
+def default_name(study: str, number: int) -> str:
+    """``<study>_trial<N>`` as a lowercase identifier (timm style)."""
+    name = re.sub(r"[^a-z0-9_]", "_", f"{study}_trial{number}".lower())
+    return f"nas_{name}" if name[0].isdigit() else name
+
+
+# --------------------------------------------------------------------------- choosing a trial
+
+
+def pick_trial(trials: Sequence[Any], objectives: Sequence[str], *, study: str,
+               trial: int | None = None, pick: str | None = None,
+               max_macs: float | None = None) -> Any:
+    """The trial to export among a study's ``trials`` (TrialRecords): number ``trial``, or the
+    ``pick`` (module docstring) among the COMPLETE ones with MACs <= ``max_macs``."""
+    if (trial is None) == (pick is None):
+        raise ConfigError("give exactly one of --trial N and --pick knee|best")
+    if trial is not None:
+        return _numbered(trials, trial, study)
+    if pick not in PICKS:
+        raise ConfigError(f"--pick must be one of {', '.join(PICKS)}; got {pick!r}")
+    done = [t for t in trials if t.state == "COMPLETE"]
+    if not done:
+        raise ConfigError(f"study '{study}' has no completed trial to pick from "
+                          f"({_states(trials)})")
+    if max_macs is not None:
+        fits = [t for t in done if t.macs is not None and t.macs <= max_macs]
+        if not fits:
+            cheapest = min(done, key=lambda t: (t.macs is None, t.macs or 0))
+            raise ConfigError(f"no completed trial of study '{study}' has MACs <= {max_macs:.4g}"
+                              f"; the cheapest is #{cheapest.number} with {cheapest.macs:.4g}")
+        done = fits
+    if pick == "knee":
+        from nas.analysis import knee_point
+
+        chosen = knee_point(done, objectives)
+        if chosen is None:
+            objs = ", ".join(objectives)
+            raise ConfigError(f"--pick knee: no completed trial of study '{study}' has every "
+                              f"objective ({objs}); pick one with --trial N")
+        return chosen
+    return _best(done, study)
+
+
+def _states(trials: Sequence[Any]) -> str:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
+
+
+def _numbered(trials: Sequence[Any], number: int, study: str) -> Any:
+    by_number = {t.number: t for t in trials}
+    t = by_number.get(number)
+    if t is None:
+        span = f"#{min(by_number)}-#{max(by_number)}" if by_number else "none yet"
+        raise ConfigError(f"study '{study}' has no trial #{number}; its trials: {span}")
+    if t.state == "COMPLETE":
+        return t
+    done = [str(x.number) for x in trials if x.state == "COMPLETE"]
+    why = f" ({t.error})" if t.error else ""
+    hint = f"completed trials: #{', #'.join(done)}" if done else "it has no completed trial"
+    if t.state == "DUPLICATE" and t.error:
+        hint = f"export the trial it repeats instead; {hint}"
+    raise ConfigError(f"trial #{number} of study '{study}' is {t.state}{why}; only COMPLETE "
+                      f"trials can be exported; {hint}"[:600])
+
+
+def _best(done: Sequence[Any], study: str) -> Any:
+    usable = [t for t in done if t.accuracy is not None]
+    if not usable:
+        raise ConfigError(f"--pick best: no completed trial of study '{study}' has an accuracy")
+
+    def key(t: Any) -> tuple:
+        return (-t.accuracy, t.macs if t.macs is not None else float("inf"),
+                t.params_count if t.params_count is not None else float("inf"))
+
+    usable.sort(key=key)
+    tied = [t for t in usable if key(t) == key(usable[0])]
+    if len(tied) > 1:
+        nums = ", ".join(f"#{t.number}" for t in tied)
+        raise ConfigError(f"--pick best is ambiguous in study '{study}': trials {nums} tie at "
+                          f"accuracy {tied[0].accuracy:.4f}, {tied[0].macs} MACs and "
+                          f"{tied[0].params_count} params; choose one with --trial N")
+    return usable[0]
+
+
+def select_trial(db_url: str, study: str, *, trial: int | None = None, pick: str | None = None,
+                 max_macs: float | None = None, name: str | None = None) -> Selection:
+    """Read the study from the database and choose the trial (:func:`pick_trial`)."""
+    from db import Store, mask_url
+    from nas.models import from_dict
+
+    _require_database(db_url)
+    with Store(db_url, decode_arch=from_dict) as store:
+        record = store.get_study(study)
+        trials = tuple(store.trials(study))
+    chosen = pick_trial(trials, record.objectives, study=study, trial=trial, pick=pick,
+                        max_macs=max_macs)
+    how = f"--trial {trial}" if trial is not None else f"--pick {pick}" + (
+        f" --max-macs {max_macs:g}" if max_macs is not None else "")
+    return Selection(name=name or default_name(study, chosen.number), spec=chosen.spec, how=how,
+                     trial=chosen, study=record, trials=trials, db_url=mask_url(db_url))
+
+
+def _require_database(db_url: str) -> None:
+    """An export reads a database; it must not create an empty one (as the Store would)."""
+    if db_url.startswith("sqlite:///") and ":memory:" not in db_url:
+        path = Path(db_url.removeprefix("sqlite:///").partition("?")[0])
+        if not path.is_file():
+            raise ConfigError(f"--db {db_url}: no such SQLite file; give the database a search "
+                              "wrote (its --db, or sqlite:///<runs-dir>/nas.db)")
+
+
+def select_preset(preset: str, *, name: str | None = None) -> Selection:
+    from nas.models import get_preset
+
+    return Selection(name=name or preset, spec=get_preset(preset), how=f"--preset {preset}",
+                     preset=preset)
+
+
+# --------------------------------------------------------------------------- the export
+
+
+def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: int = 1000,
+           img_size: int = 224, force: bool = False, seed: int = 0,
+           command: str = "") -> ExportResult:
+    """Write ``selection`` as a full model into ``out`` (module docstring); atomic.
+
+    Args:
+        selection: from :func:`select_trial` or :func:`select_preset`.
+        out: the export directory (must not exist, unless ``force`` and it is an export).
+        num_classes: classifier outputs of the exported model.
+        img_size: input side of the exported model (grids, RandFormer matrices, costs).
+        force: replace an existing export in ``out``.
+        seed: torch seed of the initialised weights.
+        command: the command line, quoted in the model card.
+
+    Returns:
+        :class:`ExportResult`. Afterwards ``timm.create_model(result.name)`` works in this
+        process too.
+
+    Example:
+        >>> export(select_preset("randformer_s12"), "exports/rf12", num_classes=10)
+    """
+    import torch
+
+    from nas import _export_files as files
+    from nas._model_card import CardInfo, front_position, render_card
+    from nas.models import (
+        analytic_cost,
+        arch_hash,
+        build_model,
+        runtime_config,
+        to_dict,
+        with_overrides,
+    )
+    from nas.models._timm import check_timm_name, register_timm
+    from nas.models.presets import TIMM_NAMES
+
+    start = time.perf_counter()
+    out = check_out_dir(out, force)
+    spec = with_overrides(selection.spec, num_classes=num_classes, img_size=img_size)
+    timm_has_it = TIMM_NAMES.get(selection.preset or "") == selection.name
+    if not timm_has_it:
+        check_timm_name(selection.name)
+    _check_portable(spec)
+    config = runtime_config(spec)
+
+    torch.manual_seed(seed)
+    model = build_model(spec).eval()
+    created = _make_parents(out.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        origin = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
+                  if selection.trial is not None else f"preset {selection.preset}")
+        header = (f"{selection.name}: {origin}, exported by metaformer-nas\n"
+                  f"architecture hash {arch_hash(spec)}; build it with "
+                  "nas.models.build_model(yaml.safe_load(open('config.yaml')))")
+        files.write_config(tmp / "config.yaml", to_dict(spec), header)
+        (tmp / "model.py").write_text(files.standalone_source(
+            selection.name, config, _model_py_doc(selection.name, origin)))
+        files.write_weights(tmp / "model.safetensors", model,
+                            {"name": selection.name, "arch_hash": arch_hash(spec),
+                             "seed": str(seed)})
+        checks: dict[str, Any] = {
+            "torchscript": files.write_torchscript(tmp / "model.torchscript.pt", model, config),
+            "onnx": files.write_onnx(tmp / "model.onnx", model, config),
+            "standalone": files.check_standalone(tmp, model, config),
+        }
+        position = None
+        if selection.trial is not None:
+            position = front_position(selection.trial, selection.trials,
+                                      selection.study.objectives)
+        sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
+        card = CardInfo(
+            name=selection.name, how=selection.how, spec=spec, cost=analytic_cost(spec),
+            searched=selection.spec, files=sizes, checks=checks, seed=seed,
+            versions=_versions(), trial=selection.trial, study=selection.study,
+            position=position, preset=selection.preset, db_url=selection.db_url,
+            command=command,
+        )
+        (tmp / "README.md").write_text(render_card(card))
+        _usual_permissions(tmp)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    if not timm_has_it:
+        register_timm(selection.name, spec)
+    return ExportResult(out=out, name=selection.name, spec=spec,
+                        files={p.name: p.stat().st_size for p in out.iterdir()}, checks=checks,
+                        seconds=time.perf_counter() - start)
+
+
+def export_trial(db_url: str, study: str, out: str | os.PathLike[str], *,
+                 trial: int | None = None, pick: str | None = None,
+                 max_macs: float | None = None, name: str | None = None,
+                 **kwargs: Any) -> ExportResult:
+    """:func:`select_trial` then :func:`export` (``kwargs``: num_classes, img_size, ...)."""
+    check_out_dir(out, kwargs.get("force", False))
+    return export(select_trial(db_url, study, trial=trial, pick=pick, max_macs=max_macs,
+                               name=name), out, **kwargs)
+
+
+def export_preset(preset: str, out: str | os.PathLike[str], *, name: str | None = None,
+                  **kwargs: Any) -> ExportResult:
+    """:func:`select_preset` then :func:`export`."""
+    check_out_dir(out, kwargs.get("force", False))
+    return export(select_preset(preset, name=name), out, **kwargs)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_portable(spec: Any) -> None:
+    """Refuse names the stand-alone model.py cannot build (registered only in this process)."""
+    from nas.models import portable
+
+    if spec.family == "convmixer":
+        used = [("activation", spec.act, portable.ACTS)]
+    else:
+        used = [(kind, getattr(s, field), table) for s in spec.stages
+                for kind, field, table in (("token mixer", "mixer", portable.MIXERS),
+                                           ("norm", "norm", portable.NORMS),
+                                           ("activation", "act", portable.ACTS))]
+    for kind, value, table in used:
+        if value not in table:
+            raise ConfigError(f"{kind} '{value}' is registered in this process but not in "
+                              f"nas/models/portable.py, so model.py could not build it; "
+                              f"exportable: {', '.join(sorted(table))}")
+
+
+def _model_py_doc(name: str, origin: str) -> str:
+    return f"""{name}: {origin}, exported by metaformer-nas; needs only torch and timm.
+
+Usage, from this directory:
+
+    import model                      # also registers "{name}" with timm
+    from safetensors.torch import load_file
+    net = model.create_model()        # the exported architecture, freshly initialised
+    net.load_state_dict(load_file("model.safetensors"))
+    # or: timm.create_model("{name}", pretrained=False, checkpoint_path="model.safetensors")
+
+The model code below is metaformer-nas's nas/models/portable.py, verbatim (the project builds
+its models with it); the exported architecture (CONFIG) and timm's entry point follow it.
+"""
+
+
+def _versions() -> dict[str, str]:
+    import timm
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "timm": timm.__version__}
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    """Create ``parent`` and its missing ancestors; the ones created, outermost first."""
+    missing = []
+    p = parent.absolute()
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def _usual_permissions(directory: Path) -> None:
+    """mkdtemp makes a 0700 directory (and safetensors 0600 files): give them the umask's."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for p in directory.iterdir():
+        p.chmod(0o666 & ~umask)
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an earlier export there is moved aside first and deleted only
+    once the new one is in place."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rename(out, aside / out.name)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(aside / out.name, out)
+        raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+

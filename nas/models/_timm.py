@@ -1,0 +1,121 @@
+"""Our architectures as timm models: ``timm.create_model(name, pretrained=False, ...)``.
+
+Importing ``nas.models`` registers every preset timm lacks (IdentityFormer, RandFormer, the tiny
+test presets, and presets registered later); presets timm has keep timm's own entry (same
+state-dict layout, and timm's weights). :func:`register_timm` adds any architecture under a new
+name, e.g. an exported one (``python -m nas export`` does so in its own process; an export's
+``model.py`` does so wherever it is imported).
+
+timm looks entry points up as functions of the module named by their ``__module__`` and appends
+their names to its ``__all__``, so the entries live here as module attributes, as in timm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import keyword
+import re
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from timm.models import is_model, register_model
+from torch import nn
+
+from nas.models import portable
+from nas.models.arch import ArchSpec, to_dict
+from nas.models.model import build_model, with_overrides
+from nas_errors import ConfigError
+
+__all__ = ["register_timm", "register_timm_preset", "timm_names"]
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_OURS: dict[str, Callable[[], ArchSpec]] = {}  # name -> its architecture (presets: lazily)
+
+
+def timm_names() -> list[str]:
+    """The names this project has registered with timm, sorted."""
+    return sorted(_OURS)
+
+
+def check_timm_name(name: str) -> str:
+    """``name`` if it can name a new timm model: a lowercase identifier timm does not have (or
+    that this project registered); else :class:`ConfigError` saying why."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or keyword.iskeyword(name):
+        raise ConfigError(f"model name must be a lowercase Python identifier (letters, digits, "
+                          f"_; timm style, e.g. 'tiny_trial2'); got {name!r}")
+    if is_model(name) and name not in _OURS:
+        raise ConfigError(f"timm already has a model named {name!r}; choose another name")
+    return name
+
+
+def register_timm(name: str, spec: ArchSpec | Mapping[str, Any]) -> str:
+    """Register ``spec`` with timm as ``name``; returns ``name``.
+
+    ``timm.create_model(name, pretrained=False, num_classes=..., img_size=..., in_chans=...,
+    drop_rate=..., drop_path_rate=...)`` then builds it (defaults: the spec's own), with a
+    ``pretrained_cfg`` for timm's data pipeline; ``checkpoint_path=`` loads weights (e.g. an
+    export's ``model.safetensors``). Registering a name again replaces it; a name timm already
+    has raises :class:`ConfigError`.
+
+    Example:
+        >>> register_timm("my_hybrid", spec)
+        >>> model = timm.create_model("my_hybrid", pretrained=False, num_classes=10)
+    """
+    check_timm_name(name)
+    arch = with_overrides(spec)
+    _register(name, lambda: arch)
+    return name
+
+
+def register_timm_preset(name: str) -> bool:
+    """Register the preset ``name`` with timm unless timm has a model of that name (then it
+    warns and keeps timm's); True if registered. Called by ``register_preset``."""
+    if is_model(name) and name not in _OURS:
+        warnings.warn(f"timm already has a model named {name!r}; the preset of that name is not "
+                      "registered with timm (timm's own is kept)", stacklevel=3)
+        return False
+    from nas.models.presets import get_preset  # presets.py imports this module
+
+    _register(name, lambda: get_preset(name))
+    return True
+
+
+def _register(name: str, arch: Callable[[], ArchSpec]) -> None:
+    entry = _entry(name, arch)
+    setattr(sys.modules[__name__], name, entry)
+    with warnings.catch_warnings():
+        if name in _OURS:  # replacing our own entry is what was asked for
+            warnings.filterwarnings("ignore", message=f"Overwriting {name} in registry")
+        register_model(entry)
+    _OURS[name] = arch
+
+
+def _entry(name: str, arch: Callable[[], ArchSpec]) -> Callable[..., nn.Module]:
+    def entry(pretrained: bool = False, *, num_classes: int | None = None,
+              img_size: int | None = None, in_chans: int | None = None, drop_rate: float = 0.0,
+              drop_path_rate: float = 0.0, pretrained_cfg: Any = None,
+              pretrained_cfg_overlay: dict[str, Any] | None = None, cache_dir: Any = None,
+              device: Any = None, **unused: Any) -> nn.Module:
+        if pretrained:
+            raise ConfigError(f"{name}: no pretrained weights (an architecture of this project); "
+                              "use pretrained=False, and checkpoint_path=... to load weights")
+        if unused:
+            raise ConfigError(f"{name}: unsupported model argument(s) {sorted(unused)}; allowed: "
+                              "num_classes, img_size, in_chans, drop_rate, drop_path_rate")
+        spec = arch()
+        if in_chans is not None:
+            spec = dataclasses.replace(spec, in_chans=in_chans)
+        model = build_model(spec, num_classes=num_classes, img_size=img_size,
+                            drop_rate=drop_rate, drop_path_rate=drop_path_rate, device=device)
+        cfg = portable.timm_cfg(to_dict(with_overrides(spec, num_classes=num_classes,
+                                                       img_size=img_size)))
+        model.pretrained_cfg = model.default_cfg = {**cfg, **(pretrained_cfg_overlay or {}),
+                                                    "architecture": name}
+        return model
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__module__ = __name__
+    entry.__doc__ = f"{name}: an architecture of this project (no pretrained weights)."
+    return entry

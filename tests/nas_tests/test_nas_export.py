@@ -1,0 +1,264 @@
+"""``python -m nas export`` and ``nas.export``: choosing the trial, refusing bad input in one line
+with nothing written, exporting a preset whose files reproduce the model, timm registration.
+
+The studies here are written with the real Store (SQLite) so that every state and tie exists;
+tests/e2e_tests/test_export_e2e.py exports from a real search.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+
+from db import Store
+from nas.cli import main
+from nas.export import check_out_dir, default_name, pick_trial
+from nas.models import arch_hash, from_dict, get_preset, register_timm, to_dict
+from nas.models.presets import TIMM_NAMES
+from nas_errors import ConfigError
+from search_spaces import load_space
+
+from ._export_checks import card_int, card_value, check_runtimes
+
+ROOT = Path(__file__).resolve().parents[2]
+OBJECTIVES = ("accuracy:max", "macs:min")
+
+# number: (state, accuracy, macs, params, error)
+TRIALS = {
+    0: ("COMPLETE", 0.70, 2_000, 20, None),
+    1: ("COMPLETE", 0.80, 5_000, 50, None),  # best overall
+    2: ("FAIL", None, None, None, "training diverged: non-finite loss in epoch 1"),
+    3: ("PRUNED", None, 3_000, 30, "pruned at epoch 1: val acc 0.5000 on front 2"),
+    4: ("COMPLETE", 0.75, 3_000, 30, None),  # best within 4000 MACs, ties with #5 on accuracy
+    5: ("COMPLETE", 0.75, 3_500, 35, None),
+    6: ("DUPLICATE", None, None, None, "same architecture as trial 0"),
+}
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory) -> str:
+    """A real SQLite results database with a study holding every state and an accuracy tie."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db')}/nas.db"
+    space = load_space("tiny")
+    store = Store(url)
+    study = store.get_or_create_study("s", space="tiny", space_hash=space.hash,
+                                      objectives=OBJECTIVES, config={"epochs": 1})
+    for n, (state, acc, macs, params, error) in TRIALS.items():
+        arch, _ = space.sample_random(n)
+        rec = store.start_trial(study.id, key=f"k{n}", arch_hash=arch_hash(arch),
+                                arch=to_dict(arch), params={})
+        store.finish_trial(rec.id, state=state, accuracy=acc,
+                           accuracy_se=None if acc is None else 0.01, macs=macs,
+                           params_count=params, metrics={"num_val": 2000}, error=error)
+    tied = store.get_or_create_study("tied", space="tiny", space_hash=space.hash,
+                                     objectives=OBJECTIVES, config={})
+    for n in range(2):
+        arch, _ = space.sample_random(10 + n)
+        rec = store.start_trial(tied.id, key=f"k{n}", arch_hash=arch_hash(arch),
+                                arch=to_dict(arch), params={})
+        store.finish_trial(rec.id, state="COMPLETE", accuracy=0.9, accuracy_se=0.01,
+                           macs=1_000, params_count=10)
+    store.close()
+    return url
+
+
+def _trials(url: str, study: str = "s"):
+    with Store(url) as store:
+        return store.trials(study)
+
+
+# --------------------------------------------------------------------------- picking
+
+
+def test_pick_best_knee_and_numbered(study_db) -> None:
+    trials = _trials(study_db)
+    pick = lambda **kw: pick_trial(trials, OBJECTIVES, study="s", **kw).number  # noqa: E731
+    assert pick(pick="best") == 1
+    assert pick(pick="best", max_macs=4_000) == 4, "an accuracy tie goes to the cheaper trial"
+    assert pick(trial=5) == 5
+    from nas.analysis import knee_point
+
+    assert pick(pick="knee") == knee_point(trials, OBJECTIVES).number
+    # front (min MACs first): #0 (0.70, 2000), #4 (0.75, 3000), #1 (0.80, 5000); normalised
+    # loss sums 1.0, 0.83, 1.0: the middle one is the knee
+    assert pick(pick="knee") == 4
+    assert pick(pick="knee", max_macs=2_500) == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"trial": 9}, "study 's' has no trial #9; its trials: #0-#6"),
+    ({"trial": 2}, "trial #2 of study 's' is FAIL (training diverged: non-finite loss in "
+                   "epoch 1); only COMPLETE trials can be exported; completed trials: "
+                   "#0, #1, #4, #5"),
+    ({"trial": 3}, "trial #3 of study 's' is PRUNED (pruned at epoch 1"),
+    ({"trial": 6}, "is DUPLICATE (same architecture as trial 0); only COMPLETE trials can be "
+                   "exported; export the trial it repeats instead"),
+    ({"pick": "best", "max_macs": 1_000}, "no completed trial of study 's' has MACs <= 1000; "
+                                          "the cheapest is #0 with 2000"),
+    ({"pick": "best", "trial": 1}, "give exactly one of --trial N and --pick knee|best"),
+])
+def test_pick_refusals_name_what_is_wrong(study_db, kwargs, message) -> None:
+    with pytest.raises(ConfigError) as e:
+        pick_trial(_trials(study_db), OBJECTIVES, study="s", **kwargs)
+    assert message in str(e.value), f"expected {message!r} in: {e.value}"
+    assert "\n" not in str(e.value)
+
+
+def test_an_exact_tie_is_an_ambiguous_pick(study_db) -> None:
+    with pytest.raises(ConfigError, match=r"--pick best is ambiguous in study 'tied': trials "
+                                          r"#0, #1 tie at accuracy 0.9000, 1000 MACs and 10 "
+                                          r"params; choose one with --trial N"):
+        pick_trial(_trials(study_db, "tied"), OBJECTIVES, study="tied", pick="best")
+
+
+def test_default_name_is_a_timm_style_identifier() -> None:
+    assert default_name("tiny", 2) == "tiny_trial2"
+    assert default_name("My-Study.v2", 13) == "my_study_v2_trial13"
+    assert default_name("2024_run", 0) == "nas_2024_run_trial0"
+
+
+# --------------------------------------------------------------------------- bad input, CLI
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    code = main(["export", *argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--study", "nope", "--trial", "1"], "no study named 'nope' in sqlite:///"),
+    (["--study", "s", "--trial", "9"], "study 's' has no trial #9"),
+    (["--study", "s", "--trial", "2"], "trial #2 of study 's' is FAIL"),
+    (["--study", "s", "--trial", "3"], "trial #3 of study 's' is PRUNED"),
+    (["--study", "tied", "--pick", "best"], "--pick best is ambiguous in study 'tied'"),
+    (["--study", "s", "--trial", "1", "--max-macs", "4e9"], "--max-macs only applies to --pick"),
+    (["--study", "s", "--pick", "best", "--max-macs", "-1"], "--max-macs must be a positive"),
+    (["--trial", "1"], "--trial needs --study"),
+    (["--preset", "caformer_s18", "--study", "s"], "--study is for --trial or --pick"),
+    (["--preset", "cafromer_s18"], "unknown preset 'cafromer_s18'"),
+    (["--preset", "caformer_s18", "--name", "Bad-Name"], "--name must be a lowercase Python"),
+    (["--preset", "caformer_s18", "--name", "resnet50"], "timm already has a model named "
+                                                         "'resnet50'; choose another name"),
+    (["--preset", "test_metaformer_tiny", "--img-size", "0"], "--img-size must be an integer"),
+    (["--pick", "knee", "--trial", "1"], "argument --trial: not allowed with argument --pick"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(study_db, tmp_path, capsys, argv,
+                                                          message) -> None:
+    out = tmp_path / "exports" / "x"
+    code = None
+    try:
+        code, err = _cli(["--db", study_db, "--out", str(out), *argv], capsys)
+    except SystemExit as e:  # argparse's own usage errors
+        code, err = e.code, capsys.readouterr().err
+    assert code == 2, f"expected exit 2, got {code}: {err}"
+    assert message in err, f"expected {message!r} in: {err}"
+    assert err.startswith("error: ") and err.count("\n") == 1, f"not one line: {err!r}"
+    assert not (tmp_path / "exports").exists(), "nothing may be written on bad input"
+
+
+def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(tmp_path,
+                                                                                 capsys) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    code, err = _cli(["--preset", "test_metaformer_tiny", "--out", str(taken)], capsys)
+    assert (code, err.strip()) == (2, f"error: --out {taken} already exists; pass --force to "
+                                      "replace it")
+    code, err = _cli(["--preset", "test_metaformer_tiny", "--out", str(taken), "--force"],
+                     capsys)
+    assert code == 2 and "is not an export (no config.yaml and model.py)" in err, err
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    assert check_out_dir(tmp_path / "new", force=False) == tmp_path / "new"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert check_out_dir(empty, force=True) == empty
+
+
+def test_missing_sqlite_database_is_refused_not_created(tmp_path, capsys) -> None:
+    db = tmp_path / "none.db"
+    code, err = _cli(["--db", f"sqlite:///{db}", "--study", "s", "--pick", "knee", "--out",
+                      str(tmp_path / "x")], capsys)
+    assert code == 2 and f"--db sqlite:///{db}: no such SQLite file" in err, err
+    assert not db.exists()
+
+
+def test_bad_input_is_refused_before_torch_is_imported(tmp_path) -> None:
+    (tmp_path / "x").mkdir()
+    code = ("import sys; from nas.cli import main; "
+            f"rc = main(['export', '--preset', 'caformer_s18', '--out', {str(tmp_path / 'x')!r}])"
+            "; print(rc, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], (proc.stdout, proc.stderr)
+    assert "already exists; pass --force" in proc.stderr
+
+
+# --------------------------------------------------------------------------- a preset
+
+
+@pytest.fixture(scope="module")
+def preset_export(tmp_path_factory):
+    """``python -m nas export --preset test_randformer_tiny`` (RandFormer-shaped, a preset timm
+    lacks) at its own 32 px with 10 classes."""
+    out = tmp_path_factory.mktemp("exports") / "rand"
+    code = main(["export", "--preset", "test_randformer_tiny", "--num-classes", "10",
+                 "--img-size", "32", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_preset_export_files_reproduce_the_model(preset_export, tmp_path) -> None:
+    out = preset_export
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.yaml", "model.py", "model.safetensors", "model.torchscript.pt", "model.onnx",
+         "README.md"])
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "temporary dirs left"
+    assert from_dict(yaml.safe_load((out / "config.yaml").read_text())) == get_preset(
+        "test_randformer_tiny", num_classes=10, img_size=32)
+    check_runtimes(out, "test_randformer_tiny", tmp_path)
+
+
+def test_preset_card_states_its_numbers(preset_export) -> None:
+    card = (preset_export / "README.md").read_text()
+    spec = get_preset("test_randformer_tiny", num_classes=10, img_size=32)
+    from nas.models import analytic_cost, build_model
+
+    cost = analytic_cost(spec)
+    assert card_int(card, "params (exported)") == cost.params == sum(
+        p.numel() for p in build_model(spec, device="meta").parameters())
+    assert card_int(card, "MACs (exported, batch 1)") == cost.macs
+    assert card_value(card, "classes") == "10"
+    assert "The preset `test_randformer_tiny`" in card and "no proxy accuracy" in card
+    assert "--model test_randformer_tiny --num-classes 10 --img-size 32" in card
+
+
+# --------------------------------------------------------------------------- timm
+
+
+@pytest.mark.parametrize("name", ["identityformer_s12", "randformer_s12", "test_metaformer_tiny"])
+def test_presets_timm_lacks_are_timm_models(name) -> None:
+    assert name not in TIMM_NAMES and timm.is_model(name)
+    model = timm.create_model(name, pretrained=False, num_classes=7, img_size=64,
+                              drop_path_rate=0.1, device="meta")
+    assert model.num_classes == 7 and model.pretrained_cfg["input_size"] == (3, 64, 64)
+    with torch.device("meta"):
+        assert model.eval()(torch.empty(2, 3, 64, 64)).shape == (2, 7)
+
+
+def test_timm_registration_refuses_what_it_cannot_do() -> None:
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        timm.create_model("randformer_s12", pretrained=True)
+    with pytest.raises(ConfigError, match=r"unsupported model argument\(s\) \['global_pool'\]"):
+        timm.create_model("randformer_s12", global_pool="max")
+    with pytest.raises(ConfigError, match="timm already has a model named 'resnet50'"):
+        register_timm("resnet50", get_preset("test_metaformer_tiny"))
+    name = register_timm("nas_test_hybrid", get_preset("test_metaformer_tiny"))
+    assert name in timm.list_models("nas_test_*")
+    model = timm.create_model("nas_test_hybrid", pretrained=False, num_classes=3)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)  # stages 3-4: attention and UFO
