@@ -542,6 +542,8 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
         print(str(e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        if args.command == "export":
+            return _fail(f"interrupted; nothing was written to {args.out}", EXIT_INTERRUPTED)
         return _fail("interrupted; finished trials are in the database", EXIT_INTERRUPTED)
 
 

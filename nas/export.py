@@ -77,7 +77,8 @@ def check_out_dir(out: str | os.PathLike[str], force: bool) -> Path:
 
     A missing directory is fine (its parents are created). An existing one is replaced only with
     ``force``, and only if it is empty or an earlier export (it holds ``config.yaml`` and
-    ``model.py``), so ``--force`` cannot wipe an unrelated directory.
+    ``model.py``, and nothing an export does not write), so ``--force`` cannot delete anything
+    else.
     """
     path = Path(os.path.abspath(out))
     if not path.exists() and not path.is_symlink():
@@ -90,6 +91,10 @@ def check_out_dir(out: str | os.PathLike[str], force: bool) -> Path:
     if contents and not {"config.yaml", "model.py"} <= contents:
         raise ConfigError(f"--out {out} exists and is not an export (no config.yaml and model.py)"
                           "; --force only replaces an earlier export or an empty directory")
+    others = sorted(contents - set(EXPORT_FILES) - {"__pycache__"})
+    if others:
+        raise ConfigError(f"--out {out} holds files an export does not write ({', '.join(others)})"
+                          "; move them away first: --force would delete them")
     return path
 
 
@@ -151,13 +156,14 @@ def _numbered(trials: Sequence[Any], number: int, study: str) -> Any:
         raise ConfigError(f"study '{study}' has no trial #{number}; its trials: {span}")
     if t.state == "COMPLETE":
         return t
-    done = [str(x.number) for x in trials if x.state == "COMPLETE"]
-    why = f" ({t.error})" if t.error else ""
-    hint = f"completed trials: #{', #'.join(done)}" if done else "it has no completed trial"
+    done = [f"#{x.number}" for x in trials if x.state == "COMPLETE"]
+    shown = ", ".join(done[:10]) + (f", ... ({len(done)} in all)" if len(done) > 10 else "")
+    why = f" ({' '.join(t.error.split())[:200]})" if t.error else ""
+    hint = f"completed trials: {shown}" if done else "it has no completed trial"
     if t.state == "DUPLICATE" and t.error:
         hint = f"export the trial it repeats instead; {hint}"
     raise ConfigError(f"trial #{number} of study '{study}' is {t.state}{why}; only COMPLETE "
-                      f"trials can be exported; {hint}"[:600])
+                      f"trials can be exported; {hint}")
 
 
 def _best(done: Sequence[Any], study: str) -> Any:
@@ -250,13 +256,13 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         with_overrides,
     )
     from nas.models._timm import check_timm_name, register_timm
-    from nas.models.presets import TIMM_NAMES
 
     start = time.perf_counter()
     out = check_out_dir(out, force)
     spec = with_overrides(selection.spec, num_classes=num_classes, img_size=img_size)
-    timm_has_it = TIMM_NAMES.get(selection.preset or "") == selection.name
-    if not timm_has_it:
+    # a preset under its own name is already a timm model (timm's, or registered by nas.models)
+    preset_name = selection.preset is not None and selection.name == selection.preset
+    if not preset_name:
         check_timm_name(selection.name)
     _check_portable(spec)
     config = runtime_config(spec)
@@ -303,7 +309,7 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
             with contextlib.suppress(OSError):
                 d.rmdir()
         raise
-    if not timm_has_it:
+    if not preset_name:
         register_timm(selection.name, spec)
     return ExportResult(out=out, name=selection.name, spec=spec,
                         files={p.name: p.stat().st_size for p in out.iterdir()}, checks=checks,

@@ -32,6 +32,7 @@ __all__ = ["register_timm", "register_timm_preset", "timm_names"]
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _OURS: dict[str, Callable[[], ArchSpec]] = {}  # name -> its architecture (presets: lazily)
+_PRESETS: set[str] = set()  # the names above that are presets'
 
 
 def timm_names() -> list[str]:
@@ -40,13 +41,16 @@ def timm_names() -> list[str]:
 
 
 def check_timm_name(name: str) -> str:
-    """``name`` if it can name a new timm model: a lowercase identifier timm does not have (or
-    that this project registered); else :class:`ConfigError` saying why."""
+    """``name`` if it can name a new timm model: a lowercase identifier that timm does not have
+    and no preset uses (a name this project registered may be reused); else
+    :class:`ConfigError` saying why."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or keyword.iskeyword(name):
         raise ConfigError(f"model name must be a lowercase Python identifier (letters, digits, "
                           f"_; timm style, e.g. 'tiny_trial2'); got {name!r}")
     if is_model(name) and name not in _OURS:
         raise ConfigError(f"timm already has a model named {name!r}; choose another name")
+    if name in _PRESETS:
+        raise ConfigError(f"{name!r} is the name of a preset; choose another name")
     return name
 
 
@@ -57,7 +61,7 @@ def register_timm(name: str, spec: ArchSpec | Mapping[str, Any]) -> str:
     drop_rate=..., drop_path_rate=...)`` then builds it (defaults: the spec's own), with a
     ``pretrained_cfg`` for timm's data pipeline; ``checkpoint_path=`` loads weights (e.g. an
     export's ``model.safetensors``). Registering a name again replaces it; a name timm already
-    has raises :class:`ConfigError`.
+    has, or a preset's, raises :class:`ConfigError`.
 
     Example:
         >>> register_timm("my_hybrid", spec)
@@ -79,6 +83,7 @@ def register_timm_preset(name: str) -> bool:
     from nas.models.presets import get_preset  # presets.py imports this module
 
     _register(name, lambda: get_preset(name))
+    _PRESETS.add(name)
     return True
 
 

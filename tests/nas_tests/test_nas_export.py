@@ -145,6 +145,8 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
     (["--preset", "caformer_s18", "--name", "Bad-Name"], "--name must be a lowercase Python"),
     (["--preset", "caformer_s18", "--name", "resnet50"], "timm already has a model named "
                                                          "'resnet50'; choose another name"),
+    (["--study", "s", "--trial", "1", "--name", "randformer_s12"],
+     "'randformer_s12' is the name of a preset; choose another name"),
     (["--preset", "test_metaformer_tiny", "--img-size", "0"], "--img-size must be an integer"),
     (["--pick", "knee", "--trial", "1"], "argument --trial: not allowed with argument --pick"),
 ])
@@ -178,6 +180,23 @@ def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(t
     empty = tmp_path / "empty"
     empty.mkdir()
     assert check_out_dir(empty, force=True) == empty
+    for name in ("config.yaml", "model.py", "checkpoint-best.pth"):
+        (empty / name).write_text("")
+    with pytest.raises(ConfigError, match=r"holds files an export does not write "
+                                          r"\(checkpoint-best.pth\); move them away first"):
+        check_out_dir(empty, force=True)
+
+
+def test_force_keeps_the_old_export_until_the_new_one_is_in_place(tmp_path) -> None:
+    from nas.export import _move_into_place
+
+    old, new = tmp_path / "out", tmp_path / ".out.partial-1"
+    for d, text in ((old, "old"), (new, "new")):
+        d.mkdir()
+        (d / "config.yaml").write_text(text)
+    _move_into_place(new, old)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], list(tmp_path.iterdir())
+    assert (old / "config.yaml").read_text() == "new"
 
 
 def test_missing_sqlite_database_is_refused_not_created(tmp_path, capsys) -> None:
@@ -205,10 +224,11 @@ def test_bad_input_is_refused_before_torch_is_imported(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def preset_export(tmp_path_factory):
     """``python -m nas export --preset test_randformer_tiny`` (RandFormer-shaped, a preset timm
-    lacks) at its own 32 px with 10 classes."""
+    lacks) at its own 32 px with 10 classes, with --force over an empty directory."""
     out = tmp_path_factory.mktemp("exports") / "rand"
+    out.mkdir()
     code = main(["export", "--preset", "test_randformer_tiny", "--num-classes", "10",
-                 "--img-size", "32", "--out", str(out)])
+                 "--img-size", "32", "--out", str(out), "--force"])
     assert code == 0
     return out
 
