@@ -3,11 +3,12 @@
 For each seed of ``--seeds``, each scheduler runs in its own fresh database under ``--out``
 (same space, seed, budget, epochs, sampler). ``--budget`` means what it means on the command
 line: completed trials under fifo, evaluated trials (completed or pruned) under asha, so the two
-runs propose the same number of architectures and ASHA's saving is the epochs it did not train. For each it prints the trials by state, the proxy epochs trained (all trials, all
-repeats), the total trial-seconds (the sum of every
-trial's ``total_seconds``: completed trials as measured inside the trial, pruned ones from start
-to the stop decision as seen by the driver), the wall time of the run, and the hypervolume of
-the final front over (validation accuracy ↑, full-model MACs ↓) of the COMPLETE trials.
+runs propose the same number of architectures and ASHA's saving is the epochs it did not train.
+For each it prints the trials by state, the proxy epochs trained (all trials, all repeats), the
+total trial-seconds (the sum of every trial's ``total_seconds``: completed trials as measured
+inside the trial, pruned ones from start to the stop decision as seen by the driver), the wall
+time of the run, and the hypervolume of the final front over (validation accuracy ↑, full-model
+MACs ↓) of the COMPLETE trials.
 
 Hypervolume reference point: accuracy 0 and MACs = the largest analytic MACs of the space over
 ``--probe`` random draws (``space.sample_random(i, feasible=False)``, as ``nas spaces show``), so

@@ -51,8 +51,9 @@ def test_search_through_ray_address_runs_on_the_cluster_and_leaves_it_up(ray_hea
     address, session = ray_head
     url = f"sqlite:///{tmp_path}/nas.db"
     r = subprocess.run([sys.executable, str(ROOT / "run_search.py"), "--space", "tiny",
-                        "--budget", "2", "--epochs", "1", "--dataset", "digits", "--db", url, "--runs-dir",
-                        str(tmp_path), "--ray-address", address, "--cpus-per-trial", "1"],
+                        "--budget", "2", "--epochs", "1", "--dataset", "digits", "--db", url,
+                        "--runs-dir", str(tmp_path), "--ray-address", address,
+                        "--cpus-per-trial", "1"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 trial(s) at a time, each 1 CPU" in r.stdout, r.stdout[-2000:]

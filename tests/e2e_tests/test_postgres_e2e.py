@@ -37,8 +37,9 @@ def test_search_on_postgresql_never_shows_the_password(pg_database_url, tmp_path
     assert password, "the test server's URL must carry a password"
     runs = tmp_path / "runs"
     r = subprocess.run([sys.executable, str(ROOT / "run_search.py"), "--space", "tiny",
-                        "--budget", "2", "--epochs", "1", "--max-concurrent", "2", "--dataset", "digits",
-                        "--db", pg_database_url, "--runs-dir", str(runs), "--study", "pg"],
+                        "--budget", "2", "--epochs", "1", "--max-concurrent", "2", "--dataset",
+                        "digits", "--db", pg_database_url, "--runs-dir", str(runs), "--study",
+                        "pg"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert password not in r.stdout + r.stderr, "password printed"
