@@ -120,7 +120,8 @@ def render_card(info: CardInfo) -> str:
             f"| weights | initialised (torch seed {info.seed}), not trained |", "",
             "Params and MACs of the exported model are the analytic cost model's (MACs = FLOPs "
             "/ 2; convolutions, matrix products and attention), which the project's tests check "
-            "against a traced count.", ""]
+            "against a traced count; params include frozen ones (RandFormer's random "
+            "matrices).", ""]
 
     if t is not None and info.study is not None:
         out += _search_section(info, t, info.study)
