@@ -484,7 +484,9 @@ def _export(args: argparse.Namespace) -> int:
                           f"got {args.name!r}")
     check_out_dir(args.out, args.force)  # all before torch, timm or the database load
 
-    from db import default_url
+    import shlex
+
+    from db import default_url, mask_url
     from nas.export import export, select_preset, select_trial
 
     if trial_source:
@@ -495,7 +497,8 @@ def _export(args: argparse.Namespace) -> int:
         selection = select_preset(args.preset, name=args.name)
     result = export(selection, args.out, num_classes=args.num_classes, img_size=args.img_size,
                     force=args.force, seed=args.seed,
-                    command=" ".join(["python -m nas", *sys.argv[1:]]))
+                    command=" ".join(["python -m nas", *(shlex.quote(mask_url(a))
+                                                          for a in args.argv)]))
     what = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
             if selection.trial is not None else f"preset {selection.preset}")
     checks = result.checks
@@ -532,7 +535,9 @@ def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -> int:
     """Parse ``argv`` and run the subcommand; every project error is caught here, once."""
-    args = _parser(search_prog).parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(search_prog).parse_args(argv)
+    args.argv = argv  # the command line as given (export quotes it in its model card)
     try:
         return args.run(args)
     except NasError as e:

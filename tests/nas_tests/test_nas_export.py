@@ -256,6 +256,8 @@ def test_preset_card_states_its_numbers(preset_export) -> None:
     assert card_value(card, "classes") == "10"
     assert "The preset `test_randformer_tiny`" in card and "no proxy accuracy" in card
     assert "--model test_randformer_tiny --num-classes 10 --img-size 32" in card
+    assert (f"`python -m nas export --preset test_randformer_tiny --num-classes 10 --img-size 32 "
+            f"--out {preset_export} --force`") in card, "the card quotes the command as given"
 
 
 # --------------------------------------------------------------------------- timm
