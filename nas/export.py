@@ -267,11 +267,13 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
     _check_portable(spec)
     config = runtime_config(spec)
 
-    torch.manual_seed(seed)
-    model = build_model(spec).eval()
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(seed)
+        model = build_model(spec).eval()
     created = _make_parents(out.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         origin = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
                   if selection.trial is not None else f"preset {selection.preset}")
         header = (f"{selection.name}: {origin}, exported by metaformer-nas\n"
@@ -304,7 +306,8 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         _usual_permissions(tmp)
         _move_into_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         for d in reversed(created):
             with contextlib.suppress(OSError):
                 d.rmdir()
