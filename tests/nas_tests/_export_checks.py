@@ -31,20 +31,31 @@ class NoProject(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NoProject())
 directory, x_path, out_path, name = sys.argv[1:5]
 sys.path.insert(0, directory)
-import timm, torch
+import timm, timm.data, timm.optim, torch
 from safetensors.torch import load_file, save_file
 import model
 weights = load_file(directory + "/model.safetensors")
 x = load_file(x_path)["x"]
 net = model.create_model().eval()
 net.load_state_dict(weights)
-via_timm = timm.create_model(name, pretrained=False,
+# as timm's train.py creates it (its None arguments are dropped by create_model)
+via_timm = timm.create_model(name, pretrained=False, in_chans=3, drop_rate=0.0,
+                             drop_path_rate=0.1, global_pool=None, bn_momentum=None,
                              checkpoint_path=directory + "/model.safetensors").eval()
 with torch.no_grad():
     save_file({"model_py": net(x).contiguous(), "timm": via_timm(x).contiguous()}, out_path)
+data = timm.data.resolve_data_config({}, model=via_timm)
+# and one training step with timm's optimizer factory, drop path active
+optimizer = timm.optim.create_optimizer_v2(via_timm.train(), "adamw", lr=1e-3,
+                                           weight_decay=0.05)
+logits = via_timm(x)
+loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(x), dtype=torch.long))
+loss.backward()
+optimizer.step()
 print(json.dumps({"project_modules": sorted(m for m in sys.modules
                                             if m.partition(".")[0] in BLOCKED),
-                  "model_name": model.NAME}))
+                  "model_name": model.NAME, "input_size": list(data["input_size"]),
+                  "train_loss_finite": bool(torch.isfinite(loss))}))
 """
 
 
@@ -100,7 +111,9 @@ def check_runtimes(out: Path, name: str, tmp: Path) -> None:
     with torch.no_grad():
         expected = ours(x)
     report, got = run_fresh(out, name, tmp)
-    assert report == {"project_modules": [], "model_name": name}, report
+    side = x.shape[-1]
+    assert report == {"project_modules": [], "model_name": name, "train_loss_finite": True,
+                      "input_size": [x.shape[1], side, side]}, report
     for key in ("model_py", "timm"):
         assert torch.allclose(got[key], expected, atol=1e-5, rtol=1e-5), (
             f"{key}: max |diff| {(got[key] - expected).abs().max():.3g} from the in-process model")
