@@ -13,6 +13,9 @@ from nas.models.model import runtime_config, with_overrides
 from nas_errors import ConfigError
 
 TINY = ["test_metaformer_tiny", "test_randformer_tiny", "test_convmixer_tiny"]
+# the smallest preset of each family: every mixer, stem, head and norm the presets use
+FAMILIES = ["poolformer_s12", "poolformerv2_s12", "identityformer_s12", "randformer_s12",
+            "convformer_s18", "caformer_s18", "convmixer_768_32", *TINY]
 
 
 def test_every_portable_entry_is_registered_with_the_same_code() -> None:
@@ -38,7 +41,12 @@ def test_every_registered_entry_is_portable() -> None:
     assert set(ACTS.names()) == set(portable.ACTS), ACTS.names()
 
 
-@pytest.mark.parametrize("name", list_presets())
+def test_families_cover_every_preset_family() -> None:
+    families = {n.split("_")[0] for n in list_presets()}
+    assert families == {n.split("_")[0] for n in FAMILIES}, sorted(families)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 def test_portable_build_has_the_projects_state_dict(name: str) -> None:
     spec = get_preset(name)
     with torch.device("meta"):
