@@ -11,8 +11,9 @@ and attention (MACs = FLOPs / 2); acts count the output elements of those same o
 (pycls convention).
 
 The built-in mixers' modules and builders live in ``portable.py`` (the model code that
-``python -m nas export`` ships as a stand-alone ``model.py``); a mixer registered only here
-builds, costs and trains, but is exported once its builder is added to ``portable.MIXERS``.
+``python -m nas export`` ships as a stand-alone ``model.py``), and a shipped mixer must be there
+too (``tests/nas_tests/test_nas_portable.py``); a mixer registered elsewhere at run time builds,
+costs and trains, but export refuses it by name.
 """
 
 from __future__ import annotations
