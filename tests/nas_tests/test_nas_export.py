@@ -284,3 +284,29 @@ def test_timm_registration_refuses_what_it_cannot_do() -> None:
     assert name in timm.list_models("nas_test_*")
     model = timm.create_model("nas_test_hybrid", pretrained=False, num_classes=3)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)  # stages 3-4: attention and UFO
+
+
+def test_a_mixer_registered_at_run_time_is_refused_by_name(tmp_path) -> None:
+    import dataclasses
+
+    from torch import nn
+
+    from nas.export import Selection, export
+    from nas.models import MIXERS
+    from nas.models.mixers import register_mixer
+
+    @register_mixer(layout="nchw", kind="local", cost=lambda dim, grid: (0, 0, 0))
+    def my_mixer(dim: int, grid: tuple[int, int]) -> nn.Module:
+        return nn.Identity()
+
+    try:
+        base = get_preset("test_metaformer_tiny")
+        first = dataclasses.replace(base.stages[0], mixer="my_mixer", mixer_args={})
+        spec = dataclasses.replace(base, stages=(first, *base.stages[1:]))
+        with pytest.raises(ConfigError, match="token mixer 'my_mixer' is registered in this "
+                                              "process but not in nas/models/portable.py"):
+            export(Selection(name="with_my_mixer", spec=spec, how="test"), tmp_path / "x",
+                   img_size=32, num_classes=10)
+    finally:
+        MIXERS.remove("my_mixer")
+    assert not list(tmp_path.iterdir()), "nothing may be written"
