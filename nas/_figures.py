@@ -104,6 +104,11 @@ def _patterns(snap: Snapshot, points: Sequence[TrialRecord]) -> tuple[list[str],
     return own, f"other ({len(ranked) - len(own)} patterns)"
 
 
+def _error_bars(trials: Sequence[TrialRecord], colour: str) -> dict[str, Any]:
+    return {"type": "data", "array": [_r(t.accuracy_se or 0.0) for t in trials],
+            "visible": True, "thickness": 1, "width": 0, "color": colour}
+
+
 def pareto_figure(snap: Snapshot, *, gl_threshold: int = GL_THRESHOLD) -> dict[str, Any]:
     """Full-model MACs (log) against validation accuracy with its standard error, one point per
     COMPLETE trial, coloured by mixer pattern; the front's members are ringed (certain:
@@ -114,8 +119,12 @@ def pareto_figure(snap: Snapshot, *, gl_threshold: int = GL_THRESHOLD) -> dict[s
     trial number. The rings are traces of their own on top (no hover, so a click reaches the
     point below): per-point symbols and outlines cost WebGL 0.6 s at 10,000 points. The hover
     label names the architecture; its mixer pattern is the trace's, sent once per trace rather
-    than per point (at 10,000 points per-point labels were 2 MB of the page). WebGL above
-    ``gl_threshold`` points.
+    than per point (at 10,000 points per-point labels were 2 MB of the page).
+
+    Above ``gl_threshold`` points the scatter is WebGL, its points smaller and more
+    transparent, and error bars are drawn on the front's members only (thousands of bars
+    are an unreadable smear and the slowest part to draw); every hover label has its ± SE.
+    The grey "other patterns" trace is drawn first, under the coloured ones.
     """
     objectives = ", ".join(str(o) for o in snap.objectives)
     title = f"{esc(snap.study.name)} · Pareto front over {esc(objectives)}"
@@ -138,10 +147,13 @@ def pareto_figure(snap: Snapshot, *, gl_threshold: int = GL_THRESHOLD) -> dict[s
             "x": [t.macs for t in ts], "y": [_r(t.accuracy) for t in ts],
             "customdata": [_hover_data(snap, t, pattern not in own) for t in ts],
             "hovertemplate": _hover_template(pattern if pattern in own else None),
-            "error_y": {"type": "data", "array": [_r(t.accuracy_se or 0.0) for t in ts],
-                        "visible": True, "thickness": 1, "width": 0, "color": colour},
-            "marker": {"color": colour, "opacity": 0.85, "size": 7},
+            "marker": {"color": colour, "opacity": 0.85 if kind == "scatter" else 0.6,
+                       "size": 7 if kind == "scatter" else 5},
+            **({} if pattern in own else {"legendrank": 2000}),  # listed last, drawn first
         })
+        if kind == "scatter":  # with thousands of points the bars are a smear: front only
+            data[-1]["error_y"] = _error_bars(ts, colour)
+    data.sort(key=lambda tr: tr.get("legendrank", 1000), reverse=True)
     front = [m.trial for m in snap.noisy.members]
     if {str(o) for o in snap.objectives} == {"accuracy:max", "macs:min"} and len(front) > 1:
         line = sorted(front, key=lambda t: t.macs)
@@ -155,7 +167,9 @@ def pareto_figure(snap: Snapshot, *, gl_threshold: int = GL_THRESHOLD) -> dict[s
                      "x": [t.macs for t in ring] or [None],
                      "y": [_r(t.accuracy) for t in ring] or [None], "hoverinfo": "skip",
                      "marker": {"symbol": symbol, "size": 13, "color": _FRONT_LINE,
-                                "line": {"width": 2}}})
+                                "line": {"width": 2}},
+                     **({"error_y": _error_bars(ring, _FRONT_LINE)}
+                        if kind != "scatter" and ring else {})})
     annotations = []
     knee = snap.knee
     if knee is not None and knee.macs and knee.accuracy is not None:

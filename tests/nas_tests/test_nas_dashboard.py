@@ -110,8 +110,9 @@ def test_patterns_beyond_the_palette_share_one_grey_trace() -> None:
     trials = random_trials(120, patterns=MAX_PATTERNS + 3)
     fig = pareto_figure(Snapshot(study(), trials))
     names = [t["name"] for t in trial_traces(fig)]
-    assert len(names) == MAX_PATTERNS and names[-1] == "other (4 patterns)", names
-    other = trial_traces(fig)[-1]
+    assert len(names) == MAX_PATTERNS and names[0] == "other (4 patterns)", names
+    other = trial_traces(fig)[0]  # drawn first, under the coloured ones; listed last
+    assert other["legendrank"] > max(t.get("legendrank", 1000) for t in trial_traces(fig)[1:])
     labels = {c[1].split(" · ")[0] for c in other["customdata"]}
     assert len(labels) == 4, f"the grey trace names each point's pattern; got {labels}"
 
