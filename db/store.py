@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, false, func, or_, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -574,15 +574,29 @@ class Store:
 
     @_retrying
     def trials(
-        self, study: str | int, *, states: Iterable[str] | None = None
+        self, study: str | int, *, states: Iterable[str] | None = None,
+        numbers: Iterable[int] | None = None, after: int | None = None,
     ) -> list[TrialRecord]:
-        """Trials of a study (name or id), ordered by number, optionally only in ``states``."""
+        """Trials of a study (name or id), ordered by number, optionally only in ``states``.
+
+        ``numbers`` and/or ``after``: only the trials with one of these numbers or a number
+        above ``after`` (a reader catching up reads the trials it saw RUNNING and the new ones;
+        a finished trial never changes).
+        """
         wanted = None if states is None else _check_states(states, "state", TRIAL_STATES)
+        picked = None if numbers is None else [_check_id(n, "trial number") for n in numbers]
+        if after is not None:
+            _check_id(after, "after (a trial number)")
         with self._tx("trials", write=False) as session:
             study_row = self._resolve_study(session, study)
             query = select(TrialModel).where(TrialModel.study_id == study_row.id)
             if wanted is not None:
                 query = query.where(TrialModel.state.in_(wanted))
+            if picked is not None or after is not None:
+                which = [TrialModel.number.in_(picked)] if picked else []
+                if after is not None:
+                    which.append(TrialModel.number > after)
+                query = query.where(or_(false(), *which))
             rows = session.scalars(query.order_by(TrialModel.number))
             return [_trial_record(r, self._decode) for r in rows]
 

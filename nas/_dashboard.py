@@ -60,7 +60,8 @@ def _covers(a: StudyActivity, stamp: list[Any]) -> bool:
 
 
 class _Snapshots:
-    """One snapshot per study (the last few), reloaded only when the study's activity changed."""
+    """One snapshot per study (the last few), brought up to date only when the study's activity
+    changed, by reading its new and running trials."""
 
     def __init__(self, store: Store, keep: int = _KEEP) -> None:
         self._store = store
@@ -73,16 +74,20 @@ class _Snapshots:
         study = stamp[0]
         with self._lock:
             snap = self._cache.get(study)
-            if snap is None or not _covers(snap.activity, stamp):
+            if snap is not None and not _covers(snap.activity, stamp):
+                snap = snap.refreshed(self._store)  # only the new and the running trials
+                if not _covers(snap.activity, stamp):  # changed behind the store's back
+                    snap = None
+            if snap is None:
                 snap = load_snapshot(self._store, study)
-                self._cache[study] = snap
+            self._cache[study] = snap
             self._cache.move_to_end(study)
             while len(self._cache) > self._keep:
                 self._cache.popitem(last=False)
             return snap
 
     def warm(self, study: str | None) -> None:
-        """Read and analyse ``study`` (default: the newest) before the first page asks."""
+        """Read and analyse ``study`` (default: the newest), as the first page will ask."""
         try:
             activity = self._store.activity()
             match = [a for a in activity if a.name == study] if study else activity[-1:]
@@ -395,6 +400,7 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
             why = getattr(e, "strerror", None) or str(e)
             raise ConfigError(f"cannot serve on {host}:{port}: {why} (choose another --port, "
                               f"or --port 0 for any free one)") from e
+        snapshots.warm(study)  # the first page is then served from memory (requests queue)
         listen = getattr(server, "effective_listen", None) or \
             [(server.effective_host, server.effective_port)]
         where = ", ".join(f"http://{'[' + h + ']' if ':' in h else h}:{p}/" for h, p in listen)
@@ -404,7 +410,6 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
             print(f"warning: listening on {host}: anyone who can reach this machine can read "
                   f"the database through it (there is no authentication)", file=sys.stderr,
                   flush=True)
-        threading.Thread(target=snapshots.warm, args=(study,), daemon=True).start()
         try:
             server.run()
         except KeyboardInterrupt:

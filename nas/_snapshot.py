@@ -66,6 +66,16 @@ class Snapshot:
         self._lock = threading.RLock()
         self._memo: dict[Any, Any] = {}
 
+    def refreshed(self, store: Any) -> Snapshot:
+        """The study as it is now, reading only the trials that can have changed since: the
+        new ones and those RUNNING here (the store never changes a finished trial)."""
+        running = [t.number for t in self.trials if t.state == "RUNNING"]
+        last = max((t.number for t in self.trials), default=-1)
+        merged = {t.number: t for t in self.trials}
+        merged.update((t.number, t) for t in store.trials(self.study.name, numbers=running,
+                                                           after=last))
+        return Snapshot(self.study, merged.values())
+
     # ----------------------------------------------------------------- records
 
     @cached_property

@@ -131,3 +131,17 @@ def test_empty_postgres_database_is_refused_untouched(pg_database_url: str) -> N
     finally:
         engine.dispose()
     assert tables == [], f"a read-only store created {tables}"
+
+
+def test_trials_by_number_for_a_reader_catching_up(fresh_backend_url: str) -> None:
+    _fill(fresh_backend_url)
+    with Store(fresh_backend_url, read_only=True) as ro:
+        every = [t.number for t in ro.trials("a")]
+        assert every == [0, 1, 2]
+        assert [t.number for t in ro.trials("a", numbers=[2], after=0)] == [1, 2]
+        assert [t.number for t in ro.trials("a", numbers=[0])] == [0]
+        assert [t.number for t in ro.trials("a", after=1)] == [2]
+        assert ro.trials("a", numbers=[]) == [] and ro.trials("a", after=2) == []
+        assert [t.number for t in ro.trials("a", numbers=[0, 2], states=["RUNNING"])] == [2]
+        with pytest.raises(TypeError, match="trial number"):
+            ro.trials("a", numbers=["1"])

@@ -24,7 +24,7 @@ from nas._figures import (
     pareto_figure,
 )
 from nas._report import render_report
-from nas._snapshot import Snapshot, export_command
+from nas._snapshot import Snapshot, export_command, load_snapshot
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 HOSTILE = "<script>alert(1)</script>"
@@ -199,24 +199,35 @@ def test_hypervolume_curve_is_the_normalised_hypervolume() -> None:
     assert y[-1] == round(expected, 5) and all(a <= b for a, b in zip(y, y[1:])), y
 
 
-def test_snapshots_reload_only_when_the_study_changed(tmp_path) -> None:
+def test_snapshots_catch_up_only_when_the_study_changed(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     with Store(url) as w:
         s = w.get_or_create_study("s", space="tiny", space_hash="h",
                                   objectives=("accuracy:max", "macs:min"), config={})
-        t = w.start_trial(s.id, key="a", arch_hash="a" * 16, arch=arch(MIXERS), params={})
-        w.finish_trial(t.id, state="COMPLETE", accuracy=0.6, accuracy_se=0.01, macs=10**9)
+
+        def trial(key: str, acc: float | None):
+            t = w.start_trial(s.id, key=key, arch_hash=key * 16, arch=arch(MIXERS), params={})
+            if acc is not None:
+                w.finish_trial(t.id, state="COMPLETE", accuracy=acc, accuracy_se=0.01,
+                               macs=int(acc * 1e10))
+            return t
+
+        trial("a", 0.6)
+        running = trial("b", None)
         with Store(url, read_only=True) as ro:
             cache = _Snapshots(ro)
             old = _stamp(ro.activity()[0])
             first = cache.get(old)
             assert cache.get(old) is first, "an unchanged study must not be read again"
-            t2 = w.start_trial(s.id, key="b", arch_hash="b" * 16, arch=arch(MIXERS), params={})
-            w.finish_trial(t2.id, state="COMPLETE", accuracy=0.7, accuracy_se=0.01,
-                           macs=2 * 10**9)
+            w.finish_trial(running.id, state="COMPLETE", accuracy=0.65, accuracy_se=0.01,
+                           macs=7 * 10**9)
+            trial("c", 0.7)
             new = _stamp(ro.activity()[0])
             assert new != old
             second = cache.get(new)
-            assert second is not first and len(second.plotted) == 2
+            assert second is not first and len(second.plotted) == 3
+            full = load_snapshot(ro, "s")
+            assert second.trials == full.trials, "catching up must equal reading everything"
+            assert second.activity == full.activity
             assert cache.get(old) is second, "a page holding the older stamp gets the newer"
             assert _covers(second.activity, old) and not _covers(first.activity, new)
