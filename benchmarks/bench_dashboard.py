@@ -114,25 +114,16 @@ def make_study(url: str, study: str, n: int, *, space_name: str = "hybrid_conv_a
                                    else f"max_macs exceeded: {cost.macs / 1e9:.2f} G")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_dashboard(url: str, *, refresh_s: float = 5.0, extra: list[str] | None = None
-                    ) -> tuple[subprocess.Popen, str]:
+def start_dashboard(url: str, *, refresh_s: float = 5.0) -> tuple[subprocess.Popen, str]:
     """``python -m nas dashboard`` on a free loopback port; (process, page URL) once it serves."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", "--db", url, "--port",
-                             "0", "--refresh", str(refresh_s), *(extra or [])], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "0", "--refresh", str(refresh_s)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env=env)  # stderr: ours
     line = proc.stdout.readline()
     if " on http://" not in line:
         proc.kill()
-        raise RuntimeError(f"the dashboard did not start: {line}{proc.stderr.read()}")
+        raise RuntimeError(f"the dashboard did not start: {line!r} (its error is above)")
     return proc, line.split(" on ", 1)[1].split()[0]
 
 

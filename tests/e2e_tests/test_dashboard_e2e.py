@@ -117,14 +117,18 @@ TEXT_JS = "const e = document.querySelector(arguments[0]); return e ? e.textCont
 BUSY_JS = "return !!document.querySelector('[data-dash-is-loading=\"true\"]');"
 
 
-def _start(url: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", "--db", url, "--port",
-                             "0", "--refresh", "0.5"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _start(url: str, log: Path) -> tuple[subprocess.Popen, str]:
+    """The dashboard on a free port; its stderr goes to ``log`` (a pipe nobody reads could
+    fill and stall it)."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", "--db", url,
+                                 "--port", "0", "--refresh", "0.5"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=err, text=True)
     line = proc.stdout.readline()
     if " on http://127.0.0.1:" not in line:
         proc.kill()
-        raise AssertionError(f"dashboard did not start: {line!r} {proc.stderr.read()[-2000:]}")
+        proc.wait()
+        raise AssertionError(f"dashboard did not start: {line!r} {log.read_text()[-2000:]}")
     return proc, line.split(" on ", 1)[1].split()[0]
 
 
@@ -136,7 +140,8 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     _fill(url)
     driver = _driver()
-    proc, page = _start(url)
+    log = tmp_path / "dashboard.log"
+    proc, page = _start(url, log)
     try:
         # ---- the page loads, one point per completed trial, everything from this server
         driver.get(page)
@@ -216,5 +221,6 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
     finally:
         driver.quit()
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        proc.communicate(timeout=30)
+    err = log.read_text()
     assert "Traceback" not in err, err[-3000:]
