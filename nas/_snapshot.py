@@ -35,7 +35,9 @@ def load_snapshot(store: Any, study: str) -> Snapshot:
 
 
 def arch_text(features: dict[str, Any]) -> str:
-    """One line naming an architecture by its :func:`nas.analysis.design_features`."""
+    """One line naming an architecture by its :func:`nas.analysis.design_features` (not
+    ``nas.models.describe``, which needs the specs, hence torch: the dashboard starts without
+    it)."""
     parts = [str(features.get("mixer_pattern", "?"))]
     if "depth_pattern" in features:
         parts.append(f"depths {features['depth_pattern']}")
