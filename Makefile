@@ -1,13 +1,14 @@
 # One-command set-up, search and tests (see README.md).
 #   make setup   installs missing system packages (apt, when root), creates .venv, installs the project
 #   make search  set-up + a 20-trial search of hybrid_conv_attn on the embedded digits data
-#   make test    set-up + the test suite (db tests on SQLite and a throw-away PostgreSQL server)
+#   make test    set-up + the test suite (db tests on SQLite and a throw-away PostgreSQL server,
+#                the dashboard in headless chromium)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config postgresql
+SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config postgresql chromium chromium-driver
 BUDGET ?= 20
 SPACE ?= hybrid_conv_attn
 
@@ -43,7 +44,7 @@ search: setup
 	$(PY) run_search.py --space $(SPACE) --budget $(BUDGET)
 
 test: setup
-	NAS_REQUIRE_POSTGRES=1 $(PY) -m pytest -q --durations=15
+	NAS_REQUIRE_POSTGRES=1 NAS_REQUIRE_BROWSER=1 $(PY) -m pytest -q --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check nas nas_errors search_spaces proxies db tests run_search.py benchmarks

@@ -25,8 +25,10 @@ from db.records import (
     TERMINAL_STATES,
     TRIAL_STATES,
     RunRecord,
+    StudyActivity,
     StudyRecord,
     TrialRecord,
+    activity_of,
 )
 from db.store import Store, default_url
 
@@ -39,9 +41,11 @@ __all__ = [
     "SchemaError",
     "StorageError",
     "Store",
+    "StudyActivity",
     "StudyBusyError",
     "StudyRecord",
     "TrialRecord",
+    "activity_of",
     "default_url",
     "mask_url",
     "normalize_url",

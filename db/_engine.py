@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -15,7 +17,8 @@ from db.errors import StorageError
 WRITE_OPTION = "nas_write"
 #: How long SQLite waits for another connection's lock before failing, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
+#: PostgreSQL session setting of a read-only engine: every transaction refuses to write.
+PG_READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"
 
 
 def mask_url(url: str) -> str:
@@ -64,7 +67,8 @@ def describe(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
 
 
-def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any, *,
+                       read_only: bool = False) -> None:
     # Let SQLAlchemy emit BEGIN itself (see _sqlite_on_begin): pysqlite's legacy transaction
     # control would otherwise run SELECTs outside the transaction.
     dbapi_connection.isolation_level = None
@@ -72,11 +76,18 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        # Readers (dashboard, tests) never block the single writer and vice versa.  The mode is
-        # persistent in the file; in-memory databases answer "memory", which is fine.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if read_only:  # the file is opened with mode=ro; this also refuses writes per connection
+            cursor.execute("PRAGMA query_only = ON")
+        else:
+            # Readers (dashboard, tests) never block the single writer and vice versa.  The mode
+            # is persistent in the file; in-memory databases answer "memory", which is fine.
+            cursor.execute("PRAGMA journal_mode = WAL")
     finally:
         cursor.close()
+
+
+def _sqlite_on_connect_read_only(dbapi_connection: Any, connection_record: Any) -> None:
+    _sqlite_on_connect(dbapi_connection, connection_record, read_only=True)
 
 
 def _sqlite_on_begin(conn: Any) -> None:
@@ -86,26 +97,61 @@ def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite ``url``; None for other backends and in-memory ones."""
+    u = make_url(normalize_url(url))
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:") or \
+            u.database.startswith("file:"):
+        return None
+    return Path(u.database).expanduser()
+
+
+def _read_only_url(url: str) -> tuple[str, dict[str, Any]]:
+    """``url`` opened read-only, and the connect arguments that make it so.
+
+    SQLite: the file as a ``file:`` URI with ``mode=ro`` (the file must exist; nothing is
+    created); PostgreSQL: every transaction of the session is ``READ ONLY``.
+    """
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        path = sqlite_file(url)
+        if path is None:
+            return url, {}
+        ro = u.set(database=f"file:{quote(str(path.resolve()))}",
+                   query={**u.query, "mode": "ro", "uri": "true"})
+        return ro.render_as_string(hide_password=False), {}
+    if u.get_backend_name() == "postgresql":
+        return url, {"options": PG_READ_ONLY_OPTIONS}
+    return url, {}
+
+
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
     """Create an engine for ``url``; SQLite connections get WAL, a busy timeout and FKs on.
 
+    ``read_only``: the database refuses writes (SQLite ``mode=ro`` and ``query_only``,
+    PostgreSQL ``default_transaction_read_only``); SQLite's journal mode is left as it is.
     Raises ``ArgumentError`` (bad URL), ``NoSuchModuleError`` (unknown dialect) or
     ``ImportError`` (driver not installed) unchanged; the caller turns them into StorageError.
     """
     url = normalize_url(url)
+    connect_args: dict[str, Any] = {}
+    if read_only:
+        url, connect_args = _read_only_url(url)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     # pre-ping: a long search must survive a server-side disconnect of an idle pooled connection
-    engine = create_engine(url, echo=echo, pool_pre_ping=not is_sqlite)
+    engine = create_engine(url, echo=echo, pool_pre_ping=not is_sqlite,
+                           connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect",
+                     _sqlite_on_connect_read_only if read_only else _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
     return engine
 
 
-def open_engine(url: str, *, echo: bool = False) -> Engine:
+def open_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
     """:func:`make_engine`, with a bad URL or a missing driver as a one-line StorageError."""
     try:
-        return make_engine(url, echo=echo)
+        return make_engine(url, echo=echo, read_only=read_only)
     except ImportError as e:
         raise StorageError(
             f"cannot open database {mask_url(url)}: its driver is not installed ({e}); "

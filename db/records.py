@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["RUN_OUTCOMES", "TERMINAL_STATES", "TRIAL_STATES", "RunRecord", "StudyRecord",
-           "TrialRecord"]
+__all__ = ["RUN_OUTCOMES", "TERMINAL_STATES", "TRIAL_STATES", "RunRecord", "StudyActivity",
+           "StudyRecord", "TrialRecord", "activity_of"]
 
 #: Every value the ``state`` column may hold (enforced by a CHECK constraint).
 TRIAL_STATES: tuple[str, ...] = ("RUNNING", "COMPLETE", "FAIL", "DUPLICATE", "INFEASIBLE",
@@ -34,6 +35,25 @@ class StudyRecord:
     objectives: tuple[str, ...]  # e.g. ("accuracy:max", "macs:min")
     config: dict[str, Any]  # resolved run configuration (CLI args, seed, proxy settings, ...)
     created_at: datetime  # timezone-aware UTC
+
+
+@dataclass(frozen=True, slots=True)
+class StudyActivity:
+    """How far a study has got: a change means trials were started or finished."""
+
+    name: str  # the study's name
+    trials: int  # every trial, any state
+    finished: int  # trials with a finish time (every state but RUNNING)
+    complete: int  # COMPLETE trials
+    last_finished_at: datetime | None  # timezone-aware UTC; None before the first finish
+
+
+def activity_of(name: str, trials: Sequence[TrialRecord]) -> StudyActivity:
+    """The :class:`StudyActivity` of loaded trials: equal to ``Store.activity()``'s entry for
+    the study as long as nothing changed since they were read."""
+    done = [t.finished_at for t in trials if t.finished_at is not None]
+    return StudyActivity(name, len(trials), len(done),
+                         sum(t.state == "COMPLETE" for t in trials), max(done, default=None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, false, func, or_, select, update
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db._engine import WRITE_OPTION, mask_url, open_engine
+from db._engine import WRITE_OPTION, mask_url, open_engine, sqlite_file
 from db._jsonable import to_json_object
 from db._models import HASH_LEN, NAME_LEN, RunModel, StudyModel, TrialModel
 from db._retry import retrying as _retrying
@@ -38,6 +38,7 @@ from db.records import (
     TERMINAL_STATES,
     TRIAL_STATES,
     RunRecord,
+    StudyActivity,
     StudyRecord,
     TrialRecord,
 )
@@ -54,14 +55,26 @@ class _LostRace(Exception):
     """The lease changed between reading and writing it; the transaction is tried again."""
 
 
-def default_url(runs_dir: str | os.PathLike[str] = "runs") -> str:
-    """``sqlite:///<absolute runs_dir>/nas.db``; creates ``runs_dir`` if it does not exist."""
+def default_url(runs_dir: str | os.PathLike[str] = "runs", *, create: bool = True) -> str:
+    """``sqlite:///<absolute runs_dir>/nas.db``; creates ``runs_dir`` if it does not exist
+    (unless ``create`` is False: for readers, which must not write anything)."""
     path = Path(runs_dir).expanduser().resolve()
+    if not create:
+        return f"sqlite:///{path / 'nas.db'}"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StorageError(f"cannot create runs directory {str(path)!r}: {e.strerror or e}") from e
     return f"sqlite:///{path / 'nas.db'}"
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ``url`` when it does not exist (None: it exists, or not SQLite)."""
+    try:
+        path = sqlite_file(url)
+    except ArgumentError:  # a bad URL: open_engine reports it
+        return None
+    return path if path is not None and not path.is_file() else None
 
 
 def _utcnow() -> datetime:
@@ -204,17 +217,30 @@ class Store:
     rolled back on error; database failures raise :class:`StorageError`, bad arguments
     ``ValueError``/``TypeError``.  Results are frozen records, never live ORM rows.  Safe to use
     from several threads; one writing process at a time, any number of readers.
+
+    ``read_only=True`` opens the database for reading only (the dashboard and the report): the
+    database itself refuses writes (SQLite ``mode=ro``, PostgreSQL
+    ``default_transaction_read_only``), every writing method raises StorageError before it
+    starts, nothing is created (a missing SQLite file or an empty database is a StorageError)
+    and SQLite's journal mode is left as it is.
     """
 
     url: str
 
     def __init__(self, url: str, *, echo: bool = False,
-                 decode_arch: Callable[[dict[str, Any]], Any] | None = None) -> None:
+                 decode_arch: Callable[[dict[str, Any]], Any] | None = None,
+                 read_only: bool = False) -> None:
         self.url = url
+        self.read_only = read_only
         self._decode = decode_arch  # e.g. nas.models.from_dict: records then hold `spec`
         self._masked = mask_url(url)
         self._closed = False
-        self._engine = open_engine(url, echo=echo)
+        if read_only:
+            path = _missing_sqlite_file(url)
+            if path is not None:
+                raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "
+                                   f"(a search creates it; give --db or --runs-dir)")
+        self._engine = open_engine(url, echo=echo, read_only=read_only)
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         self._writer = sessionmaker(
             self._engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
@@ -223,7 +249,7 @@ class Store:
             self._open_schema()
         except StorageError as e:
             self._engine.dispose()
-            if self._engine.dialect.name == "sqlite" and (
+            if self._engine.dialect.name == "sqlite" and not read_only and (
                 "unable to open" in str(e) or "readonly" in str(e)
             ):
                 hint = " (for SQLite the directory must exist and be writable)"
@@ -239,6 +265,9 @@ class Store:
         with self._tx("opening the database", write=False) as session:
             rev, _ = current_revision(session.connection())
         check_revision(rev, self._masked)
+        if rev is None and self.read_only:
+            raise StorageError(f"database {self._masked} holds no metaformer-nas tables yet "
+                               f"(a search creates them)")
         if rev is None:
             with self._tx("creating tables", write=True) as session:
                 upgrade_connection(session.connection(), self._masked)
@@ -246,7 +275,8 @@ class Store:
     # ----------------------------------------------------------------- plumbing
 
     def __repr__(self) -> str:
-        return f"Store({self._masked!r}{', closed' if self._closed else ''})"
+        flags = (", read-only" if self.read_only else "") + (", closed" if self._closed else "")
+        return f"Store({self._masked!r}{flags})"
 
     def __enter__(self) -> Store:
         return self
@@ -264,6 +294,8 @@ class Store:
     def _tx(self, what: str, *, write: bool) -> Iterator[Session]:
         if self._closed:
             raise StorageError(f"{what} failed: the Store for {self._masked} is closed")
+        if write and self.read_only:
+            raise StorageError(f"{what} refused: the Store for {self._masked} is read-only")
         factory = self._writer if write else self._reader
         with transaction(factory, url=self.url, what=what) as session:
             yield session
@@ -542,15 +574,29 @@ class Store:
 
     @_retrying
     def trials(
-        self, study: str | int, *, states: Iterable[str] | None = None
+        self, study: str | int, *, states: Iterable[str] | None = None,
+        numbers: Iterable[int] | None = None, after: int | None = None,
     ) -> list[TrialRecord]:
-        """Trials of a study (name or id), ordered by number, optionally only in ``states``."""
+        """Trials of a study (name or id), ordered by number, optionally only in ``states``.
+
+        ``numbers`` and/or ``after``: only the trials with one of these numbers or a number
+        above ``after`` (a reader catching up reads the trials it saw RUNNING and the new ones;
+        a finished trial never changes).
+        """
         wanted = None if states is None else _check_states(states, "state", TRIAL_STATES)
+        picked = None if numbers is None else [_check_id(n, "trial number") for n in numbers]
+        if after is not None:
+            _check_id(after, "after (a trial number)")
         with self._tx("trials", write=False) as session:
             study_row = self._resolve_study(session, study)
             query = select(TrialModel).where(TrialModel.study_id == study_row.id)
             if wanted is not None:
                 query = query.where(TrialModel.state.in_(wanted))
+            if picked is not None or after is not None:
+                which = [TrialModel.number.in_(picked)] if picked else []
+                if after is not None:
+                    which.append(TrialModel.number > after)
+                query = query.where(or_(false(), *which))
             rows = session.scalars(query.order_by(TrialModel.number))
             return [_trial_record(r, self._decode) for r in rows]
 
@@ -569,6 +615,26 @@ class Store:
             if state is not None:
                 query = query.where(TrialModel.state == state)
             return int(session.scalar(query) or 0)
+
+    @_retrying
+    def activity(self) -> list[StudyActivity]:
+        """Every study with its trial counts and latest finish, oldest study first.
+
+        One grouped query, cheap enough to poll: a change in a study's entry means trials of it
+        were started or finished (what a live view needs to know before reloading them).
+        """
+        finished = func.count(TrialModel.finished_at)
+        complete = func.count(case((TrialModel.state == "COMPLETE", 1)))
+        with self._tx("activity", write=False) as session:
+            rows = session.execute(
+                select(StudyModel.name, func.count(TrialModel.id), finished, complete,
+                       func.max(TrialModel.finished_at))
+                .select_from(StudyModel)
+                .outerjoin(TrialModel, TrialModel.study_id == StudyModel.id)
+                .group_by(StudyModel.id, StudyModel.name)
+                .order_by(StudyModel.id))
+            return [StudyActivity(name, int(n), int(f), int(c), last)
+                    for name, n, f, c, last in rows]
 
     @_retrying
     def find_completed(self, study_id: int, arch_hash: str) -> TrialRecord | None:

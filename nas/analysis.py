@@ -296,15 +296,16 @@ class NoisyFront:
 
 def noisy_front(trials: Iterable[TrialRecord] | Evaluated,
                 objectives: Sequence[str | Objective] | None = None,
-                z: float = DEFAULT_Z) -> NoisyFront:
+                z: float = DEFAULT_Z, *, band: bool = True) -> NoisyFront:
     """The front split into *certainly non-dominated* members and members *within noise*.
 
     A front member ``a`` is within noise when some other evaluated trial ``b`` is not
     significantly worse than ``a`` in any objective (module docstring): the data cannot say
     that ``a`` rather than ``b`` belongs on the front. ``band`` holds the dominated trials that
     no trial significantly dominates (significantly better in one objective and not
-    significantly worse in any): they might be on the true front. O(n^2 k) memory and time in
-    blocks; fine for 10,000 trials.
+    significantly worse in any): they might be on the true front. The members cost O(front x
+    n); the band O(n^2 k) time in blocks (seconds at 10,000 trials): ``band=False`` skips it
+    and leaves ``band`` empty, for callers that only show the members.
     """
     ev = trials if isinstance(trials, Evaluated) else evaluated(trials, objectives or ())
     if not len(ev):
@@ -318,15 +319,15 @@ def noisy_front(trials: Iterable[TrialRecord] | Evaluated,
         nw[a] = False
         tied = tuple(ev.trials[b].number for b in np.flatnonzero(nw))
         members.append(FrontMember(ev.trials[a], not tied, tied))
-    dominated = np.flatnonzero(ranks > 0)
-    band = []
+    dominated = np.flatnonzero(ranks > 0) if band else np.zeros(0, dtype=int)
+    in_band = []
     for start in range(0, len(dominated), 256):
         block = dominated[start:start + 256]
         sig = _cross_sig_dominates(ev, ev.subset(block), z)  # (n, m)
         for j, a in enumerate(block):
             if not sig[:, j].any():
-                band.append(ev.trials[a])
-    return NoisyFront(tuple(members), tuple(band), z)
+                in_band.append(ev.trials[a])
+    return NoisyFront(tuple(members), tuple(in_band), z)
 
 
 def _cross_not_worse(ev: Evaluated, sub: Evaluated, z: float) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The command line: ``python -m nas {search,spaces,data,db,pareto,export}``; ``run_search.py``
-is ``search``.
+"""The command line: ``python -m nas {search,spaces,data,db,pareto,export,dashboard,
+report}``; ``run_search.py`` is ``search``.
 
 Usage:
     python -m nas --help
@@ -19,6 +19,8 @@ Usage:
     python -m nas export --study tiny --pick knee --out exports/tiny_knee
     python -m nas export --preset randformer_s12 --num-classes 10 --out exports/rf12
     python run_search.py --space tiny --dataset npz --data-path ~/data/mine.npz
+    python -m nas dashboard --db sqlite:///runs/nas.db              # http://127.0.0.1:8050/
+    python -m nas report --db sqlite:///runs/nas.db --study tiny -o report.html
 """
 
 from __future__ import annotations
@@ -506,6 +508,76 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {what} as '{result.name}' to {result.out} in {result.seconds:.1f} s: "
           f"{', '.join(sorted(result.files))} (checked: model.py stand-alone, TorchScript, "
           f"ONNX in onnxruntime; max |diff| {worst:.1e})")
+
+
+# --------------------------------------------------------------------------- dashboard, report
+
+
+def _add_read_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
+                   help="SQLAlchemy URL of the results database, opened read-only (default: "
+                        "$NAS_DB_URL, else sqlite:///<runs-dir>/nas.db)")
+    p.add_argument("--runs-dir", default="runs", help="where the default database lives")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port); got {text!r}")
+    return port
+
+
+def _add_dashboard(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("dashboard", help="live web dashboard of the results (read-only)",
+                       description="Serve a live web dashboard of the studies in a results "
+                                   "database: Pareto scatter, trials, hypervolume, design EDFs, "
+                                   "parameter importance. Read-only; it follows a running "
+                                   "search.")
+    _add_read_db(p)
+    p.add_argument("--study", default=None, help="study shown first (default: the newest)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default %(default)s: this machine only; "
+                        "0.0.0.0 serves every network, without authentication)")
+    p.add_argument("--port", type=_port, default=8050,
+                   help="port (default %(default)s; 0: any free one, printed)")
+    p.add_argument("--refresh", type=float, default=5.0, metavar="SECONDS",
+                   help="how often the page asks the database for new trials "
+                        "(default %(default)s)")
+    p.set_defaults(run=_dashboard)
+    return p
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from db import default_url
+    from nas._dashboard import serve
+
+    return serve(args.db or default_url(args.runs_dir, create=False), host=args.host,
+                 port=args.port, study=args.study, refresh_s=args.refresh)
+
+
+def _add_report(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("report", help="a study as one self-contained HTML file",
+                       description="Write one self-contained HTML report of a study (the "
+                                   "dashboard's figures, the front with export commands; "
+                                   "plotly.js inlined, opens offline). Read-only.")
+    _add_read_db(p)
+    p.add_argument("--study", required=True, help="the study to report")
+    p.add_argument("-o", "--out", default="report.html", help="the HTML file to write")
+    p.set_defaults(run=_report)
+    return p
+
+
+def _report(args: argparse.Namespace) -> int:
+    from db import default_url
+    from nas._report import write_report
+
+    path, snap = write_report(args.db or default_url(args.runs_dir, create=False), args.study,
+                              args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): study '{snap.study.name}', "
+          f"{len(snap.trials)} trials, front of {len(snap.noisy.members)}")
     return 0
 
 
@@ -523,13 +595,15 @@ def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="python -m nas",
                                 description="Neural-architecture search for MetaFormer backbones.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{search,spaces,data,db,pareto,export}")
+                           metavar="{search,spaces,data,db,pareto,export,dashboard,report}")
     _add_search(sub, prog=search_prog)
     _add_spaces(sub)
     _add_data(sub)
     _add_db(sub)
     _add_pareto(sub)
     _add_export(sub)
+    _add_dashboard(sub)
+    _add_report(sub)
     return p
 
 

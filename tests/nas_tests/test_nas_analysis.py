@@ -244,6 +244,8 @@ def test_noisy_front_matches_brute_force(data, z) -> None:
     assert {m.trial.number for m in nf.members if m.certain} == {k for k, v in tied.items()
                                                                  if not v}
     assert sorted(numbers(nf.band)) == sorted(band)
+    quick = A.noisy_front(trials, OBJ2, z=z, band=False)
+    assert quick.members == nf.members and quick.band == (), "band=False changed the members"
 
 
 def test_noisy_front_hand_built() -> None:

@@ -1,0 +1,422 @@
+"""The live dashboard: ``python -m nas dashboard`` (Dash, served by waitress).
+
+Read-only on the database (``Store(read_only=True)``); bound to 127.0.0.1 unless ``--host``
+says otherwise; every script comes from the installed packages (Dash, Plotly, AG Grid), so it
+works offline. A poll every ``refresh_s`` asks the database one cheap question
+(``Store.activity()``); only when a study's trials changed is it reloaded, into a
+:class:`nas._snapshot.Snapshot` kept per study, whose expensive panels (hypervolume curve,
+EDFs, importance) are computed when their tab is opened.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from db import StorageError, Store, StudyActivity, mask_url
+from nas._figures import (
+    curve_figure,
+    edf_figure,
+    empty_figure,
+    hypervolume_figure,
+    importance_figure,
+    pareto_figure,
+)
+from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot
+from nas_errors import ConfigError
+
+__all__ = ["serve", "make_app"]
+
+_KEEP = 4  # studies whose snapshot is kept in memory
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_GRAPH_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+_PLACEHOLDER = "Click a point of the scatter or a row of the table to open its trial."
+
+_COLUMNS = [  # the trial table: field, header, kind (number format or text)
+    ("number", "#", "int"), ("state", "state", "text"), ("front", "front", "text"),
+    ("accuracy", "val acc", ".4f"), ("accuracy_se", "± SE", ".4f"),
+    ("test_accuracy", "test acc", ".4f"), ("gmacs", "GMACs", ".3f"),
+    ("mparams", "params (M)", ".2f"), ("mixers", "mixer pattern", "text"),
+    ("depths", "depths", "text"), ("widths", "widths", "text"),
+    ("duration_s", "seconds", ".1f"), ("error", "error", "text"),
+]
+
+
+def _stamp(a: StudyActivity) -> list[Any]:
+    """A study's activity as JSON (what the page holds to tell a change)."""
+    return [a.name, a.trials, a.finished, a.complete,
+            None if a.last_finished_at is None else a.last_finished_at.isoformat()]
+
+
+def _covers(a: StudyActivity, stamp: list[Any]) -> bool:
+    """Whether a snapshot taken at ``a`` is at least as new as ``stamp`` (trials are only ever
+    added and finished, so a page still holding an older stamp is answered from the newer)."""
+    return _stamp(a) == stamp or (a.trials >= stamp[1] and a.finished >= stamp[2]
+                                  and (a.trials, a.finished) != (stamp[1], stamp[2]))
+
+
+class _Snapshots:
+    """One snapshot per study (the last few), brought up to date only when the study's activity
+    changed, by reading its new and running trials."""
+
+    def __init__(self, store: Store, keep: int = _KEEP) -> None:
+        self._store = store
+        self._keep = keep
+        self._lock = threading.Lock()  # one load at a time: callbacks arrive together
+        self._cache: OrderedDict[str, Snapshot] = OrderedDict()
+
+    def get(self, stamp: list[Any]) -> Snapshot:
+        """The snapshot of the study in ``stamp`` (see :func:`_stamp`), as new as that stamp."""
+        study = stamp[0]
+        with self._lock:
+            snap = self._cache.get(study)
+            if snap is not None and not _covers(snap.activity, stamp):
+                snap = snap.refreshed(self._store)  # only the new and the running trials
+                if not _covers(snap.activity, stamp):  # changed behind the store's back
+                    snap = None
+            if snap is None:
+                snap = load_snapshot(self._store, study)
+            self._cache[study] = snap
+            self._cache.move_to_end(study)
+            while len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
+            return snap
+
+    def warm(self, study: str | None) -> None:
+        """Read and analyse ``study`` (default: the newest), as the first page will ask."""
+        try:
+            activity = self._store.activity()
+            match = [a for a in activity if a.name == study] if study else activity[-1:]
+            if match:
+                snap = self.get(_stamp(match[0]))
+                snap.memo("pareto", lambda: pareto_figure(snap))
+                _ = snap.rows
+        except StorageError:
+            pass  # the page will say what is wrong
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _studies_table(activity: list[StudyActivity], current: str | None) -> Any:
+    from dash import dcc, html
+
+    if not activity:
+        return html.P("No studies in this database yet.")
+    head = html.Tr([html.Th(h) for h in ("study", "trials", "complete", "last finished")])
+    rows = []
+    for a in reversed(activity):  # newest first
+        last = "–" if a.last_finished_at is None else \
+            a.last_finished_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        style = {"fontWeight": "bold"} if a.name == current else {}
+        rows.append(html.Tr([
+            html.Td(dcc.Link(a.name, href=f"?study={quote(a.name, safe='')}",
+                             className="study-link"), style=style),
+            html.Td(a.trials), html.Td(a.complete), html.Td(last)]))
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="studies")
+
+
+def _summary(snap: Snapshot) -> Any:
+    from dash import html
+
+    counts = " · ".join(f"{n} {s}" for s, n in snap.counts.items()) or "no trials yet"
+    noisy = snap.noisy
+    front = (f"front {len(noisy.members)} ({len(noisy.certain)} certain, "
+             f"{len(noisy.within_noise)} within noise at z = {noisy.z:g})")
+    knee = f"knee #{snap.knee.number}" if snap.knee is not None else "no knee yet"
+    space = snap.study.space
+    objectives = ", ".join(str(o) for o in snap.objectives)
+    return [html.H2(snap.study.name, id="study-title"),
+            html.Div(f"space {space} · objectives {objectives}", className="muted"),
+            html.Div(f"{len(snap.trials)} trials: {counts} · {front} · {knee}",
+                     id="study-summary")]
+
+
+def _value_table(pairs: list[tuple[str, Any]]) -> Any:
+    from dash import html
+
+    return html.Table([html.Tr([html.Th(k), html.Td("–" if v is None else str(v))])
+                       for k, v in pairs], className="values")
+
+
+def _num(v: Any, spec: str, scale: float = 1.0) -> str | None:
+    return None if not isinstance(v, (int, float)) else format(v / scale, spec)
+
+
+def _trial_panel(snap: Snapshot, number: int, masked_url: str) -> Any:
+    import json
+
+    from dash import dcc, html
+
+    t = snap.by_number.get(number)
+    if t is None:
+        return html.P(f"Trial #{number} is not in study {snap.study.name}.")
+    m = t.metrics
+    status = snap.front_status.get(t.number)
+    costs = [("val accuracy", _num(t.accuracy, ".4f")), ("± SE", _num(t.accuracy_se, ".4f")),
+             ("test accuracy", _num(t.test_accuracy, ".4f")),
+             ("full-model GMACs", _num(t.macs, ".3f", 1e9)),
+             ("full-model params (M)", _num(t.params_count, ".3f", 1e6)),
+             ("activations (M)", _num(m.get("acts"), ".2f", 1e6)),
+             ("proxy MMACs", _num(m.get("proxy_macs"), ".2f", 1e6)),
+             ("proxy params (K)", _num(m.get("proxy_params"), ".1f", 1e3)),
+             ("repeats", m.get("repeats")), ("device", m.get("device")),
+             ("trial seconds", _num(t.duration_s, ".1f")),
+             ("training seconds", _num(m.get("train_seconds"), ".1f")),
+             ("started", t.started_at.isoformat(timespec="seconds")),
+             ("finished", None if t.finished_at is None
+              else t.finished_at.isoformat(timespec="seconds"))]
+    command = export_command(masked_url, snap.study.name, t.number)
+    children = [
+        html.H3(f"Trial #{t.number} · {t.state}" + (f" · front: {status}" if status else ""),
+                id="trial-title"),
+        html.Div(arch_text(snap.features[t.number]), className="arch"),
+    ]
+    if t.error:
+        children.append(html.Pre(t.error, className="error"))
+    children += [
+        dcc.Graph(figure=curve_figure(t), config=_GRAPH_CONFIG, id="trial-curve"),
+        html.H4("Costs and results"), _value_table(costs),
+        html.H4("Configuration (sampled parameters)"),
+        _value_table(sorted(t.params.items())) if t.params else html.P("none"),
+        html.Details([html.Summary(f"architecture (hash {t.arch_hash})"),
+                      html.Pre(json.dumps(t.arch, indent=1, sort_keys=True))]),
+        html.H4("Export"),
+        html.Div([html.Pre(command, id="export-command"),
+                  dcc.Clipboard(target_id="export-command", title="copy")],
+                 className="export"),
+    ]
+    return children
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 0; color: #222; }
+.page { padding: 10px 18px; }
+.muted, .header { color: #666; font-size: 13px; }
+table.studies, table.values { border-collapse: collapse; font-size: 13px; }
+table.studies td, table.studies th, table.values td, table.values th {
+  padding: 2px 10px; border-bottom: 1px solid #eee; text-align: left; }
+.row { display: flex; gap: 12px; align-items: flex-start; }
+.main { flex: 3; min-width: 0; } .side { flex: 2; min-width: 0; max-height: 640px;
+  overflow-y: auto; border-left: 1px solid #ddd; padding-left: 12px; }
+pre { white-space: pre-wrap; word-break: break-all; font-size: 12px; background: #f6f6f6;
+  padding: 6px; } pre.error { background: #fdecea; }
+.export { display: flex; gap: 6px; align-items: flex-start; }
+h2 { margin: 10px 0 2px 0; } h3 { margin: 6px 0; } h4 { margin: 10px 0 4px 0; }
+"""
+
+_INDEX = """<!DOCTYPE html>
+<html>
+<head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>""" + _CSS + """</style></head>
+<body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body>
+</html>"""
+
+
+def _layout(masked_url: str, refresh_s: float) -> Any:
+    import dash_ag_grid as dag
+    from dash import dcc, html
+
+    widths = {"state": 120, "front": 120, "mixers": 300, "depths": 100, "widths": 140,
+              "error": 260}
+
+    def column(field: str, header: str, kind: str) -> dict[str, Any]:
+        col: dict[str, Any] = {"field": field, "headerName": header,
+                               "minWidth": widths.get(field, 90)}
+        if kind == "text":
+            col["filter"] = "agTextColumnFilter"
+        else:
+            col["filter"] = "agNumberColumnFilter"
+            col["type"] = "numericColumn"
+            if kind != "int":
+                col["valueFormatter"] = {
+                    "function": f"params.value == null ? '' : d3.format('{kind}')(params.value)"}
+        return col
+
+    grid = dag.AgGrid(
+        id="grid", rowData=[], columnDefs=[column(*c) for c in _COLUMNS],
+        defaultColDef={"sortable": True, "filter": True, "floatingFilter": True,
+                       "resizable": True},
+        getRowId="params.data.number.toString()", columnSize="responsiveSizeToFit",
+        dashGridOptions={"animateRows": False, "tooltipShowDelay": 300},
+        style={"height": "460px", "width": "100%"})
+    tabs = dcc.Tabs(id="tabs", value="trials", children=[
+        dcc.Tab(label="Trials", value="trials", children=[grid]),
+        dcc.Tab(label="Hypervolume", value="hypervolume", children=[
+            dcc.Loading(dcc.Graph(id="hv", config=_GRAPH_CONFIG))]),
+        dcc.Tab(label="Design EDFs", value="edf", children=[
+            html.Div([html.Label("design choice "),
+                      dcc.Dropdown(id="edf-choice", clearable=False,
+                                   style={"width": "360px"})], className="row"),
+            dcc.Loading(dcc.Graph(id="edf", config=_GRAPH_CONFIG))]),
+        dcc.Tab(label="Importance", value="importance", children=[
+            dcc.Loading(dcc.Graph(id="importance", config=_GRAPH_CONFIG))]),
+    ])
+    return html.Div([
+        dcc.Location(id="url", refresh=False),
+        dcc.Interval(id="poll", interval=int(refresh_s * 1000)),
+        dcc.Store(id="listed"), dcc.Store(id="stamp"), dcc.Store(id="selected"),
+        html.Div([html.B("metaformer-nas dashboard"),
+                  f" · {masked_url} (read-only) · refreshed every {refresh_s:g} s · ",
+                  html.Span(id="refreshed")], className="header"),
+        html.Div(id="error", style={"color": "#b00020"}),
+        html.Details([html.Summary("studies"), html.Div(id="studies")], open=True),
+        html.Div(id="summary"),
+        html.Div([
+            html.Div(dcc.Graph(id="pareto", config=_GRAPH_CONFIG,
+                               style={"height": "600px"}), className="main"),
+            html.Div(html.P(_PLACEHOLDER), id="trial", className="side"),
+        ], className="row"),
+        tabs,
+    ], className="page")
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
+             snapshots: _Snapshots | None = None) -> Any:
+    """The Dash app over ``store`` (a read-only :class:`db.Store`); ``study`` is shown first
+    (default: the newest study)."""
+    import dash
+    from dash import Input, Output, State, ctx, html, no_update
+    from dash.exceptions import PreventUpdate
+
+    masked = mask_url(store.url)
+    snapshots = snapshots or _Snapshots(store)
+    app = dash.Dash(__name__, serve_locally=True, title="metaformer-nas dashboard",
+                    update_title=None, include_assets_files=False, index_string=_INDEX,
+                    compress=False, enable_mcp=False)
+    app.layout = _layout(masked, refresh_s)
+
+    @app.callback(Output("studies", "children"), Output("listed", "data"),
+                  Output("stamp", "data"), Output("refreshed", "children"),
+                  Output("error", "children"), Output("summary", "children"),
+                  Output("pareto", "figure"), Output("grid", "rowData"),
+                  Input("poll", "n_intervals"), Input("url", "search"),
+                  State("listed", "data"), State("stamp", "data"))
+    def refresh(_n, search, listed, old):
+        """Every poll: one cheap query; the study's panels only when its trials changed."""
+        now = datetime.now().strftime("%H:%M:%S")
+        try:
+            activity = store.activity()
+        except StorageError as e:
+            return (no_update, no_update, no_update, now, f"database error: {e}",
+                    no_update, no_update, no_update)
+        names = [a.name for a in activity]
+        wanted = (parse_qs((search or "").lstrip("?")).get("study") or [None])[0]
+        current = wanted or study or (names[-1] if names else None)
+        error = ""
+        if current is not None and current not in names:
+            error, current = f"no study named {current!r} in {masked}", None
+        new_list = [current, *map(_stamp, activity)]
+        table = no_update if new_list == listed else _studies_table(activity, current)
+        if current is None:
+            return table, new_list, None, now, error, html.Div(), {}, []
+        stamp = _stamp(activity[names.index(current)])
+        if stamp == old:
+            return table, new_list, no_update, now, error, no_update, no_update, no_update
+        snap = snapshots.get(stamp)
+        return (table, new_list, stamp, now, error, _summary(snap),
+                snap.memo("pareto", lambda: pareto_figure(snap)), snap.rows)
+
+    def when_open(tab: str, build):
+        """A callback body that builds its panel only while ``tab`` is open."""
+        def update(active, stamp, *args):
+            if active != tab or not stamp:
+                raise PreventUpdate
+            return build(snapshots.get(stamp), *args)
+        return update
+
+    app.callback(Output("hv", "figure"), Input("tabs", "value"), Input("stamp", "data"))(
+        when_open("hypervolume", lambda snap: snap.memo("hv", lambda: hypervolume_figure(snap))))
+    app.callback(Output("importance", "figure"), Input("tabs", "value"),
+                 Input("stamp", "data"))(
+        when_open("importance",
+                  lambda snap: snap.memo("importance", lambda: importance_figure(snap))))
+
+    def edf(snap: Snapshot, choice: str | None):
+        choices = snap.choices
+        if choice not in choices:
+            choice = choices[0] if choices else None
+        fig = edf_figure(snap, choice) if choice else \
+            empty_figure(f"{snap.study.name} · error EDFs", "no design choice varies yet")
+        return fig, [{"label": c, "value": c} for c in choices], choice
+
+    app.callback(Output("edf", "figure"), Output("edf-choice", "options"),
+                 Output("edf-choice", "value"), Input("tabs", "value"), Input("stamp", "data"),
+                 Input("edf-choice", "value"))(when_open("edf", edf))
+
+    @app.callback(Output("selected", "data"), Input("pareto", "clickData"),
+                  Input("grid", "cellClicked"), State("stamp", "data"),
+                  prevent_initial_call=True)
+    def select(click, cell, stamp):
+        if not stamp:
+            return no_update
+        if ctx.triggered_id == "pareto":
+            points = (click or {}).get("points") or [{}]
+            number = (points[0].get("customdata") or [None])[0]
+        else:
+            number = (cell or {}).get("rowId")
+        if number is None:
+            return no_update
+        return {"study": stamp[0], "number": int(number)}
+
+    @app.callback(Output("trial", "children"), Input("selected", "data"),
+                  Input("stamp", "data"))
+    def show(selected, stamp):
+        if not stamp or not selected or selected.get("study") != stamp[0]:
+            return html.P(_PLACEHOLDER)
+        return _trial_panel(snapshots.get(stamp), selected["number"], masked)
+
+    return app
+
+
+def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
+          study: str | None = None, refresh_s: float = 5.0,
+          threads: int = 8) -> int:
+    """Open ``url`` read-only and serve the dashboard until Ctrl-C; returns the exit code.
+
+    An unknown ``study``, an unreachable database and an address that cannot be bound raise
+    a one-line :class:`nas_errors.NasError` before anything is served.
+    """
+    if not refresh_s > 0:
+        raise ConfigError(f"--refresh must be a positive number of seconds; got {refresh_s}")
+    store = Store(url, read_only=True)
+    try:
+        if study is not None:
+            store.get_study(study)  # StorageError naming the existing studies
+        snapshots = _Snapshots(store)
+        app = make_app(store, refresh_s=refresh_s, study=study, snapshots=snapshots)
+        from waitress import create_server
+
+        try:
+            server = create_server(app.server, host=host, port=port, threads=threads,
+                                   ident="metaformer-nas")
+        except (OSError, ValueError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            raise ConfigError(f"cannot serve on {host}:{port}: {why} (choose another --port, "
+                              f"or --port 0 for any free one)") from e
+        snapshots.warm(study)  # the first page is then served from memory (requests queue)
+        listen = getattr(server, "effective_listen", None) or \
+            [(server.effective_host, server.effective_port)]
+        where = ", ".join(f"http://{'[' + h + ']' if ':' in h else h}:{p}/" for h, p in listen)
+        print(f"dashboard of {mask_url(url)} (read-only) on {where} (Ctrl-C stops it)",
+              flush=True)
+        if host not in _LOOPBACK:
+            print(f"warning: listening on {host}: anyone who can reach this machine can read "
+                  f"the database through it (there is no authentication)", file=sys.stderr,
+                  flush=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+        return 0
+    finally:
+        store.close()
+

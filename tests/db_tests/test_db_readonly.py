@@ -1,0 +1,147 @@
+"""Store(read_only=True): reads everything, writes nothing, creates nothing (SQLite, PostgreSQL);
+Store.activity() agrees with the trials it summarises."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from db import StorageError, Store, activity_of, default_url
+
+OBJECTIVES = ("accuracy:max", "macs:min")
+ARCH = {"family": "metaformer", "stages": [{"mixer": "pooling", "depth": 1, "width": 8}]}
+
+
+def _fill(url: str) -> None:
+    """Two studies: 'a' with a COMPLETE, a FAIL and a RUNNING trial; 'b' with none."""
+    with Store(url) as w:
+        a = w.get_or_create_study("a", space="sp", space_hash="h", objectives=OBJECTIVES,
+                                  config={"seed": 1})
+        w.get_or_create_study("b", space="sp", space_hash="h", objectives=OBJECTIVES,
+                              config={})
+        for i, state in enumerate(("COMPLETE", "FAIL", None)):
+            t = w.start_trial(a.id, key=f"k{i}", arch_hash=f"h{i}", arch=ARCH, params={"i": i})
+            if state:
+                w.finish_trial(t.id, state=state, accuracy=0.5 if state == "COMPLETE" else None,
+                               macs=10**9 if state == "COMPLETE" else None, error=None)
+
+
+def _writes(store: Store) -> dict:
+    study = store.get_study("a")
+    return {
+        "get_or_create_study": lambda: store.get_or_create_study(
+            "c", space="sp", space_hash="h", objectives=OBJECTIVES, config={}),
+        "start_trial": lambda: store.start_trial(study.id, key="new", arch_hash="h9",
+                                                 arch=ARCH, params={}),
+        "finish_trial": lambda: store.finish_trial(store.trials("a", states=["RUNNING"])[0].id,
+                                                   state="FAIL"),
+        "interrupt_running": lambda: store.interrupt_running(study.id, "stop"),
+        "begin_run": lambda: store.begin_run(study.id, config={}, argv=["x"], versions={},
+                                             host="h", pid=1),
+    }
+
+
+def test_read_only_store_reads_and_refuses_every_write(fresh_backend_url: str) -> None:
+    _fill(fresh_backend_url)
+    with Store(fresh_backend_url) as w:
+        before = [(t.number, t.state, t.accuracy) for t in w.trials("a")]
+    with Store(fresh_backend_url, read_only=True) as ro:
+        assert ro.read_only and "read-only" in repr(ro)
+        assert [s.name for s in ro.list_studies()] == ["a", "b"]
+        got = [(t.number, t.state, t.accuracy) for t in ro.trials("a")]
+        assert got == before, f"read-only store read {got}, expected {before}"
+        for name, write in _writes(ro).items():
+            with pytest.raises(StorageError, match="is read-only"):
+                write()
+        # below the Store: the database itself refuses (a bug in a future method cannot write)
+        with pytest.raises(DBAPIError) as info:
+            with ro._engine.connect() as conn:
+                conn.execute(text("UPDATE nas_studies SET space = 'x'"))
+                conn.commit()
+        msg = str(info.value.orig).lower()
+        assert "read" in msg and ("only" in msg or "readonly" in msg), msg
+    with Store(fresh_backend_url) as w:
+        after = [(t.number, t.state, t.accuracy) for t in w.trials("a")]
+        assert after == before and [s.space for s in w.list_studies()] == ["sp", "sp"]
+
+
+def test_activity_matches_the_trials(fresh_backend_url: str) -> None:
+    _fill(fresh_backend_url)
+    with Store(fresh_backend_url, read_only=True) as ro:
+        act = {a.name: a for a in ro.activity()}
+        assert list(act) == ["a", "b"]
+        trials = ro.trials("a")
+        assert act["a"] == activity_of("a", trials), (act["a"], activity_of("a", trials))
+        assert (act["a"].trials, act["a"].finished, act["a"].complete) == (3, 2, 1)
+        assert act["a"].last_finished_at == max(t.finished_at for t in trials if t.finished_at)
+        assert act["b"] == activity_of("b", []) and act["b"].last_finished_at is None
+    with Store(fresh_backend_url) as w:  # finishing the running trial changes the activity
+        running = w.trials("a", states=["RUNNING"])[0]
+        w.finish_trial(running.id, state="INTERRUPTED")
+        new = {a.name: a for a in w.activity()}["a"]
+        assert new != act["a"] and new.finished == 3 and new.trials == 3, new
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sqlite_file_is_left_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "odd dir #1" / "nas.db"  # characters a file: URI must escape
+    path.parent.mkdir()
+    url = f"sqlite:///{path}"
+    _fill(url)
+    with sqlite3.connect(path) as con:  # a rollback-journal database stays one
+        con.execute("PRAGMA journal_mode = DELETE")
+    digest, mtime = _digest(path), path.stat().st_mtime_ns
+    with Store(url, read_only=True) as ro:
+        assert len(ro.trials("a")) == 3 and ro.count("a") == 1
+    assert _digest(path) == digest and path.stat().st_mtime_ns == mtime, "the file changed"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "delete", f"the read-only store changed the journal mode to {mode}"
+
+
+def test_nothing_is_created(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    url = default_url(runs, create=False)
+    assert url == f"sqlite:///{runs.resolve() / 'nas.db'}" and not runs.exists()
+    with pytest.raises(StorageError, match=r"no database at .*does not exist") as info:
+        Store(url, read_only=True)
+    assert "\n" not in str(info.value)
+    assert not runs.exists(), "a read-only store created the runs directory"
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(StorageError, match="holds no metaformer-nas tables"):
+        Store(f"sqlite:///{empty}", read_only=True)
+    assert inspect(create_engine(f"sqlite:///{empty}")).get_table_names() == []
+
+
+def test_empty_postgres_database_is_refused_untouched(pg_database_url: str) -> None:
+    with pytest.raises(StorageError, match="holds no metaformer-nas tables"):
+        Store(pg_database_url, read_only=True)
+    engine = create_engine(pg_database_url)
+    try:
+        tables = [t for t in inspect(engine).get_table_names() if t.startswith("nas_")]
+    finally:
+        engine.dispose()
+    assert tables == [], f"a read-only store created {tables}"
+
+
+def test_trials_by_number_for_a_reader_catching_up(fresh_backend_url: str) -> None:
+    _fill(fresh_backend_url)
+    with Store(fresh_backend_url, read_only=True) as ro:
+        every = [t.number for t in ro.trials("a")]
+        assert every == [0, 1, 2]
+        assert [t.number for t in ro.trials("a", numbers=[2], after=0)] == [1, 2]
+        assert [t.number for t in ro.trials("a", numbers=[0])] == [0]
+        assert [t.number for t in ro.trials("a", after=1)] == [2]
+        assert ro.trials("a", numbers=[]) == [] and ro.trials("a", after=2) == []
+        assert [t.number for t in ro.trials("a", numbers=[0, 2], states=["RUNNING"])] == [2]
+        with pytest.raises(TypeError, match="trial number"):
+            ro.trials("a", numbers=["1"])

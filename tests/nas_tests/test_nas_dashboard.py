@@ -1,0 +1,233 @@
+"""The dashboard's and the report's parts without a browser: snapshots and their cache, the
+figures (points, front, escaping), the report's HTML, the export command."""
+
+from __future__ import annotations
+
+import html
+import re
+import shlex
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from db import Store, StudyRecord, TrialRecord
+from nas import analysis as A
+from nas._dashboard import _covers, _Snapshots, _stamp
+from nas._figures import (
+    MAX_PATTERNS,
+    curve_figure,
+    edf_figure,
+    empty_figure,
+    hypervolume_figure,
+    importance_figure,
+    pareto_figure,
+)
+from nas._report import render_report
+from nas._snapshot import Snapshot, export_command, load_snapshot
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+HOSTILE = "<script>alert(1)</script>"
+MIXERS = ["pooling", "sepconv", "attention", "ufo"]
+
+
+def arch(mixers: list[str], depths=(2, 2, 4, 2)) -> dict:
+    return {"family": "metaformer", "stages": [
+        {"mixer": m, "depth": d, "width": 32 * 2 ** i, "act": "gelu", "norm": "ln_nobias"}
+        for i, (m, d) in enumerate(zip(mixers, depths))]}
+
+
+def rec(number: int, accuracy: float | None, gmacs: float | None, state: str = "COMPLETE", *,
+        mixers: list[str] | None = None, params: dict | None = None, se: float = 0.01,
+        error: str | None = None) -> TrialRecord:
+    curve = [[{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 0.5,
+               "val_accuracy": accuracy} for e in (1, 2)]] if accuracy is not None else []
+    return TrialRecord(
+        id=number + 1, study_id=1, number=number, key=f"k{number}", arch_hash=f"h{number}",
+        arch=arch(mixers or MIXERS), params=params or {}, state=state, accuracy=accuracy,
+        accuracy_se=se if accuracy is not None else None,
+        test_accuracy=None if accuracy is None else accuracy - 0.01,
+        macs=None if gmacs is None else int(gmacs * 1e9), params_count=10**6,
+        metrics={"curve": curve}, error=error, started_at=T0,
+        finished_at=None if state == "RUNNING" else T0 + timedelta(seconds=number),
+        duration_s=1.0)
+
+
+def study(name: str = "s", objectives=("accuracy:max", "macs:min")) -> StudyRecord:
+    return StudyRecord(id=1, name=name, space="tiny", space_hash="h", objectives=objectives,
+                       config={}, created_at=T0)
+
+
+def random_trials(n: int, seed: int = 0, patterns: int = 4) -> list[TrialRecord]:
+    rng = np.random.default_rng(seed)
+    pats = [[MIXERS[(i + j) % 4] for j in range(4)] for i in range(4)]
+    pats += [[MIXERS[i % 4], MIXERS[(i // 4) % 4], "attention", "attention"]
+             for i in range(4, patterns)]
+    out = []
+    for i in range(n):
+        state = rng.choice(["COMPLETE"] * 8 + ["FAIL", "PRUNED"])
+        acc = float(rng.uniform(0.5, 0.8)) if state == "COMPLETE" else None
+        out.append(rec(i, acc, float(rng.uniform(0.2, 5.0)), state, mixers=pats[i % patterns],
+                       params={"width/base": int(rng.choice([32, 64])),
+                               "stage3/mixer": pats[i % patterns][2]},
+                       se=float(rng.choice([0.002, 0.02]))))
+    return out
+
+
+def trial_traces(fig: dict) -> list[dict]:
+    return [t for t in fig["data"] if t.get("meta") == "trials"]
+
+
+# --------------------------------------------------------------------------- the scatter
+
+
+@pytest.mark.parametrize("n, kind", [(60, "scatter"), (300, "scattergl")])
+def test_one_point_per_complete_trial_and_the_noisy_front_ringed(n: int, kind: str) -> None:
+    trials = random_trials(n)
+    snap = Snapshot(study(), trials)
+    fig = pareto_figure(snap, gl_threshold=100)
+    complete = sorted(t.number for t in trials if t.state == "COMPLETE")
+    shown = sorted(c[0] for t in trial_traces(fig) for c in t["customdata"])
+    assert shown == complete, f"expected the {len(complete)} COMPLETE trials, got {len(shown)}"
+    assert {t["type"] for t in trial_traces(fig)} == {kind}
+    for tr in trial_traces(fig):  # each point where its trial is
+        for x, y, c in zip(tr["x"], tr["y"], tr["customdata"]):
+            t = trials[c[0]]
+            assert (x, y) == (t.macs, round(t.accuracy, 5)), (c[0], x, y)
+    nf = A.noisy_front(trials, snap.objectives)
+    rings = {t["name"]: t for t in fig["data"] if t["name"].startswith("front: ")}
+    by_macs = {t.macs: t.number for t in trials if t.state == "COMPLETE"}
+    for name, expected in (("front: certain", nf.certain), ("front: within noise",
+                                                             nf.within_noise)):
+        got = sorted(by_macs[x] for x in rings[name]["x"] if x is not None)
+        assert got == sorted(t.number for t in expected), f"{name}: {got}"
+        assert rings[name]["hoverinfo"] == "skip", "a ring must not take the point's click"
+    line = next(t for t in fig["data"] if t["name"] == "Pareto front")
+    assert sorted(by_macs[x] for x in line["x"]) == sorted(m.trial.number for m in nf.members)
+
+
+def test_patterns_beyond_the_palette_share_one_grey_trace() -> None:
+    trials = random_trials(120, patterns=MAX_PATTERNS + 3)
+    fig = pareto_figure(Snapshot(study(), trials))
+    names = [t["name"] for t in trial_traces(fig)]
+    assert len(names) == MAX_PATTERNS and names[0] == "other (4 patterns)", names
+    other = trial_traces(fig)[0]  # drawn first, under the coloured ones; listed last
+    assert other["legendrank"] > max(t.get("legendrank", 1000) for t in trial_traces(fig)[1:])
+    labels = {c[1].split(" · ")[0] for c in other["customdata"]}
+    assert len(labels) == 4, f"the grey trace names each point's pattern; got {labels}"
+
+
+def test_no_completed_trial_gives_an_empty_figure_not_an_error() -> None:
+    snap = Snapshot(study(), [rec(0, None, 1.0, "FAIL"), rec(1, None, None, "RUNNING")])
+    for fig in (pareto_figure(snap), hypervolume_figure(snap), importance_figure(snap)):
+        assert fig["data"] == [] and fig["layout"]["annotations"], fig["layout"]["title"]
+    assert snap.knee is None and snap.hypervolume["final"] is None
+
+
+# --------------------------------------------------------------------------- escaping
+
+_OURS = re.compile(r"<br>|<extra></extra>")
+
+
+def _strings(node, path=""):
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            if k not in ("template", "uirevision"):  # Plotly's own; a key, never shown
+                yield from _strings(v, f"{path}.{k}")
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def test_every_text_in_every_figure_is_escaped() -> None:
+    bad = "<b>x</b>&<img src=y>"
+    trials = [rec(i, 0.6 + i / 100, 1.0 + i, mixers=[bad, "sepconv", "attention", "ufo"],
+                  params={bad: ["a", bad][i % 2], "width/base": [32, 64][i // 2 % 2]})
+              for i in range(8)]
+    trials.append(rec(8, 0.9, 20.0, mixers=["pooling"] * 4, params={bad: "a"}))
+    snap = Snapshot(study(HOSTILE), trials)
+    figures = {"pareto": pareto_figure(snap), "hv": hypervolume_figure(snap),
+               "importance": importance_figure(snap), "curve": curve_figure(trials[0]),
+               "empty": empty_figure(bad, bad)}
+    figures.update({f"edf {c}": edf_figure(snap, c) for c in snap.choices})
+    assert bad in snap.choices, snap.choices
+    seen = []
+    for name, fig in figures.items():
+        for path, text in _strings(fig):
+            assert "<" not in _OURS.sub("", text), f"{name}{path} is not escaped: {text!r}"
+            seen.append(text)
+    joined = "\n".join(seen)
+    for raw in (HOSTILE, bad):  # they are there, as entities
+        assert html.escape(raw) in joined, raw
+
+
+def test_export_command_quotes_every_part() -> None:
+    cmd = export_command("postgresql://u:***@h/db", "it's $(rm -rf ~)", 7)
+    assert shlex.split(cmd) == ["python", "-m", "nas", "export", "--db",
+                                "postgresql://u:***@h/db", "--study", "it's $(rm -rf ~)",
+                                "--trial", "7", "--out", "exports/it's $(rm -rf ~)-7"]
+
+
+def test_report_is_one_offline_file_with_everything_escaped() -> None:
+    trials = random_trials(40)
+    snap = Snapshot(study(HOSTILE), trials)
+    text = render_report(snap, "sqlite:////x/nas.db")
+    assert HOSTILE not in text, "the study name must be escaped in the report"
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    scripts = re.findall(r"<script\b[^>]*>", text)
+    figures = 3 + len(snap.choices)  # pareto, hypervolume, importance, one EDF per choice
+    assert len(scripts) == 1 + figures, f"plotly.js once, then one per figure; got {scripts}"
+    assert not re.search(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=", text), \
+        "the report must not load anything"
+    front = re.findall(r"--trial (\d+) ", text)
+    assert sorted(map(int, front)) == sorted(m.trial.number for m in snap.noisy.members)
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def test_hypervolume_curve_is_the_normalised_hypervolume() -> None:
+    trials = random_trials(50, seed=3)
+    snap = Snapshot(study(), trials)
+    ev = snap.evaluated
+    ref = A.reference_point(ev)
+    expected = A.normalized_hypervolume(ev.losses, ref, ev.losses.min(axis=0))
+    assert snap.hypervolume["final"] == pytest.approx(expected, rel=1e-12)
+    y = hypervolume_figure(snap)["data"][0]["y"]
+    assert y[-1] == round(expected, 5) and all(a <= b for a, b in zip(y, y[1:])), y
+
+
+def test_snapshots_catch_up_only_when_the_study_changed(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    with Store(url) as w:
+        s = w.get_or_create_study("s", space="tiny", space_hash="h",
+                                  objectives=("accuracy:max", "macs:min"), config={})
+
+        def trial(key: str, acc: float | None):
+            t = w.start_trial(s.id, key=key, arch_hash=key * 16, arch=arch(MIXERS), params={})
+            if acc is not None:
+                w.finish_trial(t.id, state="COMPLETE", accuracy=acc, accuracy_se=0.01,
+                               macs=int(acc * 1e10))
+            return t
+
+        trial("a", 0.6)
+        running = trial("b", None)
+        with Store(url, read_only=True) as ro:
+            cache = _Snapshots(ro)
+            old = _stamp(ro.activity()[0])
+            first = cache.get(old)
+            assert cache.get(old) is first, "an unchanged study must not be read again"
+            w.finish_trial(running.id, state="COMPLETE", accuracy=0.65, accuracy_se=0.01,
+                           macs=7 * 10**9)
+            trial("c", 0.7)
+            new = _stamp(ro.activity()[0])
+            assert new != old
+            second = cache.get(new)
+            assert second is not first and len(second.plotted) == 3
+            full = load_snapshot(ro, "s")
+            assert second.trials == full.trials, "catching up must equal reading everything"
+            assert second.activity == full.activity
+            assert cache.get(old) is second, "a page holding the older stamp gets the newer"
+            assert _covers(second.activity, old) and not _covers(first.activity, new)

@@ -1,0 +1,90 @@
+"""``python -m nas dashboard`` and ``report`` on bad input: one line on stderr, exit 2, nothing
+created. Through ``nas.cli.main`` in this process, and two cases as real subprocesses."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from db import Store
+from nas.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    with Store(url) as w:
+        w.get_or_create_study("present", space="tiny", space_hash="h",
+                              objectives=("accuracy:max", "macs:min"), config={})
+    return url
+
+
+def _one_line(code: int, err: str, says: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, f"exit {code}, stderr:\n{err[-2000:]}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"not one line: {err!r}"
+    assert says in lines[0], f"expected {says!r} in {lines[0]!r}"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["dashboard", "--study", "nope"], "no study named 'nope'"),
+    (["dashboard", "--port", "70000"], "--port: must be 0..65535"),
+    (["dashboard", "--host", "no-such-host.invalid", "--port", "0"],
+     "cannot serve on no-such-host.invalid:0"),
+    (["dashboard", "--refresh", "0"], "--refresh must be a positive number of seconds"),
+    (["report", "--study", "nope"], "no study named 'nope'"),
+    (["report", "--study", "present", "-o", "{tmp}/nowhere/r.html"], "the folder"),
+])
+def test_bad_input_is_one_line_and_exit_2(url, tmp_path, capsys, args, says) -> None:
+    args = [a.format(tmp=tmp_path) for a in args]
+    try:
+        code = main([args[0], "--db", url, *args[1:]])
+    except SystemExit as e:  # argparse
+        code = e.code
+    captured = capsys.readouterr()
+    _one_line(code, captured.err, says)
+    assert " on http://" not in captured.out, f"it served: {captured.out!r}"
+    left = [p.name for p in tmp_path.iterdir() if not p.name.startswith("nas.db")]
+    assert left == [], f"files left behind: {left}"  # (SQLite's -wal/-shm may stay)
+
+
+def test_unreachable_postgres_names_it_without_the_password(capsys) -> None:
+    code = main(["dashboard", "--db", "postgresql://nobody:s3cret@127.0.0.1:1/x"])
+    err = capsys.readouterr().err
+    _one_line(code, err, "postgresql://nobody:***@127.0.0.1:1/x")
+    assert "s3cret" not in err
+
+
+def test_subprocess_missing_database_and_busy_port(url, tmp_path: Path) -> None:
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    busy = held.getsockname()[1]
+    missing = tmp_path / "none" / "nas.db"
+    commands = {"missing": ["--db", f"sqlite:///{missing}"],
+                "busy": ["--db", url, "--port", str(busy)]}
+    try:
+        procs = {k: subprocess.Popen([sys.executable, "-m", "nas", "dashboard", *c], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for k, c in commands.items()}
+        done = {}
+        for k, p in procs.items():
+            try:
+                done[k] = (*p.communicate(timeout=120), p.returncode)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                raise AssertionError(f"{k}: the dashboard did not exit") from None
+    finally:
+        held.close()
+    out, err, code = done["missing"]
+    _one_line(code, err, f"no database at sqlite:///{missing}")
+    assert not missing.parent.exists(), "the dashboard created the database's folder"
+    out, err, code = done["busy"]
+    _one_line(code, err, f"cannot serve on 127.0.0.1:{busy}")
+    assert " on http://" not in out
