@@ -392,8 +392,8 @@ def _pareto(args: argparse.Namespace) -> int:
     from nas import _pareto
     from nas.models import from_dict
 
-    url = args.db or default_url(args.runs_dir)
-    store = Store(url, decode_arch=from_dict)
+    url = args.db or default_url(args.runs_dir, create=False)
+    store = Store(url, decode_arch=from_dict, read_only=True)  # reads only, creates nothing
     names = args.study
     if not names:
         studies = [s.name for s in store.list_studies()]

@@ -110,3 +110,15 @@ def test_bad_input_is_one_line_and_exit_2(db, capsys, argv, message) -> None:
     assert main(["pareto", "--db", url, *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_pareto_writes_nothing_to_the_database(db, tmp_path, capsys) -> None:
+    url, _ = db
+    path = url.removeprefix("sqlite:///")
+    before = open(path, "rb").read()
+    assert main(["pareto", "--db", url, "--study", "a0"]) == 0
+    assert open(path, "rb").read() == before
+    missing = tmp_path / "none" / "nas.db"
+    assert main(["pareto", "--db", f"sqlite:///{missing}", "--study", "a0"]) == 2
+    assert not missing.parent.exists(), "a reader must not create a database"
+    capsys.readouterr()
