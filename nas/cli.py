@@ -508,6 +508,7 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {what} as '{result.name}' to {result.out} in {result.seconds:.1f} s: "
           f"{', '.join(sorted(result.files))} (checked: model.py stand-alone, TorchScript, "
           f"ONNX in onnxruntime; max |diff| {worst:.1e})")
+    return 0
 
 
 # --------------------------------------------------------------------------- dashboard, report
