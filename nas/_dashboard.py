@@ -383,8 +383,8 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
     An unknown ``study``, an unreachable database and an address that cannot be bound raise
     a one-line :class:`nas_errors.NasError` before anything is served.
     """
-    if not refresh_s > 0:
-        raise ConfigError(f"--refresh must be a positive number of seconds; got {refresh_s}")
+    if not 0.5 <= refresh_s <= 86400:
+        raise ConfigError(f"--refresh must be 0.5 .. 86400 seconds; got {refresh_s}")
     store = Store(url, read_only=True)
     try:
         if study is not None:

@@ -12,6 +12,8 @@ import csv
 import json
 import math
 import os
+import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,10 +146,32 @@ def _fmt(v: float | None, spec: str) -> str:
 # --------------------------------------------------------------------------- files
 
 
+OUTPUTS = ("front.csv", "front.json", "pareto.png", "hypervolume.png")
+
+
 def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
                   group_by: str | None = None) -> list[Path]:
-    """front.csv, front.json, pareto.png and hypervolume.png in ``out`` (created)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """front.csv, front.json, pareto.png and hypervolume.png in ``out`` (created), all or none:
+    written into a temporary folder inside ``out``, then renamed over the old ones."""
+    clash = [n for n in OUTPUTS if (out / n).is_dir()]
+    if clash:
+        raise ConfigError(f"--out {out}: {clash[0]} there is a directory; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".pareto-partial-", dir=out))
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write there: {e.strerror or e}") from None
+    try:
+        written = _write_files(fronts, tmp, z=z, group_by=group_by)
+        for path in written:
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out / path.name for path in written]
+
+
+def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
+                 group_by: str | None) -> list[Path]:
     ref, hv = hypervolumes(fronts)
     rows = front_rows(fronts)
     written = []

@@ -127,6 +127,10 @@ def write_report(url: str, study: str, out: str | os.PathLike[str]) -> tuple[Pat
     not exist, or cannot be written, is a one-line ConfigError.
     """
     target = Path(out).expanduser()
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"-o {out}: the report is one HTML file; give a name ending in .html")
+    if target.is_dir():
+        raise ConfigError(f"-o {out} is a directory; give a file name ending in .html")
     if not target.parent.is_dir():
         raise ConfigError(f"-o {out}: the folder {str(target.parent)!r} does not exist")
     with Store(url, read_only=True) as store:

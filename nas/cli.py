@@ -41,11 +41,22 @@ __all__ = ["main", "search_main", "spaces_main", "print_pareto"]
 EXIT_USAGE = 2  # bad usage or bad input: one line on stderr, no traceback
 EXIT_FAILED = 1  # the run itself failed (e.g. every trial failed)
 EXIT_INTERRUPTED = 130  # Ctrl-C (a search stopped by SIGTERM exits 143)
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 def _fail(msg: str, code: int = EXIT_USAGE) -> int:
+    # text from the database (an error, a name) may hold control characters: shown escaped
+    msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
     print(f"error: {msg}", file=sys.stderr)
     return code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM in a command that writes files: unwound like Ctrl-C, so nothing is half-written."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
 
 
 # --------------------------------------------------------------------------- search
@@ -383,8 +394,8 @@ def _pareto(args: argparse.Namespace) -> int:
 
     from nas_errors import ConfigError
 
-    if not (args.z > 0):
-        raise ConfigError(f"--z must be > 0; got {args.z}")
+    if not (0 < args.z < float("inf")):
+        raise ConfigError(f"--z must be a finite number > 0 (standard errors); got {args.z}")
     from nas.results import parse_objectives
 
     objectives = parse_objectives(args.objectives) if args.objectives else None
@@ -613,6 +624,10 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser(search_prog).parse_args(argv)
     args.argv = argv  # the command line as given (export quotes it in its model card)
+    if args.command in ("export", "report", "pareto"):  # (a search has its own handlers)
+        import signal
+
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.run(args)
     except NasError as e:
@@ -621,10 +636,15 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
         _print_front_of(e.summary)
         print(str(e), file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        code = EXIT_TERMINATED if isinstance(e, _Terminated) else EXIT_INTERRUPTED
         if args.command == "export":
-            return _fail(f"interrupted; nothing was written to {args.out}", EXIT_INTERRUPTED)
-        return _fail("interrupted; finished trials are in the database", EXIT_INTERRUPTED)
+            return _fail(f"interrupted; nothing was written to {args.out}", code)
+        if args.command == "report":
+            return _fail(f"interrupted; {args.out} was not written", code)
+        if args.command == "pareto":
+            return _fail("interrupted; no output file was changed", code)
+        return _fail("interrupted; finished trials are in the database", code)
 
 
 def _print_front_of(summary) -> None:

@@ -80,6 +80,8 @@ def check_out_dir(out: str | os.PathLike[str], force: bool) -> Path:
     ``model.py``, and nothing an export does not write), so ``--force`` cannot delete anything
     else.
     """
+    if not str(out).strip():
+        raise ConfigError("--out must name a directory; got an empty path")
     path = Path(os.path.abspath(out))
     if not path.exists() and not path.is_symlink():
         return path
@@ -192,7 +194,7 @@ def select_trial(db_url: str, study: str, *, trial: int | None = None, pick: str
     from nas.models import from_dict
 
     _require_database(db_url)
-    with Store(db_url, decode_arch=from_dict) as store:
+    with Store(db_url, decode_arch=from_dict, read_only=True) as store:  # creates nothing
         record = store.get_study(study)
         trials = tuple(store.trials(study))
     chosen = pick_trial(trials, record.objectives, study=study, trial=trial, pick=pick,
@@ -270,10 +272,18 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
         torch.manual_seed(seed)
         model = build_model(spec).eval()
-    created = _make_parents(out.parent)
+    try:
+        created = _make_parents(out.parent)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create its folder {str(out.parent)!r}: "
+                          f"{e.strerror or e}") from None
     tmp: Path | None = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        except OSError as e:
+            raise ConfigError(f"--out {out}: cannot write in {str(out.parent)!r}: "
+                              f"{e.strerror or e}") from None
         origin = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
                   if selection.trial is not None else f"preset {selection.preset}")
         header = (f"{selection.name}: {origin}, exported by metaformer-nas\n"

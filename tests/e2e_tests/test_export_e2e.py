@@ -113,15 +113,27 @@ def test_bad_input_on_the_real_study_is_one_line(searched, knee, capsys, tmp_pat
         (["--pick", "best", "--max-macs", "1", "--out", str(tmp_path / "b")],
          "has MACs <= 1; the cheapest is #"),
         (["--pick", "knee", "--out", str(out)], "already exists; pass --force to replace it"),
+        (["--pick", "knee", "--out", ""], "--out must name a directory"),
+        (["--pick", "knee", "--out", "/proc/nas-export"], "cannot write in '/proc'"),
     ):
         code = main(["export", "--db", url, "--study", study, *argv])
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1, (argv, code, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # the database is only read: an empty file gets no tables
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    code = main(["export", "--db", f"sqlite:///{empty}", "--study", study, "--trial", "0",
+                 "--out", str(tmp_path / "c")])
+    assert code == 2 and empty.stat().st_size == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
 
 
-def test_an_interrupted_export_leaves_nothing(searched, tmp_path):
-    """Ctrl-C while the files are being written and checked: no DIR, no temporary directory."""
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["sigint", "sigterm"])
+def test_an_interrupted_export_leaves_nothing(searched, tmp_path, sig, code):
+    """Ctrl-C or SIGTERM while the files are being written and checked: no DIR, no temporary
+    directory."""
     url, study = searched
     out = tmp_path / "exports" / "x"
     proc = subprocess.Popen([sys.executable, "-m", "nas", "export", "--db", url, "--study",
@@ -136,11 +148,11 @@ def test_an_interrupted_export_leaves_nothing(searched, tmp_path):
                 break
             time.sleep(0.05)
         assert partial, f"the export never started writing (exit {proc.poll()})"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, (proc.returncode, err)
+    assert proc.returncode == code, (proc.returncode, err)
     assert err.strip().splitlines()[-1] == f"error: interrupted; nothing was written to {out}"
     assert not (tmp_path / "exports").exists(), "the export (or its created parent) was left"

@@ -37,9 +37,11 @@ def _one_line(code: int, err: str, says: str) -> None:
     (["dashboard", "--port", "70000"], "--port: must be 0..65535"),
     (["dashboard", "--host", "no-such-host.invalid", "--port", "0"],
      "cannot serve on no-such-host.invalid:0"),
-    (["dashboard", "--refresh", "0"], "--refresh must be a positive number of seconds"),
+    (["dashboard", "--refresh", "0"], "--refresh must be 0.5 .. 86400 seconds"),
+    (["dashboard", "--refresh", "inf"], "--refresh must be 0.5 .. 86400 seconds"),
     (["report", "--study", "nope"], "no study named 'nope'"),
     (["report", "--study", "present", "-o", "{tmp}/nowhere/r.html"], "the folder"),
+    (["report", "--study", "present", "-o", "{tmp}/notes.txt"], "a name ending in .html"),
 ])
 def test_bad_input_is_one_line_and_exit_2(url, tmp_path, capsys, args, says) -> None:
     args = [a.format(tmp=tmp_path) for a in args]

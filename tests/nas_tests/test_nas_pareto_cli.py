@@ -103,7 +103,7 @@ def test_hostile_study_name_is_printed_as_text(db, capsys) -> None:
     ([], "--study is needed"),
     (["--study", "a0", "--group-by", "colour"], "--group-by: 'colour' is not in"),
     (["--study", "a0", "--objectives", "acc:max"], "unknown metric 'acc'"),
-    (["--study", "a0", "--z", "0"], "--z must be > 0"),
+    (["--study", "a0", "--z", "0"], "--z must be a finite number > 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(db, capsys, argv, message) -> None:
     url, _ = db
@@ -122,3 +122,25 @@ def test_pareto_writes_nothing_to_the_database(db, tmp_path, capsys) -> None:
     assert main(["pareto", "--db", f"sqlite:///{missing}", "--study", "a0"]) == 2
     assert not missing.parent.exists(), "a reader must not create a database"
     capsys.readouterr()
+
+
+def test_out_is_all_or_nothing_and_unwritable_places_are_one_line(db, tmp_path, capsys) -> None:
+    url, _ = db
+    out = tmp_path / "o"
+    (out / "pareto.png").mkdir(parents=True)  # a directory where a file goes: refused up front
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", str(out)]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["pareto.png"], "nothing half-written"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", str(afile / "sub")]) == 2
+    assert main(["pareto", "--db", url, "--study", "a0", "--z", "inf"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(e.startswith("error: ") for e in err), err
+    assert "is a directory" in err[0] and "cannot write there" in err[1] and "finite" in err[2]
+
+
+def test_control_characters_in_an_error_are_shown_escaped(db, capsys) -> None:
+    url, _ = db
+    assert main(["pareto", "--db", url, "--study", "x\x1b[31mred"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "x\\x1b[31mred" in err and err.count("\n") == 1, repr(err)
