@@ -7,12 +7,14 @@ Anyone can import it without Ray, Optuna or a database::
     model, cost = build_model(spec), analytic_cost(spec)
 
 Importing it registers the presets timm lacks with timm (``timm.create_model("randformer_s12",
-num_classes=10)``); :func:`register_timm` registers any architecture under a new name.
+num_classes=10)``), and every export under ``$NAS_EXPORT_PATH`` (folders of ``python -m nas
+export --out`` results, ``os.pathsep``-separated); :func:`register_timm` registers any
+architecture under a new name.
 """
 
 from __future__ import annotations
 
-from nas.models._timm import register_timm, timm_names
+from nas.models._timm import register_exports, register_timm, timm_names
 from nas.models.arch import (
     ArchSpec,
     ConvMixerSpec,
@@ -46,6 +48,7 @@ __all__ = [
     "get_preset",
     "list_presets",
     "measure_latency",
+    "register_exports",
     "register_preset",
     "register_timm",
     "runtime_config",
@@ -55,3 +58,5 @@ __all__ = [
     "validate",
     "with_overrides",
 ]
+
+register_exports()  # $NAS_EXPORT_PATH: earlier exports are timm names in any process

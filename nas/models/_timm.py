@@ -28,7 +28,13 @@ from nas.models.arch import ArchSpec, to_dict
 from nas.models.model import build_model, with_overrides
 from nas_errors import ConfigError
 
-__all__ = ["register_timm", "register_timm_preset", "timm_names"]
+__all__ = ["register_timm", "register_timm_preset", "register_exports", "timm_names",
+           "EXPORT_PATH_ENV"]
+
+#: folders of exports (``python -m nas export --out``), or folders holding them, separated by
+#: ``os.pathsep``; importing ``nas.models`` registers every export found there with timm
+EXPORT_PATH_ENV = "NAS_EXPORT_PATH"
+_NAME_LINE = re.compile(r"^NAME = '([a-z_][a-z0-9_]*)'$", re.M)
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _OURS: dict[str, Callable[[], ArchSpec]] = {}  # name -> its architecture (presets: lazily)
@@ -71,6 +77,43 @@ def register_timm(name: str, spec: ArchSpec | Mapping[str, Any]) -> str:
     arch = with_overrides(spec)
     _register(name, lambda: arch)
     return name
+
+
+def register_exports(paths: str | None = None) -> list[str]:
+    """Register with timm the exports found in ``paths`` (default ``$NAS_EXPORT_PATH``).
+
+    Each entry is an export's folder (holding ``config.yaml`` and ``model.py``) or a folder of
+    such folders. The name is the export's (``NAME`` in its ``model.py``), the architecture its
+    ``config.yaml``. An entry that is no export, or an export whose name timm already has, is
+    skipped with a warning: importing the package never fails because of this variable.
+    Returns the names registered.
+    """
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    raw = os.environ.get(EXPORT_PATH_ENV, "") if paths is None else paths
+    found: list[str] = []
+    for entry in filter(None, (p.strip() for p in raw.split(os.pathsep))):
+        root = Path(entry).expanduser()
+        dirs = [root] if (root / "config.yaml").is_file() else (
+            sorted(d for d in root.iterdir() if (d / "config.yaml").is_file())
+            if root.is_dir() else [])
+        if not dirs:
+            warnings.warn(f"{EXPORT_PATH_ENV}: {str(root)!r} holds no export", stacklevel=2)
+        for d in dirs:
+            try:
+                match = _NAME_LINE.search((d / "model.py").read_text())
+                if match is None:
+                    raise ConfigError("its model.py names no model (NAME = '...')")
+                arch = yaml.safe_load((d / "config.yaml").read_text())
+                found.append(register_timm(match.group(1), arch))
+            except (OSError, ValueError, ConfigError, yaml.YAMLError) as e:
+                warnings.warn(f"{EXPORT_PATH_ENV}: export {str(d)!r} not registered: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                              stacklevel=2)
+    return found
 
 
 def register_timm_preset(name: str) -> bool:

@@ -4,9 +4,11 @@ export leaves nothing behind."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from db import Store
 from nas.analysis import evaluated, knee_point, non_dominated_sort, pareto_front
 from nas.cli import main
 from nas.export import select_trial
-from nas.models import analytic_cost, arch_hash, from_dict
+from nas.models import analytic_cost, arch_hash, build_model, from_dict
 from nas.search import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +65,38 @@ def test_the_knee_is_exported_and_every_file_reproduces_it(knee, tmp_path):
     # exporting registered the name in this process too
     model = timm.create_model(name, pretrained=False, num_classes=5)
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+
+
+def test_exports_on_nas_export_path_are_timm_models_after_importing_the_package(knee, tmp_path):
+    """A new process that imports only the package (not the export's model.py) creates the
+    export by name, with its weights, when $NAS_EXPORT_PATH names the folder of exports."""
+    out, trial, _, _ = knee
+    name = f"tiny_trial{trial.number}"
+    (tmp_path / "junk").mkdir()  # a folder that is no export: a warning, never an error
+    code = textwrap.dedent(f"""
+        import warnings, torch, timm
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import nas.models
+        assert any("holds no export" in str(w.message) for w in caught), caught
+        m = timm.create_model({name!r}, pretrained=False,
+                              checkpoint_path={str(out / "model.safetensors")!r}).eval()
+        x = torch.load({str(tmp_path / "x.pt")!r})
+        torch.save(m(x), {str(tmp_path / "y.pt")!r})
+    """)
+    x = torch.randn(2, 3, 64, 64)
+    torch.save(x, tmp_path / "x.pt")
+    env = {**os.environ, "NAS_EXPORT_PATH": os.pathsep.join([str(out.parent),
+                                                             str(tmp_path / "junk")])}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    model = build_model(from_dict(yaml.safe_load((out / "config.yaml").read_text()))).eval()
+    model.load_state_dict(load_file(out / "model.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(tmp_path / "y.pt"), model(x))
 
 
 def test_model_card_numbers_are_the_databases(knee):
