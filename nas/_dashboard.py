@@ -32,7 +32,19 @@ from nas_errors import ConfigError
 __all__ = ["serve", "make_app"]
 
 _KEEP = 4  # studies whose snapshot is kept in memory
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK = ("localhost",)
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: nobody else can reach the page."""
+    import ipaddress
+
+    if host in _LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 _GRAPH_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 _PLACEHOLDER = "Click a point of the scatter or a row of the table to open its trial."
 
@@ -406,7 +418,7 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
         where = ", ".join(f"http://{'[' + h + ']' if ':' in h else h}:{p}/" for h, p in listen)
         print(f"dashboard of {mask_url(url)} (read-only) on {where} (Ctrl-C stops it)",
               flush=True)
-        if host not in _LOOPBACK:
+        if not _is_loopback(host):
             print(f"warning: listening on {host}: anyone who can reach this machine can read "
                   f"the database through it (there is no authentication)", file=sys.stderr,
                   flush=True)

@@ -367,11 +367,11 @@ def _add_pareto(sub) -> argparse.ArgumentParser:
                     "that marks which members are certainly non-dominated and which are within "
                     "noise of another trial, the knee, and the hypervolume (one reference point "
                     "for all studies given). With --out: front.csv, front.json, pareto.png and "
-                    "hypervolume.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "hypervolume.png.")
     p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
                    help="database URL (default: $NAS_DB_URL, else sqlite:///<runs-dir>/nas.db)")
-    p.add_argument("--runs-dir", default="runs", help="folder of the default database")
+    p.add_argument("--runs-dir", default="runs",
+                   help="folder of the default database (default: runs)")
     p.add_argument("--study", action="append", default=None, metavar="NAME",
                    help="study to read; repeat to compare studies on one plot (default: the "
                         "only study in the database)")
@@ -379,7 +379,7 @@ def _add_pareto(sub) -> argparse.ArgumentParser:
                    help="name:max|min,... (default: those stored with the first study)")
     p.add_argument("--z", type=float, default=1.96,
                    help="noise threshold in standard errors: a difference smaller than z x "
-                        "the combined standard error is a tie")
+                        "the combined standard error is a tie (default: 1.96)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write front.csv, front.json, pareto.png and hypervolume.png here")
     p.add_argument("--group-by", default=None, metavar="KEY",
@@ -408,6 +408,8 @@ def _pareto(args: argparse.Namespace) -> int:
     names = args.study
     if not names:
         studies = [s.name for s in store.list_studies()]
+        if not studies:
+            raise ConfigError(f"{mask_url(url)} holds no studies yet; run a search first")
         if len(studies) != 1:
             raise ConfigError(f"--study is needed: {mask_url(url)} holds "
                               f"{len(studies)} studies" + (f" ({', '.join(studies[:20])})"

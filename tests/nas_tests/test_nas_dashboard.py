@@ -231,3 +231,14 @@ def test_snapshots_catch_up_only_when_the_study_changed(tmp_path) -> None:
             assert second.activity == full.activity
             assert cache.get(old) is second, "a page holding the older stamp gets the newer"
             assert _covers(second.activity, old) and not _covers(first.activity, new)
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.0.0.2", True),
+                                            ("::1", True), ("[::1]", True),
+                                            ("localhost", True), ("0.0.0.0", False),
+                                            ("::", False), ("192.168.1.5", False),
+                                            ("example.org", False)])
+def test_only_loopback_addresses_skip_the_no_authentication_warning(host, loopback) -> None:
+    from nas._dashboard import _is_loopback
+
+    assert _is_loopback(host) is loopback

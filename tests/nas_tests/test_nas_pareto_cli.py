@@ -144,3 +144,10 @@ def test_control_characters_in_an_error_are_shown_escaped(db, capsys) -> None:
     assert main(["pareto", "--db", url, "--study", "x\x1b[31mred"]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "x\\x1b[31mred" in err and err.count("\n") == 1, repr(err)
+
+
+def test_a_database_without_studies_says_so(tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path}/nas.db"
+    Store(url).close()  # our tables, no study
+    assert main(["pareto", "--db", url]) == 2
+    assert "holds no studies yet; run a search first" in capsys.readouterr().err
