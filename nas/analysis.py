@@ -102,11 +102,6 @@ class Evaluated:
     def __len__(self) -> int:
         return len(self.trials)
 
-    def values(self) -> np.ndarray:
-        """The objectives' values in their own sign, (n, k)."""
-        signs = np.array([1.0 if o.direction == "min" else -1.0 for o in self.objectives])
-        return self.losses * signs
-
     def subset(self, index: Iterable[int]) -> Evaluated:
         idx = np.fromiter(index, dtype=int)
         return Evaluated(tuple(self.trials[i] for i in idx), self.objectives,
