@@ -17,13 +17,20 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from db import TrialRecord
 from nas._snapshot import Snapshot
 
 __all__ = ["esc", "pareto_figure", "hypervolume_figure", "edf_figure", "importance_figure",
-           "curve_figure", "empty_figure", "GL_THRESHOLD", "MAX_PATTERNS"]
+           "curve_figure", "empty_figure", "plotly_js", "GL_THRESHOLD", "MAX_PATTERNS",
+           "PLOTLY_JS"]
+
+#: plotly.js's own ``gl2d`` partial bundle (scatter, scattergl, splom, parcoords), vendored
+#: (``nas/_static/README.md``): every figure here is ``scatter`` or ``scattergl``, and the
+#: bundle is 1.5 MB against the full one's 4.8 MB, which a first visit spends ~0.5 s compiling
+PLOTLY_JS = Path(__file__).resolve().parent / "_static" / "plotly-gl2d-4.1.1.min.js"
 
 #: above this many points the scatter is drawn with WebGL (scattergl) instead of SVG
 GL_THRESHOLD = 2000
@@ -48,6 +55,12 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def _r(v: float | None, digits: int = 5) -> float | None:
     return None if v is None else round(float(v), digits)
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """The plotly.js bundle every page of ours uses (:data:`PLOTLY_JS`), as text."""
+    return PLOTLY_JS.read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=1)
@@ -233,12 +246,22 @@ def importance_figure(snap: Snapshot) -> dict[str, Any]:
     if not imp:
         return empty_figure(title, "needs 2 or more completed trials and a parameter that varies")
     names = list(imp)[::-1]  # largest on top
-    return {"data": [{"type": "bar", "orientation": "h", "x": [_r(imp[n]) for n in names],
-                      "y": [esc(n) for n in names],
+    # a dot plot (a stem from 0 to each dot): the bundle we serve has no bar traces
+    stems_x: list[float | None] = []
+    stems_y: list[str | None] = []
+    for n in names:
+        stems_x += [0.0, _r(imp[n]), None]
+        stems_y += [esc(n), esc(n), None]
+    return {"data": [{"type": "scatter", "mode": "lines", "x": stems_x, "y": stems_y,
+                      "line": {"color": PALETTE[0], "width": 3}, "hoverinfo": "skip"},
+                     {"type": "scatter", "mode": "markers", "x": [_r(imp[n]) for n in names],
+                      "y": [esc(n) for n in names], "marker": {"color": PALETTE[0], "size": 10},
                       "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}],
             "layout": _layout(esc(title), height=max(300, 60 + 28 * len(names)),
-                              xaxis={"title": {"text": "importance (sums to 1)"}},
-                              yaxis={"automargin": True})}
+                              showlegend=False,
+                              xaxis={"title": {"text": "importance (sums to 1)"},
+                                     "rangemode": "tozero"},
+                              yaxis={"automargin": True, "type": "category"})}
 
 
 def curve_figure(t: TrialRecord) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from nas._figures import (
     hypervolume_figure,
     importance_figure,
     pareto_figure,
+    plotly_js,
 )
 from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot
 from nas_errors import ConfigError
@@ -81,8 +82,6 @@ def _front_table(snap: Snapshot, masked_url: str) -> str:
 
 def render_report(snap: Snapshot, masked_url: str) -> str:
     """The report of ``snap`` as one HTML document (plotly.js inlined)."""
-    from plotly.offline import get_plotlyjs
-
     study = snap.study
     counts = ", ".join(f"{n} {s}" for s, n in snap.counts.items()) or "no trials yet"
     knee = snap.knee
@@ -105,7 +104,7 @@ def render_report(snap: Snapshot, masked_url: str) -> str:
     return "".join([
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>",
         f"<title>metaformer-nas report: {_e(study.name)}</title>",
-        f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head><body>",
+        f"<style>{_CSS}</style><script>{plotly_js()}</script></head><body>",
         f"<h1 id=study-title>{_e(study.name)}</h1>",
         f"<table class=facts>{facts_html}</table>",
         _figure_html(pareto_figure(snap), "pareto"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from db import Store
+from nas._figures import PLOTLY_JS
 from nas.models import to_dict
 from search_spaces import load_space
 
@@ -153,6 +154,11 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
             "return performance.getEntriesByType('resource').map(e => e.name)")
         foreign = [r for r in resources if not r.startswith(page)]
         assert not foreign, f"resources from elsewhere than {page}: {foreign}"
+        plotly = [r for r in resources if "plotly" in r.rsplit("/", 1)[-1]]
+        assert plotly == [f"{page.split('?')[0].rstrip('/')}/_nas/{PLOTLY_JS.name}"], (
+            f"plotly.js must be our partial bundle, once: {plotly}")
+        _wait(driver, "return document.querySelectorAll('#hv .scatterlayer .trace').length",
+              lambda v: v == 1, "the hypervolume curve (the tab open first)")
 
         # ---- hover shows the architecture; a click opens the trial
         best = SEARCH.index(max(SEARCH))
@@ -170,7 +176,15 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
         _wait(driver, "return document.querySelectorAll('#trial-curve .scatterlayer .trace')"
                       ".length", lambda v: v == 3, "the trial's curve (loss, train, val acc)")
 
-        # ---- the table opens a trial too, and shows an error as text
+        # ---- the importance tab draws with our bundle (a dot plot: it has no bar traces)
+        driver.find_element(By.XPATH, "//*[normalize-space(text())='Importance']").click()
+        _wait(driver, "return document.querySelectorAll('#importance .scatterlayer .point')"
+                      ".length", lambda v: v >= 1, "the importance dots")
+
+        # ---- the table (built when its tab opens) opens a trial too, shows an error as text
+        driver.find_element(By.XPATH, "//*[normalize-space(text())='Trials']").click()
+        _wait(driver, "return document.querySelectorAll('#grid .ag-row').length",
+              lambda v: v == len(SEARCH) + 3, "the table's rows (every trial)")
         cell = driver.find_element(By.CSS_SELECTOR,
                                    f"#grid .ag-row[row-id='{len(SEARCH)}'] .ag-cell")
         cell.click()
@@ -218,6 +232,38 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
         assert resources == [], f"the report loaded {resources}"
         with pytest.raises(NoAlertPresentException):
             driver.switch_to.alert
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.communicate(timeout=30)
+    err = log.read_text()
+    assert "Traceback" not in err, err[-3000:]
+
+
+def test_dashboard_on_postgresql_in_headless_chromium(pg_database_url: str,
+                                                      tmp_path: Path) -> None:
+    """The same page over a real PostgreSQL server (read-only connection): every completed
+    trial drawn, a click opening its trial, the table filled."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    _fill(pg_database_url)
+    driver = _driver()
+    log = tmp_path / "dashboard.log"
+    proc, page = _start(pg_database_url, log)
+    try:
+        driver.get(page)
+        numbers = _wait(driver, POINTS_JS, lambda v: len(v) >= len(SEARCH), "scatter points")
+        assert sorted(numbers) == list(range(len(SEARCH))), numbers
+        best = SEARCH.index(max(SEARCH))
+        point = driver.execute_script(POINT_ELEMENTS_JS)[numbers.index(best)]
+        ActionChains(driver).move_to_element(point).click().perform()
+        title = _wait(driver, TEXT_JS, lambda v: bool(v), "trial panel", "#trial-title")
+        assert title.startswith(f"Trial #{best} · COMPLETE"), title
+        driver.find_element(By.XPATH, "//*[normalize-space(text())='Trials']").click()
+        _wait(driver, "return document.querySelectorAll('#grid .ag-row').length",
+              lambda v: v == len(SEARCH) + 3, "the table's rows (every trial)")
+        assert "postgresql" in driver.execute_script(TEXT_JS, ".header")
     finally:
         driver.quit()
         proc.terminate()

@@ -16,12 +16,14 @@ from nas import analysis as A
 from nas._dashboard import _covers, _Snapshots, _stamp
 from nas._figures import (
     MAX_PATTERNS,
+    PLOTLY_JS,
     curve_figure,
     edf_figure,
     empty_figure,
     hypervolume_figure,
     importance_figure,
     pareto_figure,
+    plotly_js,
 )
 from nas._report import render_report
 from nas._snapshot import Snapshot, export_command, load_snapshot
@@ -181,8 +183,27 @@ def test_report_is_one_offline_file_with_everything_escaped() -> None:
     assert len(scripts) == 1 + figures, f"plotly.js once, then one per figure; got {scripts}"
     assert not re.search(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=", text), \
         "the report must not load anything"
+    assert plotly_js() in text and "plotly.js (gl2d - minified) v4.1.1" in text
     front = re.findall(r"--trial (\d+) ", text)
     assert sorted(map(int, front)) == sorted(m.trial.number for m in snap.noisy.members)
+
+
+def test_the_vendored_plotly_bundle_is_the_recorded_one_and_draws_every_trace_type() -> None:
+    import hashlib
+
+    digest = hashlib.sha256(PLOTLY_JS.read_bytes()).hexdigest()
+    assert digest == "3db1f8ca5c906266bd6ab2eeeef9e3c1e3f45c5844529657c3525ec2ad7c77e4", (
+        f"{PLOTLY_JS.name} changed; see nas/_static/README.md")
+    assert digest in (PLOTLY_JS.parent / "README.md").read_text()
+    trials = random_trials(2500)  # above GL_THRESHOLD: scattergl
+    trials[0].metrics["curve"] = [[{"epoch": 1, "train_loss": 1.0, "val_accuracy": 0.5}]]
+    snap = Snapshot(study(), trials)
+    figures = [pareto_figure(snap), pareto_figure(snap, gl_threshold=10**9),
+               hypervolume_figure(snap), importance_figure(snap), curve_figure(trials[0]),
+               *(edf_figure(snap, c) for c in snap.choices)]
+    types = {tr.get("type", "scatter") for fig in figures for tr in fig["data"]}
+    drawable = {"scatter", "scattergl"}
+    assert types == drawable, f"the gl2d bundle has no {types - drawable}"
 
 
 # --------------------------------------------------------------------------- snapshots
