@@ -68,13 +68,13 @@ def default_url(runs_dir: str | os.PathLike[str] = "runs", *, create: bool = Tru
     return f"sqlite:///{path / 'nas.db'}"
 
 
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite ``url`` when it does not exist (None: it exists, or not SQLite)."""
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite ``url`` (None: not SQLite, in memory, or a bad URL, which
+    open_engine reports)."""
     try:
-        path = sqlite_file(url)
-    except ArgumentError:  # a bad URL: open_engine reports it
+        return sqlite_file(url)
+    except ArgumentError:
         return None
-    return path if path is not None and not path.is_file() else None
 
 
 def _utcnow() -> datetime:
@@ -235,11 +235,14 @@ class Store:
         self._decode = decode_arch  # e.g. nas.models.from_dict: records then hold `spec`
         self._masked = mask_url(url)
         self._closed = False
-        if read_only:
-            path = _missing_sqlite_file(url)
-            if path is not None:
-                raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "
-                                   f"(a search creates it; give --db or --runs-dir)")
+        path = _sqlite_path(url)
+        if path is not None and path.is_dir():
+            raise StorageError(f"no database at {self._masked}: {str(path)!r} is a directory, "
+                               f"not a SQLite file (give the file, e.g. "
+                               f"sqlite:///{path / 'nas.db'})")
+        if read_only and path is not None and not path.is_file():
+            raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "
+                               f"(a search creates it; give --db or --runs-dir)")
         self._engine = open_engine(url, echo=echo, read_only=read_only)
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         self._writer = sessionmaker(

@@ -350,16 +350,27 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
         stamp = _stamp(activity[names.index(current)])
         if stamp == old:
             return table, new_list, no_update, now, error, no_update, no_update
-        snap = snapshots.get(stamp)
+        try:
+            snap = snapshots.get(stamp)
+        except StorageError as e:  # e.g. the study was deleted since activity() listed it
+            return (table, new_list, None, now, f"database error: {e}", html.Div(), {})
         return (table, new_list, stamp, now, error, _summary(snap),
                 snap.memo("pareto", lambda: pareto_figure(snap)))
+
+    def snapshot(stamp: list[Any]) -> Snapshot:
+        """The stamp's snapshot; when the database no longer has the study (deleted, or the
+        database gone) the panel is left as it is, and the next poll says what is wrong."""
+        try:
+            return snapshots.get(stamp)
+        except StorageError:
+            raise PreventUpdate from None
 
     def when_open(tab: str, build):
         """A callback body that builds its panel only while ``tab`` is open."""
         def update(active, stamp, *args):
             if active != tab or not stamp:
                 raise PreventUpdate
-            return build(snapshots.get(stamp), *args)
+            return build(snapshot(stamp), *args)
         return update
 
     @app.callback(Output("grid", "rowData"), Input("tabs", "value"), Input("stamp", "data"))
@@ -370,7 +381,7 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
             return []
         if active != "trials":
             raise PreventUpdate
-        return snapshots.get(stamp).rows
+        return snapshot(stamp).rows
     app.callback(Output("hv", "figure"), Input("tabs", "value"), Input("stamp", "data"))(
         when_open("hypervolume", lambda snap: snap.memo("hv", lambda: hypervolume_figure(snap))))
     app.callback(Output("importance", "figure"), Input("tabs", "value"),
@@ -410,7 +421,7 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
     def show(selected, stamp):
         if not stamp or not selected or selected.get("study") != stamp[0]:
             return html.P(_PLACEHOLDER)
-        return _trial_panel(snapshots.get(stamp), selected["number"], masked)
+        return _trial_panel(snapshot(stamp), selected["number"], masked)
 
     return app
 
@@ -437,9 +448,15 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
             server = create_server(app.server, host=host, port=port, threads=threads,
                                    ident="metaformer-nas")
         except (OSError, ValueError) as e:
-            why = getattr(e, "strerror", None) or str(e)
-            raise ConfigError(f"cannot serve on {host}:{port}: {why} (choose another --port, "
-                              f"or --port 0 for any free one)") from e
+            import errno
+
+            why = (getattr(e, "strerror", None) or str(e)).rstrip(".")
+            if getattr(e, "errno", None) in (errno.EADDRINUSE, errno.EACCES):
+                hint = "choose another --port, or --port 0 for any free one"
+            else:  # an unknown name, or an address that is not this machine's
+                hint = ("--host must be an address of this machine: 127.0.0.1 (the default), "
+                        "::1, a local interface's address, or 0.0.0.0 for all")
+            raise ConfigError(f"cannot serve on {host}:{port}: {why} ({hint})") from e
         snapshots.warm(study)  # the first page is then served from memory (requests queue)
         listen = getattr(server, "effective_listen", None) or \
             [(server.effective_host, server.effective_port)]

@@ -8,6 +8,7 @@ compute expensive panels only when they are shown.
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
 from collections import Counter
@@ -47,10 +48,17 @@ def arch_text(features: dict[str, Any]) -> str:
 
 
 def export_command(masked_url: str, study: str, number: int, out: str | None = None) -> str:
-    """The shell command that exports trial ``number`` of ``study`` (every part quoted)."""
-    out = out or f"exports/{study}-{number}"
+    """The shell command that exports trial ``number`` of ``study`` (every part quoted); the
+    default folder is ``exports/<study>-<number>`` with every character of the study's name
+    but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_`` (one folder, never nested)."""
+    out = out or f"exports/{_folder_name(study)}-{number}"
     return shlex.join(["python", "-m", "nas", "export", "--db", masked_url, "--study", study,
                        "--trial", str(number), "--out", out])
+
+
+def _folder_name(study: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", study)
+    return "_" + name if name.startswith(".") or not name else name
 
 
 def _round(v: float | None, digits: int) -> float | None:

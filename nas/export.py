@@ -268,10 +268,16 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         check_timm_name(selection.name)
     _check_portable(spec)
     config = runtime_config(spec)
+    cost = analytic_cost(spec)
+    _check_memory(cost, img_size)
 
-    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
-        torch.manual_seed(seed)
-        model = build_model(spec).eval()
+    try:
+        with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+            torch.manual_seed(seed)
+            model = build_model(spec).eval()
+    except (MemoryError, RuntimeError) as e:
+        _out_of_memory(e, cost, img_size)
+        raise
     try:
         created = _make_parents(out.parent)
     except OSError as e:
@@ -306,7 +312,7 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
                                       selection.study.objectives)
         sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
         card = CardInfo(
-            name=selection.name, how=selection.how, spec=spec, cost=analytic_cost(spec),
+            name=selection.name, how=selection.how, spec=spec, cost=cost,
             searched=selection.spec, files=sizes, checks=checks, seed=seed,
             versions=_versions(), trial=selection.trial, study=selection.study,
             position=position, preset=selection.preset, db_url=selection.db_url,
@@ -315,12 +321,14 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         (tmp / "README.md").write_text(render_card(card))
         _usual_permissions(tmp)
         _move_into_place(tmp, out)
-    except BaseException:
+    except BaseException as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         for d in reversed(created):
             with contextlib.suppress(OSError):
                 d.rmdir()
+        if isinstance(e, (MemoryError, RuntimeError)):
+            _out_of_memory(e, cost, img_size)
         raise
     if not preset_name:
         register_timm(selection.name, spec)
@@ -347,6 +355,46 @@ def export_preset(preset: str, out: str | os.PathLike[str], *, name: str | None 
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can get (Linux ``MemAvailable``), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _check_memory(cost: Any, img_size: int) -> None:
+    """Refuse before building a model whose float32 weights alone exceed the free memory (a
+    RandFormer's frozen token-mixing matrices grow with the 4th power of ``img_size``)."""
+    need, free = 4 * cost.params, _available_memory()
+    if free is not None and need > free:
+        raise ConfigError(f"--img-size {img_size}: the model's weights alone need "
+                          f"{_gb(need)} ({cost.params / 1e6:,.0f} M params, float32), more "
+                          f"than the {_gb(free)} of memory available; use a smaller --img-size")
+
+
+def _out_of_memory(e: BaseException, cost: Any, img_size: int) -> None:
+    """Raise a one-line :class:`ConfigError` if ``e`` is an allocation failure."""
+    text = str(e)
+    if isinstance(e, MemoryError) or "can't allocate memory" in text or \
+            "out of memory" in text.lower():
+        free = _available_memory()
+        raise ConfigError(
+            f"--img-size {img_size}: out of memory while building or checking the model "
+            f"({cost.params / 1e6:,.1f} M params, {cost.acts / 1e6:,.0f} M activations per "
+            f"image, checked at batch 3"
+            + ("" if free is None else f"; {_gb(free)} available") + "); nothing was written; "
+            "use a smaller --img-size") from None
 
 
 def _check_portable(spec: Any) -> None:

@@ -122,6 +122,14 @@ def test_nothing_is_created(tmp_path: Path) -> None:
     assert inspect(create_engine(f"sqlite:///{empty}")).get_table_names() == []
 
 
+@pytest.mark.parametrize("read_only", [True, False])
+def test_a_directory_is_named_as_one_not_as_missing(tmp_path: Path, read_only: bool) -> None:
+    with pytest.raises(StorageError, match=r"is a directory, not a SQLite file \(give the "
+                                           r"file, e\.g\. sqlite:///.*/nas\.db\)$"):
+        Store(f"sqlite:///{tmp_path}", read_only=read_only)
+    assert list(tmp_path.iterdir()) == [], "nothing may be created in it"
+
+
 def test_empty_postgres_database_is_refused_untouched(pg_database_url: str) -> None:
     with pytest.raises(StorageError, match="holds no metaformer-nas tables"):
         Store(pg_database_url, read_only=True)

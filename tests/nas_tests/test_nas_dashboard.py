@@ -169,7 +169,15 @@ def test_export_command_quotes_every_part() -> None:
     cmd = export_command("postgresql://u:***@h/db", "it's $(rm -rf ~)", 7)
     assert shlex.split(cmd) == ["python", "-m", "nas", "export", "--db",
                                 "postgresql://u:***@h/db", "--study", "it's $(rm -rf ~)",
-                                "--trial", "7", "--out", "exports/it's $(rm -rf ~)-7"]
+                                "--trial", "7", "--out", "exports/it_s___rm_-rf___-7"]
+
+
+@pytest.mark.parametrize("study, folder", [("search", "search"), ("a/../b", "a_.._b"),
+                                           ("..", "_.."), ("/etc", "_etc"),
+                                           ("ünï cödé", "_n__c_d_")])
+def test_the_suggested_export_folder_is_one_folder_under_exports(study, folder) -> None:
+    out = shlex.split(export_command("sqlite:///x.db", study, 3))[-1]
+    assert out == f"exports/{folder}-3"
 
 
 def test_report_is_one_offline_file_with_everything_escaped() -> None:
@@ -263,3 +271,60 @@ def test_only_loopback_addresses_skip_the_no_authentication_warning(host, loopba
     from nas._dashboard import _is_loopback
 
     assert _is_loopback(host) is loopback
+
+
+def _post(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
+          state: list[tuple[str, str, object]] = ()):
+    """One Dash callback request, as the page sends it."""
+    body = {"output": (".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..")
+            if len(outputs) > 1 else f"{outputs[0][0]}.{outputs[0][1]}",
+            "outputs": [{"id": i, "property": p} for i, p in outputs]
+            if len(outputs) > 1 else {"id": outputs[0][0], "property": outputs[0][1]},
+            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+            "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+            "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"]}
+    return client.post("/_dash-update-component", json=body)
+
+
+def test_a_study_deleted_under_the_page_is_an_error_line_not_a_server_error(tmp_path) -> None:
+    import sqlite3
+
+    from nas._dashboard import make_app
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    with Store(url) as w:
+        s = w.get_or_create_study("gone", space="tiny", space_hash="h",
+                                  objectives=("accuracy:max", "macs:min"), config={})
+        for i in range(3):
+            t = w.start_trial(s.id, key=f"k{i}", arch_hash=f"{i:016x}", arch=arch(MIXERS),
+                              params={})
+            w.finish_trial(t.id, state="COMPLETE", accuracy=0.6 + i / 100, accuracy_se=0.01,
+                           macs=(i + 1) * 10**9)
+    with Store(url, read_only=True) as ro:
+        cache = _Snapshots(ro)
+        app = make_app(ro, study="gone", snapshots=cache)
+        client = app.server.test_client()
+        stamp = _stamp(ro.activity()[0])
+        cache.get(stamp)
+        with sqlite3.connect(tmp_path / "nas.db") as con:  # as another tool might
+            con.execute("DELETE FROM nas_trials WHERE study_id = ?", (s.id,))
+            con.execute("DELETE FROM nas_runs WHERE study_id = ?", (s.id,))
+            con.execute("DELETE FROM nas_studies WHERE id = ?", (s.id,))
+        newer = [stamp[0], stamp[1] + 1, stamp[2] + 1, *stamp[3:]]  # a page that saw more
+        for outputs, inputs in (
+                ([("trial", "children")], [("selected", "data", {"study": "gone", "number": 0}),
+                                           ("stamp", "data", newer)]),
+                ([("grid", "rowData")], [("tabs", "value", "trials"), ("stamp", "data", newer)]),
+                ([("hv", "figure")], [("tabs", "value", "hypervolume"),
+                                      ("stamp", "data", newer)])):
+            r = _post(client, outputs, inputs)
+            assert r.status_code == 204, (outputs, r.status_code, r.data[:300])
+        r = _post(client, [("studies", "children"), ("listed", "data"), ("stamp", "data"),
+                           ("refreshed", "children"), ("error", "children"),
+                           ("summary", "children"), ("pareto", "figure")],
+                  [("poll", "n_intervals", 1), ("url", "search", "?study=gone")],
+                  [("listed", "data", None), ("stamp", "data", stamp)])
+        assert r.status_code == 200, r.data[:300]
+        response = r.get_json()["response"]
+        assert response["error"]["children"].startswith("no study named 'gone'"), response
+        assert response["stamp"]["data"] is None

@@ -36,7 +36,10 @@ def _one_line(code: int, err: str, says: str) -> None:
     (["dashboard", "--study", "nope"], "no study named 'nope'"),
     (["dashboard", "--port", "70000"], "--port: must be 0..65535"),
     (["dashboard", "--host", "no-such-host.invalid", "--port", "0"],
-     "cannot serve on no-such-host.invalid:0"),
+     "cannot serve on no-such-host.invalid:0: Invalid host/port specified (--host must be an "
+     "address of this machine"),
+    (["dashboard", "--host", "192.0.2.1", "--port", "0"],  # TEST-NET-1: nobody's address
+     "(--host must be an address of this machine"),
     (["dashboard", "--refresh", "0"], "--refresh must be 0.5 .. 86400 seconds"),
     (["dashboard", "--refresh", "inf"], "--refresh must be 0.5 .. 86400 seconds"),
     (["report", "--study", "nope"], "no study named 'nope'"),
@@ -89,4 +92,5 @@ def test_subprocess_missing_database_and_busy_port(url, tmp_path: Path) -> None:
     assert not missing.parent.exists(), "the dashboard created the database's folder"
     out, err, code = done["busy"]
     _one_line(code, err, f"cannot serve on 127.0.0.1:{busy}")
+    assert "(choose another --port, or --port 0 for any free one)" in err, err
     assert " on http://" not in out

@@ -148,6 +148,8 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
     (["--study", "s", "--trial", "1", "--name", "randformer_s12"],
      "'randformer_s12' is the name of a preset; choose another name"),
     (["--preset", "test_metaformer_tiny", "--img-size", "0"], "--img-size must be an integer"),
+    (["--preset", "randformer_s12", "--img-size", "8192"],  # frozen matrices: 70 TB
+     "--img-size 8192: the model's weights alone need"),
     (["--pick", "knee", "--trial", "1"], "argument --trial: not allowed with argument --pick"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(study_db, tmp_path, capsys, argv,
@@ -162,6 +164,29 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(study_db, tmp_path, cap
     assert message in err, f"expected {message!r} in: {err}"
     assert err.startswith("error: ") and err.count("\n") == 1, f"not one line: {err!r}"
     assert not (tmp_path / "exports").exists(), "nothing may be written on bad input"
+
+
+_OOM = """
+import resource, sys
+import torch, timm  # their address space first
+from nas.cli import main
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1])
+resource.setrlimit(resource.RLIMIT_AS, ((vm + 256 * 1024) * 1024, resource.RLIM_INFINITY))
+sys.exit(main(["export", "--preset", "test_metaformer_tiny", "--img-size", "2048",
+               "--out", sys.argv[1]]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_running_out_of_memory_is_one_line_and_leaves_nothing(tmp_path) -> None:
+    """A real allocation failure: the export runs with 256 MB of address space to spare."""
+    out = tmp_path / "exports" / "big"
+    r = subprocess.run([sys.executable, "-c", _OOM, str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.startswith("error: --img-size 2048: out of memory while building or "
+                               "checking the model") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "exports").exists(), list(tmp_path.rglob("*"))
 
 
 def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(tmp_path,
