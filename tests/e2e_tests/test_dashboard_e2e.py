@@ -4,6 +4,7 @@ report of a hostile study opened in the same browser from a file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -133,17 +134,31 @@ def _start(url: str, log: Path) -> tuple[subprocess.Popen, str]:
     return proc, line.split(" on ", 1)[1].split()[0]
 
 
+@contextlib.contextmanager
+def _dashboard(url: str, tmp_path: Path):
+    """The test studies written to ``url``, the dashboard serving them and a browser: (driver,
+    page URL); afterwards, the server's stderr must hold no traceback."""
+    _fill(url)
+    driver = _driver()
+    log = tmp_path / "dashboard.log"
+    proc, page = _start(url, log)
+    try:
+        yield driver, page
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.communicate(timeout=30)
+    err = log.read_text()
+    assert "Traceback" not in err, err[-3000:]
+
+
 def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     url = f"sqlite:///{tmp_path / 'nas.db'}"
-    _fill(url)
-    driver = _driver()
-    log = tmp_path / "dashboard.log"
-    proc, page = _start(url, log)
-    try:
+    with _dashboard(url, tmp_path) as (driver, page):
         # ---- the page loads, one point per completed trial, everything from this server
         driver.get(page)
         numbers = _wait(driver, POINTS_JS, lambda v: len(v) >= len(SEARCH), "scatter points")
@@ -232,12 +247,6 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
         assert resources == [], f"the report loaded {resources}"
         with pytest.raises(NoAlertPresentException):
             driver.switch_to.alert
-    finally:
-        driver.quit()
-        proc.terminate()
-        proc.communicate(timeout=30)
-    err = log.read_text()
-    assert "Traceback" not in err, err[-3000:]
 
 
 def test_dashboard_on_postgresql_in_headless_chromium(pg_database_url: str,
@@ -247,11 +256,7 @@ def test_dashboard_on_postgresql_in_headless_chromium(pg_database_url: str,
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    _fill(pg_database_url)
-    driver = _driver()
-    log = tmp_path / "dashboard.log"
-    proc, page = _start(pg_database_url, log)
-    try:
+    with _dashboard(pg_database_url, tmp_path) as (driver, page):
         driver.get(page)
         numbers = _wait(driver, POINTS_JS, lambda v: len(v) >= len(SEARCH), "scatter points")
         assert sorted(numbers) == list(range(len(SEARCH))), numbers
@@ -264,9 +269,3 @@ def test_dashboard_on_postgresql_in_headless_chromium(pg_database_url: str,
         _wait(driver, "return document.querySelectorAll('#grid .ag-row').length",
               lambda v: v == len(SEARCH) + 3, "the table's rows (every trial)")
         assert "postgresql" in driver.execute_script(TEXT_JS, ".header")
-    finally:
-        driver.quit()
-        proc.terminate()
-        proc.communicate(timeout=30)
-    err = log.read_text()
-    assert "Traceback" not in err, err[-3000:]
