@@ -36,7 +36,8 @@ import statistics
 import time
 from pathlib import Path
 
-from db import Store, pareto_front
+from db import Store
+from nas.analysis import pareto_front
 from nas.models import analytic_cost, from_dict
 from nas.search import SearchConfig, run_search
 from search_spaces import load_space
@@ -79,7 +80,7 @@ def run_one(args, scheduler: str) -> dict:
         states[t.state] = states.get(t.state, 0) + 1
     seconds = sum(float(t.metrics.get("total_seconds") or 0.0) for t in trials)
     epochs = sum(len(c) for t in trials for c in t.metrics.get("curve") or [])
-    front = pareto_front(trials)
+    front = pareto_front(trials, ("accuracy:max", "macs:min"))
     return {"scheduler": scheduler, "states": states, "trial_seconds": seconds, "wall": wall,
             "epochs": epochs,
             "front": [(t.accuracy, t.macs) for t in front],

@@ -7,7 +7,7 @@ Typical use::
                                       objectives=("accuracy:max", "macs:min"), config=cfg)
     trial = store.start_trial(study.id, key=ray_trial_id, arch_hash=ah, arch=arch, params=p)
     store.finish_trial(trial.id, state="COMPLETE", accuracy=0.71, macs=1.2e9, metrics={...})
-    front = pareto_front(store.trials("s1"))
+    trials = store.trials("s1")   # fronts, hypervolume and more: nas.analysis
 
 The schema is versioned (Alembic, :data:`HEAD_REVISION`): ``Store`` creates it in an empty
 database and refuses an older one with :class:`SchemaError` naming the upgrade command
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from db._engine import mask_url, normalize_url
 from db._schema import HEAD_REVISION, schema_revision, upgrade
-from db.analysis import pareto_front
 from db.errors import SchemaError, StorageError, StudyBusyError
 from db.records import (
     RUN_OUTCOMES,
@@ -49,7 +48,6 @@ __all__ = [
     "default_url",
     "mask_url",
     "normalize_url",
-    "pareto_front",
     "schema_revision",
     "upgrade",
 ]

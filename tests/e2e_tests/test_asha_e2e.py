@@ -5,8 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from db import Store, pareto_front
-from nas.results import DEFAULT_OBJECTIVES, objective_names
+from db import Store
+from nas.analysis import pareto_front
+from nas.results import DEFAULT_OBJECTIVES
 from nas.search import SearchConfig, run_search
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, 
         assert t.metrics["pruned_at_epoch"] in (1, 2) and t.error.startswith("pruned at epoch")
     for t in done:  # ASHA validates after every epoch; the completed curve shows it
         assert all(e["val_accuracy"] is not None for e in t.metrics["curve"][0])
-    front = pareto_front(trials, list(objective_names(DEFAULT_OBJECTIVES)))  # all trials given
+    front = pareto_front(trials, DEFAULT_OBJECTIVES)  # all trials given
     assert front and {t.id for t in front} <= {t.id for t in done}, "pruned ones never in it"
     final = [ln for ln in lines if ln.startswith("[progress]")][-1]  # the live view's last line
     assert (f"{cfg.budget}/{cfg.budget} evaluated · {len(done)} completed · 0 running · "

@@ -163,6 +163,12 @@ def test_bad_input_on_the_real_study_is_one_line(searched, knee, capsys, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default in the child: a test session started in the background (``make test
+    &`` from a script) ignores SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["sigint", "sigterm"])
 def test_an_interrupted_export_leaves_nothing(searched, tmp_path, sig, code):
@@ -172,7 +178,8 @@ def test_an_interrupted_export_leaves_nothing(searched, tmp_path, sig, code):
     out = tmp_path / "exports" / "x"
     proc = subprocess.Popen([sys.executable, "-m", "nas", "export", "--db", url, "--study",
                              study, "--pick", "best", "--img-size", "64", "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
