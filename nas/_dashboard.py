@@ -382,6 +382,7 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
         if active != "trials":
             raise PreventUpdate
         return snapshot(stamp).rows
+
     app.callback(Output("hv", "figure"), Input("tabs", "value"), Input("stamp", "data"))(
         when_open("hypervolume", lambda snap: snap.memo("hv", lambda: hypervolume_figure(snap))))
     app.callback(Output("importance", "figure"), Input("tabs", "value"),
