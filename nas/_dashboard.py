@@ -282,6 +282,7 @@ def _layout(masked_url: str, refresh_s: float) -> Any:
         dcc.Location(id="url", refresh=False),
         dcc.Interval(id="poll", interval=int(refresh_s * 1000)),
         dcc.Store(id="listed"), dcc.Store(id="stamp"), dcc.Store(id="selected"),
+        dcc.Store(id="grid-study"),  # the study whose rows the table holds
         html.Div([html.B("metaformer-nas dashboard"),
                   f" · {masked_url} (read-only) · refreshed every {refresh_s:g} s · ",
                   html.Span(id="refreshed")], className="header"),
@@ -365,30 +366,34 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
         except StorageError:
             raise PreventUpdate from None
 
-    def when_open(tab: str, build):
-        """A callback body that builds its panel only while ``tab`` is open."""
+    def when_open(tab: str, build, cleared: Any):
+        """A callback body that builds its panel only while ``tab`` is open, and shows
+        ``cleared`` when no study is (e.g. the one shown was deleted)."""
         def update(active, stamp, *args):
-            if active != tab or not stamp:
+            if not stamp:
+                return cleared
+            if active != tab:
                 raise PreventUpdate
             return build(snapshot(stamp), *args)
         return update
 
-    @app.callback(Output("grid", "rowData"), Input("tabs", "value"), Input("stamp", "data"))
+    @app.callback(Output("grid", "rowData"), Output("grid-study", "data"),
+                  Input("tabs", "value"), Input("stamp", "data"))
     def rows(active, stamp):
-        """The table's rows, sent while its tab is open (every study change: 10,000 rows are
-        2.9 MB of JSON), emptied when no study is shown."""
-        if not stamp:
-            return []
-        if active != "trials":
-            raise PreventUpdate
-        return snapshot(stamp).rows
+        """The table's rows and their study, sent while its tab is open (10,000 rows are
+        2.9 MB of JSON); emptied otherwise, so the table never shows another study's rows
+        while the new ones are on their way."""
+        if not stamp or active != "trials":
+            return [], None
+        return snapshot(stamp).rows, stamp[0]
 
     app.callback(Output("hv", "figure"), Input("tabs", "value"), Input("stamp", "data"))(
-        when_open("hypervolume", lambda snap: snap.memo("hv", lambda: hypervolume_figure(snap))))
+        when_open("hypervolume", lambda snap: snap.memo("hv", lambda: hypervolume_figure(snap)),
+                  {}))
     app.callback(Output("importance", "figure"), Input("tabs", "value"),
                  Input("stamp", "data"))(
         when_open("importance",
-                  lambda snap: snap.memo("importance", lambda: importance_figure(snap))))
+                  lambda snap: snap.memo("importance", lambda: importance_figure(snap)), {}))
 
     def edf(snap: Snapshot, choice: str | None):
         choices = snap.choices
@@ -400,17 +405,19 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
 
     app.callback(Output("edf", "figure"), Output("edf-choice", "options"),
                  Output("edf-choice", "value"), Input("tabs", "value"), Input("stamp", "data"),
-                 Input("edf-choice", "value"))(when_open("edf", edf))
+                 Input("edf-choice", "value"))(when_open("edf", edf, ({}, [], None)))
 
     @app.callback(Output("selected", "data"), Input("pareto", "clickData"),
                   Input("grid", "cellClicked"), State("stamp", "data"),
-                  prevent_initial_call=True)
-    def select(click, cell, stamp):
+                  State("grid-study", "data"), prevent_initial_call=True)
+    def select(click, cell, stamp, grid_study):
         if not stamp:
             return no_update
         if ctx.triggered_id == "pareto":
             points = (click or {}).get("points") or [{}]
             number = (points[0].get("customdata") or [None])[0]
+        elif grid_study != stamp[0]:  # a row of the study shown before: not this one's trial
+            return no_update
         else:
             number = (cell or {}).get("rowId")
         if number is None:

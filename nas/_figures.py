@@ -45,8 +45,9 @@ _MARGIN = {"l": 60, "r": 20, "t": 50, "b": 50}
 
 
 def esc(value: Any) -> str:
-    """``value`` as text that Plotly shows literally (HTML-escaped)."""
-    return html.escape(str(value), quote=True)
+    """``value`` as text that Plotly shows literally (HTML-escaped; quotes as numeric
+    entities, which Plotly decodes, unlike ``&quot;``)."""
+    return html.escape(str(value), quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
 def _fmt(v: float | None, spec: str) -> str:

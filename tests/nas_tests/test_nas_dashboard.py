@@ -274,15 +274,16 @@ def test_only_loopback_addresses_skip_the_no_authentication_warning(host, loopba
 
 
 def _post(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
-          state: list[tuple[str, str, object]] = ()):
-    """One Dash callback request, as the page sends it."""
+          state: list[tuple[str, str, object]] = (), changed: str | None = None):
+    """One Dash callback request, as the page sends it (``changed``: the input that fired,
+    default the first; inputs in the callback's order)."""
     body = {"output": (".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..")
             if len(outputs) > 1 else f"{outputs[0][0]}.{outputs[0][1]}",
             "outputs": [{"id": i, "property": p} for i, p in outputs]
             if len(outputs) > 1 else {"id": outputs[0][0], "property": outputs[0][1]},
             "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
             "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
-            "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"]}
+            "changedPropIds": [changed or f"{inputs[0][0]}.{inputs[0][1]}"]}
     return client.post("/_dash-update-component", json=body)
 
 
@@ -314,7 +315,8 @@ def test_a_study_deleted_under_the_page_is_an_error_line_not_a_server_error(tmp_
         for outputs, inputs in (
                 ([("trial", "children")], [("selected", "data", {"study": "gone", "number": 0}),
                                            ("stamp", "data", newer)]),
-                ([("grid", "rowData")], [("tabs", "value", "trials"), ("stamp", "data", newer)]),
+                ([("grid", "rowData"), ("grid-study", "data")],
+                 [("tabs", "value", "trials"), ("stamp", "data", newer)]),
                 ([("hv", "figure")], [("tabs", "value", "hypervolume"),
                                       ("stamp", "data", newer)])):
             r = _post(client, outputs, inputs)
@@ -328,3 +330,49 @@ def test_a_study_deleted_under_the_page_is_an_error_line_not_a_server_error(tmp_
         response = r.get_json()["response"]
         assert response["error"]["children"].startswith("no study named 'gone'"), response
         assert response["stamp"]["data"] is None
+
+
+def test_quotes_are_numeric_entities_plotly_decodes() -> None:
+    from nas._figures import esc
+
+    assert esc('<a b="c">it\'s & x</a>') == "&lt;a b=&#34;c&#34;&gt;it&#39;s &amp; x&lt;/a&gt;"
+
+
+def test_the_table_never_answers_for_another_study(tmp_path) -> None:
+    """Rows go with their study; a click on a row of the study shown before opens nothing;
+    with no study shown, every panel is emptied."""
+    from nas._dashboard import make_app
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    with Store(url) as w:
+        for name in ("one", "two"):
+            s = w.get_or_create_study(name, space="tiny", space_hash="h",
+                                      objectives=("accuracy:max", "macs:min"), config={})
+            t = w.start_trial(s.id, key=name, arch_hash=name * 8, arch=arch(MIXERS), params={})
+            w.finish_trial(t.id, state="COMPLETE", accuracy=0.6, accuracy_se=0.01, macs=10**9)
+    with Store(url, read_only=True) as ro:
+        client = make_app(ro).server.test_client()
+        stamps = {a.name: _stamp(a) for a in ro.activity()}
+        grid = [("grid", "rowData"), ("grid-study", "data")]
+        r = _post(client, grid, [("tabs", "value", "trials"), ("stamp", "data", stamps["two"])])
+        rows, study = r.get_json()["response"]["grid"]["rowData"], \
+            r.get_json()["response"]["grid-study"]["data"]
+        assert [row["number"] for row in rows] == [0] and study == "two"
+        for tab, stamp in (("hypervolume", stamps["two"]), ("trials", None)):
+            r = _post(client, grid, [("tabs", "value", tab), ("stamp", "data", stamp)])
+            got = r.get_json()["response"]
+            assert got["grid"]["rowData"] == [] and got["grid-study"]["data"] is None, got
+
+        def click(grid_study):
+            return _post(client, [("selected", "data")],
+                         [("pareto", "clickData", None),
+                          ("grid", "cellClicked", {"rowId": "0", "colId": "number"})],
+                         [("stamp", "data", stamps["two"]), ("grid-study", "data", grid_study)],
+                         changed="grid.cellClicked")
+
+        assert click("one").get_json()["response"] == {}, "a stale row must open no trial"
+        r = click("two")
+        assert r.get_json()["response"]["selected"]["data"] == {"study": "two", "number": 0}
+        r = _post(client, [("hv", "figure")], [("tabs", "value", "hypervolume"),
+                                               ("stamp", "data", None)])
+        assert r.get_json()["response"]["hv"]["figure"] == {}, "no study: the panel is emptied"
