@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nas.errors import ConfigError
+from nas.results import RUNG_METRICS
 
 __all__ = ["MEANING", "STUDY_NAME_MAX", "SEED_MAX", "check_settings", "check_study_name",
            "meaning_changes", "check_resume"]
@@ -100,11 +101,17 @@ def check_settings(cfg: Any) -> None:
         raise ConfigError(f"--scheduler must be fifo or asha; got {cfg.scheduler!r}")
     if cfg.scheduler == "asha":
         _int(cfg.asha_eta, "--asha-eta", 2, 100)
-        _int(cfg.asha_min_epochs, "--asha-min-epochs", 1, 10_000)
-        if cfg.asha_min_epochs >= cfg.epochs:
+        r_min = cfg.asha_min_epochs
+        if isinstance(r_min, bool) or not isinstance(r_min, (int, float)) or not (
+                math.isfinite(r_min) and r_min >= 0.01):
+            raise ConfigError(f"--asha-min-epochs must be a number of epochs >= 0.01 (a fraction "
+                              f"such as 0.25 judges mid-epoch); got {r_min!r}")
+        if r_min >= cfg.epochs:
             raise ConfigError(f"--scheduler asha needs a rung below the last epoch: "
-                              f"--asha-min-epochs ({cfg.asha_min_epochs}) must be < --epochs "
-                              f"({cfg.epochs})")
+                              f"--asha-min-epochs ({r_min:g}) must be < --epochs ({cfg.epochs})")
+        if cfg.asha_metric not in RUNG_METRICS:
+            raise ConfigError(f"--asha-metric must be one of {', '.join(RUNG_METRICS)}; "
+                              f"got {cfg.asha_metric!r}")
 
 
 def _get(config: Mapping[str, Any], path: str) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from nas.models import describe, from_dict
-from nas.results import DONE, TrialFailure, TrialPruned, final_result
+from nas.results import DONE, TrialFailure, TrialPruned, epoch_text, final_result
 
 __all__ = ["Recorder"]
 
@@ -116,7 +116,9 @@ class Recorder(Callback):
         elapsed = time.perf_counter() - self.t0
         macs = why.costs.get("macs")
         shown = f"{macs / 1e9:7.3f} GMACs  " if macs is not None else ""
-        self.log(f"[ pruned ] epoch {why.epoch} val acc {why.val_accuracy:.4f}  front "
+        loss = f"loss {why.val_loss:.3f} " if why.val_loss is not None else ""
+        self.log(f"[ pruned ] epoch {epoch_text(why.epoch)} val {loss}acc "
+                 f"{why.val_accuracy:.4f}  front "
                  f"{why.front + 1} of {why.reached} (top {why.kept} kept)  {shown}"
                  f"trial {seconds:5.1f} s  elapsed {elapsed:6.1f} s  "
                  f"{describe(from_dict(trial.config['arch']))}")

@@ -2,11 +2,15 @@
 
 Asynchronous successive halving (Li et al. 2020, https://arxiv.org/abs/1810.05934) with the
 ranking replaced by non-dominated sorting, so a cheap trial is not killed for being less
-accurate than an expensive one. Rungs are the epochs ``r_min * eta**k`` below the last epoch.
-When a trial reports a rung's epoch, it is ranked among every trial that reached that rung so
-far on (validation accuracy at that epoch, maximised) and the cost objectives of the study that
-are known before training (full-model MACs, params, activations; counted analytically from the
-trial's architecture). It continues when
+accurate than an expensive one. Rungs are the epochs ``r_min * eta**k`` below the last epoch;
+``r_min`` may be a fraction (1/3: rungs at 1/3 and 1 of 3 epochs), and the trainer validates
+mid-epoch at such rungs (``TrainConfig.eval_at``). When a trial reports a rung's epoch, it is
+ranked among every trial that reached that rung so far on (its validation loss there,
+minimised, or with ``metric="val_accuracy"`` its accuracy, maximised) and the cost objectives
+of the study that are known before training (full-model MACs, params, activations; counted
+analytically from the trial's architecture). The loss is the default: early in a run it orders
+trials by their final result better than the accuracy does (``benchmarks/bench_rungs.py``).
+It continues when
 
 - fewer than ``eta`` trials reached the rung (asynchronous ASHA promotes early arrivals), or
 - it is on the first non-dominated front (never stopped), or
@@ -26,21 +30,35 @@ from typing import Any
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from nas.models import analytic_cost, from_dict
-from nas.results import DONE, Objective, TrialPruned
+from nas.results import DONE, RUNG_METRICS, Objective, TrialPruned
 
-__all__ = ["MultiObjectiveASHA", "rungs", "nondominated_ranks", "rung_decision", "KNOWN_COSTS"]
+__all__ = ["MultiObjectiveASHA", "rungs", "mid_epoch", "nondominated_ranks", "rung_decision",
+           "KNOWN_COSTS", "RUNG_METRICS"]
 
 #: objectives known before training, as (name -> attribute of ``analytic_cost``)
 KNOWN_COSTS = {"macs": "macs", "params": "params", "acts": "acts"}
 
 
-def rungs(epochs: int, r_min: int = 1, eta: int = 3) -> tuple[int, ...]:
-    """The epochs a trial is judged at: ``r_min * eta**k`` for k >= 0, below ``epochs``."""
-    out, r = [], r_min
-    while r < epochs:
+def rungs(epochs: int, r_min: float = 1, eta: int = 3) -> tuple[float, ...]:
+    """The epochs a trial is judged at: ``r_min * eta**k`` for k >= 0, below ``epochs``.
+
+    ``r_min`` may be a fraction of an epoch (0.25: a quarter of the first epoch); a rung that
+    lands on a whole epoch is that int (``rungs(3, 1/3) == (1/3, 1)``).
+    """
+    out, k = [], 0
+    while True:
+        r = r_min * eta ** k
+        if abs(r - round(r)) < 1e-9:
+            r = int(round(r))
+        if r >= epochs:
+            return tuple(out)
         out.append(r)
-        r *= eta
-    return tuple(out)
+        k += 1
+
+
+def mid_epoch(rung_epochs: Sequence[float]) -> tuple[float, ...]:
+    """The rungs that are not whole epochs: validated mid-epoch (``TrainConfig.eval_at``)."""
+    return tuple(float(r) for r in rung_epochs if r != int(r))
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -83,17 +101,20 @@ class MultiObjectiveASHA(FIFOScheduler):
     """Tune scheduler: trials run in submission order, and a rung may stop one (see module).
 
     Args:
-        objectives: the study's; those in :data:`KNOWN_COSTS` are ranked with the accuracy.
+        objectives: the study's; those in :data:`KNOWN_COSTS` are ranked with ``metric``.
         epochs: a trial's training epochs (rungs are below it).
-        r_min, eta: the first rung and the reduction factor.
+        r_min, eta: the first rung (epochs; a fraction allowed) and the reduction factor.
+        metric: the validation result a rung ranks on, one of :data:`RUNG_METRICS`.
         cost_of: architecture dict -> {name: value} of the known costs (tests replace it).
     """
 
-    def __init__(self, objectives: Sequence[Objective], epochs: int, r_min: int = 1,
-                 eta: int = 3,
+    def __init__(self, objectives: Sequence[Objective], epochs: int, r_min: float = 1,
+                 eta: int = 3, metric: str = "val_loss",
                  cost_of: Callable[[dict[str, Any]], dict[str, float]] | None = None) -> None:
         super().__init__()
-        self.eta = eta
+        if metric not in RUNG_METRICS:
+            raise ValueError(f"metric must be one of {', '.join(RUNG_METRICS)}; got {metric!r}")
+        self.eta, self.rung_metric = eta, metric
         self.rungs = rungs(epochs, r_min, eta)
         self.costs = tuple(o for o in objectives if o.name in KNOWN_COSTS)
         self.cost_of = cost_of or _analytic_costs
@@ -108,12 +129,15 @@ class MultiObjectiveASHA(FIFOScheduler):
         epoch = result.get("epoch")
         if result.get(DONE) or result.get("repeat", 0) != 0 or epoch not in self.reached:
             return TrialScheduler.CONTINUE
-        acc = result.get("val_accuracy")
-        if acc is None:  # no per-epoch validation: nothing to judge on
+        value, acc = result.get(self.rung_metric), result.get("val_accuracy")
+        if value is None or acc is None:  # no per-epoch validation: nothing to judge on
             return TrialScheduler.CONTINUE
+        value = float(value) if RUNG_METRICS[self.rung_metric] == "max" else -float(value)
+        if value != value:  # NaN ranks last (a diverging run is stopped by its trainer)
+            value = -float("inf")
         costs = self._costs.setdefault(trial.trial_id, self.cost_of(trial.config["arch"]))
-        point = (float(acc), *(costs[o.name] if o.direction == "max" else -costs[o.name]
-                               for o in self.costs))
+        point = (value, *(costs[o.name] if o.direction == "max" else -costs[o.name]
+                          for o in self.costs))
         at = self.reached[epoch]
         at[trial.trial_id] = point
         ids = list(at)
@@ -122,7 +146,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         if go:
             return TrialScheduler.CONTINUE
         self.stopped[trial.trial_id] = TrialPruned(
-            epoch=int(epoch), val_accuracy=float(acc), front=front, reached=len(ids), kept=keep,
+            epoch=epoch, val_accuracy=float(acc), front=front, reached=len(ids), kept=keep,
             costs={o.name: costs[o.name] for o in self.costs},
             val_loss=result.get("val_loss"))
         return TrialScheduler.STOP
@@ -132,6 +156,7 @@ class MultiObjectiveASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return (f"Multi-objective ASHA: rungs at epochs {list(self.rungs)}, eta {self.eta}, "
+                f"ranked on {self.rung_metric}, "
                 f"{len(self.stopped)} trial(s) stopped")
 
 

@@ -34,6 +34,8 @@ class TrialContext:
     #                                         score fails the trial (before training)
     eval_every_epoch: bool = False  # validate after every epoch (per-epoch `val_accuracy`, which
     #                                 the ASHA scheduler's rungs read)
+    eval_at: tuple[float, ...] = ()  # also validate at these fractions of an epoch (ASHA rungs
+    #                                  below one epoch), reported like an epoch
 
 
 def zero_cost_at_init(proxy: Any, names: Sequence[str], images: Any, labels: Any, seed: int,
@@ -122,13 +124,15 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                            device=device, amp_bf16=device == "cuda",
                            channels_last=device == "cuda", compile=ctx.compile,
-                           threads=ctx.threads, eval_every_epoch=ctx.eval_every_epoch)
+                           threads=ctx.threads, eval_every_epoch=ctx.eval_every_epoch,
+                           eval_at=ctx.eval_at)
 
         def on_epoch(e, repeat=repeat) -> None:
             report({"repeat": repeat, **dataclasses.asdict(e)})
 
         res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
-        curves.append([dataclasses.asdict(e) for e in res.curve])
+        curves.append([dataclasses.asdict(e) for e in sorted((*res.checks, *res.curve),
+                                                              key=lambda e: e.epoch)])
         if res.failure is not None:
             report(TrialFailure(res.failure, curves, time.perf_counter() - t0).report())
             return

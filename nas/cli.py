@@ -143,13 +143,19 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=("fifo", "asha"), default=SearchConfig.scheduler,
                    help="fifo: every trial trains all epochs; asha: validate after every epoch "
                         "and stop a trial at a rung (epochs min*eta^k) unless it is on the first "
-                        "non-dominated front of (val accuracy, MACs) there or within the top "
+                        "non-dominated front of (val loss, MACs) there or within the top "
                         "1/eta (stored as PRUNED; --budget then counts evaluated trials, "
                         "completed or pruned, so stopping early saves compute)")
     p.add_argument("--asha-eta", type=int, default=SearchConfig.asha_eta,
                    help="ASHA reduction factor (>= 2; default %(default)s)")
-    p.add_argument("--asha-min-epochs", type=int, default=SearchConfig.asha_min_epochs,
-                   help="ASHA's first rung, in epochs (default %(default)s)")
+    p.add_argument("--asha-min-epochs", type=_epochs, default=SearchConfig.asha_min_epochs,
+                   metavar="EPOCHS",
+                   help="ASHA's first rung, in epochs; a fraction (0.25, 1/3) judges mid-epoch "
+                        "(default 1/3: rungs at 1/3 and 1 of 3 epochs)")
+    p.add_argument("--asha-metric", choices=("val_loss", "val_accuracy"),
+                   default=SearchConfig.asha_metric,
+                   help="what a rung ranks a trial's learning on, beside its known costs "
+                        "(default %(default)s)")
     p.add_argument("--progress-every", type=float, default=SearchConfig.progress_every,
                    metavar="SECONDS",
                    help="on a terminal a live status line (done / running / failed / pruned, "
@@ -176,6 +182,7 @@ def _search(args: argparse.Namespace) -> int:
                        gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address,
                        executor=args.executor, scheduler=args.scheduler,
                        asha_eta=args.asha_eta, asha_min_epochs=args.asha_min_epochs,
+                       asha_metric=args.asha_metric,
                        progress_every=args.progress_every)
     check_settings(cfg)  # fail fast, before Ray, torch or a database starts
     from db import Store, mask_url
@@ -532,6 +539,21 @@ def _add_read_db(p: argparse.ArgumentParser) -> None:
                    help="SQLAlchemy URL of the results database, opened read-only (default: "
                         "$NAS_DB_URL, else sqlite:///<runs-dir>/nas.db)")
     p.add_argument("--runs-dir", default="runs", help="where the default database lives")
+
+
+def _epochs(text: str) -> float:
+    """A number of epochs: an int when whole (``1``), else the fraction (``0.25``, ``1/3``)."""
+    from fractions import Fraction
+
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        try:
+            value = float(text)  # nan, inf: refused with the range by the settings check
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number of epochs such as 1, 0.25 or "
+                                             f"1/3; got {text!r}") from None
+    return int(value) if value.is_integer() else value
 
 
 def _port(text: str) -> int:

@@ -21,7 +21,10 @@ from nas_errors import ConfigError, did_you_mean
 
 __all__ = ["TrialResult", "TrialFailure", "TrialPruned", "Objective", "DEFAULT_OBJECTIVES",
            "final_result", "parse_objectives", "objective_names", "parse_zero_cost",
-           "zero_cost_implied", "ZC_PREFIX"]
+           "zero_cost_implied", "ZC_PREFIX", "epoch_text", "RUNG_METRICS"]
+
+#: what an ASHA rung ranks a trial's learning on, with the direction that is better
+RUNG_METRICS = {"val_loss": "min", "val_accuracy": "max"}
 
 DONE = "done_training"  # key of the final report of a trial (per-epoch reports lack it)
 #: TrialResult fields stored in their own `nas_trials` column (field -> column); the rest go to
@@ -115,7 +118,7 @@ class TrialPruned:
     ``pruned_val_accuracy``, never to the ``accuracy`` column, so it never looks complete.
     """
 
-    epoch: int  # the rung: repeat 0's epoch at which it was stopped
+    epoch: float  # the rung: repeat 0's epochs trained when it was stopped (0.25: mid-epoch)
     val_accuracy: float  # validation top-1 after that epoch
     front: int  # its non-dominated front among the trials at the rung (0 = first)
     reached: int  # trials that had reached the rung when it was judged (itself included)
@@ -125,8 +128,10 @@ class TrialPruned:
 
     @property
     def reason(self) -> str:
-        return (f"pruned at epoch {self.epoch}: val acc {self.val_accuracy:.4f} on front "
-                f"{self.front + 1} of {self.reached} trials at the rung (top {self.kept} kept)")
+        loss = f"val loss {self.val_loss:.4f}, " if self.val_loss is not None else ""
+        return (f"pruned at epoch {epoch_text(self.epoch)}: {loss}val acc "
+                f"{self.val_accuracy:.4f} on front {self.front + 1} of {self.reached} trials at "
+                f"the rung (top {self.kept} kept)")
 
     def metrics(self) -> dict[str, Any]:
         """What is stored in the trial's ``metrics`` JSON (the curve is added by the caller)."""
@@ -134,6 +139,11 @@ class TrialPruned:
                 "pruned_val_loss": self.val_loss, "pruned_front": self.front,
                 "pruned_rung_size": self.reached, "pruned_rung_kept": self.kept,
                 "pruned_costs": dict(self.costs)}
+
+
+def epoch_text(epoch: float) -> str:
+    """An epoch count as people write it: ``1``, ``0.333``."""
+    return str(int(epoch)) if epoch == int(epoch) else f"{epoch:.3g}"
 
 
 def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure | None:

@@ -29,6 +29,7 @@ from nas.errors import ConfigError, SearchInterrupted, StorageError
 from nas.results import (
     DEFAULT_OBJECTIVES,
     Objective,
+    epoch_text,
     objective_names,
     parse_objectives,
     parse_zero_cost,
@@ -73,7 +74,10 @@ class SearchConfig:
     scheduler: str = "fifo"  # fifo (every trial trains in full) | asha (multi-objective ASHA
     #                          stops trials at rungs; nas/_scheduler.py)
     asha_eta: int = 3  # ASHA reduction factor: the top 1/eta at a rung continue
-    asha_min_epochs: int = 1  # ASHA's first rung; rungs at asha_min_epochs * eta**k < epochs
+    asha_min_epochs: float = 1 / 3  # ASHA's first rung, in epochs (a fraction is judged mid-epoch:
+    #                                 1/3 of epoch 1's steps); rungs at asha_min_epochs * eta**k
+    #                                 below epochs (1/3 and 1 of 3; benchmarks/bench_asha.py)
+    asha_metric: str = "val_loss"  # what a rung ranks learning on: val_loss | val_accuracy
     progress_every: float = 30.0  # seconds between "[progress]" lines when the output is not a
     #                               terminal (a terminal gets a live status line); 0: at the end
 
@@ -506,13 +510,14 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     if cfg.scheduler == "asha":
         pruned_hashes = {t.arch_hash: t.number
                          for t in store.trials(study.id, states=["PRUNED"])}
-        from nas._scheduler import MultiObjectiveASHA
+        from nas._scheduler import MultiObjectiveASHA, mid_epoch
 
-        scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta)
+        scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta,
+                                       metric=cfg.asha_metric)
         stopped = scheduler.stopped
         log(f"scheduler: multi-objective ASHA, rungs at epoch(s) "
-            f"{', '.join(map(str, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
-            f"ranked on val accuracy and "
+            f"{', '.join(map(epoch_text, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
+            f"ranked on {cfg.asha_metric.replace('_', ' ')} and "
             f"{', '.join(str(o) for o in scheduler.costs) or 'nothing else'}")
     searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
                                 remaining, done, remaining + max_failures,
@@ -527,7 +532,8 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                        latency=any(o.name == "latency_ms" for o in objectives),
                        zero_cost=zero_cost,
                        zero_cost_required=zero_cost_implied((), objectives),
-                       eval_every_epoch=cfg.scheduler == "asha")
+                       eval_every_epoch=cfg.scheduler == "asha",
+                       eval_at=mid_epoch(scheduler.rungs) if scheduler is not None else ())
     asha = cfg.scheduler == "asha"
     progress = Progress(cfg.budget, objectives, completed, log=log, every=cfg.progress_every,
                         max_macs=space.constraints.max_macs, count_pruned=asha,

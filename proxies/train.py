@@ -42,6 +42,9 @@ class TrainConfig:
     channels_last: bool = False  # model and batches in channels-last memory format
     compile: bool = False  # torch.compile the model before training
     eval_every_epoch: bool = False  # validate after every epoch (curves, early stopping)
+    eval_at: tuple[float, ...] = ()  # also validate mid-epoch at these points, in epochs (e.g.
+    #                                  (0.25,): after a quarter of epoch 1; multi-fidelity rungs
+    #                                  below one epoch); whole epochs are eval_every_epoch's
     evaluate_test: bool = True  # also measure the test split at the end (reported, not used)
     threads: int | None = None  # torch.set_num_threads (and FFCV workers) if given
 
@@ -66,13 +69,23 @@ class TrainConfig:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads must be an int >= 1 or None, got {self.threads!r}")
+        for point in self.eval_at:
+            if not (isinstance(point, (int, float)) and not isinstance(point, bool)
+                    and math.isfinite(point) and 0 < point < self.epochs
+                    and point != int(point)):
+                raise ValueError(f"eval_at points must be fractions of an epoch in (0, "
+                                 f"{self.epochs}) that are not whole epochs, got {point!r}")
 
 
 @dataclass(frozen=True)
 class EpochStats:
-    """What one epoch of training measured (handed to `on_epoch` as soon as it ends)."""
+    """What one epoch of training measured (handed to `on_epoch` as soon as it ends).
 
-    epoch: int  # 1-based
+    A mid-epoch check (``TrainConfig.eval_at``) is one too, with a fractional ``epoch`` (epochs
+    trained so far, e.g. 0.25) and the epoch's figures up to that step.
+    """
+
+    epoch: float  # 1-based whole epochs (int); epochs trained so far for a mid-epoch check
     epochs: int  # epochs configured
     train_loss: float  # mean training loss (with label smoothing) over the epoch; inf if diverged
     train_accuracy: float  # top-1 on the training batches as they were trained, in [0, 1]
@@ -102,6 +115,7 @@ class TrainResult:
     diverged: bool  # a non-finite loss was seen; training stopped early
     failure: str | None  # why the run cannot be trusted ("training diverged: ..."), or None
     curve: tuple[EpochStats, ...]  # one entry per epoch run
+    checks: tuple[EpochStats, ...] = ()  # the mid-epoch checks (TrainConfig.eval_at) run
 
 
 # ============================================================================ schedule
@@ -178,7 +192,8 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
     applied first; weight init happens when the caller builds the model, so seed before that
     too (e.g. `torch.manual_seed(cfg.seed); model = build()`) for fully repeatable runs. The
     data order comes from `data_seed(cfg.seed)`, so runs with different seeds share no epoch
-    order. `on_epoch(stats)` is called after each epoch. A non-finite loss stops training:
+    order. `on_epoch(stats)` is called after each epoch and after each mid-epoch check of
+    `cfg.eval_at` (a fractional `stats.epoch`). A non-finite loss stops training:
     the result then has `diverged` set and `failure` says where; it is still evaluated.
     FFCV sets torch's thread count to its worker count, so both use `cfg.threads` (or the
     current torch thread count).
@@ -218,8 +233,12 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
         loader = shared_loader(dataset, split, shuffle=False, **loader_args)
         return evaluate(net, loader, device, amp_bf16=cfg.amp_bf16)
 
+    # mid-epoch checks: step (1-based, counted over the run) -> the point in epochs it stands for
+    check_at = {max(1, round(p * steps_per_epoch)): float(p) for p in cfg.eval_at}
+
     # ---------------------------------------------------------------- train loop
     curve: list[EpochStats] = []
+    checks: list[EpochStats] = []
     steps = 0
     failure = None
     train_seconds = eval_seconds = 0.0
@@ -250,6 +269,21 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
                 steps += 1
                 if epoch_steps % DIVERGENCE_CHECK_EVERY == 0 and not loss_sum.isfinite():
                     break
+                if steps in check_at:
+                    mean_loss = loss_sum.item() / epoch_steps
+                    if not math.isfinite(mean_loss):
+                        break
+                    seconds = time.perf_counter() - start
+                    t_eval = time.perf_counter()
+                    val_acc, val_loss = validate("val")
+                    eval_seconds += time.perf_counter() - t_eval
+                    net.train()
+                    checks.append(EpochStats(check_at[steps], cfg.epochs, mean_loss,
+                                             correct.item() / (epoch_steps * cfg.batch_size),
+                                             seconds, val_acc, val_loss))
+                    if on_epoch is not None:
+                        on_epoch(checks[-1])
+                    start += time.perf_counter() - t_eval  # the epoch's time excludes the check
         finally:
             batches.close()  # stops FFCV's prefetch thread, also on break or error
         epoch_loss = loss_sum.item() / max(1, epoch_steps)
@@ -306,6 +340,7 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
         diverged=failure is not None,
         failure=failure,
         curve=tuple(curve),
+        checks=tuple(checks),
     )
 
 

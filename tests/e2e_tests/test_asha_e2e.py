@@ -16,10 +16,11 @@ pytestmark = pytest.mark.slow
 def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     # one trial at a time: the seeded proposals reach the rungs in a fixed order; with eta 2
-    # and rungs at epochs 1 and 2, seed 0 prunes some of the 6 proposals on `tiny`;
-    # the budget counts evaluated trials (completed or pruned), as Optuna's n_trials does
+    # and rungs at epochs 0.5 (mid-epoch), 1 and 2, seed 0 prunes some of the 6 proposals on
+    # `tiny`; the budget counts evaluated trials (completed or pruned), as Optuna's n_trials does
     cfg = SearchConfig(space="tiny", budget=6, epochs=3, db_url=url, runs_dir=str(tmp_path),
                        seed=0, max_concurrent=1, scheduler="asha", asha_eta=2,
+                       asha_min_epochs=0.5,
                        dataset="digits")  # the mechanics, not the task: small and fast
     lines: list[str] = []
     summary = run_search(cfg, log=lines.append)
@@ -34,12 +35,15 @@ def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, 
     assert sum(ln.startswith("[ pruned ]") for ln in lines) == len(pruned), lines
     for t in pruned:
         assert t.accuracy is None, f"a pruned trial must not look complete: {t.accuracy}"
-        curve = t.metrics["curve"][0]
-        assert [e["epoch"] for e in curve] == list(range(1, t.metrics["pruned_at_epoch"] + 1))
+        curve, at = t.metrics["curve"][0], t.metrics["pruned_at_epoch"]
+        assert [e["epoch"] for e in curve] == [e for e in (0.5, 1, 2) if e <= at], curve
         assert curve[-1]["val_accuracy"] == t.metrics["pruned_val_accuracy"]
-        assert t.metrics["pruned_at_epoch"] in (1, 2) and t.error.startswith("pruned at epoch")
-    for t in done:  # ASHA validates after every epoch; the completed curve shows it
-        assert all(e["val_accuracy"] is not None for e in t.metrics["curve"][0])
+        assert curve[-1]["val_loss"] == t.metrics["pruned_val_loss"]
+        assert at in (0.5, 1, 2) and t.error.startswith(f"pruned at epoch {at:g}: val loss")
+    for t in done:  # ASHA validates mid-epoch 1 and after every epoch; the curve shows it
+        curve = t.metrics["curve"][0]
+        assert [e["epoch"] for e in curve] == [0.5, 1, 2, 3], curve
+        assert all(e["val_accuracy"] is not None for e in curve)
     front = pareto_front(trials, DEFAULT_OBJECTIVES)  # all trials given
     assert front and {t.id for t in front} <= {t.id for t in done}, "pruned ones never in it"
     final = [ln for ln in lines if ln.startswith("[progress]")][-1]  # the live view's last line

@@ -9,7 +9,13 @@ import pytest
 
 from nas._preflight import check_settings
 from nas._recorder import Recorder
-from nas._scheduler import MultiObjectiveASHA, nondominated_ranks, rung_decision, rungs
+from nas._scheduler import (
+    MultiObjectiveASHA,
+    mid_epoch,
+    nondominated_ranks,
+    rung_decision,
+    rungs,
+)
 from nas._searcher import BudgetedSearcher
 from nas.errors import ConfigError
 from nas.models import analytic_cost, from_dict
@@ -23,10 +29,18 @@ CONTINUE, STOP = "CONTINUE", "STOP"
 
 @pytest.mark.parametrize("epochs, r_min, eta, expected", [
     (3, 1, 3, (1,)), (3, 1, 2, (1, 2)), (27, 1, 3, (1, 3, 9)), (10, 2, 2, (2, 4, 8)),
-    (1, 1, 3, ()),
+    (1, 1, 3, ()), (3, 1 / 3, 3, (1 / 3, 1)), (3, 0.25, 4, (0.25, 1)), (2, 0.5, 2, (0.5, 1)),
+    (3, 1 / 9, 3, (1 / 9, 1 / 3, 1)),
 ])
 def test_rungs_are_r_min_times_eta_powers_below_the_last_epoch(epochs, r_min, eta, expected):
-    assert rungs(epochs, r_min, eta) == expected
+    got = rungs(epochs, r_min, eta)
+    assert got == pytest.approx(expected) and len(got) == len(expected)
+    assert all(type(r) is int for r in got if r == round(r)), "a whole-epoch rung is an int"
+
+
+def test_rungs_below_one_epoch_are_validated_mid_epoch():
+    assert mid_epoch(rungs(3, 1 / 3, 3)) == (1 / 3,)
+    assert mid_epoch(rungs(10, 2, 2)) == ()
 
 
 def test_nondominated_ranks_peel_fronts():
@@ -69,16 +83,18 @@ class _Trial:
     config: dict
 
 
-def _scheduler(objectives=DEFAULT_OBJECTIVES, epochs=3, eta=2, macs=None):
+def _scheduler(objectives=DEFAULT_OBJECTIVES, epochs=3, eta=2, macs=None, r_min=1,
+               metric="val_loss"):
     macs = macs or {}
-    return MultiObjectiveASHA(objectives, epochs, 1, eta,
+    return MultiObjectiveASHA(objectives, epochs, r_min, eta, metric=metric,
                               cost_of=lambda arch: {"macs": macs[arch["id"]], "params": 1.0,
                                                     "acts": 1.0})
 
 
-def _epoch(epoch, acc, repeat=0):
+def _epoch(epoch, acc, repeat=0, loss=None):
+    """A per-epoch report; the loss falls as the accuracy rises unless given."""
     return {"repeat": repeat, "epoch": epoch, "train_loss": 1.0, "val_accuracy": acc,
-            "val_loss": 1.0}
+            "val_loss": (None if acc is None else 2.0 - acc) if loss is None else loss}
 
 
 def test_the_scheduler_stops_a_dominated_trial_and_records_why():
@@ -94,7 +110,43 @@ def test_the_scheduler_stops_a_dominated_trial_and_records_why():
     why = sched.stopped["b"]
     assert (why.epoch, why.val_accuracy, why.front, why.reached, why.kept) == (1, 0.7, 1, 2, 1)
     assert why.costs == {"macs": 200.0}
-    assert "pruned at epoch 1" in why.reason and why.metrics()["pruned_val_accuracy"] == 0.7
+    assert "pruned at epoch 1: val loss 1.3000, val acc 0.7000" in why.reason
+    assert why.metrics()["pruned_val_accuracy"] == 0.7
+
+
+@pytest.mark.parametrize("metric, stopped", [("val_loss", "a"), ("val_accuracy", "b")])
+def test_a_rung_ranks_on_the_metric_asked_for(metric, stopped):
+    # equal costs; a is more accurate but less confident (higher loss) than b
+    sched = _scheduler(macs={"a": 1.0, "b": 1.0}, metric=metric)
+    a, b = _Trial("a", {"arch": {"id": "a"}}), _Trial("b", {"arch": {"id": "b"}})
+    first, second = (a, b) if stopped == "b" else (b, a)
+    reports = {"a": _epoch(1, 0.6, loss=1.5), "b": _epoch(1, 0.5, loss=1.2)}
+    assert sched.on_trial_result(None, first, reports[first.trial_id]) == CONTINUE
+    assert sched.on_trial_result(None, second, reports[second.trial_id]) == STOP
+    assert set(sched.stopped) == {stopped}
+
+
+def test_a_nan_loss_ranks_last():
+    sched = _scheduler(macs={"a": 1.0, "b": 1.0})
+    a, b = _Trial("a", {"arch": {"id": "a"}}), _Trial("b", {"arch": {"id": "b"}})
+    sched.on_trial_result(None, a, _epoch(1, 0.3, loss=2.2))
+    assert sched.on_trial_result(None, b, _epoch(1, 0.9, loss=float("nan"))) == STOP
+
+
+def test_a_rung_below_one_epoch_judges_the_mid_epoch_report():
+    sched = _scheduler(macs={"a": 100.0, "b": 200.0}, r_min=0.5)
+    assert sched.rungs == (0.5, 1, 2)
+    a, b = _Trial("a", {"arch": {"id": "a"}}), _Trial("b", {"arch": {"id": "b"}})
+    assert sched.on_trial_result(None, a, _epoch(0.5, 0.4)) == CONTINUE
+    assert sched.on_trial_result(None, b, _epoch(0.5, 0.3)) == STOP
+    why = sched.stopped["b"]
+    assert why.epoch == 0.5 and why.reason.startswith("pruned at epoch 0.5: val loss 1.7000")
+    assert why.metrics()["pruned_at_epoch"] == 0.5
+
+
+def test_an_unknown_rung_metric_is_refused():
+    with pytest.raises(ValueError, match="metric must be one of val_loss, val_accuracy"):
+        MultiObjectiveASHA(DEFAULT_OBJECTIVES, 3, metric="train_loss")
 
 
 def test_the_scheduler_ignores_other_epochs_repeats_and_final_results():
@@ -119,8 +171,14 @@ def test_without_a_cost_objective_asha_ranks_on_accuracy_alone():
 @pytest.mark.parametrize("changes, message", [
     ({"scheduler": "hyperband"}, "--scheduler must be fifo or asha; got 'hyperband'"),
     ({"scheduler": "asha", "asha_eta": 1}, "--asha-eta must be an integer in 2..100; got 1"),
-    ({"scheduler": "asha", "epochs": 1}, "--asha-min-epochs (1) must be < --epochs (1)"),
-    ({"scheduler": "asha", "asha_min_epochs": 0}, "--asha-min-epochs must be an integer"),
+    ({"scheduler": "asha", "epochs": 1, "asha_min_epochs": 1},
+     "--asha-min-epochs (1) must be < --epochs (1)"),
+    ({"scheduler": "asha", "asha_min_epochs": 0},
+     "--asha-min-epochs must be a number of epochs >= 0.01 (a fraction such as 0.25 judges "
+     "mid-epoch); got 0"),
+    ({"scheduler": "asha", "asha_min_epochs": 3.5}, "--asha-min-epochs (3.5) must be < --epochs"),
+    ({"scheduler": "asha", "asha_metric": "acc"},
+     "--asha-metric must be one of val_loss, val_accuracy; got 'acc'"),
 ])
 def test_bad_scheduler_settings_are_one_line_config_errors(changes, message):
     with pytest.raises(ConfigError) as e:
@@ -166,3 +224,17 @@ def test_a_pruned_trial_is_pruned_in_both_tables_counted_by_the_budget_not_an_at
     assert searcher.used == 1
     assert isinstance(searcher.suggest("z"), dict)
     assert searcher.suggest("w") == "FINISHED"  # 2 attempts (not counting the pruned one)
+
+
+def test_the_default_first_rung_is_a_third_of_an_epoch_so_one_epoch_runs_can_stop_early():
+    cfg = SearchConfig(space="tiny", scheduler="asha", epochs=1)
+    check_settings(cfg)
+    assert rungs(cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta) == (1 / 3,)
+    assert rungs(3, SearchConfig.asha_min_epochs, SearchConfig.asha_eta) == (1 / 3, 1)
+
+
+@pytest.mark.parametrize("text, value", [("1/3", 1 / 3), ("0.25", 0.25), ("2", 2), ("1.0", 1)])
+def test_asha_min_epochs_reads_fractions(text, value):
+    from nas.cli import _epochs
+
+    assert _epochs(text) == value and type(_epochs(text)) is type(value)
