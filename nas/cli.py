@@ -63,6 +63,7 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
+    from nas.results import RUNG_METRICS
     from nas.search import SAMPLERS, SearchConfig
 
     p = sub.add_parser(
@@ -152,7 +153,7 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    metavar="EPOCHS",
                    help="ASHA's first rung, in epochs; a fraction (0.25, 1/3) judges mid-epoch "
                         "(default 1/3: rungs at 1/3 and 1 of 3 epochs)")
-    p.add_argument("--asha-metric", choices=("val_loss", "val_accuracy"),
+    p.add_argument("--asha-metric", choices=tuple(RUNG_METRICS),
                    default=SearchConfig.asha_metric,
                    help="what a rung ranks a trial's learning on, beside its known costs "
                         "(default %(default)s)")
