@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from db import Store
+from db.errors import StorageError
 from nas.analysis import pareto_front
 from nas.models import analytic_cost, from_dict
 from nas.search import SearchConfig, run_search
@@ -90,7 +91,7 @@ def kept_run(url: str, study: str, budget: int) -> float | None:
         return None
     try:
         runs = Store(url).runs(study)
-    except Exception:  # no such study yet
+    except StorageError:  # no such study yet
         return None
     done = [r for r in runs if r.outcome == "completed"]
     if len(runs) != 1 or not done or done[0].config.get("budget") != budget:

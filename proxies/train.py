@@ -273,11 +273,10 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
                     mean_loss = loss_sum.item() / epoch_steps
                     if not math.isfinite(mean_loss):
                         break
-                    seconds = time.perf_counter() - start
                     t_eval = time.perf_counter()
-                    val_acc, val_loss = validate("val")
+                    seconds = t_eval - start
+                    val_acc, val_loss = validate("val")  # evaluate() restores train mode
                     eval_seconds += time.perf_counter() - t_eval
-                    net.train()
                     checks.append(EpochStats(check_at[steps], cfg.epochs, mean_loss,
                                              correct.item() / (epoch_steps * cfg.batch_size),
                                              seconds, val_acc, val_loss))
