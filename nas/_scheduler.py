@@ -4,7 +4,8 @@ Asynchronous successive halving (Li et al. 2020, https://arxiv.org/abs/1810.0593
 ranking replaced by non-dominated sorting, so a cheap trial is not killed for being less
 accurate than an expensive one. Rungs are the epochs ``r_min * eta**k`` below the last epoch;
 ``r_min`` may be a fraction (1/3: rungs at 1/3 and 1 of 3 epochs), and the trainer validates
-mid-epoch at such rungs (``TrainConfig.eval_at``). When a trial reports a rung's epoch, it is
+mid-epoch at such rungs (``TrainConfig.eval_at``; a trial validates at its rungs and its last
+epoch only, :func:`validation_points`). When a trial reports a rung's epoch, it is
 ranked among every trial that reached that rung so far on (its validation loss there,
 minimised, or with ``metric="val_accuracy"`` its accuracy, maximised) and the cost objectives
 of the study that are known before training (full-model MACs, params, activations; counted
@@ -32,8 +33,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from nas.models import analytic_cost, from_dict
 from nas.results import DONE, RUNG_METRICS, Objective, TrialPruned
 
-__all__ = ["MultiObjectiveASHA", "rungs", "mid_epoch", "nondominated_ranks", "rung_decision",
-           "KNOWN_COSTS", "RUNG_METRICS"]
+__all__ = ["MultiObjectiveASHA", "rungs", "validation_points", "nondominated_ranks",
+           "rung_decision", "KNOWN_COSTS", "RUNG_METRICS"]
 
 #: objectives known before training, as (name -> attribute of ``analytic_cost``)
 KNOWN_COSTS = {"macs": "macs", "params": "params", "acts": "acts"}
@@ -56,9 +57,10 @@ def rungs(epochs: int, r_min: float = 1, eta: int = 3) -> tuple[float, ...]:
         k += 1
 
 
-def mid_epoch(rung_epochs: Sequence[float]) -> tuple[float, ...]:
-    """The rungs that are not whole epochs: validated mid-epoch (``TrainConfig.eval_at``)."""
-    return tuple(float(r) for r in rung_epochs if r != int(r))
+def validation_points(rung_epochs: Sequence[float], epochs: int) -> tuple[float, ...]:
+    """Where a trial validates (``TrainConfig.eval_at``): at every rung (mid-epoch for a
+    fraction) and after its last epoch; not after the other epochs, which nothing reads."""
+    return tuple(sorted({float(r) for r in rung_epochs} | {float(epochs)}))
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:

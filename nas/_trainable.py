@@ -32,10 +32,9 @@ class TrialContext:
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies scored at initialisation, before training
     zero_cost_required: tuple[str, ...] = ()  # of those, the ones an objective names: no finite
     #                                         score fails the trial (before training)
-    eval_every_epoch: bool = False  # validate after every epoch (per-epoch `val_accuracy`, which
-    #                                 the ASHA scheduler's rungs read)
-    eval_at: tuple[float, ...] = ()  # also validate at these fractions of an epoch (ASHA rungs
-    #                                  below one epoch), reported like an epoch
+    eval_at: tuple[float, ...] = ()  # validate at these epochs too, a fraction mid-epoch
+    #                                  (the ASHA scheduler's rungs and the last epoch), each
+    #                                  reported with its `val_accuracy` and `val_loss`
 
 
 def zero_cost_at_init(proxy: Any, names: Sequence[str], images: Any, labels: Any, seed: int,
@@ -124,8 +123,7 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                            device=device, amp_bf16=device == "cuda",
                            channels_last=device == "cuda", compile=ctx.compile,
-                           threads=ctx.threads, eval_every_epoch=ctx.eval_every_epoch,
-                           eval_at=ctx.eval_at)
+                           threads=ctx.threads, eval_at=ctx.eval_at)
 
         def on_epoch(e, repeat=repeat) -> None:
             report({"repeat": repeat, **dataclasses.asdict(e)})

@@ -510,7 +510,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     if cfg.scheduler == "asha":
         pruned_hashes = {t.arch_hash: t.number
                          for t in store.trials(study.id, states=["PRUNED"])}
-        from nas._scheduler import MultiObjectiveASHA, mid_epoch
+        from nas._scheduler import MultiObjectiveASHA, validation_points
 
         scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta,
                                        metric=cfg.asha_metric)
@@ -532,8 +532,8 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                        latency=any(o.name == "latency_ms" for o in objectives),
                        zero_cost=zero_cost,
                        zero_cost_required=zero_cost_implied((), objectives),
-                       eval_every_epoch=cfg.scheduler == "asha",
-                       eval_at=mid_epoch(scheduler.rungs) if scheduler is not None else ())
+                       eval_at=(validation_points(scheduler.rungs, cfg.epochs)
+                                if scheduler is not None else ()))
     asha = cfg.scheduler == "asha"
     progress = Progress(cfg.budget, objectives, completed, log=log, every=cfg.progress_every,
                         max_macs=space.constraints.max_macs, count_pruned=asha,

@@ -42,9 +42,11 @@ class TrainConfig:
     channels_last: bool = False  # model and batches in channels-last memory format
     compile: bool = False  # torch.compile the model before training
     eval_every_epoch: bool = False  # validate after every epoch (curves, early stopping)
-    eval_at: tuple[float, ...] = ()  # also validate mid-epoch at these points, in epochs (e.g.
-    #                                  (0.25,): after a quarter of epoch 1; multi-fidelity rungs
-    #                                  below one epoch); whole epochs are eval_every_epoch's
+    eval_at: tuple[float, ...] = ()  # also validate at these points, in epochs: a fraction
+    #                                  mid-epoch ((0.25,): after a quarter of epoch 1), a whole
+    #                                  epoch at its end (multi-fidelity rungs, without
+    #                                  validating every epoch; `epochs` puts the final
+    #                                  validation in the curve)
     evaluate_test: bool = True  # also measure the test split at the end (reported, not used)
     threads: int | None = None  # torch.set_num_threads (and FFCV workers) if given
 
@@ -71,10 +73,9 @@ class TrainConfig:
             raise ValueError(f"threads must be an int >= 1 or None, got {self.threads!r}")
         for point in self.eval_at:
             if not (isinstance(point, (int, float)) and not isinstance(point, bool)
-                    and math.isfinite(point) and 0 < point < self.epochs
-                    and point != int(point)):
-                raise ValueError(f"eval_at points must be fractions of an epoch in (0, "
-                                 f"{self.epochs}) that are not whole epochs, got {point!r}")
+                    and math.isfinite(point) and 0 < point <= self.epochs):
+                raise ValueError(f"eval_at points must be epochs in (0, {self.epochs}], "
+                                 f"got {point!r}")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class EpochStats:
     train_loss: float  # mean training loss (with label smoothing) over the epoch; inf if diverged
     train_accuracy: float  # top-1 on the training batches as they were trained, in [0, 1]
     seconds: float  # wall time of the epoch's training, seconds
-    val_accuracy: float | None = None  # after the epoch, when eval_every_epoch (else None)
+    val_accuracy: float | None = None  # after the epoch, when validated there (else None)
     val_loss: float | None = None  # mean cross-entropy on val after the epoch, nats
 
 
@@ -234,7 +235,9 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
         return evaluate(net, loader, device, amp_bf16=cfg.amp_bf16)
 
     # mid-epoch checks: step (1-based, counted over the run) -> the point in epochs it stands for
-    check_at = {max(1, round(p * steps_per_epoch)): float(p) for p in cfg.eval_at}
+    check_at = {max(1, round(p * steps_per_epoch)): float(p) for p in cfg.eval_at
+                if p != int(p)}
+    eval_epochs = {int(p) for p in cfg.eval_at if p == int(p)}  # validated at their end
 
     # ---------------------------------------------------------------- train loop
     curve: list[EpochStats] = []
@@ -294,7 +297,7 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
                        f"{steps}, lr {cfg.lr:g})")
             epoch_loss = math.inf
         val_acc = val_loss = None
-        if cfg.eval_every_epoch and failure is None:
+        if (cfg.eval_every_epoch or epoch in eval_epochs) and failure is None:
             start = time.perf_counter()
             val_acc, val_loss = validate("val")
             eval_seconds += time.perf_counter() - start

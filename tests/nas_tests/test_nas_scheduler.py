@@ -11,10 +11,10 @@ from nas._preflight import check_settings
 from nas._recorder import Recorder
 from nas._scheduler import (
     MultiObjectiveASHA,
-    mid_epoch,
     nondominated_ranks,
     rung_decision,
     rungs,
+    validation_points,
 )
 from nas._searcher import BudgetedSearcher
 from nas.errors import ConfigError
@@ -38,9 +38,10 @@ def test_rungs_are_r_min_times_eta_powers_below_the_last_epoch(epochs, r_min, et
     assert all(type(r) is int for r in got if r == round(r)), "a whole-epoch rung is an int"
 
 
-def test_rungs_below_one_epoch_are_validated_mid_epoch():
-    assert mid_epoch(rungs(3, 1 / 3, 3)) == (1 / 3,)
-    assert mid_epoch(rungs(10, 2, 2)) == ()
+def test_a_trial_validates_at_its_rungs_and_last_epoch_only():
+    assert validation_points(rungs(3, 1 / 3, 3), 3) == (1 / 3, 1.0, 3.0)
+    assert validation_points(rungs(10, 2, 2), 10) == (2.0, 4.0, 8.0, 10.0)
+    assert validation_points((), 3) == (3.0,)
 
 
 def test_nondominated_ranks_peel_fronts():

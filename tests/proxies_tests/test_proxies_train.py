@@ -78,11 +78,17 @@ def test_per_epoch_validation_when_asked(digits: DatasetInfo, tiny_cnn):
 def test_mid_epoch_checks_validate_without_changing_the_run(trained, digits: DatasetInfo,
                                                             tiny_cnn):
     calls: list[EpochStats] = []
-    result = train_proxy(tiny_cnn(seed=0), digits, TrainConfig(seed=0, eval_at=(0.25, 1.5)),
+    result = train_proxy(tiny_cnn(seed=0), digits,
+                         TrainConfig(seed=0, eval_at=(0.25, 1, 1.5, 3)),
                          on_epoch=calls.append)
     assert [e.epoch for e in calls] == [0.25, 1, 1.5, 2, 3], "in training order"
     assert [e.epoch for e in result.checks] == [0.25, 1.5]
     assert list(result.curve) == [e for e in calls if e.epoch == int(e.epoch)]
+    # a whole epoch in eval_at is validated at its end, the others are not; the last one's
+    # validation is the result's (validated once, not again after the run)
+    assert [e.val_accuracy is not None for e in result.curve] == [True, False, True]
+    assert (result.curve[-1].val_accuracy, result.curve[-1].val_loss) == (
+        result.accuracy, result.val_loss)
     assert all(0 <= e.val_accuracy <= 1 and 0 < e.val_loss for e in result.checks)
     assert all(e.seconds > 0 and math.isfinite(e.train_loss) for e in result.checks)
     # a check sees the epoch so far: a quarter in, fewer images than the whole first epoch
@@ -171,10 +177,10 @@ def test_lr_schedule_shape():
     ({"threads": 0}, "threads must be an int >= 1 or None"),
     ({"lr": float("nan")}, "lr must be a finite number > 0"),
     ({"seed": -1}, "seed must be an int >= 0"),
-    ({"eval_at": (1.0,)}, "eval_at points must be fractions of an epoch in"),
-    ({"eval_at": (0.0,)}, "eval_at points must be fractions of an epoch in"),
-    ({"eval_at": (3.5,)}, r"eval_at points must be fractions of an epoch in \(0, 3\)"),
-    ({"eval_at": (float("nan"),)}, "eval_at points must be fractions of an epoch in"),
+    ({"eval_at": (0.0,)}, "eval_at points must be epochs in"),
+    ({"eval_at": (3.5,)}, r"eval_at points must be epochs in \(0, 3\], got 3.5"),
+    ({"eval_at": (True,)}, "eval_at points must be epochs in"),
+    ({"eval_at": (float("nan"),)}, "eval_at points must be epochs in"),
 ])
 def test_bad_config_is_a_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
