@@ -139,20 +139,18 @@ def main() -> int:
                   f"{r['tail']:.1f} idle slot-s", flush=True)
         plain = _plain(args, Path(tmp, "0"), rows[0][1]["done"])
     print(f"{'':<30} {'wall s':>8} {'trial work s':>13} {'in-run':>8} {'whole':>8} "
-          f"{'vs loop':>8} {'gap/trial s':>12}")
+          f"{'speed-up':>9} {'gap/trial s':>12}")
     for name, r in rows:
         run = (r["span"] * args.slots - r["work"]) / r["work"]
         whole = (r["wall"] * args.slots - r["work"]) / r["work"]
-        vs = (r["wall"] * args.slots - plain["wall"]) / plain["wall"]
+        speed = plain["wall"] / r["wall"]
         print(f"{name:<30} {r['wall']:8.1f} {r['work']:13.1f} {run:8.1%} {whole:8.1%} "
-              f"{vs:+8.1%} {statistics.median(r['gaps']):12.2f}")
+              f"{speed:8.2f}x {statistics.median(r['gaps']):12.2f}")
     print(f"{'plain Optuna loop, 1 process':<30} {plain['wall']:8.1f} {plain['work']:13.1f} "
-          f"{'-':>8} {'-':>8} {'-':>8} {'-':>12}")
+          f"{'-':>8} {'-':>8} {'1.00x':>9} {'-':>12}")
     print("in-run = ((first trial start -> last trial end) x slots - trial work) / trial work; "
-          "whole = the same with the command's wall time; vs loop = (wall x slots - the plain "
-          "loop's wall) / the plain loop's wall (trials sharing the cores run slower, so this "
-          "holds more than the engine); gap = database duration - the trial's own seconds "
-          "(median)")
+          "whole = the same with the command's wall time; speed-up = the plain loop's wall / "
+          "this wall; gap = database duration - the trial's own seconds (median)")
     return 0
 
 
