@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -57,4 +60,16 @@ def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, 
     told = [t for t in ot if "pruned" in t.user_attrs]
     assert len(told) == len(pruned) and all(t.state.name == "PRUNED" for t in told)
     assert [r.outcome for r in store.runs("tiny")] == ["completed"]
+    # benchmarks/replay_asha.py replays the run's rung decisions from the stored curves: with
+    # the engine's rule it must reproduce every one (what makes its other rules' figures mean
+    # anything)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        import replay_asha
+    finally:
+        sys.path.pop(0)
+    recorded, config = replay_asha.load(url, "tiny")
+    again = replay_asha.replay(recorded, replay_asha.RULES["current"], [0.5, 1, 2], 2, 3)
+    assert again["agree"] == len(recorded) == cfg.budget, again
+    assert len(again["done"]) == len(done) and config["asha_eta"] == 2
 
