@@ -89,9 +89,11 @@ def _plain(args, runs: Path, done) -> dict:
     import torch
 
     from nas._trainable import TrialContext, trainable
+    from nas.search import SearchConfig
 
-    ctx = TrialContext(_dataset(args, runs), args.epochs, 64, 2e-3, args.seed, 1, False,
-                       threads=1)
+    search = SearchConfig()  # the engine run's batch size and learning rate
+    ctx = TrialContext(_dataset(args, runs), args.epochs, search.batch_size, search.lr,
+                       args.seed, 1, False, threads=1)
     torch.set_num_threads(1)
     work: list[float] = []
 
