@@ -91,7 +91,7 @@ def _plain(args, runs: Path, done) -> dict:
     from nas._trainable import TrialContext, trainable
     from nas.search import SearchConfig
 
-    search = SearchConfig()  # the engine run's batch size and learning rate
+    search = SearchConfig(space=args.space)  # the engine run's batch size and lr
     ctx = TrialContext(_dataset(args, runs), args.epochs, search.batch_size, search.lr,
                        args.seed, 1, False, threads=1)
     torch.set_num_threads(1)
