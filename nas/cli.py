@@ -142,8 +142,9 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="for each trial slot, score K >= 2 feasible new candidates with the "
                         "zero-cost proxy and train only the best (e.g. synflow:4)")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default=SearchConfig.scheduler,
-                   help="fifo: every trial trains all epochs; asha: validate after every epoch "
-                        "and stop a trial at a rung (epochs min*eta^k) unless it is on the first "
+                   help="fifo: every trial trains all epochs; asha: validate at each rung (and "
+                        "after the last epoch) and stop a trial at a rung (epochs min*eta^k) "
+                        "unless it is on the first "
                         "non-dominated front of (val loss, MACs) there or within the top "
                         "1/eta (stored as PRUNED; --budget then counts evaluated trials, "
                         "completed or pruned, so stopping early saves compute)")
