@@ -225,7 +225,11 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = min(total_steps, round(cfg.warmup_epochs * steps_per_epoch))
 
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    # fused: one kernel per step instead of ~10 small ops per tensor (7% of a CPU proxy step
+    # went to the per-tensor loop); the same update up to float rounding
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                  fused=device.type in ("cpu", "cuda"))
+    clipped = [p for p in model.parameters() if p.requires_grad]  # not re-walked per step
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(lr_factor, warmup_steps=warmup_steps, total_steps=total_steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -263,7 +267,7 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    nn.utils.clip_grad_norm_(clipped, cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 loss_sum += loss.detach()
