@@ -34,10 +34,11 @@ $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 11), \
 	  f"Python 3.10 or 3.11 needed (ffcv builds with distutils); got {sys.version.split()[0]}"'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q --no-cache-dir --upgrade pip setuptools wheel
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[dev]'
+	@# no wheel cache: torch's CUDA wheels would sit there twice (~3 GB) beside the ~7 GB .venv
+	$(PY) -m pip install -q --no-cache-dir -e '.[dev]'
 	@touch $(STAMP)
 
 search: setup
