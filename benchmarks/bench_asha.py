@@ -65,19 +65,24 @@ def max_macs(space_name: str, probe: int) -> int:
 
 
 def parse_arm(text: str) -> dict:
-    """``fifo``, or ``asha[:MIN_EPOCHS[:ETA[:METRIC]]]`` (e.g. ``asha:1/3:3:val_loss``)."""
+    """``fifo``, or ``asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]]`` (``asha:1/3:3:val_loss``;
+    ``nolate``: without the rung one epoch before the last)."""
     from fractions import Fraction
 
     parts = text.split(":")
     if parts[0] == "fifo" and len(parts) == 1:
         return {"name": text, "scheduler": "fifo"}
-    if parts[0] != "asha" or len(parts) > 4:
-        raise SystemExit(f"--arms: {text!r} is not fifo or asha[:MIN_EPOCHS[:ETA[:METRIC]]]")
+    if parts[0] != "asha" or len(parts) > 5 or (len(parts) == 5
+                                                 and parts[4] not in ("late", "nolate")):
+        raise SystemExit(f"--arms: {text!r} is not fifo or "
+                         f"asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]]")
     r_min = float(Fraction(parts[1])) if len(parts) > 1 else SearchConfig.asha_min_epochs
     return {"name": text, "scheduler": "asha",
             "asha_min_epochs": int(r_min) if float(r_min).is_integer() else r_min,
             "asha_eta": int(parts[2]) if len(parts) > 2 else SearchConfig.asha_eta,
-            "asha_metric": parts[3] if len(parts) > 3 else SearchConfig.asha_metric}
+            "asha_metric": parts[3] if len(parts) > 3 else SearchConfig.asha_metric,
+            "asha_late_rung": (parts[4] == "late") if len(parts) > 4
+            else SearchConfig.asha_late_rung}
 
 
 def epochs_trained(curve: list) -> float:
@@ -167,7 +172,7 @@ def main() -> None:
             table.append(r)
     print(f"\n{args.space}, budget {args.budget} (fifo: completed; asha: evaluated), "
           f"{args.epochs} epochs, executor {args.executor}; asha arms are "
-          f"asha:MIN_EPOCHS:ETA:METRIC; hypervolume "
+          f"asha:MIN_EPOCHS:ETA:METRIC[:late|nolate]; hypervolume "
           f"(Optuna's) of the (val acc, GMACs) front, reference accuracy 0 and "
           f"{ref_macs / g:.4f} GMACs (max over {args.probe} draws), as a fraction of that box")
     width = max(10, *(len(r["scheduler"]) for r in table))

@@ -120,7 +120,8 @@ def main() -> None:
         if box is None:
             box = max_macs(config["space"], args.probe) / 1e9
         epochs, eta = config["epochs"], config["asha_eta"]
-        points = [round(float(r), 6) for r in rungs(epochs, config["asha_min_epochs"], eta)]
+        points = [round(float(r), 6) for r in rungs(epochs, config["asha_min_epochs"], eta,
+                                                     config.get("asha_late_rung", False))]
         for name, rule in RULES.items():
             r = replay(trials, rule, points, eta, epochs)
             hv = hypervolume_2d([(t["accuracy"], t["macs"]) for t in r["done"]], (0.0, box))

@@ -109,6 +109,8 @@ def check_settings(cfg: Any) -> None:
         if r_min >= cfg.epochs:
             raise ConfigError(f"--scheduler asha needs a rung below the last epoch: "
                               f"--asha-min-epochs ({r_min:g}) must be < --epochs ({cfg.epochs})")
+        if not isinstance(cfg.asha_late_rung, bool):
+            raise ConfigError(f"asha_late_rung must be true or false; got {cfg.asha_late_rung!r}")
         if cfg.asha_metric not in RUNG_METRICS:
             raise ConfigError(f"--asha-metric must be one of {', '.join(RUNG_METRICS)}; "
                               f"got {cfg.asha_metric!r}")

@@ -2,8 +2,9 @@
 
 Asynchronous successive halving (Li et al. 2020, https://arxiv.org/abs/1810.05934) with the
 ranking replaced by non-dominated sorting, so a cheap trial is not killed for being less
-accurate than an expensive one. Rungs are the epochs ``r_min * eta**k`` below the last epoch;
-``r_min`` may be a fraction (1/3: rungs at 1/3 and 1 of 3 epochs), and the trainer validates
+accurate than an expensive one. Rungs are the epochs ``r_min * eta**k`` below the last epoch,
+and with ``late`` (the search's default) one epoch before the end as well; ``r_min`` may be a
+fraction (1/3: rungs at 1/3, 1 and, late, 2 of 3 epochs), and the trainer validates
 mid-epoch at such rungs (``TrainConfig.eval_at``; a trial validates at its rungs and its last
 epoch only, :func:`validation_points`). When a trial reports a rung's epoch, it is
 ranked among every trial that reached that rung so far on (its validation loss there,
@@ -40,11 +41,15 @@ __all__ = ["MultiObjectiveASHA", "rungs", "validation_points", "nondominated_ran
 KNOWN_COSTS = {"macs": "macs", "params": "params", "acts": "acts"}
 
 
-def rungs(epochs: int, r_min: float = 1, eta: int = 3) -> tuple[float, ...]:
+def rungs(epochs: int, r_min: float = 1, eta: int = 3, late: bool = False) -> tuple[float, ...]:
     """The epochs a trial is judged at: ``r_min * eta**k`` for k >= 0, below ``epochs``.
 
     ``r_min`` may be a fraction of an epoch (0.25: a quarter of the first epoch); a rung that
-    lands on a whole epoch is that int (``rungs(3, 1/3) == (1/3, 1)``).
+    lands on a whole epoch is that int (``rungs(3, 1/3) == (1/3, 1)``). ``late`` adds a last
+    rung one epoch before the end when the ladder stops below it (``rungs(3, 1/3, late=True)
+    == (1/3, 1, 2)``): by then the ranking is nearly the final one (Kendall tau 0.81 against the
+    final accuracy at epoch 2 of 3, ``benchmarks/bench_rungs.py``), and a trial stopped there
+    saves its last epoch and its final evaluations.
     """
     out, k = [], 0
     while True:
@@ -52,9 +57,12 @@ def rungs(epochs: int, r_min: float = 1, eta: int = 3) -> tuple[float, ...]:
         if abs(r - round(r)) < 1e-9:
             r = int(round(r))
         if r >= epochs:
-            return tuple(out)
+            break
         out.append(r)
         k += 1
+    if late and epochs - 1 > max(out, default=0):
+        out.append(epochs - 1)
+    return tuple(out)
 
 
 def validation_points(rung_epochs: Sequence[float], epochs: int) -> tuple[float, ...]:
@@ -106,18 +114,20 @@ class MultiObjectiveASHA(FIFOScheduler):
         objectives: the study's; those in :data:`KNOWN_COSTS` are ranked with ``metric``.
         epochs: a trial's training epochs (rungs are below it).
         r_min, eta: the first rung (epochs; a fraction allowed) and the reduction factor.
+        late: also a rung one epoch before the last (see :func:`rungs`).
         metric: the validation result a rung ranks on, one of :data:`RUNG_METRICS`.
         cost_of: architecture dict -> {name: value} of the known costs (tests replace it).
     """
 
     def __init__(self, objectives: Sequence[Objective], epochs: int, r_min: float = 1,
                  eta: int = 3, metric: str = "val_loss",
-                 cost_of: Callable[[dict[str, Any]], dict[str, float]] | None = None) -> None:
+                 cost_of: Callable[[dict[str, Any]], dict[str, float]] | None = None,
+                 late: bool = False) -> None:
         super().__init__()
         if metric not in RUNG_METRICS:
             raise ValueError(f"metric must be one of {', '.join(RUNG_METRICS)}; got {metric!r}")
         self.eta, self.rung_metric = eta, metric
-        self.rungs = rungs(epochs, r_min, eta)
+        self.rungs = rungs(epochs, r_min, eta, late)
         self.costs = tuple(o for o in objectives if o.name in KNOWN_COSTS)
         self.cost_of = cost_of or _analytic_costs
         self.reached: dict[int, dict[str, tuple[float, ...]]] = {r: {} for r in self.rungs}

@@ -143,8 +143,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                         "zero-cost proxy and train only the best (e.g. synflow:4)")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default=SearchConfig.scheduler,
                    help="fifo: every trial trains all epochs; asha: validate at each rung (and "
-                        "after the last epoch) and stop a trial at a rung (epochs min*eta^k) "
-                        "unless it is on the first "
+                        "after the last epoch) and stop a trial at a rung (epochs min*eta^k, "
+                        "and one epoch before the last) unless it is on the first "
                         "non-dominated front of (val loss, MACs) there or within the top "
                         "1/eta (stored as PRUNED; --budget then counts evaluated trials, "
                         "completed or pruned, so stopping early saves compute)")
@@ -153,7 +153,11 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--asha-min-epochs", type=_epochs, default=SearchConfig.asha_min_epochs,
                    metavar="EPOCHS",
                    help="ASHA's first rung, in epochs; a fraction (0.25, 1/3) judges mid-epoch "
-                        "(default 1/3: rungs at 1/3 and 1 of 3 epochs)")
+                        "(default 1/3: rungs at 1/3, 1 and, late, 2 of 3 epochs)")
+    p.add_argument("--asha-late-rung", action=argparse.BooleanOptionalAction,
+                   default=SearchConfig.asha_late_rung,
+                   help="also a rung one epoch before the last, when the ladder stops below it "
+                        "(default on: rungs at 1/3, 1 and 2 of 3 epochs)")
     p.add_argument("--asha-metric", choices=tuple(RUNG_METRICS),
                    default=SearchConfig.asha_metric,
                    help="what a rung ranks a trial's learning on, beside its known costs "
@@ -184,7 +188,7 @@ def _search(args: argparse.Namespace) -> int:
                        gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address,
                        executor=args.executor, scheduler=args.scheduler,
                        asha_eta=args.asha_eta, asha_min_epochs=args.asha_min_epochs,
-                       asha_metric=args.asha_metric,
+                       asha_metric=args.asha_metric, asha_late_rung=args.asha_late_rung,
                        progress_every=args.progress_every)
     check_settings(cfg)  # fail fast, before Ray, torch or a database starts
     from db import Store, mask_url

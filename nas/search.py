@@ -77,7 +77,10 @@ class SearchConfig:
     asha_min_epochs: float = 1 / 3  # ASHA's first rung, in epochs (a fraction is judged mid-epoch:
     #                                 1/3 of epoch 1's steps); rungs at asha_min_epochs * eta**k
     #                                 below epochs (1/3 and 1 of 3; benchmarks/bench_asha.py)
+    #                                 plus the late rung below
     asha_metric: str = "val_loss"  # what a rung ranks learning on: val_loss | val_accuracy
+    asha_late_rung: bool = True  # also a rung one epoch before the last (2 of 3), when the
+    #                              ladder stops below it (nas._scheduler.rungs)
     progress_every: float = 30.0  # seconds between "[progress]" lines when the output is not a
     #                               terminal (a terminal gets a live status line); 0: at the end
 
@@ -513,7 +516,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
         from nas._scheduler import MultiObjectiveASHA, validation_points
 
         scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta,
-                                       metric=cfg.asha_metric)
+                                       metric=cfg.asha_metric, late=cfg.asha_late_rung)
         stopped = scheduler.stopped
         log(f"scheduler: multi-objective ASHA, rungs at epoch(s) "
             f"{', '.join(map(epoch_text, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
