@@ -10,6 +10,11 @@ MACs). It prints, per rule, the trials that would still
 complete, the proxy epochs trained, and the hypervolume of their front (validation accuracy and
 full-model MACs, as ``bench_asha.py`` computes it).
 
+With ``--late`` both rules also judge at a rung one epoch before the last (``--asha-late-rung``,
+the default since), on a run made without it whose completed trials validated after that epoch
+(runs before validation was limited to the rungs did; its ``agree`` column then counts the
+trials the added rung changes).
+
 Limits: a stricter rule can only stop trials the run completed, so its hypervolume here can
 only fall (a real run would also propose other trials, as the sampler sees other results); it
 measures how many epochs a rule saves and how much front it loses on the same proposals. Only
@@ -76,7 +81,9 @@ def load(url: str, study: str) -> tuple[list[dict], dict]:
         epoch_start, reached = t.started_at.timestamp(), {}
         for point in t.metrics["curve"][0]:  # repeat 0: the one the rungs judge
             epoch = float(point["epoch"])
-            reached[round(epoch, 6)] = (epoch_start + point["seconds"], sign * point[metric])
+            if point.get(metric) is not None:  # an epoch no rung read was not validated
+                reached[round(epoch, 6)] = (epoch_start + point["seconds"],
+                                            sign * point[metric])
             if epoch == int(epoch):
                 epoch_start += point["seconds"]
         trials.append({"completed": t.state == "COMPLETE", "macs": macs / 1e9,
@@ -107,6 +114,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("databases", nargs="+", help="SQLite files of finished ASHA runs")
     p.add_argument("--study", default="hybrid_conv_attn")
+    p.add_argument("--late", action="store_true",
+                   help="add the rung one epoch before the last to a run made without it")
     p.add_argument("--probe", type=int, default=2000,
                    help="random draws for the reference point's MACs (as bench_asha.py)")
     args = p.parse_args()
@@ -121,7 +130,13 @@ def main() -> None:
             box = max_macs(config["space"], args.probe) / 1e9
         epochs, eta = config["epochs"], config["asha_eta"]
         points = [round(float(r), 6) for r in rungs(epochs, config["asha_min_epochs"], eta,
-                                                     config.get("asha_late_rung", False))]
+                                                     config.get("asha_late_rung", False)
+                                                     or args.late)]
+        missing = [t for t in trials if t["completed"] and not set(points) <= set(t["reached"])]
+        if missing:
+            raise SystemExit(f"{path}: {len(missing)} completed trial(s) have no validation at "
+                             f"every rung {points} (--late needs a run whose trials validated "
+                             f"after epoch {epochs - 1})")
         for name, rule in RULES.items():
             r = replay(trials, rule, points, eta, epochs)
             hv = hypervolume_2d([(t["accuracy"], t["macs"]) for t in r["done"]], (0.0, box))

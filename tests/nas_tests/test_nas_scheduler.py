@@ -38,6 +38,34 @@ def test_rungs_are_r_min_times_eta_powers_below_the_last_epoch(epochs, r_min, et
     assert all(type(r) is int for r in got if r == round(r)), "a whole-epoch rung is an int"
 
 
+@pytest.mark.parametrize("epochs, r_min, eta, expected", [
+    (3, 1 / 3, 3, (1 / 3, 1, 2)),  # the search's default: the ladder stops at 1, 2 is added
+    (10, 1 / 3, 3, (1 / 3, 1, 3, 9)), (4, 2, 2, (2, 3)), (3, 1, 3, (1, 2)),
+    (3, 1, 2, (1, 2)),  # the ladder already ends one epoch before the last: nothing added
+    (2, 0.5, 2, (0.5, 1)), (1, 1 / 3, 3, (1 / 3,)),  # one epoch: no epoch before the last
+])
+def test_the_late_rung_is_one_epoch_before_the_last_when_the_ladder_stops_below_it(
+        epochs, r_min, eta, expected):
+    got = rungs(epochs, r_min, eta, late=True)
+    assert got == pytest.approx(expected) and len(got) == len(expected)
+    assert validation_points(got, epochs)[-2:] == (expected[-1], epochs)
+
+
+def test_the_late_rung_stops_a_trial_one_epoch_before_the_last():
+    sched = _scheduler(epochs=4, late=True, macs=dict.fromkeys("abcd", 1.0))
+    assert sched.rungs == (1, 2, 3)  # eta 2 from 1: the ladder stops at 2 of 4
+    trials = [_Trial(k, {"arch": {"id": k}}) for k in "abcd"]
+    for t, acc in zip(trials, (0.5, 0.6, 0.7, 0.8)):  # all continue past epoch 1 (a chain)
+        sched.on_trial_result(None, t, _epoch(1, acc))
+    for t, acc in zip(trials, (0.55, 0.65, 0.75, 0.85)):
+        assert sched.on_trial_result(None, t, _epoch(2, acc)) == CONTINUE
+    # at the late rung, the same cost and less accurate than the two before it: stopped there
+    assert sched.on_trial_result(None, trials[0], _epoch(3, 0.9)) == CONTINUE
+    assert sched.on_trial_result(None, trials[1], _epoch(3, 0.95)) == CONTINUE
+    assert sched.on_trial_result(None, trials[2], _epoch(3, 0.1)) == STOP
+    assert sched.stopped[trials[2].trial_id].epoch == 3
+
+
 def test_a_trial_validates_at_its_rungs_and_last_epoch_only():
     assert validation_points(rungs(3, 1 / 3, 3), 3) == (1 / 3, 1.0, 3.0)
     assert validation_points(rungs(10, 2, 2), 10) == (2.0, 4.0, 8.0, 10.0)
@@ -85,9 +113,9 @@ class _Trial:
 
 
 def _scheduler(objectives=DEFAULT_OBJECTIVES, epochs=3, eta=2, macs=None, r_min=1,
-               metric="val_loss"):
+               metric="val_loss", late=False):
     macs = macs or {}
-    return MultiObjectiveASHA(objectives, epochs, r_min, eta, metric=metric,
+    return MultiObjectiveASHA(objectives, epochs, r_min, eta, metric=metric, late=late,
                               cost_of=lambda arch: {"macs": macs[arch["id"]], "params": 1.0,
                                                     "acts": 1.0})
 
@@ -178,6 +206,8 @@ def test_without_a_cost_objective_asha_ranks_on_accuracy_alone():
      "--asha-min-epochs must be a number of epochs >= 0.01 (a fraction such as 0.25 judges "
      "mid-epoch); got 0"),
     ({"scheduler": "asha", "asha_min_epochs": 3.5}, "--asha-min-epochs (3.5) must be < --epochs"),
+    ({"scheduler": "asha", "asha_late_rung": "yes"},
+     "asha_late_rung must be true or false; got 'yes'"),
     ({"scheduler": "asha", "asha_metric": "acc"},
      "--asha-metric must be one of val_loss, val_accuracy; got 'acc'"),
 ])
@@ -232,6 +262,16 @@ def test_the_default_first_rung_is_a_third_of_an_epoch_so_one_epoch_runs_can_sto
     check_settings(cfg)
     assert rungs(cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta) == (1 / 3,)
     assert rungs(3, SearchConfig.asha_min_epochs, SearchConfig.asha_eta) == (1 / 3, 1)
+    assert rungs(3, SearchConfig.asha_min_epochs, SearchConfig.asha_eta,
+                 SearchConfig.asha_late_rung) == (1 / 3, 1, 2)
+
+
+def test_the_late_rung_flag_reaches_the_search_settings():
+    from nas.cli import _parser
+
+    assert _parser().parse_args(["search", "--space", "tiny"]).asha_late_rung is True
+    off = _parser().parse_args(["search", "--space", "tiny", "--no-asha-late-rung"])
+    assert off.asha_late_rung is False
 
 
 @pytest.mark.parametrize("text, value", [("1/3", 1 / 3), ("0.25", 0.25), ("2", 2), ("1.0", 1)])
