@@ -5,6 +5,7 @@ export leaves nothing behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,13 +170,10 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["sigint", "sigterm"])
-def test_an_interrupted_export_leaves_nothing(searched, tmp_path, sig, code):
-    """Ctrl-C or SIGTERM while the files are being written and checked: no DIR, no temporary
-    directory."""
-    url, study = searched
-    out = tmp_path / "exports" / "x"
+def _stopped_mid_export(url: str, study: str, out: Path) -> subprocess.Popen | None:
+    """Start an export and freeze it (SIGSTOP) once its temporary directory holds the weights;
+    the frozen process, or None where the export had already moved its files into place (it
+    finished between the look and the stop: the race this test must not mistake for a result)."""
     proc = subprocess.Popen([sys.executable, "-m", "nas", "export", "--db", url, "--study",
                              study, "--pick", "best", "--img-size", "64", "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -183,13 +181,41 @@ def test_an_interrupted_export_leaves_nothing(searched, tmp_path, sig, code):
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            partial = list(out.parent.glob(".x.partial-*/model.safetensors")) \
-                if out.parent.exists() else []
-            if partial:
+            if out.parent.exists() and list(out.parent.glob(".x.partial-*/model.safetensors")):
+                proc.send_signal(signal.SIGSTOP)
                 break
             time.sleep(0.05)
-        assert partial, f"the export never started writing (exit {proc.poll()})"
+        else:
+            pytest.fail(f"the export never started writing (exit {proc.poll()})")
+        # frozen with its temporary directory still there: the files are not in place yet, so
+        # the process has code left to run, and a signal sent now is handled before it ends
+        if list(out.parent.glob(".x.partial-*")) and not out.exists():
+            return proc
+        proc.send_signal(signal.SIGCONT)
+        proc.communicate(timeout=120)
+        return None
+    except BaseException:
+        proc.kill()
+        raise
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["sigint", "sigterm"])
+def test_an_interrupted_export_leaves_nothing(searched, tmp_path, sig, code):
+    """Ctrl-C or SIGTERM while the files are being written and checked: no DIR, no temporary
+    directory."""
+    url, study = searched
+    out = tmp_path / "exports" / "x"
+    for _ in range(3):  # an export that won the race is removed and run again
+        proc = _stopped_mid_export(url, study, out)
+        if proc is not None:
+            break
+        shutil.rmtree(out.parent)
+    else:
+        pytest.fail("three exports finished before they could be stopped mid-way")
+    try:
         proc.send_signal(sig)
+        proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
