@@ -11,7 +11,7 @@ inside the trial, pruned ones from start to the stop decision as seen by the dri
 time of the run, and the hypervolume of the final front over (validation accuracy ↑, full-model
 MACs ↓) of the COMPLETE trials. Beside it, the same front (chosen on validation accuracy, as the
 engine chooses it) scored with its members' test accuracy, which never selects anything: a
-front picked from more trials is picked from more noise, so its validation hypervolume is
+front picked from more trials is picked from more noise, so its validation hypervolume can be
 inflated more (the winner's curse); the held-out hypervolume is not inflated by the choice.
 
 Hypervolume reference point: accuracy 0 and MACs = the largest analytic MACs of the space over

@@ -1,5 +1,6 @@
 """benchmarks/bench_asha.py's parts that decide what a comparison means: which settings an arm
-names, which kept run may stand in for an arm, and the front at equal time."""
+names, which kept run may stand in for an arm, the front at equal time, and the held-out
+front and paired differences."""
 
 from __future__ import annotations
 
