@@ -48,8 +48,9 @@ from pathlib import Path
 from db import Store
 from db.errors import StorageError
 from nas.analysis import pareto_front
+from nas.errors import ConfigError
 from nas.models import analytic_cost, from_dict
-from nas.search import SAMPLERS, SearchConfig, run_search
+from nas.search import SAMPLERS, SearchConfig, parse_prescreen, run_search
 from search_spaces import load_space
 
 
@@ -75,11 +76,19 @@ def max_macs(space_name: str, probe: int) -> int:
 def parse_arm(text: str) -> dict:
     """``fifo``, or ``asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]]`` (``asha:1/3:3:val_loss``;
     ``nolate``: without the rung one epoch before the last), either with an optional
-    ``@SAMPLER`` (``asha@tpe``: that arm searches with ``--sampler tpe``)."""
+    ``@SAMPLER`` (``asha@tpe``: that arm searches with ``--sampler tpe``), then an optional
+    ``+PRESCREEN`` (``asha+surrogate:4``: that arm runs with ``--prescreen surrogate:4``)."""
     from fractions import Fraction
 
-    base, at, sampler = text.partition("@")
+    text_arm, plus, screen = text.partition("+")
+    base, at, sampler = text_arm.partition("@")
     extra = {}
+    if plus:
+        try:
+            parse_prescreen(screen)
+        except ConfigError as e:
+            raise SystemExit(f"--arms: {text!r}: {e}") from None
+        extra["prescreen"] = screen
     if at:
         if sampler not in SAMPLERS:
             raise SystemExit(f"--arms: {text!r}: unknown sampler {sampler!r}; "
@@ -91,7 +100,8 @@ def parse_arm(text: str) -> dict:
     if parts[0] != "asha" or len(parts) > 5 or (len(parts) == 5
                                                  and parts[4] not in ("late", "nolate")):
         raise SystemExit(f"--arms: {text!r} is not fifo or "
-                         f"asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]], then [@SAMPLER]")
+                         f"asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]], "
+                         f"then [@SAMPLER][+PRESCREEN]")
     r_min = float(Fraction(parts[1])) if len(parts) > 1 else SearchConfig.asha_min_epochs
     return {"name": text, "scheduler": "asha",
             "asha_min_epochs": int(r_min) if float(r_min).is_integer() else r_min,
@@ -123,7 +133,8 @@ def kept_run(url: str, study: str, budget: int, seed: int) -> float | None:
 
 
 def run_one(args, arm: dict) -> dict:
-    runs = Path(args.out) / f"seed{args.seed}" / arm["name"].replace(":", "_").replace("/", "-")
+    folder = arm["name"].replace(":", "_").replace("/", "-").replace("+", "_")
+    runs = Path(args.out) / f"seed{args.seed}" / folder
     url = f"sqlite:///{runs}/nas.db"
     wall = kept_run(url, args.space, args.budget, args.seed) if args.keep else None
     if wall is not None:
@@ -223,7 +234,7 @@ def main() -> None:
             table.append(r)
     print(f"\n{args.space}, budget {args.budget} (fifo: completed; asha: evaluated), "
           f"{args.epochs} epochs, executor {args.executor}; asha arms are "
-          f"asha:MIN_EPOCHS:ETA:METRIC[:late|nolate][@SAMPLER]; hypervolume "
+          f"asha:MIN_EPOCHS:ETA:METRIC[:late|nolate][@SAMPLER][+PRESCREEN]; hypervolume "
           f"(Optuna's) of the (val acc, GMACs) front, reference accuracy 0 and "
           f"{ref_macs / g:.4f} GMACs (max over {args.probe} draws), as a fraction of that box; "
           f"'test HV': the same front scored on the test split (held out)")

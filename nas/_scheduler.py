@@ -35,7 +35,7 @@ from nas.models import analytic_cost, from_dict
 from nas.results import DONE, RUNG_METRICS, Objective, TrialPruned
 
 __all__ = ["MultiObjectiveASHA", "rungs", "validation_points", "nondominated_ranks",
-           "rung_decision", "KNOWN_COSTS", "RUNG_METRICS"]
+           "rung_decision", "KNOWN_COSTS", "RUNG_METRICS", "known_costs"]
 
 #: objectives known before training, as (name -> attribute of ``analytic_cost``)
 KNOWN_COSTS = {"macs": "macs", "params": "params", "acts": "acts"}
@@ -129,7 +129,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         self.eta, self.rung_metric = eta, metric
         self.rungs = rungs(epochs, r_min, eta, late)
         self.costs = tuple(o for o in objectives if o.name in KNOWN_COSTS)
-        self.cost_of = cost_of or _analytic_costs
+        self.cost_of = cost_of or known_costs
         self.reached: dict[int, dict[str, tuple[float, ...]]] = {r: {} for r in self.rungs}
         self.stopped: dict[str, TrialPruned] = {}  # Ray trial id -> why it was stopped
         self._costs: dict[str, dict[str, float]] = {}
@@ -172,6 +172,7 @@ class MultiObjectiveASHA(FIFOScheduler):
                 f"{len(self.stopped)} trial(s) stopped")
 
 
-def _analytic_costs(arch: dict[str, Any]) -> dict[str, float]:
+def known_costs(arch: dict[str, Any]) -> dict[str, float]:
+    """The objectives known before training, from the analytic cost model of ``arch`` (a dict)."""
     cost = analytic_cost(from_dict(arch))
     return {name: float(getattr(cost, attr)) for name, attr in KNOWN_COSTS.items()}

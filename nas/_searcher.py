@@ -102,11 +102,12 @@ class BudgetedSearcher(Searcher):
         if self.used + len(self.live) >= self.budget:
             return None  # wait: a running trial may still fail
         group: list[tuple[optuna.trial.Trial, ArchSpec, str]] = []  # feasible, new candidates
+        k = self.screen_k if getattr(self.screen, "ready", True) else 1  # nothing learned yet
         for _ in range(PROPOSALS_PER_SLOT):
             candidate = self._propose(group)
             if candidate is not None:
                 group.append(candidate)
-                if len(group) >= self.screen_k:
+                if len(group) >= k:
                     break
         if not group:
             return Searcher.FINISHED
@@ -179,7 +180,8 @@ class BudgetedSearcher(Searcher):
                 scores.append(-math.inf)
                 errors.append(str(e))
         best = max(range(len(group)), key=lambda i: (scores[i], -i))  # ties: the first asked
-        key = f"zc_{self.screen_name}"
+        key = ("surrogate_score" if self.screen_name == "surrogate"  # expected HV gain
+               else f"zc_{self.screen_name}")
         winner, _, best_h = group[best]
         winner.set_user_attr("prescreen", {"proxy": self.screen_name, "score": scores[best],
                                            "group": [t.number for t, _, _ in group]})
@@ -207,7 +209,7 @@ class BudgetedSearcher(Searcher):
                           error: bool = False) -> None:
         if not self.fence():
             return  # kept in `live`: the stop closes it where it is still open (interrupt)
-        h, trial, _ = self.live.pop(trial_id, (None, None, None))
+        h, trial, arch = self.live.pop(trial_id, (None, None, None))
         res = None if error else final_result(result)
         pruned = self.stopped.get(trial_id) if res is None and not error else None
         if pruned is not None:  # stopped at a rung: an extra proposal, never COMPLETE
@@ -224,6 +226,9 @@ class BudgetedSearcher(Searcher):
             if trial is not None:
                 self.study.tell(trial, values)
                 self.done[h] = values
+                observe = getattr(self.screen, "observe", None)  # a screen that learns
+                if observe is not None:
+                    observe(arch, values)
         else:  # failed (diverged, or raised): told to Optuna as FAIL, never COMPLETE
             self.failed += 1
             if trial is not None:

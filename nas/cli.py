@@ -140,7 +140,9 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                         "initialisation, before training; stored as zc_<name>")
     p.add_argument("--prescreen", default=None, metavar="PROXY:K",
                    help="for each trial slot, score K >= 2 feasible new candidates with the "
-                        "zero-cost proxy and train only the best (e.g. synflow:4)")
+                        "zero-cost proxy and train only the best (e.g. synflow:4); "
+                        "surrogate:K scores them instead by the hypervolume a ridge model of "
+                        "the study's completed trials expects each to add (from 8 completed)")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default=SearchConfig.scheduler,
                    help="fifo: every trial trains all epochs; asha: validate at each rung (and "
                         "after the last epoch) and stop a trial at a rung (epochs min*eta^k, "

@@ -114,15 +114,21 @@ def _make_sampler(name: str, seed: int):
 
 
 def parse_prescreen(spec: str | None) -> tuple[str, int] | None:
-    """``"synflow:3"`` as (proxy, K >= 2), the proxy checked against the registry; None: off."""
+    """``"synflow:3"`` as (proxy, K >= 2), the proxy checked against the registry (or
+    ``surrogate``, the learned screen of ``nas/_surrogate.py``); None: off."""
     if spec is None:
         return None
     name, sep, k = str(spec).strip().partition(":")
     if not sep or not k.strip().isdigit() or int(k) < 2:
-        raise ConfigError(f"--prescreen must be <zero-cost proxy>:K with an integer K >= 2; "
-                          f"got {spec!r}")
+        raise ConfigError(f"--prescreen must be <zero-cost proxy or surrogate>:K with an "
+                          f"integer K >= 2; got {spec!r}")
+    if name.strip() == SURROGATE:
+        return SURROGATE, int(k)
     (name,) = parse_zero_cost([name], flag="--prescreen")
     return name, int(k)
+
+
+SURROGATE = "surrogate"  # --prescreen's learned screen (nas/_surrogate.py), not a zero-cost proxy
 
 
 def _prescreen_fn(dataset, batch_size: int, seed: int, name: str, space, num_classes: int):
@@ -264,7 +270,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     masked = mask_url(url)
     objectives = _study_objectives(store, study_name, cfg.objectives)
     # every trial records its --zero-cost scores, those objectives name, and the pre-screen's
-    zero_cost = zero_cost_implied([*zero_cost, *prescreen[:1]] if prescreen else zero_cost,
+    zero_cost = zero_cost_implied([*zero_cost, *prescreen[:1]]
+                                  if prescreen and prescreen[0] != SURROGATE else zero_cost,
                                   objectives)
     dataset = prepare_dataset(cfg.dataset, default_cache_dir(runs / "cache"),
                               resolution=space.proxy_spec.resolution, data_path=cfg.data_path)
@@ -309,8 +316,14 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             run.outcome = "completed"
             return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
                                  time.perf_counter() - t_start, objectives, evaluated=used)
-        screen = (_prescreen_fn(dataset, cfg.batch_size, cfg.seed, prescreen[0], space,
-                                dataset.num_classes) if prescreen else None)
+        if prescreen and prescreen[0] == SURROGATE:  # learns from this study's results
+            from nas._surrogate import SurrogateScreen
+
+            screen = SurrogateScreen(objectives, cfg.seed, space=space)
+            screen.observe_all((t.arch, [o.of(t) for o in objectives]) for t in completed)
+        else:
+            screen = (_prescreen_fn(dataset, cfg.batch_size, cfg.seed, prescreen[0], space,
+                                    dataset.num_classes) if prescreen else None)
 
         searcher, recorder = None, None
         started_ray, reaper, error, interrupted = False, None, None, 0

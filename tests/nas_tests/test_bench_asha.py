@@ -33,11 +33,17 @@ def test_arm_names_its_scheduler_settings_and_sampler(bench):
     assert bench.parse_arm("fifo@random") == {"name": "fifo@random", "scheduler": "fifo",
                                               "sampler": "random"}
     assert "sampler" not in bench.parse_arm("asha")  # the search's default sampler
+    arm = bench.parse_arm("asha@tpe+surrogate:4")
+    assert arm["sampler"] == "tpe" and arm["prescreen"] == "surrogate:4"
+    assert arm["scheduler"] == "asha" and arm["name"] == "asha@tpe+surrogate:4"
+    assert "prescreen" not in bench.parse_arm("fifo")
 
 
 @pytest.mark.parametrize("text, says", [("asha@foo", "unknown sampler 'foo'; allowed: nsga2"),
                                         ("fifo:1", "is not fifo or"),
-                                        ("asha:1:3:val_loss:sometimes", "is not fifo or")])
+                                        ("asha:1:3:val_loss:sometimes", "is not fifo or"),
+                                        ("asha+surrogate:1", "K >= 2"),
+                                        ("asha+synflw:3", "unknown zero-cost proxy 'synflw'")])
 def test_bad_arm_is_one_line_naming_what_is_allowed(bench, text, says):
     with pytest.raises(SystemExit, match=says):
         bench.parse_arm(text)

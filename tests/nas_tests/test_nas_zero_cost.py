@@ -124,7 +124,7 @@ def test_unknown_zc_objective_lists_the_known_ones():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("synflow", "must be <zero-cost proxy>:K with an integer K >= 2; got 'synflow'"),
+    ("synflow", "must be <zero-cost proxy or surrogate>:K with an integer K >= 2; got 'synflow'"),
     ("synflow:1", "K >= 2; got 'synflow:1'"),
     ("synflow:x", "K >= 2"),
     ("synflw:3", "--prescreen: unknown zero-cost proxy 'synflw'"),
