@@ -14,9 +14,10 @@ numbers), with the objectives scaled by the observed ranges.
 Until ``MIN_OBSERVATIONS`` trials have completed there is nothing to learn from: every score is
 0 and the first candidate asked (the sampler's own choice) is trained, as without a screen.
 
-Measured basis (``benchmarks/bench_asha.py``, README "Early stopping"): on ``hybrid_conv_attn``
-such a ridge model trained on 40 completed trials ranks unseen ones with Kendall tau 0.50 over all
-and 0.32 within MACs bins, where MACs alone gives 0.38; no zero-cost proxy beats MACs there.
+Measured basis (``benchmarks/bench_surrogate.py``, README "Early stopping"): on
+``hybrid_conv_attn`` this model fitted on 40 completed trials ranks unseen ones with Kendall tau
+0.53 over all and 0.38 within MACs bins, where MACs alone gives 0.38; no zero-cost proxy beats
+MACs there.
 Under ASHA on the headline search (seeds 1 and 3) it did not improve the front on the held-out
 test split, so it is an option, not a default.
 """

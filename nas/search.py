@@ -25,7 +25,7 @@ from typing import Any
 
 from nas._preflight import check_resume, check_settings, check_study_name
 from nas._samplers import SAMPLERS, make_sampler
-from nas.errors import ConfigError, SearchInterrupted, StorageError
+from nas.errors import ConfigError, SearchInterrupted, StorageError, did_you_mean
 from nas.results import (
     DEFAULT_OBJECTIVES,
     Objective,
@@ -122,9 +122,16 @@ def parse_prescreen(spec: str | None) -> tuple[str, int] | None:
     if not sep or not k.strip().isdigit() or int(k) < 2:
         raise ConfigError(f"--prescreen must be <zero-cost proxy or surrogate>:K with an "
                           f"integer K >= 2; got {spec!r}")
-    if name.strip() == SURROGATE:
+    name = name.strip()
+    if name == SURROGATE:
         return SURROGATE, int(k)
-    (name,) = parse_zero_cost([name], flag="--prescreen")
+    from proxies.zero_cost import list_zero_cost  # lazy: imports torch
+
+    known = list_zero_cost()
+    if name not in known:
+        raise ConfigError(f"--prescreen: unknown screen {name!r}; known: {SURROGATE} (learned "
+                          f"from the study's results) or a zero-cost proxy: {', '.join(known)}"
+                          f"{did_you_mean(name, [SURROGATE, *known])}")
     return name, int(k)
 
 

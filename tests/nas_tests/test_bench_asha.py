@@ -4,25 +4,14 @@ front and paired differences."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_asha.py"
+from ._scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_asha", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_asha"] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules["bench_asha"]
+    yield from benchmark_module("bench_asha")
 
 
 def test_arm_names_its_scheduler_settings_and_sampler(bench):
@@ -43,7 +32,7 @@ def test_arm_names_its_scheduler_settings_and_sampler(bench):
                                         ("fifo:1", "is not fifo or"),
                                         ("asha:1:3:val_loss:sometimes", "is not fifo or"),
                                         ("asha+surrogate:1", "K >= 2"),
-                                        ("asha+synflw:3", "unknown zero-cost proxy 'synflw'")])
+                                        ("asha+synflw:3", "unknown screen 'synflw'")])
 def test_bad_arm_is_one_line_naming_what_is_allowed(bench, text, says):
     with pytest.raises(SystemExit, match=says):
         bench.parse_arm(text)

@@ -127,7 +127,8 @@ def test_unknown_zc_objective_lists_the_known_ones():
     ("synflow", "must be <zero-cost proxy or surrogate>:K with an integer K >= 2; got 'synflow'"),
     ("synflow:1", "K >= 2; got 'synflow:1'"),
     ("synflow:x", "K >= 2"),
-    ("synflw:3", "--prescreen: unknown zero-cost proxy 'synflw'"),
+    ("synflw:3", "--prescreen: unknown screen 'synflw'; known: surrogate .learned"),
+    ("surogate:3", "did you mean 'surrogate'"),
 ])
 def test_bad_prescreen_is_one_line(spec, message):
     with pytest.raises(ConfigError, match=message) as e:
