@@ -74,7 +74,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--zero-cost", "synflow,nasbot", "--zero-cost: unknown zero-cost proxy 'nasbot'"),
-    ("--prescreen", "synflow:1", "--prescreen must be <zero-cost proxy>:K"),
+    ("--prescreen", "synflow:1", "--prescreen must be <zero-cost proxy or surrogate>:K"),
+    ("--prescreen", "surogate:3", "--prescreen: unknown screen 'surogate'"),
     ("--objectives", "zc_snp:max", "unknown zero-cost proxy in 'zc_snp'"),
 ])
 def test_cli_bad_zero_cost_is_one_line_exit_2(tmp_path, flag, value, message):
