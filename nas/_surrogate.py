@@ -16,8 +16,9 @@ Until ``MIN_OBSERVATIONS`` trials have completed there is nothing to learn from:
 
 Measured basis (``benchmarks/bench_surrogate.py``, README "Early stopping"): on
 ``hybrid_conv_attn`` this model fitted on 40 completed trials ranks unseen ones with Kendall tau
-0.53 over all and 0.38 within MACs bins, where MACs alone gives 0.38; no zero-cost proxy beats
-MACs there.
+0.53 over all (MACs alone: 0.38) and 0.37 within MACs bins (MACs: 0.05); no zero-cost proxy
+beats MACs there. Only completed trials are learned from: under ``--scheduler asha`` that is the
+trials that survived every rung, a biased sample.
 Under ASHA on the headline search (seeds 1 and 3) it did not improve the front on the held-out
 test split, so it is an option, not a default.
 """
@@ -104,6 +105,8 @@ class SurrogateScreen:
         objectives: the study's; those in ``KNOWN_COSTS`` are computed, the others learned.
         seed: the Monte Carlo draws' seed.
         cost_of: architecture -> {cost name: value} (default: the analytic cost model).
+        space: the search space; its costliest (for a ``max`` cost: cheapest) of
+            ``REF_DRAWS`` random draws is the reference point of each known cost.
     """
 
     name = "surrogate"
@@ -126,8 +129,8 @@ class SurrogateScreen:
             rng = random.Random(seed)
             draws = [self.cost_of(to_dict(space.sample_random(rng)[0]))
                      for _ in range(REF_DRAWS)]
-            self.cost_ref = {o.name: max(d[o.name] for d in draws)
-                             for o in self.objectives if o.name in KNOWN_COSTS}
+            self.cost_ref = {o.name: (max if o.direction == "min" else min)(
+                d[o.name] for d in draws) for o in self.objectives if o.name in KNOWN_COSTS}
 
     @property
     def ready(self) -> bool:
@@ -195,6 +198,8 @@ class SurrogateScreen:
         for j, (i, m) in enumerate(zip(self.learned, models)):
             mean, sd = m.predict(x)
             draws[:, i] = mean[0] + sd[0] * self.draws[:, j]
+        if not np.isfinite(draws).all():  # a prediction overflowed: no evidence of a gain
+            return 0.0
         draws = np.minimum((draws * sign - lo) / span, ref)  # past the box: adds nothing
         base = compute_hypervolume(front, ref)
         gains = [compute_hypervolume(np.vstack([front, d[None, :]]), ref) - base

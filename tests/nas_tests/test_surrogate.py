@@ -148,3 +148,12 @@ def test_a_candidate_costlier_than_all_trained_can_still_add_hypervolume():
         s.observe(d, [steep(d), known_costs(d)["macs"]])
         blind.observe(d, [steep(d), known_costs(d)["macs"]])
     assert blind(big) < 1e-9 < s(big), (blind(big), s(big))  # blind: past its box
+
+
+def test_the_reference_of_a_cost_to_maximize_is_the_cheapest_of_the_space():
+    space = load_space("hybrid_conv_attn")
+    down = SurrogateScreen(parse_objectives("accuracy:max,params:min"), seed=0, space=space)
+    up = SurrogateScreen(parse_objectives("accuracy:max,params:max"), seed=0, space=space)
+    sizes = [known_costs(d)["params"] for d in _archs("hybrid_conv_attn", 30, seed=4)]
+    assert up.cost_ref["params"] <= min(sizes) and down.cost_ref["params"] >= max(sizes) * 0.9
+    assert "accuracy" not in up.cost_ref  # learned, not computed
