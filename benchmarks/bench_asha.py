@@ -207,8 +207,8 @@ def main() -> None:
     p.add_argument("--arms", nargs="+", default=["fifo", "asha"],
                    help="what to compare, the first against the others: fifo, or "
                         "asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]], either followed by "
-                        "@SAMPLER for that arm's --sampler (default: fifo asha, with the "
-                        "search's defaults)")
+                        "@SAMPLER for that arm's --sampler, then +PRESCREEN for its "
+                        "--prescreen (default: fifo asha, with the search's defaults)")
     p.add_argument("--executor", choices=("ray", "local"), default="ray")
     p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--probe", type=int, default=2000,

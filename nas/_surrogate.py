@@ -26,6 +26,7 @@ test split, so it is an option, not a default.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -59,7 +60,7 @@ def features(arch: Mapping[str, Any], costs: Mapping[str, float]) -> dict[str, f
         elif isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
                 walk(f"{prefix}.{i}", v)
-        elif isinstance(value, bool) or isinstance(value, str) or value is None:
+        elif isinstance(value, (bool, str)) or value is None:
             out[f"{prefix}={value}"] = 1.0
         elif isinstance(value, (int, float)) and math.isfinite(value):
             out[prefix] = float(value)
@@ -109,8 +110,6 @@ class SurrogateScreen:
             ``REF_DRAWS`` random draws is the reference point of each known cost.
     """
 
-    name = "surrogate"
-
     def __init__(self, objectives: Sequence[Objective], seed: int = 0,
                  cost_of=None, space=None) -> None:
         self.objectives = tuple(objectives)
@@ -124,8 +123,6 @@ class SurrogateScreen:
         # can still add hypervolume; without a space, the worst observed (+10% of the range)
         self.cost_ref: dict[str, float] = {}
         if space is not None:
-            import random
-
             rng = random.Random(seed)
             draws = [self.cost_of(to_dict(space.sample_random(rng)[0]))
                      for _ in range(REF_DRAWS)]
@@ -141,19 +138,18 @@ class SurrogateScreen:
         """Record a completed trial's objective values (``None`` or non-finite: skipped)."""
         if any(v is None or not math.isfinite(v) for v in values):
             return
-        self.rows.append((self._features(arch), [float(v) for v in values]))
+        self.rows.append((self._features(arch)[0], [float(v) for v in values]))
         self._model = None
 
     def observe_all(self, pairs: Iterable[tuple[Any, Sequence[float | None]]]) -> None:
         for arch, values in pairs:
             self.observe(arch, values)
 
-    def _features(self, arch) -> dict[str, float]:
+    def _features(self, arch) -> tuple[dict[str, float], dict[str, float]]:
+        """(features, known costs) of ``arch`` (an ArchSpec or its dict), costed once."""
         d = arch if isinstance(arch, Mapping) else to_dict(arch)
-        return features(d, self.cost_of(d))
-
-    def _costs(self, arch) -> dict[str, float]:
-        return self.cost_of(arch if isinstance(arch, Mapping) else to_dict(arch))
+        costs = self.cost_of(d)
+        return features(d, costs), costs
 
     def _fit(self):
         if self._model is None:
@@ -187,9 +183,8 @@ class SurrogateScreen:
         from optuna._hypervolume import compute_hypervolume
 
         names, models, sign, lo, span, ref, front = self._fit()
-        f = self._features(arch)
+        f, costs = self._features(arch)
         x = np.array([[f.get(k, 0.0) for k in names]])
-        costs = self._costs(arch)
         point = np.zeros(len(self.objectives))
         for i, o in enumerate(self.objectives):
             if o.name in KNOWN_COSTS:
