@@ -146,7 +146,8 @@ def run_one(args, arm: dict) -> dict:
     settings = {k: v for k, v in arm.items() if k != "name"}
     cfg = SearchConfig(space=args.space, budget=args.budget, epochs=args.epochs, seed=args.seed,
                        db_url=url, runs_dir=str(runs), executor=args.executor,
-                       max_concurrent=args.max_concurrent, **settings)
+                       max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
+                       cpus_per_trial=args.cpus_per_trial, **settings)
     t0 = time.perf_counter()
     summary = run_search(cfg, log=lambda line: print(f"  {arm['name']}: {line}", flush=True))
     wall = time.perf_counter() - t0
@@ -211,6 +212,9 @@ def main() -> None:
                         "--prescreen (default: fifo asha, with the search's defaults)")
     p.add_argument("--executor", choices=("ray", "local"), default="ray")
     p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="as run_search's (default: 1 when the cluster has GPUs, else 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=None, help="as run_search's")
     p.add_argument("--probe", type=int, default=2000,
                    help="random draws for the reference point's MACs")
     p.add_argument("--out", default="runs/bench_asha")
@@ -233,7 +237,9 @@ def main() -> None:
             r["hv_test"] = held_out_hv(r, (0.0, ref_macs / g), g)
             table.append(r)
     print(f"\n{args.space}, budget {args.budget} (fifo: completed; asha: evaluated), "
-          f"{args.epochs} epochs, executor {args.executor}; asha arms are "
+          f"{args.epochs} epochs, executor {args.executor}"
+          + (f", {args.gpus_per_trial:g} GPU per trial" if args.gpus_per_trial else "")
+          + f"; asha arms are "
           f"asha:MIN_EPOCHS:ETA:METRIC[:late|nolate][@SAMPLER][+PRESCREEN]; hypervolume "
           f"(Optuna's) of the (val acc, GMACs) front, reference accuracy 0 and "
           f"{ref_macs / g:.4f} GMACs (max over {args.probe} draws), as a fraction of that box; "
