@@ -110,3 +110,19 @@ def test_placement_beyond_the_cluster_is_refused():
         placement({"CPU": 2}, None, 1, None)
     with pytest.raises(ConfigError, match="--cpus-per-trial 4 but the Ray cluster has 2 CPU"):
         placement({"CPU": 2}, 4, None, None)
+
+
+@pytest.mark.parametrize("resources, gpus, hinted", [
+    ({"CPU": 16, "GPU": 1}, None, True),  # the default: a whole GPU per trial
+    ({"CPU": 16, "GPU": 1}, 1, False),  # asked for on purpose
+    ({"CPU": 16, "GPU": 1}, 0.25, False),
+    ({"CPU": 2}, None, False),  # no GPU
+])
+def test_a_whole_gpu_per_trial_by_default_gets_a_hint(resources, gpus, hinted):
+    from nas.search import placement, placement_hint
+
+    per_trial, _, _ = placement(resources, None, gpus, None)
+    hint = placement_hint(gpus, per_trial)
+    assert (hint is not None) == hinted
+    if hinted:
+        assert hint.startswith("hint: ") and "--gpus-per-trial 0.0625" in hint
