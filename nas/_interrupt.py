@@ -10,19 +10,27 @@ switched off (``TUNE_DISABLE_SIGINT_HANDLER``) while ours is installed; ``ray.in
 the SIGTERM handler with ``sys.exit`` and Tune installs one for SIGUSR1, so
 :func:`catch_stop_signals` restores all three as they were before the run (``run_search`` is
 a library call too).
+
+A SIGTERM sent to the whole process group (``timeout``, ``scancel``, systemd's stop) also ends
+the GCS and raylet of the Ray this run started (Ray's processes block SIGINT, not SIGTERM). Tune
+can then stop nothing: Ray's client waits 60 s for the GCS and ends the process with status 1,
+closing nothing. :class:`RayLostGuard` watches for that after a stop signal and closes the run
+itself (the same closing, the same line, exit 143) at once.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ray.tune import Stopper
 
-__all__ = ["StopRequest", "StopOnSignal", "catch_stop_signals", "reinstall"]
+__all__ = ["RayLostGuard", "StopRequest", "StopOnSignal", "catch_stop_signals", "reinstall"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LABELS = {signal.SIGINT: ("Ctrl-C", "Ctrl-C (SIGINT)"), signal.SIGTERM: ("SIGTERM", "SIGTERM")}
@@ -35,6 +43,7 @@ class StopRequest:
         self.signum: int | None = None
         self.forced = False  # a second signal arrived during the shutdown
         self.lost_lease = False  # stopped because another run took over the study
+        self.event = threading.Event()  # set with the first stop (for threads to wait on)
 
     @property
     def requested(self) -> bool:
@@ -65,10 +74,12 @@ class StopRequest:
         if self.signum is None:
             self.lost_lease = True
             self.signum = signal.SIGTERM
+            self.event.set()
 
     def handle(self, signum: int, frame) -> None:
         if self.signum is None:
             self.signum = signum
+            self.event.set()
             return
         self.forced = True
         raise KeyboardInterrupt  # second signal: out of whatever the driver is doing now
@@ -119,3 +130,59 @@ def reinstall(request: StopRequest) -> None:
     """Put our SIGTERM handler back after ``ray.init`` replaced it (main thread only)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request.handle)
+
+
+class RayLostGuard:
+    """After a stop signal, closes the run itself when the Ray this run started died with it.
+
+    ``close()`` closes the run (its trials INTERRUPTED, the run ended) and returns the line to
+    print; the guard prints it on stderr and exits with the signal's code. The driver's own
+    closing holds ``lock`` and sets ``closed`` (then ``ray.shutdown()`` ends Ray on purpose and
+    the guard does nothing). Only Ray's GCS and raylet are watched, found once at start.
+    """
+
+    POLL_S = 0.2
+    WATCHED = ("gcs_server", "raylet")
+
+    def __init__(self, request: StopRequest, session_dir: str, close: Callable[[], str]) -> None:
+        self.request, self.session_dir, self.close = request, session_dir, close
+        self.lock = threading.Lock()
+        self.closed = False
+        self.watching = threading.Event()  # set once the processes to watch are known
+        self._thread = threading.Thread(target=self._watch, name="nas-ray-lost-guard",
+                                        daemon=True)
+
+    def start(self) -> RayLostGuard:
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        from nas._reaper import session_processes
+
+        try:
+            procs = [p for p in session_processes(self.session_dir) if p.name() in self.WATCHED]
+        finally:
+            self.watching.set()
+        if not procs:  # nothing to tell by: the normal path alone
+            return
+        self.request.event.wait()
+        while True:
+            with self.lock:
+                if self.closed:
+                    return
+                if not all(_alive(p) for p in procs):
+                    line = self.close()
+                    sys.stderr.write(line + "\n")
+                    sys.stderr.flush()
+                    os._exit(self.request.exit_code)
+            time.sleep(self.POLL_S)
+
+
+def _alive(p) -> bool:
+    """Whether psutil process ``p`` still runs (a zombie, killed but not waited for, is not)."""
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

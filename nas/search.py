@@ -255,7 +255,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     import ray
 
     from db import Store, default_url, mask_url
-    from nas._interrupt import StopRequest, catch_stop_signals, reinstall
+    from nas._interrupt import RayLostGuard, StopRequest, catch_stop_signals, reinstall
     from nas._reaper import start_reaper, stop_reaper
     from nas._run import run_lease
     from nas._searcher import close_stale_trials, enqueue_retries
@@ -333,7 +333,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                     dataset.num_classes) if prescreen else None)
 
         searcher, recorder = None, None
-        started_ray, reaper, error, interrupted = False, None, None, 0
+        started_ray, reaper, guard, error, interrupted = False, None, None, None, 0
+
+        def close_lost() -> str:  # RayLostGuard: a stop signal also ended our Ray
+            n = _close_running(store, study.id, searcher, recorder, request, None, run.id)
+            store.end_run(run.id, "interrupted", request.reason)
+            return _interrupted_line(request, store.count(study.id, "COMPLETE"), n)
+
         with catch_stop_signals(request):  # Ctrl-C / SIGTERM: stop the trials, keep the record
             try:
                 if cfg.executor == "local":
@@ -349,6 +355,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     reinstall(request)  # ray.init replaced our SIGTERM handler
                     # ends this session's processes when the driver ends, even by kill -9
                     reaper = start_reaper(ray_ctx.address_info["session_dir"])
+                    guard = RayLostGuard(request, ray_ctx.address_info["session_dir"],
+                                         close_lost).start()
                 searcher, recorder, run_trials = _build_tuner(
                     cfg, space, dataset, store, study, ot_study, completed, objectives,
                     zero_cost, prescreen, screen, runs, request, log, masked, run.id,
@@ -364,8 +372,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 error = e
                 raise
             finally:
-                interrupted = _close_running(store, study.id, searcher, recorder, request,
-                                             error, run.id)
+                with guard.lock if guard is not None else contextlib.nullcontext():
+                    interrupted = _close_running(store, study.id, searcher, recorder, request,
+                                                 error, run.id)
+                    if guard is not None:
+                        guard.closed = True
                 if started_ray:
                     ray.shutdown()
                 stop_reaper(reaper)
@@ -379,11 +390,14 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         run.outcome = "completed" if used >= cfg.budget else "failed"
         if request.requested:
             run.outcome, run.message = "interrupted", request.reason
-            raise SearchInterrupted(
-                f"interrupted ({request.short}): {total} completed trials kept, {interrupted} "
-                f"running trials marked INTERRUPTED; re-run the same command to resume",
-                summary, request.exit_code)
+            raise SearchInterrupted(_interrupted_line(request, total, interrupted), summary,
+                                    request.exit_code)
         return summary
+
+
+def _interrupted_line(request, completed: int, interrupted: int) -> str:
+    return (f"interrupted ({request.short}): {completed} completed trials kept, {interrupted} "
+            f"running trials marked INTERRUPTED; re-run the same command to resume")
 
 
 @contextlib.contextmanager
