@@ -138,14 +138,16 @@ class RayLostGuard:
     ``close()`` closes the run (its trials INTERRUPTED, the run ended) and returns the line to
     print; the guard prints it on stderr and exits with the signal's code. The driver's own
     closing holds ``lock`` and sets ``closed`` (then ``ray.shutdown()`` ends Ray on purpose and
-    the guard does nothing). Only Ray's GCS and raylet are watched, found once at start.
+    the guard does nothing). Only Ray's GCS and raylet are watched, found once at start among
+    ``ray_processes()`` (psutil processes of the run's Ray session).
     """
 
     POLL_S = 0.2
     WATCHED = ("gcs_server", "raylet")
 
-    def __init__(self, request: StopRequest, session_dir: str, close: Callable[[], str]) -> None:
-        self.request, self.session_dir, self.close = request, session_dir, close
+    def __init__(self, request: StopRequest, ray_processes: Callable[[], list],
+                 close: Callable[[], str]) -> None:
+        self.request, self.ray_processes, self.close = request, ray_processes, close
         self.lock = threading.Lock()
         self.closed = False
         self.watching = threading.Event()  # set once the processes to watch are known
@@ -157,15 +159,15 @@ class RayLostGuard:
         return self
 
     def _watch(self) -> None:
-        from nas._reaper import session_processes
-
         try:
-            procs = [p for p in session_processes(self.session_dir) if p.name() in self.WATCHED]
+            procs = [p for p in self.ray_processes() if _name(p) in self.WATCHED]
         finally:
             self.watching.set()
         if not procs:  # nothing to tell by: the normal path alone
             return
-        self.request.event.wait()
+        while not self.request.event.wait(0.5):
+            if self.closed:  # the run ended without a stop signal
+                return
         while True:
             with self.lock:
                 if self.closed:
@@ -186,3 +188,12 @@ def _alive(p) -> bool:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _name(p) -> str:
+    import psutil
+
+    try:
+        return p.name()
+    except psutil.Error:
+        return ""

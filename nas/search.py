@@ -20,6 +20,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
 
     from db import Store, default_url, mask_url
     from nas._interrupt import RayLostGuard, StopRequest, catch_stop_signals, reinstall
-    from nas._reaper import start_reaper, stop_reaper
+    from nas._reaper import session_processes, start_reaper, stop_reaper
     from nas._run import run_lease
     from nas._searcher import close_stale_trials, enqueue_retries
     from nas.models import from_dict
@@ -355,7 +356,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     reinstall(request)  # ray.init replaced our SIGTERM handler
                     # ends this session's processes when the driver ends, even by kill -9
                     reaper = start_reaper(ray_ctx.address_info["session_dir"])
-                    guard = RayLostGuard(request, ray_ctx.address_info["session_dir"],
+                    session = ray_ctx.address_info["session_dir"]
+                    guard = RayLostGuard(request, partial(session_processes, session),
                                          close_lost).start()
                 searcher, recorder, run_trials = _build_tuner(
                     cfg, space, dataset, store, study, ot_study, completed, objectives,

@@ -156,3 +156,60 @@ def test_reaper_ends_the_session_when_the_driver_is_killed(tmp_path):
         for p in (ours, driver):
             p.kill()
             p.wait()
+
+
+def _fake_raylet(tmp_path) -> subprocess.Popen:
+    """A real process named ``raylet`` (a link to sleep): what the guard watches for."""
+    link = tmp_path / "raylet"
+    link.symlink_to("/bin/sleep")
+    return subprocess.Popen([str(link), "60"])
+
+
+def test_ray_lost_guard_leaves_quietly_when_the_run_ends_without_a_signal(tmp_path):
+    import psutil
+
+    from nas._interrupt import RayLostGuard
+
+    raylet = _fake_raylet(tmp_path)
+    try:
+        closed = []
+        guard = RayLostGuard(StopRequest(), lambda: [psutil.Process(raylet.pid)],
+                             lambda: closed.append(1) or "line").start()
+        assert guard.watching.wait(10)
+        guard.closed = True  # what run_search sets once it has closed the run itself
+        guard._thread.join(5)
+        assert not guard._thread.is_alive() and closed == []
+    finally:
+        raylet.kill()
+        raylet.wait()
+
+
+GUARDED = """
+import os, signal, subprocess, sys, time, psutil
+from nas._interrupt import RayLostGuard, StopRequest
+raylet = subprocess.Popen([sys.argv[1], "60"])
+request = StopRequest()
+def close():
+    open(sys.argv[2], "w").write("closed")
+    return "interrupted (SIGTERM): closed by the guard"
+guard = RayLostGuard(request, lambda: [psutil.Process(raylet.pid)], close).start()
+guard.watching.wait(10)
+request.handle(signal.SIGTERM, None)  # the stop signal; the driver itself stays stuck
+time.sleep(1.0)
+print("still waiting for Ray", flush=True)  # Ray alive: the guard must not act yet
+raylet.kill()  # Ray dies with the signal (left a zombie: this process never waits for it)
+time.sleep(30)
+"""
+
+
+def test_ray_lost_guard_closes_the_run_and_exits_143_once_ray_dies(tmp_path):
+    raylet = tmp_path / "raylet"
+    raylet.symlink_to("/bin/sleep")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", GUARDED, str(raylet), str(tmp_path / "closed")],
+                       capture_output=True, text=True, timeout=60,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert r.returncode == 143, r.stderr[-2000:]
+    assert r.stdout == "still waiting for Ray\n"
+    assert r.stderr == "interrupted (SIGTERM): closed by the guard\n"
+    assert (tmp_path / "closed").read_text() == "closed" and time.monotonic() - t0 < 20
