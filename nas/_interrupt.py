@@ -14,8 +14,9 @@ a library call too).
 A SIGTERM sent to the whole process group (``timeout``, ``scancel``, systemd's stop) also ends
 the GCS and raylet of the Ray this run started (Ray's processes block SIGINT, not SIGTERM). Tune
 can then stop nothing: Ray's client waits 60 s for the GCS and ends the process with status 1,
-closing nothing. :class:`RayLostGuard` watches for that after a stop signal and closes the run
-itself (the same closing, the same line, exit 143) at once.
+closing nothing. :class:`RayLostGuard` watches for that after a stop signal and, once Ray's GCS
+or raylet has exited (about 10 s after the signal on the development machine), closes the run
+itself: the same closing, the same line, exit 143.
 """
 
 from __future__ import annotations
@@ -136,10 +137,10 @@ class RayLostGuard:
     """After a stop signal, closes the run itself when the Ray this run started died with it.
 
     ``close()`` closes the run (its trials INTERRUPTED, the run ended) and returns the line to
-    print; the guard prints it on stderr and exits with the signal's code. The driver's own
-    closing holds ``lock`` and sets ``closed`` (then ``ray.shutdown()`` ends Ray on purpose and
-    the guard does nothing). Only Ray's GCS and raylet are watched, found once at start among
-    ``ray_processes()`` (psutil processes of the run's Ray session).
+    print; the guard flushes stdout, prints the line on stderr and exits with the signal's code.
+    The driver's own closing holds ``lock`` and sets ``closed`` (then ``ray.shutdown()`` ends Ray
+    on purpose and the guard does nothing). Only Ray's GCS and raylet are watched, found once at
+    start among ``ray_processes()`` (psutil processes: the driver's children).
     """
 
     POLL_S = 0.2
@@ -151,6 +152,7 @@ class RayLostGuard:
         self.lock = threading.Lock()
         self.closed = False
         self.watching = threading.Event()  # set once the processes to watch are known
+        self._procs: list = []
         self._thread = threading.Thread(target=self._watch, name="nas-ray-lost-guard",
                                         daemon=True)
 
@@ -158,12 +160,16 @@ class RayLostGuard:
         self._thread.start()
         return self
 
+    def ray_gone(self) -> bool:
+        """Whether a watched Ray process has exited (False while none is known)."""
+        return bool(self._procs) and not all(_alive(p) for p in self._procs)
+
     def _watch(self) -> None:
         try:
-            procs = [p for p in self.ray_processes() if _name(p) in self.WATCHED]
+            self._procs = [p for p in self.ray_processes() if _name(p) in self.WATCHED]
         finally:
             self.watching.set()
-        if not procs:  # nothing to tell by: the normal path alone
+        if not self._procs:  # nothing to tell by: the normal path alone
             return
         while not self.request.event.wait(0.5):
             if self.closed:  # the run ended without a stop signal
@@ -172,12 +178,24 @@ class RayLostGuard:
             with self.lock:
                 if self.closed:
                     return
-                if not all(_alive(p) for p in procs):
-                    line = self.close()
-                    sys.stderr.write(line + "\n")
-                    sys.stderr.flush()
-                    os._exit(self.request.exit_code)
+                if self.ray_gone():
+                    self._close_and_exit()
             time.sleep(self.POLL_S)
+
+    def _close_and_exit(self) -> None:
+        line = (f"interrupted ({self.request.short}): Ray ended with the signal; re-run the "
+                f"same command to resume")
+        try:
+            line = self.close()
+        except BaseException as e:  # noqa: BLE001 - exit with the signal's code regardless
+            line += f" (closing the run failed: {type(e).__name__}: {e})"[:300]
+        finally:
+            try:
+                sys.stdout.flush()  # os._exit skips it: the last lines of a log file
+                sys.stderr.write(("\n" if sys.stdout.isatty() else "") + line + "\n")
+                sys.stderr.flush()
+            finally:
+                os._exit(self.request.exit_code)
 
 
 def _alive(p) -> bool:

@@ -20,7 +20,6 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +256,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
 
     from db import Store, default_url, mask_url
     from nas._interrupt import RayLostGuard, StopRequest, catch_stop_signals, reinstall
-    from nas._reaper import session_processes, start_reaper, stop_reaper
+    from nas._reaper import start_reaper, stop_reaper
     from nas._run import run_lease
     from nas._searcher import close_stale_trials, enqueue_retries
     from nas.models import from_dict
@@ -356,9 +355,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     reinstall(request)  # ray.init replaced our SIGTERM handler
                     # ends this session's processes when the driver ends, even by kill -9
                     reaper = start_reaper(ray_ctx.address_info["session_dir"])
-                    session = ray_ctx.address_info["session_dir"]
-                    guard = RayLostGuard(request, partial(session_processes, session),
-                                         close_lost).start()
+                    guard = RayLostGuard(request, _ray_children, close_lost).start()
                 searcher, recorder, run_trials = _build_tuner(
                     cfg, space, dataset, store, study, ot_study, completed, objectives,
                     zero_cost, prescreen, screen, runs, request, log, masked, run.id,
@@ -375,12 +372,18 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 raise
             finally:
                 with guard.lock if guard is not None else contextlib.nullcontext():
-                    interrupted = _close_running(store, study.id, searcher, recorder, request,
-                                                 error, run.id)
-                    if guard is not None:
-                        guard.closed = True
-                if started_ray:
-                    ray.shutdown()
+                    try:
+                        interrupted = _close_running(store, study.id, searcher, recorder,
+                                                     request, error, run.id)
+                        if request.requested:  # recorded now: Ray's own exit may still end us
+                            with contextlib.suppress(Exception):  # run_lease ends it otherwise
+                                store.end_run(run.id, "interrupted", request.reason)
+                    finally:
+                        if guard is not None:
+                            guard.closed = True
+                if started_ray and not (guard is not None and guard.ray_gone()):
+                    ray.shutdown()  # (with Ray's processes gone it could hang: the reaper ends
+                    #                the rest when this process exits)
                 stop_reaper(reaper)
         total = store.count(study.id, "COMPLETE")
         used = _budget_used(store, study.id, cfg)
@@ -508,16 +511,27 @@ def _close_running(store, study_id: int, searcher, recorder, request, error,
         reason = reason[:500]
     else:
         reason = "interrupted: still RUNNING when the run ended"
-    try:
-        n = 0
+    n = 0
+    try:  # Optuna's table, then ours: one failing does not keep the other from closing
         if searcher is not None:
             recorded = set(recorder.ids) if recorder is not None else set()
             n += searcher.interrupt(reason, recorded)
-        return n + len(store.interrupt_running(study_id, reason, run_id=run_id))
     except Exception:
         if error is None and not request.requested:
             raise
-        return 0
+    try:
+        n += len(store.interrupt_running(study_id, reason, run_id=run_id))
+    except Exception:
+        if error is None and not request.requested:
+            raise
+    return n
+
+
+def _ray_children() -> list:
+    """The driver's child processes (``ray.init`` starts the GCS and the raylet as such)."""
+    import psutil
+
+    return psutil.Process().children(recursive=True)
 
 
 def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, completed,

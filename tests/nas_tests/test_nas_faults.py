@@ -194,22 +194,40 @@ def close():
     return "interrupted (SIGTERM): closed by the guard"
 guard = RayLostGuard(request, lambda: [psutil.Process(raylet.pid)], close).start()
 guard.watching.wait(10)
-request.handle(signal.SIGTERM, None)  # the stop signal; the driver itself stays stuck
+request.handle(signal.SIGTERM, None)  # the stop signal
 time.sleep(1.0)
 print("still waiting for Ray", flush=True)  # Ray alive: the guard must not act yet
+if sys.argv[3] == "closed-first":  # the driver closed the run itself, then ends Ray
+    with guard.lock:
+        guard.closed = True
+    raylet.kill()
+    time.sleep(2.0)
+    print("left quietly", flush=True)
+    sys.exit(0)
 raylet.kill()  # Ray dies with the signal (left a zombie: this process never waits for it)
 time.sleep(30)
 """
 
 
-def test_ray_lost_guard_closes_the_run_and_exits_143_once_ray_dies(tmp_path):
+def _guarded(tmp_path, mode: str) -> subprocess.CompletedProcess:
     raylet = tmp_path / "raylet"
     raylet.symlink_to("/bin/sleep")
+    return subprocess.run([sys.executable, "-c", GUARDED, str(raylet), str(tmp_path / "closed"),
+                           mode], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+
+
+def test_ray_lost_guard_closes_the_run_and_exits_143_once_ray_dies(tmp_path):
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-c", GUARDED, str(raylet), str(tmp_path / "closed")],
-                       capture_output=True, text=True, timeout=60,
-                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    r = _guarded(tmp_path, "ray-dies")
     assert r.returncode == 143, r.stderr[-2000:]
     assert r.stdout == "still waiting for Ray\n"
     assert r.stderr == "interrupted (SIGTERM): closed by the guard\n"
     assert (tmp_path / "closed").read_text() == "closed" and time.monotonic() - t0 < 20
+
+
+def test_ray_lost_guard_stays_silent_when_the_driver_closed_the_run_first(tmp_path):
+    r = _guarded(tmp_path, "closed-first")  # then ray.shutdown() ends Ray on purpose
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == "still waiting for Ray\nleft quietly\n" and r.stderr == ""
+    assert not (tmp_path / "closed").exists()
