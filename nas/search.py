@@ -368,8 +368,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     error = e
                     raise
             except BaseException as e:
-                error = e
-                raise
+                if not request.requested:
+                    error = e
+                    raise
+                # stopping: Ray may fail under Tune (a SIGTERM to the whole group ends it too);
+                # the run is still an interrupted one, closed below
+                text = [ln for ln in str(e).splitlines() if ln.strip()]
+                log(f"while stopping: {type(e).__name__}: {text[0] if text else ''}"[:300])
             finally:
                 with guard.lock if guard is not None else contextlib.nullcontext():
                     try:
