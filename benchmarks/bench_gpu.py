@@ -41,7 +41,7 @@ MODES = {"fp32": (False, False, False), "cl": (False, True, False), "bf16": (Tru
          "bf16+cl": (True, True, False), "bf16+cl+compile": (True, True, True)}
 
 
-def run(spec, info, mode: str, args, epochs: int) -> tuple[float, dict]:
+def run(spec, info, mode: str, args, epochs: int) -> dict:
     bf16, cl, comp = MODES[mode]
     torch.manual_seed(args.seed)
     model = build_model(spec)
@@ -56,9 +56,9 @@ def run(spec, info, mode: str, args, epochs: int) -> tuple[float, dict]:
     wall = time.perf_counter() - t0
     if res.failure:
         raise SystemExit(f"{describe(spec)} {mode}: {res.failure}")
-    return wall, {"ms_step": 1e3 * res.train_seconds / max(res.steps, 1),
-                  "img_s": res.images_per_second, "eval_s": res.eval_seconds, "wall_s": wall,
-                  "acc": res.accuracy}
+    return {"ms_step": 1e3 * res.train_seconds / max(res.steps, 1),
+            "img_s": res.images_per_second, "eval_s": res.eval_seconds, "wall_s": wall,
+            "acc": res.accuracy}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         base = None
         for mode in modes:
             run(spec, info, mode, args, epochs=1)  # warm-up
-            rows = [run(spec, info, mode, args, args.epochs)[1] for _ in range(args.repeats)]
+            rows = [run(spec, info, mode, args, args.epochs) for _ in range(args.repeats)]
             med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
             base = base or med["ms_step"]
             speedups[mode].append(base / med["ms_step"])
