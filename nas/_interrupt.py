@@ -14,9 +14,19 @@ a library call too).
 A SIGTERM sent to the whole process group (``timeout``, ``scancel``, systemd's stop) also ends
 the GCS and raylet of the Ray this run started (Ray's processes block SIGINT, not SIGTERM). Tune
 can then stop nothing: Ray's client waits 60 s for the GCS and ends the process with status 1,
-closing nothing. :class:`RayLostGuard` watches for that after a stop signal and, once Ray's GCS
-or raylet has exited (about 10 s after the signal on the development machine), closes the run
-itself: the same closing, the same line, exit 143.
+closing nothing; or its core worker ends the process (``_Exit(1)``) as soon as the plasma store
+inside the raylet is gone, which was measured at 50 ms after the signal. No closing can be
+relied on to win that race, so :func:`ray_outside_our_group` starts the Ray processes of
+``ray.init`` in process groups of their own (as Ray itself does on Windows): a SIGTERM to the
+driver's group then reaches the driver alone, which takes the Ctrl-C path above and ends Ray
+with ``ray.shutdown()``. Their ends with the driver do not depend on the group: Ray ties them to
+the driver's life and :mod:`nas._reaper` ends what is left, even after kill -9.
+
+A SIGTERM sent to every process of the run (systemd's control-group stop, Slurm's ``scancel``)
+still ends Ray's processes with the driver. :class:`RayLostGuard` watches for that after a stop
+signal and, once Ray's GCS or raylet has exited, closes the run itself (the same closing, the
+same line, exit 143) when Ray has not ended the process first; otherwise the next run closes the
+trials left RUNNING as killed, as after kill -9.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ from contextlib import contextmanager
 
 from ray.tune import Stopper
 
-__all__ = ["RayLostGuard", "StopRequest", "StopOnSignal", "catch_stop_signals", "reinstall"]
+__all__ = ["RayLostGuard", "StopRequest", "StopOnSignal", "catch_stop_signals",
+           "ray_outside_our_group", "reinstall"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LABELS = {signal.SIGINT: ("Ctrl-C", "Ctrl-C (SIGINT)"), signal.SIGTERM: ("SIGTERM", "SIGTERM")}
@@ -131,6 +142,36 @@ def reinstall(request: StopRequest) -> None:
     """Put our SIGTERM handler back after ``ray.init`` replaced it (main thread only)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request.handle)
+
+
+@contextmanager
+def ray_outside_our_group() -> Iterator[bool]:
+    """While the block runs (``ray.init``), Ray starts its processes in process groups of their
+    own; yields whether it could (POSIX, and Ray's ``ConsolePopen`` where this Ray keeps it).
+
+    ``ray.init`` starts the GCS, the raylet and their helpers in the driver's process group, so a
+    SIGTERM to that group (``timeout``, ``kill -TERM -PGID``) ended them with the driver. The
+    patch is Ray's own ``ConsolePopen`` with ``process_group=0`` and lasts only for the block.
+    """
+    try:
+        from ray._private import services
+        base = services.ConsolePopen
+    except (ImportError, AttributeError):
+        base = None
+    if base is None or os.name != "posix":
+        yield False
+        return
+
+    class OwnGroupPopen(base):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnGroupPopen
+    try:
+        yield True
+    finally:
+        services.ConsolePopen = base
 
 
 class RayLostGuard:

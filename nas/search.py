@@ -255,7 +255,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     import ray
 
     from db import Store, default_url, mask_url
-    from nas._interrupt import RayLostGuard, StopRequest, catch_stop_signals, reinstall
+    from nas._interrupt import (
+        RayLostGuard,
+        StopRequest,
+        catch_stop_signals,
+        ray_outside_our_group,
+        reinstall,
+    )
     from nas._reaper import start_reaper, stop_reaper
     from nas._run import run_lease
     from nas._searcher import close_stale_trials, enqueue_retries
@@ -349,8 +355,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     reinstall(request)
                     started_ray = True  # connected: disconnect at the end, never reap a cluster
                 elif not ray.is_initialized():
-                    ray_ctx = ray.init(include_dashboard=False, logging_level=logging.ERROR,
-                                       log_to_driver=False, configure_logging=True)
+                    with ray_outside_our_group():  # a SIGTERM to our group: the driver's
+                        ray_ctx = ray.init(include_dashboard=False, logging_level=logging.ERROR,
+                                           log_to_driver=False, configure_logging=True)
                     started_ray = True
                     reinstall(request)  # ray.init replaced our SIGTERM handler
                     # ends this session's processes when the driver ends, even by kill -9

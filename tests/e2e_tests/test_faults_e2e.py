@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 
 from db import Store
@@ -125,8 +126,11 @@ def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig, 
         if times == 2:  # a second Ctrl-C during the shutdown forces it
             time.sleep(1.0)
             os.killpg(proc.pid, signal.SIGINT)
-    else:  # SIGTERM from timeout(1), scancel, systemd: Ray's GCS and raylet get it too
+    else:  # SIGTERM to the whole group, as timeout(1) sends it
         _wait_for(_running_row(runs / "nas.db"), proc)
+        ray_groups = {os.getpgid(p.pid) for p in psutil.Process(proc.pid).children(True)
+                      if p.name() in ("gcs_server", "raylet")}
+        assert ray_groups and proc.pid not in ray_groups, "Ray's processes are in our group"
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)

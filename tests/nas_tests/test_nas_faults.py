@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from db import Store
-from nas._interrupt import StopOnSignal, StopRequest, catch_stop_signals
+from nas._interrupt import StopOnSignal, StopRequest, catch_stop_signals, ray_outside_our_group
 from nas._reaper import start_reaper, stop_reaper
 from nas._searcher import close_stale_trials, enqueue_retries
 from nas.models import arch_hash, from_dict, to_dict
@@ -60,6 +60,27 @@ def test_handlers_and_tune_switch_are_restored_after_the_run(monkeypatch):
     finally:
         for s, h in saved.items():
             signal.signal(s, h)
+
+
+def test_ray_starts_its_processes_outside_our_group_only_inside_the_block():
+    from ray._private import services
+
+    base = services.ConsolePopen
+
+    def pgid_of_a_ray_process() -> int:
+        p = services.ConsolePopen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            return os.getpgid(p.pid)
+        finally:
+            p.kill()
+            p.wait()
+
+    with ray_outside_our_group() as moved:
+        assert moved
+        inside = pgid_of_a_ray_process()
+    assert services.ConsolePopen is base, "Ray's class is put back"
+    assert inside not in (os.getpgrp(), 0)  # a group of its own: a group signal to ours misses
+    assert pgid_of_a_ray_process() == os.getpgrp()
 
 
 def test_sampler_seed_is_the_seed_for_a_new_study_and_moves_on_with_its_history():
