@@ -11,11 +11,12 @@ the SIGTERM handler with ``sys.exit`` and Tune installs one for SIGUSR1, so
 :func:`catch_stop_signals` restores all three as they were before the run (``run_search`` is
 a library call too).
 
-A SIGTERM sent to the whole process group (``timeout``, ``scancel``, systemd's stop) also ends
-the GCS and raylet of the Ray this run started (Ray's processes block SIGINT, not SIGTERM). Tune
-can then stop nothing: Ray's client waits 60 s for the GCS and ends the process with status 1,
-closing nothing; or its core worker ends the process (``_Exit(1)``) as soon as the plasma store
-inside the raylet is gone, which was measured at 50 ms after the signal. No closing can be
+Where Ray's processes are in the driver's process group (as ``ray.init`` starts them), a SIGTERM
+sent to that group (``timeout``, ``kill -TERM -PGID``) also ends the GCS and raylet of the Ray
+this run started (they block SIGINT, not SIGTERM). Tune can then stop nothing: Ray's client
+waits 60 s for the GCS and ends the process with status 1, closing nothing; or its core worker
+ends the process (``_Exit(1)``) as soon as the plasma store inside the raylet is gone, which was
+measured at 50 ms after the signal. No closing can be
 relied on to win that race, so :func:`ray_outside_our_group` starts the Ray processes of
 ``ray.init`` in process groups of their own (as Ray itself does on Windows): a SIGTERM to the
 driver's group then reaches the driver alone, which takes the Ctrl-C path above and ends Ray
