@@ -16,12 +16,12 @@ sent to that group (``timeout``, ``kill -TERM -PGID``) also ends the GCS and ray
 this run started (they block SIGINT, not SIGTERM). Tune can then stop nothing: Ray's client
 waits 60 s for the GCS and ends the process with status 1, closing nothing; or its core worker
 ends the process (``_Exit(1)``) as soon as the plasma store inside the raylet is gone, which was
-measured at 50 ms after the signal. No closing can be
-relied on to win that race, so :func:`ray_outside_our_group` starts the Ray processes of
-``ray.init`` in process groups of their own (as Ray itself does on Windows): a SIGTERM to the
-driver's group then reaches the driver alone, which takes the Ctrl-C path above and ends Ray
-with ``ray.shutdown()``. Their ends with the driver do not depend on the group: Ray ties them to
-the driver's life and :mod:`nas._reaper` ends what is left, even after kill -9.
+measured at 50 ms after the signal. No closing can be relied on to win that race, so
+:func:`ray_outside_our_group` starts the Ray processes of ``ray.init`` in process groups of their
+own (as Ray itself does on Windows): a SIGTERM to the driver's group then reaches the driver
+alone, which takes the Ctrl-C path above and ends Ray with ``ray.shutdown()``. Their ends with
+the driver do not depend on the group: Ray ties them to the driver's life and :mod:`nas._reaper`
+ends what is left, even after kill -9.
 
 A SIGTERM sent to every process of the run (systemd's control-group stop, Slurm's ``scancel``)
 still ends Ray's processes with the driver. :class:`RayLostGuard` watches for that after a stop

@@ -378,7 +378,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 if not request.requested:
                     error = e
                     raise
-                # stopping: Ray may fail under Tune (a SIGTERM to the whole group ends it too);
+                # stopping: Ray may fail under Tune (a SIGTERM to every process ends it too);
                 # the run is still an interrupted one, closed below
                 text = [ln for ln in str(e).splitlines() if ln.strip()]
                 log(f"while stopping: {type(e).__name__}: {text[0] if text else ''}"[:300])
