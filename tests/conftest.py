@@ -30,7 +30,9 @@ PG_DATABASE = "nas_test"
 
 # One dataset cache for the session: each test keeps its own runs dir and database, but a search
 # finds its FFCV files already written instead of writing them again (clutter: ~6 s a test).
-# Tests of the cache itself pass their own directory, which wins over the environment.
+# Tests of the cache itself pass their own directory, which wins over the environment. Under
+# pytest-xdist each worker makes its own, unless the directory came in the environment; writing
+# one dataset from two processes at once is safe (test_concurrent_prepare_from_two_processes).
 _SESSION_CACHE = tempfile.mkdtemp(prefix="nas-test-cache-")
 os.environ.setdefault("NAS_CACHE_DIR", _SESSION_CACHE)
 
