@@ -8,6 +8,8 @@ STOP (``--scheduler asha``), after which the trial is recorded as pruned.
 
 from __future__ import annotations
 
+import os
+import platform
 import tempfile
 import traceback
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ def run_local(searcher, recorder, trainable, ctx, request, scheduler=None) -> in
     from ray.tune.search import Searcher
 
     started = 0
+    where = {"hostname": platform.node(), "node_ip": None, "pid": os.getpid()}
     with tempfile.TemporaryDirectory(prefix="nas-local-") as errors:
         while not request.requested:
             trial_id = f"local{started:05d}"
@@ -55,6 +58,7 @@ def run_local(searcher, recorder, trainable, ctx, request, scheduler=None) -> in
             recorder.on_trial_start(0, [], trial)
 
             def report(result: dict[str, Any], trial=trial) -> None:
+                result = {**result, **where}  # as Tune fills them in
                 trial.results.append(result)
                 recorder.on_trial_result(0, [], trial, result)
                 if request.requested:

@@ -9,13 +9,22 @@ from __future__ import annotations
 import re
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ray.tune import Callback
 
 from nas.models import describe, from_dict
-from nas.results import DONE, TrialFailure, TrialPruned, epoch_text, final_result
+from nas.results import (
+    DONE,
+    TrialFailure,
+    TrialPruned,
+    epoch_text,
+    final_result,
+    node_label,
+    worker_of,
+)
 
 __all__ = ["Recorder"]
 
@@ -48,6 +57,8 @@ class Recorder(Callback):
         self.last: dict[str, dict] = {}  # Ray trial id -> last reported result
         self.curves: dict[str, list[list[dict]]] = {}  # Ray trial id -> per repeat, per epoch
         self.began: dict[str, float] = {}  # Ray trial id -> when it started (driver clock)
+        self.where: dict[str, dict] = {}  # Ray trial id -> the worker it ran on (`worker_of`)
+        self.nodes: Counter[str] = Counter()  # node label -> trials of this run recorded there
         self.stopped = {} if stopped is None else stopped  # a scheduler's decisions
         self.completed = already
         self.pruned = 0  # trials stopped at a rung in this run
@@ -71,6 +82,8 @@ class Recorder(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.last[trial.trial_id] = result
+        if trial.trial_id not in self.where:
+            self.where[trial.trial_id] = worker_of(result)
         if "epoch" in result and not result.get(DONE):
             curve = self.curves.setdefault(trial.trial_id, [])
             while len(curve) <= int(result.get("repeat", 0)):
@@ -152,6 +165,9 @@ class Recorder(Callback):
 
         if trial.trial_id not in self.ids or not self.fence():
             return False
+        where = self.where.pop(trial.trial_id, None)
+        if where is not None:
+            fields["metrics"] = {**(fields.get("metrics") or {}), "worker": where}
         try:
             self.store.finish_trial(self.ids[trial.trial_id], **fields)
         except StorageError as e:
@@ -159,6 +175,8 @@ class Recorder(Callback):
             return False
         finally:
             self.finished.add(trial.trial_id)
+        if where is not None:
+            self.nodes[node_label(where)] += 1
         return True
 
 

@@ -80,9 +80,13 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
     import torch
 
     if report is None:
+        import ray
         from ray import tune
 
-        report = tune.report
+        node = ray.get_runtime_context().get_node_id()  # beside Tune's hostname, node_ip, pid
+
+        def report(result: dict[str, Any]) -> None:
+            tune.report({**result, "ray_node_id": node})
 
     from nas.models import analytic_cost, build_model, measure_latency, traced_cost
     from proxies import TrainConfig, run_seed, summarize, train_proxy

@@ -210,6 +210,9 @@ def _search(args: argparse.Namespace) -> int:
           f"{summary.infeasible} infeasible proposals skipped{screened}) in "
           f"{summary.seconds:.1f} s; "
           f"database {mask_url(summary.db_url)}")
+    if len(summary.nodes) > 1:  # a cluster: where the trials ran (each trial's metrics["worker"])
+        print(f"trials ran on {len(summary.nodes)} nodes: "
+              + ", ".join(f"{node}: {n}" for node, n in summary.nodes))
     if summary.budget_used < cfg.budget:
         what = "evaluated" if cfg.scheduler == "asha" else "completed"
         return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what} "

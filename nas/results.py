@@ -21,7 +21,8 @@ from nas_errors import ConfigError, did_you_mean
 
 __all__ = ["TrialResult", "TrialFailure", "TrialPruned", "Objective", "DEFAULT_OBJECTIVES",
            "final_result", "parse_objectives", "objective_names", "parse_zero_cost",
-           "zero_cost_implied", "ZC_PREFIX", "epoch_text", "RUNG_METRICS"]
+           "zero_cost_implied", "ZC_PREFIX", "epoch_text", "RUNG_METRICS", "worker_of",
+           "node_label"]
 
 #: what an ASHA rung ranks a trial's learning on, with the direction that is better
 RUNG_METRICS = {"val_loss": "min", "val_accuracy": "max"}
@@ -162,6 +163,20 @@ def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure
     if missing:
         return None
     return cls(**{n: report[n] for n in names})
+
+
+def worker_of(result: Mapping) -> dict:
+    """Where a trial ran, from its first result: Tune fills in ``hostname``, ``node_ip`` and
+    ``pid``, the trainable adds ``ray_node_id`` (several Ray nodes can share a host)."""
+    return {"host": result.get("hostname"), "node_ip": result.get("node_ip"),
+            "pid": result.get("pid"), "ray_node_id": result.get("ray_node_id")}
+
+
+def node_label(where: Mapping) -> str:
+    """One worker node, as the end-of-run line names it: ``host (ip) node 1a2b3c4d``."""
+    ip = f" ({where['node_ip']})" if where.get("node_ip") else ""
+    node = f" node {where['ray_node_id'][:8]}" if where.get("ray_node_id") else ""
+    return f"{where.get('host') or '?'}{ip}{node}"
 
 
 # --------------------------------------------------------------------------- objectives

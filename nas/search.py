@@ -100,6 +100,7 @@ class SearchSummary:
     pruned: int = 0  # trials the ASHA scheduler stopped at a rung in this run (stored PRUNED)
     evaluated: int | None = None  # trials the budget counts in the study after the run: COMPLETE,
     #                               plus PRUNED under --scheduler asha (None: = completed)
+    nodes: tuple[tuple[str, int], ...] = ()  # (worker node, trials of this run recorded there)
 
     @property
     def budget_used(self) -> int:
@@ -403,7 +404,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                 _n(searcher, "duplicates"), _n(searcher, "infeasible"),
                                 time.perf_counter() - t_start, objectives,
                                 _n(searcher, "screened"), interrupted, _n(searcher, "pruned"),
-                                evaluated=used)
+                                evaluated=used, nodes=tuple(sorted(
+                                    recorder.nodes.items())) if recorder is not None else ())
         run.outcome = "completed" if used >= cfg.budget else "failed"
         if request.requested:
             run.outcome, run.message = "interrupted", request.reason

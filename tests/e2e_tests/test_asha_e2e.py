@@ -43,6 +43,7 @@ def test_asha_prunes_records_and_keeps_pruned_trials_off_the_front(ray_session, 
         assert curve[-1]["val_accuracy"] == t.metrics["pruned_val_accuracy"]
         assert curve[-1]["val_loss"] == t.metrics["pruned_val_loss"]
         assert at in (0.5, 1, 2) and t.error.startswith(f"pruned at epoch {at:g}: val loss")
+        assert t.metrics["worker"]["ray_node_id"], t.metrics  # where it ran, stopped or not
     for t in done:  # validated at the rungs (0.5, 1, 2) and after the last epoch: in the curve
         curve = t.metrics["curve"][0]
         assert [e["epoch"] for e in curve] == [0.5, 1, 2, 3], curve

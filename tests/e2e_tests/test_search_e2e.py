@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +48,9 @@ def test_trials_are_real_measurements(searched):
         assert t.metrics["train_seconds"] > 0 and t.metrics["proxy_macs"] > 0, t.metrics
         assert arch_hash(from_dict(t.arch)) == t.arch_hash, "stored arch must hash to its key"
         assert t.params, "sampled parameters are recorded"
+        w = t.metrics["worker"]  # where it ran: a Ray worker process of this machine's node
+        assert w["host"] == platform.node() and w["pid"] not in (None, os.getpid()), w
+        assert isinstance(w["ray_node_id"], str) and len(w["ray_node_id"]) == 56, w
     accs = [t.accuracy for t in store.trials(summary.study, states=["COMPLETE"])]
     assert max(accs) > 0.3, f"proxies should learn well above chance (0.1); got {accs}"
 

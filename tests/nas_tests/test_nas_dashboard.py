@@ -376,3 +376,25 @@ def test_the_table_never_answers_for_another_study(tmp_path) -> None:
         r = _post(client, [("hv", "figure")], [("tabs", "value", "hypervolume"),
                                                ("stamp", "data", None)])
         assert r.get_json()["response"]["hv"]["figure"] == {}, "no study: the panel is emptied"
+
+
+def test_the_trial_panel_says_which_node_a_trial_ran_on():
+    import dataclasses
+
+    from nas._dashboard import _trial_panel
+
+    where = {"host": "gpu7", "node_ip": "10.0.0.7", "pid": 42, "ray_node_id": "ab12" * 14}
+    t = rec(0, 0.8, 1.0)
+    ran = dataclasses.replace(t, metrics={**t.metrics, "worker": where})
+
+    def rows(node) -> dict[str, str]:  # every table row of the panel: header -> cell
+        found, kids = {}, getattr(node, "children", node)
+        if type(node).__name__ == "Tr":
+            found[kids[0].children] = kids[1].children
+        for kid in kids if isinstance(kids, list) else []:
+            found.update(rows(kid))
+        return found
+
+    for trial, shown in ((ran, "gpu7 (10.0.0.7) node ab12ab12"), (rec(0, 0.8, 1.0), "–")):
+        panel = _trial_panel(Snapshot(study(), [trial]), 0, "sqlite:///x.db")
+        assert rows(panel)["ran on"] == shown

@@ -19,7 +19,7 @@ from nas._scheduler import (
 from nas._searcher import BudgetedSearcher
 from nas.errors import ConfigError
 from nas.models import analytic_cost, from_dict
-from nas.results import DEFAULT_OBJECTIVES, Objective
+from nas.results import DEFAULT_OBJECTIVES, Objective, node_label, worker_of
 from nas.search import SearchConfig
 
 from ._results import study_setup
@@ -279,3 +279,14 @@ def test_asha_min_epochs_reads_fractions(text, value):
     from nas.cli import _epochs
 
     assert _epochs(text) == value and type(_epochs(text)) is type(value)
+
+
+def test_where_a_trial_ran_is_read_from_its_result_and_named_by_node():
+    result = {"epoch": 1, "hostname": "gpu7", "node_ip": "10.0.0.7", "pid": 4242,
+              "ray_node_id": "ab12" * 14}
+    where = worker_of(result)
+    assert where == {"host": "gpu7", "node_ip": "10.0.0.7", "pid": 4242,
+                     "ray_node_id": "ab12" * 14}
+    assert node_label(where) == "gpu7 (10.0.0.7) node ab12ab12"
+    local = worker_of({"hostname": "laptop", "node_ip": None, "pid": 1})  # --executor local
+    assert local["ray_node_id"] is None and node_label(local) == "laptop"
