@@ -42,6 +42,7 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from nas.analysis import pareto_front
 from nas.errors import ConfigError
 from nas.models import analytic_cost, from_dict
 from nas.search import SAMPLERS, SearchConfig, parse_prescreen, run_search
+from nas_errors import SearchInterrupted
 from search_spaces import load_space
 
 
@@ -279,4 +281,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SearchInterrupted as e:  # Ctrl-C: one line, no traceback
+        print(f"{str(e).split(';')[0]}; the arm that was running is run again from its start "
+              "next time (--keep keeps the arms that finished)", file=sys.stderr)
+        sys.exit(e.exit_code)

@@ -157,4 +157,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nas_errors import SearchInterrupted
+
+    try:
+        sys.exit(main())
+    except SearchInterrupted as e:  # Ctrl-C: one line, no traceback
+        print(f"{str(e).split(';')[0]}; nothing measured (the runs were in a temporary "
+              "directory)", file=sys.stderr)
+        sys.exit(e.exit_code)

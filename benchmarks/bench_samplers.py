@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from db import Store
 from nas import _pareto
 from nas.models import from_dict
 from nas.search import SearchConfig, run_search
+from nas_errors import SearchInterrupted
 
 
 def main() -> None:
@@ -82,4 +84,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SearchInterrupted as e:  # Ctrl-C: the trials are recorded; one line, no traceback
+        print(e, file=sys.stderr)
+        sys.exit(e.exit_code)
