@@ -28,7 +28,7 @@ from nas._figures import (
     pareto_figure,
 )
 from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot
-from nas.results import node_label
+from nas.results import worker_label
 from nas_errors import ConfigError
 
 __all__ = ["serve", "make_app"]
@@ -179,7 +179,7 @@ def _trial_panel(snap: Snapshot, number: int, masked_url: str) -> Any:
              ("proxy MMACs", _num(m.get("proxy_macs"), ".2f", 1e6)),
              ("proxy params (K)", _num(m.get("proxy_params"), ".1f", 1e3)),
              ("repeats", m.get("repeats")), ("device", m.get("device")),
-             ("ran on", node_label(m["worker"]) if m.get("worker") else None),
+             ("ran on", worker_label(m["worker"]) if m.get("worker") else None),
              ("trial seconds", _num(t.duration_s, ".1f")),
              ("training seconds", _num(m.get("train_seconds"), ".1f")),
              ("started", t.started_at.isoformat(timespec="seconds")),

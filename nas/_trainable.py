@@ -83,10 +83,12 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         import ray
         from ray import tune
 
-        node = ray.get_runtime_context().get_node_id()  # beside Tune's hostname, node_ip, pid
+        runtime = ray.get_runtime_context()  # where this trial runs, beside Tune's hostname,
+        where = {"ray_node_id": runtime.get_node_id(),  # node_ip and pid in every result
+                 "ray_gpu_ids": runtime.get_accelerator_ids().get("GPU", [])}
 
         def report(result: dict[str, Any]) -> None:
-            tune.report({**result, "ray_node_id": node})
+            tune.report({**result, **where})
 
     from nas.models import analytic_cost, build_model, measure_latency, traced_cost
     from proxies import TrainConfig, run_seed, summarize, train_proxy

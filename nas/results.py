@@ -22,7 +22,7 @@ from nas_errors import ConfigError, did_you_mean
 __all__ = ["TrialResult", "TrialFailure", "TrialPruned", "Objective", "DEFAULT_OBJECTIVES",
            "final_result", "parse_objectives", "objective_names", "parse_zero_cost",
            "zero_cost_implied", "ZC_PREFIX", "epoch_text", "RUNG_METRICS", "worker_of",
-           "node_label"]
+           "node_label", "worker_label"]
 
 #: what an ASHA rung ranks a trial's learning on, with the direction that is better
 RUNG_METRICS = {"val_loss": "min", "val_accuracy": "max"}
@@ -167,9 +167,11 @@ def final_result(report: Mapping[str, Any] | None) -> TrialResult | TrialFailure
 
 def worker_of(result: Mapping) -> dict:
     """Where a trial ran, from its first result: Tune fills in ``hostname``, ``node_ip`` and
-    ``pid``, the trainable adds ``ray_node_id`` (several Ray nodes can share a host)."""
+    ``pid``; the trainable adds ``ray_node_id`` (several Ray nodes can share a host) and the
+    GPU ids Ray gave it (``gpu_ids``, the node's numbering; none without --gpus-per-trial)."""
     return {"host": result.get("hostname"), "node_ip": result.get("node_ip"),
-            "pid": result.get("pid"), "ray_node_id": result.get("ray_node_id")}
+            "pid": result.get("pid"), "ray_node_id": result.get("ray_node_id"),
+            "gpu_ids": list(result.get("ray_gpu_ids") or [])}
 
 
 def node_label(where: Mapping) -> str:
@@ -177,6 +179,12 @@ def node_label(where: Mapping) -> str:
     ip = f" ({where['node_ip']})" if where.get("node_ip") else ""
     node = f" node {where['ray_node_id'][:8]}" if where.get("ray_node_id") else ""
     return f"{where.get('host') or '?'}{ip}{node}"
+
+
+def worker_label(where: Mapping) -> str:
+    """Where one trial ran: its node, then its GPUs if Ray gave it any (``..., GPU 1``)."""
+    gpus = where.get("gpu_ids") or []
+    return node_label(where) + (f", GPU {','.join(map(str, gpus))}" if gpus else "")
 
 
 # --------------------------------------------------------------------------- objectives

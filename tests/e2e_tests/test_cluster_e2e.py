@@ -1,6 +1,6 @@
 """A search that joins a real local two-node Ray cluster (`ray start --head`, then a second
-node with `ray start --address`, on loopback) through --ray-address, runs trials on both nodes,
-and leaves the cluster running: it is not the search's to stop."""
+node with `ray start --address`, on loopback) through --ray-address, places one trial on each
+GPU of both nodes, and leaves the cluster running: it is not the search's to stop."""
 
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ def _free_port() -> int:
 
 @pytest.fixture
 def ray_cluster():
-    """Two Ray nodes on loopback, one CPU each: `ray start --head`, then `ray start --address`
-    as a second machine would join (same host here; Ray tells nodes apart by node id)."""
+    """Two Ray nodes on loopback, one CPU and two GPUs each: `ray start --head`, then `ray start
+    --address` as a second machine would join (same host here; Ray tells nodes apart by node
+    id). The GPUs are declared, not real: Ray assigns them (and sets CUDA_VISIBLE_DEVICES) as
+    on a GPU machine, and the trials, finding no CUDA, train on the CPU."""
     temp = tempfile.mkdtemp(prefix="nasray-", dir="/tmp")  # short: Ray's socket paths
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -39,7 +41,7 @@ def ray_cluster():
         # the head then runs with token auth, but `ray start --address` does not pick the
         # token up by itself (Ray 2.60): the joining node must be told, as on a real cluster
         env["RAY_AUTH_MODE"] = "token"
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "2",
               "--disable-usage-stats"]
     subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard",
                     "false", "--temp-dir", temp, *common],
@@ -58,25 +60,30 @@ def ray_cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_search_through_ray_address_runs_on_both_nodes_and_leaves_them_up(ray_cluster,
-                                                                          tmp_path):
+def test_search_through_ray_address_places_a_trial_on_every_gpu_of_both_nodes(ray_cluster,
+                                                                                tmp_path):
     address, session = ray_cluster
     url = f"sqlite:///{tmp_path}/nas.db"
     r = subprocess.run([sys.executable, str(ROOT / "run_search.py"), "--space", "tiny",
-                        "--budget", "2", "--epochs", "1", "--dataset", "digits", "--db", url,
+                        "--budget", "4", "--epochs", "1", "--dataset", "digits", "--db", url,
                         "--runs-dir", str(tmp_path), "--ray-address", address,
-                        "--cpus-per-trial", "1"],
+                        "--gpus-per-trial", "1", "--cpus-per-trial", "0.5"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "2 trial(s) at a time, each 1 CPU" in r.stdout, r.stdout[-2000:]
+    assert "4 trial(s) at a time, each 0.5 CPU + 1 GPU" in r.stdout, r.stdout[-2000:]
     done = Store(url).trials("tiny", states=["COMPLETE"])
-    assert len(done) == 2
-    # one CPU per node and two trials at once: Ray had to place one trial on each node, and
-    # each trial's record says where it ran
+    assert len(done) == 4
+    # four trials at once on four GPUs, two per node: Ray had to give each trial its own GPU,
+    # and each trial's record says which node and which of its GPUs
     workers = [t.metrics["worker"] for t in done]
-    nodes = {w["ray_node_id"] for w in workers}
-    assert len(nodes) == 2 and None not in nodes, workers
     assert all(w["pid"] and w["host"] for w in workers), workers
+    by_node: dict[str, list[str]] = {}
+    for w in workers:
+        by_node.setdefault(w["ray_node_id"], []).extend(w["gpu_ids"])
+    assert None not in by_node and sorted(map(sorted, by_node.values())) == [["0", "1"]] * 2, \
+        workers
+    spans = sorted((t.started_at, t.finished_at) for t in done)
+    assert spans[-1][0] < spans[0][1], f"the four trials did not run at once: {spans}"
     assert "trials ran on 2 nodes: " in r.stdout, r.stdout[-2000:]
     alive = [p for p in session_processes(session) if p.cmdline()]
     raylets = [p for p in alive if Path(p.cmdline()[0]).name == "raylet"]

@@ -383,7 +383,8 @@ def test_the_trial_panel_says_which_node_a_trial_ran_on():
 
     from nas._dashboard import _trial_panel
 
-    where = {"host": "gpu7", "node_ip": "10.0.0.7", "pid": 42, "ray_node_id": "ab12" * 14}
+    where = {"host": "gpu7", "node_ip": "10.0.0.7", "pid": 42, "ray_node_id": "ab12" * 14,
+             "gpu_ids": ["0", "3"]}
     t = rec(0, 0.8, 1.0)
     ran = dataclasses.replace(t, metrics={**t.metrics, "worker": where})
 
@@ -395,6 +396,6 @@ def test_the_trial_panel_says_which_node_a_trial_ran_on():
             found.update(rows(kid))
         return found
 
-    for trial, shown in ((ran, "gpu7 (10.0.0.7) node ab12ab12"), (rec(0, 0.8, 1.0), "–")):
+    for trial, shown in ((ran, "gpu7 (10.0.0.7) node ab12ab12, GPU 0,3"), (rec(0, 0.8, 1.0), "–")):
         panel = _trial_panel(Snapshot(study(), [trial]), 0, "sqlite:///x.db")
         assert rows(panel)["ran on"] == shown

@@ -19,7 +19,7 @@ from nas._scheduler import (
 from nas._searcher import BudgetedSearcher
 from nas.errors import ConfigError
 from nas.models import analytic_cost, from_dict
-from nas.results import DEFAULT_OBJECTIVES, Objective, node_label, worker_of
+from nas.results import DEFAULT_OBJECTIVES, Objective, node_label, worker_label, worker_of
 from nas.search import SearchConfig
 
 from ._results import study_setup
@@ -283,10 +283,12 @@ def test_asha_min_epochs_reads_fractions(text, value):
 
 def test_where_a_trial_ran_is_read_from_its_result_and_named_by_node():
     result = {"epoch": 1, "hostname": "gpu7", "node_ip": "10.0.0.7", "pid": 4242,
-              "ray_node_id": "ab12" * 14}
+              "ray_node_id": "ab12" * 14, "ray_gpu_ids": ["1"]}
     where = worker_of(result)
     assert where == {"host": "gpu7", "node_ip": "10.0.0.7", "pid": 4242,
-                     "ray_node_id": "ab12" * 14}
+                     "ray_node_id": "ab12" * 14, "gpu_ids": ["1"]}
     assert node_label(where) == "gpu7 (10.0.0.7) node ab12ab12"
+    assert worker_label(where) == "gpu7 (10.0.0.7) node ab12ab12, GPU 1"
     local = worker_of({"hostname": "laptop", "node_ip": None, "pid": 1})  # --executor local
-    assert local["ray_node_id"] is None and node_label(local) == "laptop"
+    assert local["ray_node_id"] is None and local["gpu_ids"] == []
+    assert node_label(local) == worker_label(local) == "laptop"
