@@ -549,18 +549,21 @@ class Store:
             return _trial_record(row, self._decode)
 
     @_retrying
-    def interrupt_running(self, study_id: int, reason: str, *,
-                          run_id: int | None = None) -> list[TrialRecord]:
+    def interrupt_running(self, study_id: int, reason: str, *, run_id: int | None = None,
+                          metrics: Mapping[int, Mapping[str, Any]] | None = None,
+                          ) -> list[TrialRecord]:
         """Finish the RUNNING trials of the study as INTERRUPTED with ``reason``; returns them.
 
         ``run_id``: only that run's trials (a run stopping closes its own, never those of a run
-        that took the study over); None: all (a run starting after a killed one).
+        that took the study over); None: all (a run starting after a killed one). ``metrics``:
+        trial id -> what to add to that trial's ``metrics`` (e.g. where it was running).
         """
         if isinstance(study_id, bool) or not isinstance(study_id, int):
             raise TypeError(f"study_id must be an int (StudyRecord.id), got {study_id!r}")
         if run_id is not None:
             _check_id(run_id, "run_id (RunRecord.id)")
         _check_text(reason, "reason", 10_000)
+        added = {tid: to_json_object(m, "metrics") for tid, m in (metrics or {}).items()}
         with self._tx("interrupt_running", write=True) as session:
             query = select(TrialModel).where(TrialModel.study_id == study_id,
                                              TrialModel.state == "RUNNING")
@@ -572,6 +575,8 @@ class Store:
             for row in rows:
                 row.state, row.error, row.finished_at = "INTERRUPTED", reason, now
                 row.duration_s = (now - row.started_at).total_seconds()
+                if row.id in added:
+                    row.metrics = {**(row.metrics or {}), **added[row.id]}
             session.flush()
             return [_trial_record(r, self._decode) for r in rows]
 

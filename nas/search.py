@@ -533,8 +533,10 @@ def _close_running(store, study_id: int, searcher, recorder, request, error,
     except Exception:
         if error is None and not request.requested:
             raise
+    where = {} if recorder is None else {  # where each trial was running, if it had reported
+        recorder.ids[t]: {"worker": w} for t, w in recorder.where.items() if t in recorder.ids}
     try:
-        n += len(store.interrupt_running(study_id, reason, run_id=run_id))
+        n += len(store.interrupt_running(study_id, reason, run_id=run_id, metrics=where))
     except Exception:
         if error is None and not request.requested:
             raise

@@ -272,3 +272,13 @@ def test_interrupt_running_closes_only_running_trials(store: Store, new_study: N
     assert t.error == "interrupted: Ctrl-C" and t.finished_at is not None and t.duration_s >= 0
     assert store.count(study.id, "COMPLETE") == 1 and store.count(study.id, "RUNNING") == 0
     assert store.interrupt_running(study.id, "again") == []
+
+
+def test_interrupt_running_adds_the_given_metrics(store: Store, new_study: NewStudy) -> None:
+    study = new_study("interrupted-where")
+    a = store.start_trial(study.id, key="a", arch_hash="ha", arch={}, params={})
+    store.start_trial(study.id, key="b", arch_hash="hb", arch={}, params={})
+    store.interrupt_running(study.id, "stop", metrics={a.id: {"worker": {"pid": 7}},
+                                                        10**9: {"worker": {"pid": 8}}})
+    rows = {t.key: t for t in store.trials(study.id)}
+    assert rows["a"].metrics == {"worker": {"pid": 7}} and rows["b"].metrics == {}

@@ -252,3 +252,35 @@ def test_ray_lost_guard_stays_silent_when_the_driver_closed_the_run_first(tmp_pa
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == "still waiting for Ray\nleft quietly\n" and r.stderr == ""
     assert not (tmp_path / "closed").exists()
+
+
+def test_a_trial_interrupted_after_reporting_keeps_where_it_was_running(tmp_path):
+    from dataclasses import dataclass
+
+    from nas._recorder import Recorder
+    from nas.search import _close_running
+
+    from ._results import study_setup
+
+    @dataclass
+    class Trial:  # the attributes of a Ray Tune trial the recorder reads
+        trial_id: str
+        config: dict
+
+    _, store, study, _ = study_setup(tmp_path)
+    recorder = Recorder(store, study.id, "run", 3, 0, lambda line: None)
+    trials = [Trial(t, {"arch_hash": f"h{t}", "arch": {}, "params": {}}) for t in "abc"]
+    for t in trials:
+        recorder.on_trial_start(0, [], t)
+    here = {"hostname": "gpu7", "node_ip": "10.0.0.7", "pid": 99, "ray_node_id": "n" * 56,
+            "ray_gpu_ids": ["1"]}
+    recorder.on_trial_result(0, [], trials[0], {"epoch": 1, "repeat": 0, **here})
+    recorder.on_trial_result(0, [], trials[1], {"epoch": 1, "repeat": 0, **here, "pid": 98})
+    recorder._fail(trials[1], "diverged")  # finished before the stop: not touched by it
+    assert _close_running(store, study.id, None, recorder, StopRequest(), None) == 2
+    rows = {t.key: t for t in store.trials("s")}
+    assert rows["run:a"].state == "INTERRUPTED"
+    assert rows["run:a"].metrics["worker"] == {"host": "gpu7", "node_ip": "10.0.0.7", "pid": 99,
+                                               "ray_node_id": "n" * 56, "gpu_ids": ["1"]}
+    assert rows["run:b"].state == "FAIL" and rows["run:b"].metrics["worker"]["pid"] == 98
+    assert rows["run:c"].state == "INTERRUPTED" and "worker" not in rows["run:c"].metrics
