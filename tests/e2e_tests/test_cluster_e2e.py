@@ -1,6 +1,7 @@
 """A search that joins a real local two-node Ray cluster (`ray start --head`, then a second
-node with `ray start --address`, on loopback) through --ray-address, places one trial on each
-GPU of both nodes, and leaves the cluster running: it is not the search's to stop."""
+node with `ray start --address`, on loopback) through --ray-address, with the database on the
+test PostgreSQL server: one trial on each GPU of both nodes, and the cluster left running (it is
+not the search's to stop)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import optuna
 import pytest
 
 from db import Store
@@ -60,10 +62,10 @@ def ray_cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_search_through_ray_address_places_a_trial_on_every_gpu_of_both_nodes(ray_cluster,
-                                                                                tmp_path):
+def test_search_through_ray_address_places_a_trial_on_every_gpu_of_both_nodes(
+        ray_cluster, pg_database_url, tmp_path):
     address, session = ray_cluster
-    url = f"sqlite:///{tmp_path}/nas.db"
+    url = pg_database_url  # a cluster's search records to a server database (issue 11)
     r = subprocess.run([sys.executable, str(ROOT / "run_search.py"), "--space", "tiny",
                         "--budget", "4", "--epochs", "1", "--dataset", "digits", "--db", url,
                         "--runs-dir", str(tmp_path), "--ray-address", address,
@@ -85,6 +87,8 @@ def test_search_through_ray_address_places_a_trial_on_every_gpu_of_both_nodes(ra
     spans = sorted((t.started_at, t.finished_at) for t in done)
     assert spans[-1][0] < spans[0][1], f"the four trials did not run at once: {spans}"
     assert "trials ran on 2 nodes: " in r.stdout, r.stdout[-2000:]
+    ot = optuna.load_study(study_name="tiny", storage=url)  # Optuna's study in the same server
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in ot.trials) == 4
     alive = [p for p in session_processes(session) if p.cmdline()]
     raylets = [p for p in alive if Path(p.cmdline()[0]).name == "raylet"]
     assert len(raylets) == 2 and any(Path(p.cmdline()[0]).name == "gcs_server" for p in alive), \
