@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from nas._trial_errors import load_error
 from nas.models import describe, from_dict
 from nas.results import (
     DONE,
@@ -40,7 +41,7 @@ class Recorder(Callback):
                  log: Callable[[str], None], log_dir: str | Path | None = None,
                  run_id: int | None = None, fence: Callable[[], bool] | None = None,
                  stopped: Mapping[str, TrialPruned] | None = None, progress=None,
-                 count_pruned: bool = False) -> None:
+                 count_pruned: bool = False, retrying: Mapping[str, str] | None = None) -> None:
         self.store = store
         self.progress = progress  # nas._progress.Progress: the live counts (optional)
         self.count_pruned = count_pruned  # the [n/budget] counter counts pruned trials too
@@ -60,6 +61,8 @@ class Recorder(Callback):
         self.where: dict[str, dict] = {}  # Ray trial id -> the worker it ran on (`worker_of`)
         self.nodes: Counter[str] = Counter()  # node label -> trials of this run recorded there
         self.stopped = {} if stopped is None else stopped  # a scheduler's decisions
+        self.retrying = {} if retrying is None else retrying  # trials whose worker went away,
+        #                                                      their architecture asked again
         self.completed = already
         self.pruned = 0  # trials stopped at a rung in this run
         self.t0 = time.perf_counter()
@@ -137,6 +140,15 @@ class Recorder(Callback):
                  f"{describe(from_dict(trial.config['arch']))}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        if trial.trial_id in self.retrying:  # its worker or node went away: not its failure
+            reason = self.retrying[trial.trial_id]
+            if trial.trial_id not in self.finished:
+                self._finish(trial, state="INTERRUPTED",
+                             error=f"lost its Ray worker, retried: {reason}")
+            number = self.numbers.get(trial.trial_id, "?")
+            self.log(f"[ lost ] trial {number}: {reason.rstrip('.')}; its architecture is "
+                     "trained again")
+            return
         line, full = _error_text(trial)
         metrics = {}
         if self.log_dir is not None and full:
@@ -181,26 +193,8 @@ class Recorder(Callback):
 
 
 def _error_text(trial) -> tuple[str, str]:
-    """(one line, full traceback) of a trial that raised, from the files Tune writes locally.
-
-    Tune calls ``on_trial_error`` right after writing ``error.pkl`` (the ``RayTaskError``,
-    whose ``cause`` is the exception the trial raised) and ``error.txt`` into the trial's local
-    staging dir; ``trial.get_error()`` reads the synced storage copy, not there yet.
-    """
-    import cloudpickle
-
-    err = None
-    try:
-        if trial.pickled_error_file and Path(trial.pickled_error_file).is_file():
-            err = cloudpickle.loads(Path(trial.pickled_error_file).read_bytes())
-    except Exception:  # noqa: BLE001 - best effort: fall back to the text file
-        err = None
-    text = ""
-    try:
-        if trial.error_file and Path(trial.error_file).is_file():
-            text = Path(trial.error_file).read_text(errors="replace")
-    except OSError:
-        text = ""
+    """(one line, full traceback) of a trial that raised, from the files Tune writes locally."""
+    err, text = load_error(trial)
     cause = getattr(err, "cause", None) if err is not None else None
     if isinstance(cause, BaseException):
         line = traceback.format_exception_only(type(cause), cause)[-1]

@@ -34,7 +34,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from nas.models import analytic_cost, from_dict
 from nas.results import DONE, RUNG_METRICS, Objective, TrialPruned
 
-__all__ = ["MultiObjectiveASHA", "rungs", "validation_points", "nondominated_ranks",
+__all__ = ["Fifo", "MultiObjectiveASHA", "rungs", "validation_points", "nondominated_ranks",
            "rung_decision", "KNOWN_COSTS", "RUNG_METRICS", "known_costs"]
 
 #: objectives known before training, as (name -> attribute of ``analytic_cost``)
@@ -107,7 +107,28 @@ def rung_decision(points: Sequence[Sequence[float]], index: int,
     return mine == 0 or better < keep, mine, keep
 
 
-class MultiObjectiveASHA(FIFOScheduler):
+class Fifo(FIFOScheduler):
+    """Tune's FIFO scheduler that also notes the trials whose Ray worker or node went away.
+
+    Tune tells the scheduler of a failed trial before the searcher, so the searcher can read
+    ``lost`` (Ray trial id -> one-line reason, :func:`nas._recorder.lost_reason`) and retry the
+    architecture instead of recording a failure of it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost: dict[str, str] = {}
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        from nas._trial_errors import lost_reason
+
+        reason = lost_reason(trial)
+        if reason is not None:
+            self.lost[trial.trial_id] = reason
+        super().on_trial_error(tune_controller, trial)
+
+
+class MultiObjectiveASHA(Fifo):
     """Tune scheduler: trials run in submission order, and a rung may stop one (see module).
 
     Args:

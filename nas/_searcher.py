@@ -54,6 +54,9 @@ class BudgetedSearcher(Searcher):
         pruned_hashes: arch hash -> our trial number of architectures already pruned: a new
             proposal of one is skipped as DUPLICATE (Optuna: PRUNED), not trained again; None
             when no scheduler prunes.
+        lost: Ray trial id -> why its worker or node went away (the scheduler's notes, read when
+            the trial ends): its architecture is asked again, once per run; ``retrying`` then
+            holds the trial (the recorder stores it as INTERRUPTED, not FAIL).
     """
 
     def __init__(self, space, study: optuna.Study, objectives: Sequence[Objective], store,
@@ -64,7 +67,8 @@ class BudgetedSearcher(Searcher):
                  fence: Callable[[], bool] | None = None,
                  stopped: Mapping[str, TrialPruned] | None = None,
                  count_pruned: bool = False,
-                 pruned_hashes: dict[str, int | None] | None = None) -> None:
+                 pruned_hashes: dict[str, int | None] | None = None,
+                 lost: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.fence = fence or (lambda: True)  # False once another run took the study over
         self.run_id = run_id  # the nas_runs row the skipped proposals point to
@@ -82,6 +86,9 @@ class BudgetedSearcher(Searcher):
         self.stopped = {} if stopped is None else stopped  # the scheduler's decisions
         self.count_pruned, self.pruned = count_pruned, 0  # trials it stopped at a rung
         self.pruned_hashes = pruned_hashes  # arch hash -> our number of a pruned trial
+        self.lost = {} if lost is None else lost  # Ray trial id -> why its worker went away
+        self.retrying: dict[str, str] = {}  # Ray trial id -> that reason, its arch asked again
+        self.retried: set[str] = set()  # arch hashes asked again in this run (once each)
 
     def __getstate__(self) -> dict:
         return {}  # Tune may pickle searchers for its own restore, which we do not use
@@ -229,6 +236,15 @@ class BudgetedSearcher(Searcher):
                 observe = getattr(self.screen, "observe", None)  # a screen that learns
                 if observe is not None:
                     observe(arch, values)
+        elif error and self.lost.get(trial_id) and h is not None and h not in self.retried:
+            # its worker or node went away: nothing the architecture did; asked again next
+            # (as a resume retries what a stop interrupted), not counted as a failure
+            reason = self.lost[trial_id]
+            self.retried.add(h)
+            self.retrying[trial_id] = reason
+            trial.set_user_attr("interrupted", f"lost its Ray worker: {reason}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            enqueue_retries(self.study, [(h, dict(trial.params))])
         else:  # failed (diverged, or raised): told to Optuna as FAIL, never COMPLETE
             self.failed += 1
             if trial is not None:

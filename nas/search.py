@@ -588,6 +588,9 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
     run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     scheduler, stopped, pruned_hashes = None, None, None
+    from nas._scheduler import Fifo
+
+    lost_notes = Fifo()  # Tune's scheduler without --scheduler asha: notes lost workers
     if cfg.scheduler == "asha":
         pruned_hashes = {t.arch_hash: t.number
                          for t in store.trials(study.id, states=["PRUNED"])}
@@ -596,6 +599,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
         scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta,
                                        metric=cfg.asha_metric, late=cfg.asha_late_rung)
         stopped = scheduler.stopped
+        lost_notes = scheduler
         log(f"scheduler: multi-objective ASHA, rungs at epoch(s) "
             f"{', '.join(map(epoch_text, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
             f"ranked on {cfg.asha_metric.replace('_', ' ')} and "
@@ -607,7 +611,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                 screen_name=prescreen[0] if prescreen else "",
                                 run_id=run_id, fence=fence, stopped=stopped,
                                 count_pruned=cfg.scheduler == "asha",
-                                pruned_hashes=pruned_hashes)
+                                pruned_hashes=pruned_hashes, lost=lost_notes.lost)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                        cfg.compile, threads=max(1, int(per_trial["cpu"])),
                        latency=any(o.name == "latency_ms" for o in objectives),
@@ -621,7 +625,8 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                         pruned_before=used - len(completed))
     recorder = Recorder(store, study.id, run_name, cfg.budget, used, progress.log,
                         log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence,
-                        stopped=stopped, progress=progress, count_pruned=asha)
+                        stopped=stopped, progress=progress, count_pruned=asha,
+                        retrying=searcher.retrying)
     if cfg.executor == "local":
         from nas._local import run_local
 
@@ -629,7 +634,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
             searcher, recorder, trainable, ctx, request, scheduler))
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, ctx=ctx), per_trial),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=lost_notes, num_samples=-1,
                                     max_concurrent_trials=slots,
                                     reuse_actors=cfg.reuse_workers),
         run_config=tune.RunConfig(name=run_name, storage_path=str(runs / "ray"), verbose=0,

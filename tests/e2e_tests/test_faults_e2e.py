@@ -182,3 +182,35 @@ def test_failed_trial_stores_its_reason_and_traceback_with_one_line_each(tmp_pat
     assert stderr.strip().splitlines() == ["error: only 0 of 1 trials completed (see the "
                                            "failures above)"], stderr[-3000:]
     assert _leftovers(proc.pid) == [], "Ray processes outlived the run"
+
+
+def test_a_trial_whose_worker_is_killed_is_retried_not_failed(tmp_path):
+    """A trial's Ray worker killed mid-training (as the OOM killer, or a node going away, would
+    end it): nothing the architecture did, so it is INTERRUPTED and trained again in the same
+    run, and the search still completes its budget with no failure recorded."""
+    runs, budget = tmp_path / "runs", 2
+    url = f"sqlite:///{runs}/nas.db"
+    proc, out, err = _start(runs, budget, tmp_path)
+    training: list[psutil.Process] = []
+
+    def a_trial_is_training() -> bool:
+        if not _running_row(runs / "nas.db")():
+            return False
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if " ".join(p.cmdline()).startswith("ray::ImplicitFunc"):
+                    training.append(p)
+                    return True
+        return False
+
+    _wait_for(a_trial_is_training, proc)
+    training[0].kill()
+    rc = proc.wait(timeout=300)
+    assert rc == 0, err.read_text()[-3000:]
+    ours, _ = check_tables(url, "tiny", budget)
+    lost = [t for t in ours if t.state == "INTERRUPTED"]
+    assert len(lost) == 1 and lost[0].error.startswith(
+        "lost its Ray worker, retried: ActorDiedError"), [(t.state, t.error) for t in ours]
+    assert lost[0].arch_hash in {t.arch_hash for t in ours if t.state == "COMPLETE"}
+    assert not [t for t in ours if t.state == "FAIL"], [(t.state, t.error) for t in ours]
+    assert re.search(r"^\[ lost \] trial \d+: ActorDiedError", out.read_text(), re.M)

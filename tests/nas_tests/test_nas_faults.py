@@ -284,3 +284,51 @@ def test_a_trial_interrupted_after_reporting_keeps_where_it_was_running(tmp_path
                                                "ray_node_id": "n" * 56, "gpu_ids": ["1"]}
     assert rows["run:b"].state == "FAIL" and rows["run:b"].metrics["worker"]["pid"] == 98
     assert rows["run:c"].state == "INTERRUPTED" and "worker" not in rows["run:c"].metrics
+
+
+@pytest.mark.parametrize("make, lost", [
+    (lambda: __import__("ray").exceptions.ActorDiedError(), True),
+    (lambda: __import__("ray").exceptions.NodeDiedError("node 1 died"), True),
+    (lambda: __import__("ray").exceptions.RayTaskError("trainable", "tb", ValueError("nan")),
+     False),
+    (None, False),  # no error file: never a retry on a guess
+])
+def test_only_a_worker_or_node_that_went_away_counts_as_lost(tmp_path, make, lost):
+    import cloudpickle
+
+    from nas._trial_errors import lost_reason
+
+    class Trial:  # the attributes of a Ray Tune trial that are read
+        pickled_error_file = str(tmp_path / "error.pkl")
+        error_file = str(tmp_path / "error.txt")
+
+    if make is not None:
+        (tmp_path / "error.pkl").write_bytes(cloudpickle.dumps(make()))
+    reason = lost_reason(Trial())
+    assert (reason is not None) == lost, reason
+    if lost:
+        assert "\n" not in reason and reason.split(":")[0] in ("ActorDiedError", "NodeDiedError")
+
+
+def test_a_lost_trial_is_asked_again_once_and_not_counted_as_failed(tmp_path):
+    from nas._searcher import BudgetedSearcher
+
+    from ._results import study_setup
+
+    space, store, study, ot = study_setup(tmp_path)
+    lost: dict[str, str] = {}
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=3,
+                                done={}, max_attempts=10, num_classes=10, lost=lost)
+    first = searcher.suggest("a")
+    lost["a"] = "ActorDiedError: The actor died unexpectedly before finishing this task."
+    searcher.on_trial_complete("a", None, error=True)
+    assert searcher.failed == 0 and searcher.retrying == {"a": lost["a"]}
+    told = ot.trials[0]
+    assert told.state == optuna.trial.TrialState.FAIL
+    assert told.user_attrs["interrupted"].startswith("lost its Ray worker: ActorDiedError")
+    again = searcher.suggest("b")  # the enqueued retry comes first
+    assert again["arch_hash"] == first["arch_hash"] and again["params"] == first["params"]
+    lost["b"] = lost["a"]  # lost again: once per run, so now a failure like any other
+    searcher.on_trial_complete("b", None, error=True)
+    assert searcher.failed == 1 and "b" not in searcher.retrying
+    assert searcher.suggest("c")["arch_hash"] != first["arch_hash"]
