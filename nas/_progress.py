@@ -112,6 +112,11 @@ class Progress:
             self.running = max(0, self.running - 1)
             self.failed += 1
 
+    def lost_one(self) -> None:
+        """A trial whose worker went away: no longer running, its architecture asked again."""
+        with self._lock:
+            self.running = max(0, self.running - 1)
+
     def pruned_one(self) -> None:
         with self._lock:
             self.running = max(0, self.running - 1)

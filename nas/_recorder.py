@@ -142,9 +142,10 @@ class Recorder(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         if trial.trial_id in self.retrying:  # its worker or node went away: not its failure
             reason = self.retrying[trial.trial_id]
-            if trial.trial_id not in self.finished:
-                self._finish(trial, state="INTERRUPTED",
-                             error=f"lost its Ray worker, retried: {reason}")
+            if trial.trial_id not in self.finished and self._finish(
+                    trial, state="INTERRUPTED", error=f"lost its Ray worker, retried: {reason}") \
+                    and self.progress is not None:
+                self.progress.lost_one()
             number = self.numbers.get(trial.trial_id, "?")
             self.log(f"[ lost ] trial {number}: {reason.rstrip('.')}; its architecture is "
                      "trained again")

@@ -101,6 +101,15 @@ def test_under_asha_the_budget_counts_pruned_trials():
     assert "ETA -" not in line  # two evaluated in this run: a rate
 
 
+def test_a_lost_trial_is_no_longer_running_and_not_failed():
+    p = Progress(2, DEFAULT_OBJECTIVES, log=lambda _: None, every=0)
+    p.started()
+    p.lost_one()  # its worker went away: the architecture is asked again, as a new trial
+    p.started()
+    p.completed(_res(0.6, 1e9), number=1)
+    assert p.line().startswith("1/2 done · 0 running · 0 failed"), p.line()
+
+
 def test_an_accuracy_tie_shows_the_cheaper_trial():
     p = Progress(3, DEFAULT_OBJECTIVES, log=lambda _: None, every=0)
     p.completed(_res(0.5, 2e9), number=0)
