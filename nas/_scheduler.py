@@ -187,6 +187,13 @@ class MultiObjectiveASHA(Fifo):
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         self._costs.pop(trial.trial_id, None)
 
+    def on_trial_error(self, tune_controller, trial) -> None:
+        super().on_trial_error(tune_controller, trial)
+        self._costs.pop(trial.trial_id, None)
+        if trial.trial_id in self.lost:  # retried as a new trial: its rung values leave with it
+            for at in self.reached.values():
+                at.pop(trial.trial_id, None)
+
     def debug_string(self) -> str:
         return (f"Multi-objective ASHA: rungs at epochs {list(self.rungs)}, eta {self.eta}, "
                 f"ranked on {self.rung_metric}, "

@@ -292,3 +292,27 @@ def test_where_a_trial_ran_is_read_from_its_result_and_named_by_node():
     local = worker_of({"hostname": "laptop", "node_ip": None, "pid": 1})  # --executor local
     assert local["ray_node_id"] is None and local["gpu_ids"] == []
     assert node_label(local) == worker_label(local) == "laptop"
+
+
+def test_a_lost_trial_leaves_the_rungs_a_failed_one_stays(tmp_path):
+    import cloudpickle
+    from ray.exceptions import ActorDiedError
+
+    sched = _scheduler(macs={"a": 100.0, "b": 200.0})
+
+    @dataclasses.dataclass
+    class Failed:  # a Tune trial with the error files Tune writes before it tells the scheduler
+        trial_id: str
+        config: dict
+        pickled_error_file: str
+        error_file: str = ""
+
+    lost_file = tmp_path / "lost.pkl"
+    lost_file.write_bytes(cloudpickle.dumps(ActorDiedError()))
+    a = Failed("a", {"arch": {"id": "a"}}, str(lost_file))
+    b = Failed("b", {"arch": {"id": "b"}}, str(tmp_path / "none.pkl"))  # raised: no Ray error
+    for t in (a, b):
+        assert sched.on_trial_result(None, t, _epoch(1, 0.8)) == CONTINUE
+        sched.on_trial_error(None, t)
+    assert set(sched.lost) == {"a"} and sched.lost["a"].startswith("ActorDiedError")
+    assert list(sched.reached[1]) == ["b"]  # a is retried as a new trial; b's result stands
