@@ -561,6 +561,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     from nas._interrupt import StopOnSignal
     from nas._progress import Progress
     from nas._recorder import Recorder
+    from nas._scheduler import Fifo
     from nas._searcher import BudgetedSearcher
     from nas._trainable import TrialContext, trainable
 
@@ -588,8 +589,6 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
     run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     scheduler, stopped, pruned_hashes = None, None, None
-    from nas._scheduler import Fifo
-
     lost_notes = Fifo()  # Tune's scheduler without --scheduler asha: notes lost workers
     if cfg.scheduler == "asha":
         pruned_hashes = {t.arch_hash: t.number
