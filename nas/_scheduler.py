@@ -31,6 +31,7 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from nas._trial_errors import lost_reason
 from nas.models import analytic_cost, from_dict
 from nas.results import DONE, RUNG_METRICS, Objective, TrialPruned
 
@@ -111,8 +112,8 @@ class Fifo(FIFOScheduler):
     """Tune's FIFO scheduler that also notes the trials whose Ray worker or node went away.
 
     Tune tells the scheduler of a failed trial before the searcher, so the searcher can read
-    ``lost`` (Ray trial id -> one-line reason, :func:`nas._recorder.lost_reason`) and retry the
-    architecture instead of recording a failure of it.
+    ``lost`` (Ray trial id -> one-line reason, :func:`nas._trial_errors.lost_reason`) and
+    retry the architecture instead of recording a failure of it.
     """
 
     def __init__(self) -> None:
@@ -120,8 +121,6 @@ class Fifo(FIFOScheduler):
         self.lost: dict[str, str] = {}
 
     def on_trial_error(self, tune_controller, trial) -> None:
-        from nas._trial_errors import lost_reason
-
         reason = lost_reason(trial)
         if reason is not None:
             self.lost[trial.trial_id] = reason
