@@ -84,10 +84,8 @@ def check_settings(cfg: Any) -> None:
     if cfg.executor == "local" and cfg.ray_address:
         raise ConfigError("--executor local runs trials in this process; it cannot be "
                           "combined with --ray-address")
-    if cfg.ray_address is not None and (not isinstance(cfg.ray_address, str)
-                                        or not cfg.ray_address.strip()):
-        raise ConfigError(f"--ray-address must be HOST:PORT of a running Ray cluster; "
-                          f"got {cfg.ray_address!r}")
+    if cfg.ray_address is not None:
+        ray_endpoint(cfg.ray_address)
     if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, (int, float)) or not (
             math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ConfigError(f"--lr must be a finite number > 0; got {cfg.lr!r}")
@@ -99,21 +97,45 @@ def check_settings(cfg: Any) -> None:
         raise ConfigError(f"--progress-every must be a number of seconds >= 0; got {every!r}")
     if cfg.scheduler not in ("fifo", "asha"):
         raise ConfigError(f"--scheduler must be fifo or asha; got {cfg.scheduler!r}")
-    if cfg.scheduler == "asha":
-        _int(cfg.asha_eta, "--asha-eta", 2, 100)
-        r_min = cfg.asha_min_epochs
-        if isinstance(r_min, bool) or not isinstance(r_min, (int, float)) or not (
-                math.isfinite(r_min) and r_min >= 0.01):
-            raise ConfigError(f"--asha-min-epochs must be a number of epochs >= 0.01 (a fraction "
-                              f"such as 0.25 judges mid-epoch); got {r_min!r}")
-        if r_min >= cfg.epochs:
-            raise ConfigError(f"--scheduler asha needs a rung below the last epoch: "
-                              f"--asha-min-epochs ({r_min:g}) must be < --epochs ({cfg.epochs})")
-        if not isinstance(cfg.asha_late_rung, bool):
-            raise ConfigError(f"asha_late_rung must be true or false; got {cfg.asha_late_rung!r}")
-        if cfg.asha_metric not in RUNG_METRICS:
-            raise ConfigError(f"--asha-metric must be one of {', '.join(RUNG_METRICS)}; "
-                              f"got {cfg.asha_metric!r}")
+    # the ASHA settings are checked under any scheduler: a bad value is a typo either way
+    _int(cfg.asha_eta, "--asha-eta", 2, 100)
+    r_min = cfg.asha_min_epochs
+    if isinstance(r_min, bool) or not isinstance(r_min, (int, float)) or not (
+            math.isfinite(r_min) and r_min >= 0.01):
+        raise ConfigError(f"--asha-min-epochs must be a number of epochs >= 0.01 (a fraction "
+                          f"such as 0.25 judges mid-epoch); got {r_min!r}")
+    if not isinstance(cfg.asha_late_rung, bool):
+        raise ConfigError(f"asha_late_rung must be true or false; got {cfg.asha_late_rung!r}")
+    if cfg.asha_metric not in RUNG_METRICS:
+        raise ConfigError(f"--asha-metric must be one of {', '.join(RUNG_METRICS)}; "
+                          f"got {cfg.asha_metric!r}")
+    if cfg.scheduler == "asha" and r_min >= cfg.epochs:
+        raise ConfigError(f"--scheduler asha needs a rung below the last epoch: "
+                          f"--asha-min-epochs ({r_min:g}) must be < --epochs ({cfg.epochs})")
+
+
+#: --ray-address values Ray resolves itself (auto: the cluster running on this machine)
+RAY_ADDRESS_WORDS = ("auto",)
+
+
+def ray_endpoint(address: Any) -> tuple[str, int] | None:
+    """(host, port) of a ``--ray-address`` (``HOST:PORT``, ``[IPv6]:PORT`` or
+    ``ray://HOST:PORT``); None for ``auto``. A malformed one is a ConfigError."""
+    allowed = ("--ray-address must be HOST:PORT of a running Ray cluster's head (port "
+               "1-65535; ray://HOST:PORT for Ray Client, or auto)")
+    if not isinstance(address, str) or not address.strip():
+        raise ConfigError(f"{allowed}; got {address!r}")
+    text = address.strip()
+    if text in RAY_ADDRESS_WORDS:
+        return None
+    rest = text.removeprefix("ray://")
+    host, colon, port = rest.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if (not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535
+            or any(c in host for c in "/[]@ \t") or ("://" in rest)):
+        raise ConfigError(f"{allowed}; got {address!r}")
+    return host, int(port)
 
 
 def _get(config: Mapping[str, Any], path: str) -> Any:

@@ -26,7 +26,7 @@ searcher (Optuna: PRUNED) and the recorder (our table: PRUNED) read when Tune en
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -164,12 +164,8 @@ class MultiObjectiveASHA(Fifo):
         value, acc = result.get(self.rung_metric), result.get("val_accuracy")
         if value is None or acc is None:  # no per-epoch validation: nothing to judge on
             return TrialScheduler.CONTINUE
-        value = float(value) if RUNG_METRICS[self.rung_metric] == "max" else -float(value)
-        if value != value:  # NaN ranks last (a diverging run is stopped by its trainer)
-            value = -float("inf")
         costs = self._costs.setdefault(trial.trial_id, self.cost_of(trial.config["arch"]))
-        point = (value, *(costs[o.name] if o.direction == "max" else -costs[o.name]
-                          for o in self.costs))
+        point = self._point(value, costs)
         at = self.reached[epoch]
         at[trial.trial_id] = point
         ids = list(at)
@@ -182,6 +178,37 @@ class MultiObjectiveASHA(Fifo):
             costs={o.name: costs[o.name] for o in self.costs},
             val_loss=result.get("val_loss"))
         return TrialScheduler.STOP
+
+    def _point(self, value: float, costs: dict[str, float]) -> tuple[float, ...]:
+        """A trial's place at a rung: (rung metric, known costs), every coordinate maximised."""
+        value = float(value) if RUNG_METRICS[self.rung_metric] == "max" else -float(value)
+        if value != value:  # NaN ranks last (a diverging run is stopped by its trainer)
+            value = -float("inf")
+        return (value, *(costs[o.name] if o.direction == "max" else -costs[o.name]
+                         for o in self.costs))
+
+    def seed_rungs(self, trials: Iterable[Any]) -> int:
+        """Put the rung values of a study's earlier trials (stored records: ``arch``,
+        ``metrics["curve"]``) in the rungs, so a resumed search ranks its trials against
+        them as the first run did; returns how many rung values were added. A trial whose
+        curve has no value at a rung (trained without validating there) adds none there."""
+        added = 0
+        for t in trials:
+            curves = (t.metrics or {}).get("curve") or []
+            points = {}
+            for e in (curves[0] if curves else []):
+                epoch, value = e.get("epoch"), e.get(self.rung_metric)
+                rung = next((r for r in self.rungs if epoch is not None
+                             and abs(float(epoch) - float(r)) < 1e-9), None)
+                if rung is not None and value is not None:
+                    points[rung] = value
+            if not points:
+                continue
+            costs = self.cost_of(t.arch)
+            for rung, value in points.items():
+                self.reached[rung][f"stored:{t.number}"] = self._point(value, costs)
+                added += 1
+        return added
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         self._costs.pop(trial.trial_id, None)

@@ -205,9 +205,12 @@ def _search(args: argparse.Namespace) -> int:
     print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study, summary.objectives)
     screened = f", {summary.screened} screened out" if cfg.prescreen else ""
     pruned = f"{summary.pruned} pruned, " if cfg.scheduler == "asha" else ""
-    print(f"{summary.completed} completed trials in study '{summary.study}' "
-          f"({pruned}{summary.failed} failed, {summary.duplicates} duplicate and "
-          f"{summary.infeasible} infeasible proposals skipped{screened}) in "
+    evaluated = (f", {summary.budget_used} of budget {cfg.budget} evaluated (completed or "
+                 f"pruned)" if cfg.scheduler == "asha" else "")
+    # the study's totals first, then what this run did (a resumed run adds to earlier ones)
+    print(f"{summary.completed} completed trials in study '{summary.study}'{evaluated}; "
+          f"this run: {pruned}{summary.failed} failed, {summary.duplicates} duplicate and "
+          f"{summary.infeasible} infeasible proposals skipped{screened}, in "
           f"{summary.seconds:.1f} s; "
           f"database {mask_url(summary.db_url)}")
     if len(summary.nodes) > 1:  # a cluster: where the trials ran (each trial's metrics["worker"])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas._preflight import check_resume, check_settings, check_study_name
+from nas._preflight import check_resume, check_settings, check_study_name, ray_endpoint
 from nas._samplers import SAMPLERS, make_sampler
 from nas.errors import ConfigError, SearchInterrupted, StorageError, did_you_mean
 from nas.results import (
@@ -137,6 +137,7 @@ def parse_prescreen(spec: str | None) -> tuple[str, int] | None:
 
 
 SURROGATE = "surrogate"  # --prescreen's learned screen (nas/_surrogate.py), not a zero-cost proxy
+CONNECT_TIMEOUT_S = 5.0  # --ray-address: how long the head may take to accept a connection
 
 
 def _prescreen_fn(dataset, batch_size: int, seed: int, name: str, space, num_classes: int):
@@ -448,9 +449,25 @@ def _cluster_auth_env() -> None:
 
 
 def _join_cluster(address: str) -> None:
-    """``ray.init(address=...)``, as ``ray start`` would authenticate; one line if it fails."""
+    """``ray.init(address=...)``, as ``ray start`` would authenticate; one line if it fails.
+
+    The head is reached first with a plain TCP connection: ``ray.init`` retries an address
+    where nothing answers for minutes, logging as it goes, and does not return on Ctrl-C.
+    """
+    import socket
+
     import ray
 
+    endpoint = ray_endpoint(address)
+    if endpoint is not None:
+        try:
+            socket.create_connection(endpoint, timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as e:
+            why = e.strerror or str(e) or type(e).__name__
+            raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: nothing "
+                              f"answers at {endpoint[0]} port {endpoint[1]} ({why}); start it "
+                              f"with `ray start --head --port {endpoint[1]}` or check the "
+                              f"address") from e
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
@@ -461,7 +478,8 @@ def _join_cluster(address: str) -> None:
 
 
 def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: float | None,
-              max_concurrent: int | None) -> tuple[dict[str, float], int, str]:
+              max_concurrent: int | None,
+              what: str = "the Ray cluster") -> tuple[dict[str, float], int, str]:
     """Ray resources per trial, trials at once, and a description, for a cluster's resources.
 
     Default: one GPU per trial (and the CPUs shared out per GPU) when the cluster has GPUs, else
@@ -472,11 +490,11 @@ def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: flo
     cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     gpu = (1.0 if gpus else 0.0) if gpus_per_trial is None else float(gpus_per_trial)
     if gpu > gpus:
-        raise ConfigError(f"--gpus-per-trial {gpu:g} but the Ray cluster has {gpus:g} GPU(s)")
+        raise ConfigError(f"--gpus-per-trial {gpu:g} but {what} has {gpus:g} GPU(s)")
     cpu = float(cpus_per_trial) if cpus_per_trial is not None else (
         max(1.0, math.floor(cpus / math.ceil(gpus / gpu))) if gpu else 1.0)
     if cpu > cpus:
-        raise ConfigError(f"--cpus-per-trial {cpu:g} but the Ray cluster has {cpus:g} CPU(s)")
+        raise ConfigError(f"--cpus-per-trial {cpu:g} but {what} has {cpus:g} CPU(s)")
     slots = math.floor(min(cpus / cpu, gpus / gpu if gpu else math.inf) + 1e-9)
     slots = max(1, min(slots, max_concurrent or slots))
     where = f"{cpu:g} CPU" + (f" + {gpu:g} GPU" if gpu else "")
@@ -567,13 +585,20 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
 
     study_name = study.name
     if cfg.executor == "local":  # one trial at a time, with all of this machine's cores
+        import torch
+
         cores = float(os.cpu_count() or 1)
-        per_trial, slots, where = placement({"CPU": cores}, cfg.cpus_per_trial or cores, 0.0, 1)
+        gpus = float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0
+        per_trial, slots, where = placement({"CPU": cores, "GPU": gpus},
+                                            cfg.cpus_per_trial or cores,
+                                            cfg.gpus_per_trial or 0.0, 1, what="this machine")
         where += " in this process (--executor local)"
     else:
         per_trial, slots, where = placement(ray.cluster_resources(), cfg.cpus_per_trial,
                                             cfg.gpus_per_trial, cfg.max_concurrent)
-    log(f"study '{study_name}' in {masked_url}: {len(completed)} completed, "
+    used = _budget_used(store, study.id, cfg)
+    counted = f" ({used} evaluated: completed or pruned)" if cfg.scheduler == "asha" else ""
+    log(f"study '{study_name}' in {masked_url}: {len(completed)} completed{counted}, "
         f"budget {cfg.budget}; space '{space.name}' ({space.size():,} configurations); "
         f"{slots} trial(s) at a time, each {where}; "
         f"dataset {dataset.name} at {dataset.resolution} px ({dataset.num_train} train / "
@@ -584,7 +609,6 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
         log(hint)
     known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
     done = {h: v for h, v in known.items() if None not in v}
-    used = _budget_used(store, study.id, cfg)
     remaining = cfg.budget - used
     max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
     run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -603,6 +627,9 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
             f"{', '.join(map(epoch_text, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
             f"ranked on {cfg.asha_metric.replace('_', ' ')} and "
             f"{', '.join(str(o) for o in scheduler.costs) or 'nothing else'}")
+        earlier = scheduler.seed_rungs(store.trials(study.id, states=["COMPLETE", "PRUNED"]))
+        if earlier:
+            log(f"scheduler: {earlier} rung value(s) of earlier runs' trials join the rungs")
     searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
                                 remaining, done, remaining + max_failures,
                                 dataset.num_classes, screen=screen,

@@ -83,6 +83,12 @@ def test_keys_an_older_study_lacks_are_not_compared():
     ("gpus_per_trial", -0.5, "--gpus-per-trial must be a finite number >= 0; got -0.5"),
     ("gpus_per_trial", float("inf"), "--gpus-per-trial must be a finite number"),
     ("ray_address", " ", "--ray-address must be HOST:PORT"),
+    ("ray_address", "127.0.0.1:99999", "--ray-address must be HOST:PORT of a running Ray "
+     "cluster's head (port 1-65535; ray://HOST:PORT for Ray Client, or auto); got "
+     "'127.0.0.1:99999'"),
+    ("ray_address", "notahost", "--ray-address must be HOST:PORT"),
+    ("ray_address", "http://[::1", "--ray-address must be HOST:PORT"),
+    ("ray_address", "http://head:6379", "--ray-address must be HOST:PORT"),
 ])
 def test_bad_placement_is_refused(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -126,3 +132,45 @@ def test_a_whole_gpu_per_trial_by_default_gets_a_hint(resources, gpus, hinted):
     assert (hint is not None) == hinted
     if hinted:
         assert hint.startswith("hint: ") and "--gpus-per-trial 0.0625" in hint
+
+
+@pytest.mark.parametrize("address, endpoint", [
+    ("127.0.0.1:6379", ("127.0.0.1", 6379)),
+    (" head.example:1 ", ("head.example", 1)),
+    ("ray://10.0.0.1:10001", ("10.0.0.1", 10001)),
+    ("[::1]:6379", ("::1", 6379)),
+    ("auto", None),
+])
+def test_a_ray_address_is_read_as_host_and_port(address, endpoint):
+    from nas._preflight import ray_endpoint
+
+    assert ray_endpoint(address) == endpoint
+
+
+def test_joining_an_address_where_nothing_answers_fails_at_once_in_one_line():
+    # ray.init would retry such an address for minutes and not return on Ctrl-C
+    import socket
+    import time
+
+    from nas.search import _join_cluster
+
+    with socket.socket() as s:  # a loopback port that was free a moment ago: nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        _join_cluster(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 5
+    text = str(info.value)
+    assert text.startswith(f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}: "
+                           f"nothing answers at 127.0.0.1 port {port}"), text
+    assert "\n" not in text
+
+
+def test_the_local_executor_names_this_machine_when_placement_does_not_fit():
+    from nas.search import placement
+
+    with pytest.raises(ConfigError, match="--gpus-per-trial 0.5 but this machine has 0 GPU"):
+        placement({"CPU": 2, "GPU": 0}, 2, 0.5, 1, what="this machine")
+    with pytest.raises(ConfigError, match="--cpus-per-trial 64 but this machine has 2 CPU"):
+        placement({"CPU": 2}, 64, 0.0, 1, what="this machine")

@@ -217,6 +217,50 @@ def test_bad_scheduler_settings_are_one_line_config_errors(changes, message):
     assert message in str(e.value), str(e.value)
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"asha_eta": -3}, "--asha-eta must be an integer in 2..100; got -3"),
+    ({"asha_min_epochs": float("nan")}, "--asha-min-epochs must be a number of epochs >= 0.01"),
+    ({"asha_metric": "acc"}, "--asha-metric must be one of val_loss, val_accuracy; got 'acc'"),
+])
+def test_asha_settings_are_checked_under_fifo_too(changes, message):
+    # a typo in an ASHA flag is refused whatever the scheduler, not silently ignored
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_settings(SearchConfig(space="tiny", scheduler="fifo", **changes))
+    # a first rung past the last epoch only matters when ASHA runs
+    check_settings(SearchConfig(space="tiny", scheduler="fifo", epochs=1, asha_min_epochs=2))
+
+
+@dataclasses.dataclass
+class _Stored:  # the fields of a stored trial record that seed_rungs reads
+    number: int
+    arch: dict
+    metrics: dict
+
+
+def test_a_resumed_run_ranks_against_the_rung_values_of_earlier_runs():
+    macs = {"old1": 10.0, "old2": 10.0, "fifo": 10.0, "new": 10.0}
+    sched = _scheduler(macs=macs, r_min=0.5, eta=2)
+    curve = lambda *pts: {"curve": [[{"epoch": e, "val_accuracy": 0.5, "val_loss": v}  # noqa: E731
+                                     for e, v in pts]]}
+    earlier = [
+        _Stored(0, {"id": "old1"}, curve((0.5, 1.2), (1, 1.0), (2, 0.8), (3, 0.7))),  # complete
+        _Stored(1, {"id": "old2"}, curve((0.5, 1.3))),  # stopped at the first rung
+        _Stored(2, {"id": "fifo"}, {"curve": [[{"epoch": 1, "val_accuracy": None,
+                                                "val_loss": None}]]}),  # never validated there
+        _Stored(3, {"id": "old2"}, {}),  # no curve at all (a failure)
+    ]
+    assert sched.seed_rungs(earlier) == 4  # old1 at 0.5, 1 and 2; old2 at 0.5
+    assert set(sched.reached[0.5]) == {"stored:0", "stored:1"}
+    assert set(sched.reached[1]) == {"stored:0"} and set(sched.reached[2]) == {"stored:0"}
+    # without them this trial would be an early arrival (fewer than eta at the rung) and go on;
+    # against them it is third of three on the loss at equal cost: stopped
+    new = _Trial("new", {"arch": {"id": "new"}})
+    assert sched.on_trial_result(None, new, _epoch(0.5, 0.4, loss=1.5)) == STOP
+    assert sched.stopped["new"].reached == 3
+    fresh = _scheduler(macs=macs, r_min=0.5, eta=2)
+    assert fresh.on_trial_result(None, new, _epoch(0.5, 0.4, loss=1.5)) == CONTINUE
+
+
 def test_a_pruned_trial_is_pruned_in_both_tables_counted_by_the_budget_not_an_attempt(tmp_path):
     space, store, study, ot = study_setup(tmp_path)
     sched = MultiObjectiveASHA(DEFAULT_OBJECTIVES, epochs=3, eta=2)
