@@ -460,14 +460,20 @@ def _join_cluster(address: str) -> None:
 
     endpoint = ray_endpoint(address)
     if endpoint is not None:
+        where = f"{endpoint[0]} port {endpoint[1]}"
         try:
-            socket.create_connection(endpoint, timeout=CONNECT_TIMEOUT_S).close()
+            with socket.create_connection(endpoint, timeout=CONNECT_TIMEOUT_S) as conn:
+                answer = _grpc_answer(conn)
         except OSError as e:
             why = e.strerror or str(e) or type(e).__name__
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: nothing "
-                              f"answers at {endpoint[0]} port {endpoint[1]} ({why}); start it "
+                              f"answers at {where} ({why}); start it "
                               f"with `ray start --head --port {endpoint[1]}` or check the "
                               f"address") from e
+        if answer is not None:
+            raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
+                              f"{where} answers, but not as a Ray head (no gRPC reply: "
+                              f"{answer}); give the head's port (`ray status` on it)")
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
@@ -475,6 +481,31 @@ def _join_cluster(address: str) -> None:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
                           f"{(lines[-1] if lines else type(e).__name__)[:300]}") from e
+
+
+#: an HTTP/2 client's opening (the preface, then an empty SETTINGS frame), which gRPC speaks
+_H2_OPENING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _grpc_answer(conn) -> str | None:
+    """None if the server on ``conn`` answers an HTTP/2 opening with a SETTINGS frame, as a
+    Ray head's gRPC server does; else what it answered, for the error. ``ray.init`` would wait
+    minutes on a server of another kind. Not checked (None) under TLS (``RAY_USE_TLS``)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return None
+    conn.sendall(_H2_OPENING)
+    data = b""
+    try:
+        while len(data) < 9:
+            chunk = conn.recv(9 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        return "nothing within the timeout" if not data else repr(data)
+    if len(data) == 9 and data[3] == 4:  # an HTTP/2 frame of type SETTINGS
+        return None
+    return repr(data) if data else "it closed the connection"
 
 
 def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: float | None,

@@ -174,3 +174,48 @@ def test_the_local_executor_names_this_machine_when_placement_does_not_fit():
         placement({"CPU": 2, "GPU": 0}, 2, 0.5, 1, what="this machine")
     with pytest.raises(ConfigError, match="--cpus-per-trial 64 but this machine has 2 CPU"):
         placement({"CPU": 2}, 64, 0.0, 1, what="this machine")
+
+
+@pytest.mark.parametrize("reply, said", [
+    (b"HTTP/1.0 400 Bad request\r\n\r\n", "b'HTTP/1.0 '"),  # a web server
+    (None, "nothing within the timeout"),  # a server that never answers
+    (b"", "it closed the connection"),
+])
+def test_joining_a_port_where_something_else_answers_fails_in_one_line(monkeypatch, reply, said):
+    # ray.init would wait minutes on a server that is not a Ray head: a gRPC (HTTP/2) opening
+    # is tried first, and only a SETTINGS frame back counts as a Ray head
+    import socket
+    import threading
+    import time
+
+    import nas.search
+    from nas.search import _join_cluster
+
+    monkeypatch.setattr(nas.search, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            if reply is None:
+                time.sleep(1.5)
+            elif reply:
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            _join_cluster(f"127.0.0.1:{port}")
+    finally:
+        thread.join(5)
+        server.close()
+    text = str(info.value)
+    assert text.startswith(f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}: "
+                           f"127.0.0.1 port {port} answers, but not as a Ray head"), text
+    assert said in text and "\n" not in text, text
