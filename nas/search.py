@@ -451,8 +451,9 @@ def _cluster_auth_env() -> None:
 def _join_cluster(address: str) -> None:
     """``ray.init(address=...)``, as ``ray start`` would authenticate; one line if it fails.
 
-    The head is reached first with a plain TCP connection: ``ray.init`` retries an address
-    where nothing answers for minutes, logging as it goes, and does not return on Ctrl-C.
+    The head is reached first with a TCP connection and a gRPC opening (:func:`_grpc_answer`):
+    ``ray.init`` retries an address where nothing, or something other than a Ray head,
+    answers for minutes, logging as it goes, and does not return on Ctrl-C.
     """
     import socket
 
@@ -646,8 +647,8 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     scheduler, stopped, pruned_hashes = None, None, None
     lost_notes = Fifo()  # Tune's scheduler without --scheduler asha: notes lost workers
     if cfg.scheduler == "asha":
-        pruned_hashes = {t.arch_hash: t.number
-                         for t in store.trials(study.id, states=["PRUNED"])}
+        pruned = store.trials(study.id, states=["PRUNED"])
+        pruned_hashes = {t.arch_hash: t.number for t in pruned}
         from nas._scheduler import MultiObjectiveASHA, validation_points
 
         scheduler = MultiObjectiveASHA(objectives, cfg.epochs, cfg.asha_min_epochs, cfg.asha_eta,
@@ -658,7 +659,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
             f"{', '.join(map(epoch_text, scheduler.rungs))} of {cfg.epochs}, eta {cfg.asha_eta}, "
             f"ranked on {cfg.asha_metric.replace('_', ' ')} and "
             f"{', '.join(str(o) for o in scheduler.costs) or 'nothing else'}")
-        earlier = scheduler.seed_rungs(store.trials(study.id, states=["COMPLETE", "PRUNED"]))
+        earlier = scheduler.seed_rungs([*completed, *pruned])
         if earlier:
             log(f"scheduler: {earlier} rung value(s) of earlier runs' trials join the rungs")
     searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
