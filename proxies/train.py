@@ -41,6 +41,9 @@ class TrainConfig:
     amp_bf16: bool = False  # bf16 autocast; only takes effect on CUDA
     channels_last: bool = False  # model and batches in channels-last memory format
     compile: bool = False  # torch.compile the model before training
+    cpu_kernels: bool = True  # on CPU (not compiled): channels-last, and proxies.cpu_kernels'
+    #                           depthwise-conv backward and fused StarReLU (same results up to
+    #                           float rounding; ~10% less training time on hybrid_conv_attn)
     eval_every_epoch: bool = False  # validate after every epoch (curves, early stopping)
     eval_at: tuple[float, ...] = ()  # also validate at these points, in epochs: a fraction
     #                                  mid-epoch ((0.25,): after a quarter of epoch 1), a whole
@@ -212,13 +215,18 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
     workers = _loader_workers()
     torch.manual_seed(cfg.seed)
     model.to(device)
-    if cfg.channels_last:
+    cpu_kernels = cfg.cpu_kernels and device.type == "cpu" and not cfg.compile
+    if cpu_kernels:
+        from proxies.cpu_kernels import speed_up  # numba and timm: imported when used
+
+        speed_up(model)  # channels-last too
+    elif cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if cfg.compile else model
 
     # Loaders are reused across calls in this process (FFCV compiles each new one with numba).
     loader_args = dict(batch_size=cfg.batch_size, device=device, num_workers=workers,
-                       channels_last=cfg.channels_last)
+                       channels_last=cfg.channels_last or cpu_kernels)
     train_loader = shared_loader(dataset, "train", shuffle=True, seed=data_seed(cfg.seed),
                                  drop_last=True, **loader_args)
     steps_per_epoch = len(train_loader)
