@@ -43,7 +43,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model before training
     cpu_kernels: bool = True  # on CPU (not compiled): channels-last, and proxies.cpu_kernels'
     #                           depthwise-conv backward and fused StarReLU (same results up to
-    #                           float rounding; ~10% less training time on hybrid_conv_attn)
+    #                           float rounding; ~12% less training time on hybrid_conv_attn)
     eval_every_epoch: bool = False  # validate after every epoch (curves, early stopping)
     eval_at: tuple[float, ...] = ()  # also validate at these points, in epochs: a fraction
     #                                  mid-epoch ((0.25,): after a quarter of epoch 1), a whole
