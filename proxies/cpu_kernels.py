@@ -151,12 +151,9 @@ def _star_relu_backward(x: np.ndarray, gy: np.ndarray, gx: np.ndarray,
 
 
 def _dense_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``t`` with ``like``'s memory layout (contiguous or channels-last)."""
-    if t.stride() == like.stride():
-        return t
-    fmt = _CL if like.dim() == 4 and like.is_contiguous(memory_format=_CL) else \
-        torch.contiguous_format
-    return t.contiguous(memory_format=fmt)
+    """``t`` with the strides of the dense tensor ``like`` (so their elements pair up in
+    memory order)."""
+    return t if t.stride() == like.stride() else torch.empty_like(like).copy_(t)
 
 
 def _flat(t: torch.Tensor) -> np.ndarray:
@@ -191,8 +188,7 @@ class StarReLUFused(StarReLU):
     """timm's ``StarReLU`` computed by :class:`_StarReLUFn` for CPU float32 tensors."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and self.scale.numel() == 1
-                and self.bias.numel() == 1 and not self.inplace):
+        if x.device.type == "cpu" and x.dtype == torch.float32 and not self.inplace:
             return _StarReLUFn.apply(x, self.scale, self.bias)
         return super().forward(x)
 
