@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -52,6 +58,10 @@ class TrainConfig:
     #                                  validation in the curve)
     evaluate_test: bool = True  # also measure the test split at the end (reported, not used)
     threads: int | None = None  # torch.set_num_threads (and FFCV workers) if given
+    checkpoint: str | None = None  # a file: the run's state is saved there after each epoch
+    #                                (atomically), and a run that finds one saved by the same
+    #                                model, data and settings resumes after its epoch; the caller
+    #                                deletes it when it no longer needs it
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -120,6 +130,7 @@ class TrainResult:
     failure: str | None  # why the run cannot be trusted ("training diverged: ..."), or None
     curve: tuple[EpochStats, ...]  # one entry per epoch run
     checks: tuple[EpochStats, ...] = ()  # the mid-epoch checks (TrainConfig.eval_at) run
+    resumed_epochs: int = 0  # epochs restored from `TrainConfig.checkpoint` (0: from scratch)
 
 
 # ============================================================================ schedule
@@ -257,7 +268,25 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
     steps = 0
     failure = None
     train_seconds = eval_seconds = 0.0
-    for epoch in range(1, cfg.epochs + 1):
+    fingerprint = _fingerprint(model, dataset, cfg) if cfg.checkpoint else ""
+    saved = _load_checkpoint(cfg.checkpoint, fingerprint) if cfg.checkpoint else None
+    if saved is not None:  # resume after its epoch: same data order, weights and schedule
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        if device.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        curve = [EpochStats(**e) for e in saved["curve"]]
+        checks = [EpochStats(**e) for e in saved["checks"]]
+        steps, train_seconds = saved["steps"], saved["train_seconds"]
+        eval_seconds = saved["eval_seconds"]
+        train_loader.next_epoch = len(curve)  # FFCV orders epoch e with its seed + e
+        if on_epoch is not None:  # the caller sees the whole curve, as an unbroken run's
+            for stats in sorted((*checks, *curve), key=lambda e: e.epoch):
+                on_epoch(stats)
+    resumed = len(curve)
+    for epoch in range(resumed + 1, cfg.epochs + 1):
         net.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -316,6 +345,15 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
         curve.append(EpochStats(epoch, cfg.epochs, epoch_loss,
                                 correct.item() / max(1, epoch_steps * cfg.batch_size),
                                 seconds, val_acc, val_loss))
+        if cfg.checkpoint and failure is None:
+            _save_checkpoint(cfg.checkpoint, {
+                "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "curve": [dataclasses.asdict(e) for e in curve],
+                "checks": [dataclasses.asdict(e) for e in checks], "steps": steps,
+                "train_seconds": train_seconds, "eval_seconds": eval_seconds})
         if on_epoch is not None:
             on_epoch(curve[-1])
         if failure is not None:
@@ -355,12 +393,63 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
         failure=failure,
         curve=tuple(curve),
         checks=tuple(checks),
+        resumed_epochs=resumed,
     )
 
 
 def binomial_se(accuracy: float, n: int) -> float:
     """Standard error of an accuracy measured on `n` independent examples."""
     return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(n, 1))
+
+
+# ============================================================================ checkpoints
+
+CHECKPOINT_FORMAT = 1  # bumped when the saved dict changes; another format is not resumed
+
+
+def _fingerprint(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig) -> str:
+    """What a checkpoint must match to be resumed: every setting that changes the result
+    (not the file, nor the thread count), the data, and the model's parameter shapes."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in ("checkpoint", "threads")}
+    shapes = [(name, list(t.shape)) for name, t in model.state_dict().items()]
+    text = json.dumps([settings, dataset.name, dataset.fingerprint, dataset.resolution,
+                       type(model).__name__, shapes], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save_checkpoint(path: str, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically (a reader sees the old file or the new one). A
+    failure to write is a warning, not the run's failure: the run goes on without it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        warnings.warn(f"could not save the training checkpoint {path}: {e}", stacklevel=3)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _load_checkpoint(path: str, fingerprint: str) -> dict | None:
+    """The state saved at ``path`` if it is readable and was saved by the same model, data and
+    settings; None otherwise (a warning says why, unless there is no file)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except Exception as e:  # truncated, not a torch file, unreadable: train from scratch
+        warnings.warn(f"ignoring the unreadable training checkpoint {path}: "
+                      f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                      stacklevel=3)
+        return None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT \
+            or state.get("fingerprint") != fingerprint:
+        warnings.warn(f"ignoring the training checkpoint {path}: it was saved by another "
+                      "model, dataset or training setting", stacklevel=3)
+        return None
+    return state
 
 
 # ============================================================================ helpers
