@@ -104,6 +104,9 @@ def check_settings(cfg: Any) -> None:
             math.isfinite(r_min) and r_min >= 0.01):
         raise ConfigError(f"--asha-min-epochs must be a number of epochs >= 0.01 (a fraction "
                           f"such as 0.25 judges mid-epoch); got {r_min!r}")
+    if not isinstance(cfg.trial_checkpoints, bool):
+        raise ConfigError(f"trial_checkpoints must be true or false; got "
+                          f"{cfg.trial_checkpoints!r}")
     if not isinstance(cfg.asha_late_rung, bool):
         raise ConfigError(f"asha_late_rung must be true or false; got {cfg.asha_late_rung!r}")
     if cfg.asha_metric not in RUNG_METRICS:

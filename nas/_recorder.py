@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from nas._checkpoints import remove_checkpoints
 from nas._trial_errors import load_error
 from nas.models import describe, from_dict
 from nas.results import (
@@ -41,8 +42,11 @@ class Recorder(Callback):
                  log: Callable[[str], None], log_dir: str | Path | None = None,
                  run_id: int | None = None, fence: Callable[[], bool] | None = None,
                  stopped: Mapping[str, TrialPruned] | None = None, progress=None,
-                 count_pruned: bool = False, retrying: Mapping[str, str] | None = None) -> None:
+                 count_pruned: bool = False, retrying: Mapping[str, str] | None = None,
+                 checkpoint_dir: str | None = None) -> None:
         self.store = store
+        self.checkpoint_dir = checkpoint_dir  # trials' training states (nas._trainable): a
+        #                                       trial's go once it is recorded as finished
         self.progress = progress  # nas._progress.Progress: the live counts (optional)
         self.count_pruned = count_pruned  # the [n/budget] counter counts pruned trials too
         self.fence = fence or (lambda: True)  # False once another run took the study over
@@ -188,6 +192,8 @@ class Recorder(Callback):
             return False
         finally:
             self.finished.add(trial.trial_id)
+        if fields.get("state") != "INTERRUPTED":  # an interrupted one resumes from them
+            remove_checkpoints(self.checkpoint_dir, trial.config)
         if where is not None:
             self.nodes[node_label(where)] += 1
         return True

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nas._checkpoints import checkpoint_path, remove_checkpoints
 from nas.models import from_dict
 from nas.results import TrialFailure, TrialResult
 
@@ -35,6 +36,9 @@ class TrialContext:
     eval_at: tuple[float, ...] = ()  # validate at these epochs too, a fraction mid-epoch
     #                                  (the ASHA scheduler's rungs and the last epoch), each
     #                                  reported with its `val_accuracy` and `val_loss`
+    checkpoint_dir: str | None = None  # each repeat's training state is saved here after every
+    #                                    epoch (nas._checkpoints), so a trial run again after a
+    #                                    kill or a lost worker resumes after its last epoch
 
 
 def zero_cost_at_init(proxy: Any, names: Sequence[str], images: Any, labels: Any, seed: int,
@@ -127,7 +131,9 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                            device=device, amp_bf16=device == "cuda",
                            channels_last=device == "cuda", compile=ctx.compile,
-                           threads=ctx.threads, eval_at=ctx.eval_at)
+                           threads=ctx.threads, eval_at=ctx.eval_at,
+                           checkpoint=(checkpoint_path(ctx.checkpoint_dir, config, repeat)
+                                       if ctx.checkpoint_dir else None))
 
         def on_epoch(e, repeat=repeat) -> None:
             report({"repeat": repeat, **dataclasses.asdict(e)})
@@ -137,6 +143,7 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
                                                               key=lambda e: e.epoch)])
         if res.failure is not None:
             report(TrialFailure(res.failure, curves, time.perf_counter() - t0).report())
+            remove_checkpoints(ctx.checkpoint_dir, config)
             return
         results.append(res)
     # the full model's traced cost, after training: a trial a rung stops never pays for it
@@ -162,5 +169,8 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         images_per_second=statistics.fmean(r.images_per_second for r in results),
         total_seconds=time.perf_counter() - t0, device=device, curve=curves,
         latency_ms=latency_ms, zero_cost=zero_cost, zero_cost_seconds=zc_s,
-        zero_cost_errors=zc_errors,
+        zero_cost_errors=zc_errors, resumed_epochs=tuple(r.resumed_epochs for r in results),
     ).report())
+    # (the driver removes them too when it records the trial; this covers a worker node whose
+    # files the driver does not see. A trial stopped by a signal never gets here: kept)
+    remove_checkpoints(ctx.checkpoint_dir, config)

@@ -164,6 +164,11 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    default=SearchConfig.asha_metric,
                    help="what a rung ranks a trial's learning on, beside its known costs "
                         "(default %(default)s)")
+    p.add_argument("--trial-checkpoints", action=argparse.BooleanOptionalAction,
+                   default=SearchConfig.trial_checkpoints,
+                   help="save each trial's training state after every epoch under "
+                        "RUNS_DIR/checkpoints, so a trial run again after Ctrl-C, a kill or a "
+                        "lost worker resumes after its last epoch (default on)")
     p.add_argument("--progress-every", type=float, default=SearchConfig.progress_every,
                    metavar="SECONDS",
                    help="on a terminal a live status line (done / running / failed / pruned, "
@@ -191,6 +196,7 @@ def _search(args: argparse.Namespace) -> int:
                        executor=args.executor, scheduler=args.scheduler,
                        asha_eta=args.asha_eta, asha_min_epochs=args.asha_min_epochs,
                        asha_metric=args.asha_metric, asha_late_rung=args.asha_late_rung,
+                       trial_checkpoints=args.trial_checkpoints,
                        progress_every=args.progress_every)
     check_settings(cfg)  # fail fast, before Ray, torch or a database starts
     from db import Store, mask_url

@@ -74,6 +74,8 @@ class TrialResult:
     zero_cost_seconds: float = 0.0  # computing `zero_cost` (batch, build, all scores), seconds
     zero_cost_errors: dict[str, str] = field(default_factory=dict)  # proxy name -> why it gave
     #     no finite score (then absent from `zero_cost`; only for proxies no objective names)
+    resumed_epochs: tuple[int, ...] = ()  # per repeat, epochs restored from the checkpoint an
+    #     earlier, interrupted attempt at this architecture saved (0: trained from scratch)
 
     def report(self) -> dict[str, Any]:
         """The final ``tune.report`` of a trial."""

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ class SearchConfig:
     asha_metric: str = "val_loss"  # what a rung ranks learning on: val_loss | val_accuracy
     asha_late_rung: bool = True  # also a rung one epoch before the last (2 of 3), when the
     #                              ladder stops below it (nas._scheduler.rungs)
+    trial_checkpoints: bool = True  # save each trial's training state after every epoch (under
+    #                                 runs_dir/checkpoints), so a trial run again after Ctrl-C,
+    #                                 a kill or a lost worker resumes after its last epoch
     progress_every: float = 30.0  # seconds between "[progress]" lines when the output is not a
     #                               terminal (a terminal gets a live status line); 0: at the end
 
@@ -401,6 +405,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 stop_reaper(reaper)
         total = store.count(study.id, "COMPLETE")
         used = _budget_used(store, study.id, cfg)
+        if not request.requested and error is None and interrupted == 0:
+            # nothing left to resume: what stopped trials left behind goes too
+            from nas._checkpoints import checkpoint_dir
+
+            shutil.rmtree(checkpoint_dir(runs, masked, study_name), ignore_errors=True)
         summary = SearchSummary(study_name, store.url, total, _n(searcher, "failed"),
                                 _n(searcher, "duplicates"), _n(searcher, "infeasible"),
                                 time.perf_counter() - t_start, objectives,
@@ -608,6 +617,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     import ray
     from ray import tune
 
+    from nas._checkpoints import checkpoint_dir
     from nas._interrupt import StopOnSignal
     from nas._progress import Progress
     from nas._recorder import Recorder
@@ -670,13 +680,16 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                 run_id=run_id, fence=fence, stopped=stopped,
                                 count_pruned=cfg.scheduler == "asha",
                                 pruned_hashes=pruned_hashes, lost=lost_notes.lost)
+    ckpt_dir = (checkpoint_dir(runs, masked_url, study_name) if cfg.trial_checkpoints
+                else None)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
                        cfg.compile, threads=max(1, int(per_trial["cpu"])),
                        latency=any(o.name == "latency_ms" for o in objectives),
                        zero_cost=zero_cost,
                        zero_cost_required=zero_cost_implied((), objectives),
                        eval_at=(validation_points(scheduler.rungs, cfg.epochs)
-                                if scheduler is not None else ()))
+                                if scheduler is not None else ()),
+                       checkpoint_dir=ckpt_dir)
     asha = cfg.scheduler == "asha"
     progress = Progress(cfg.budget, objectives, completed, log=log, every=cfg.progress_every,
                         max_macs=space.constraints.max_macs, count_pruned=asha,
@@ -684,7 +697,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     recorder = Recorder(store, study.id, run_name, cfg.budget, used, progress.log,
                         log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence,
                         stopped=stopped, progress=progress, count_pruned=asha,
-                        retrying=searcher.retrying)
+                        retrying=searcher.retrying, checkpoint_dir=ckpt_dir)
     if cfg.executor == "local":
         from nas._local import run_local
 

@@ -217,3 +217,31 @@ def test_a_trial_whose_worker_is_killed_is_retried_not_failed(tmp_path):
     assert re.search(r"^\[ lost \] trial \d+: ActorDiedError", text, re.M), text[-3000:]
     final = re.findall(r"^\[progress\] .*$", text, re.M)[-1]  # the line the run ends with
     assert f"{budget}/{budget} done · 0 running · 0 failed" in final, final
+
+
+def test_a_trial_killed_mid_training_resumes_after_its_last_epoch(tmp_path):
+    """kill -9 after a trial's first epoch; the re-run retries that architecture from its
+    saved state and finishes it (--executor local: the trial runs in the process that is
+    killed; on Ray the worker saves the same files). That the resumed training equals an
+    unbroken one is tests/proxies_tests/test_proxies_checkpoint.py's."""
+    runs = tmp_path / "runs"
+    command = [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--epochs", "2",
+               "--budget", "1", "--executor", "local", "--runs-dir", str(runs),
+               "--dataset", "clutter"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.monotonic()
+    while not glob.glob(str(runs / "checkpoints" / "tiny-*" / "*-r0.pt")):
+        assert proc.poll() is None, f"the search ended (rc {proc.returncode}) before an epoch"
+        assert time.monotonic() - t0 < 150, "timed out waiting for the first epoch's state"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ours, _ = check_tables(f"sqlite:///{runs}/nas.db", "tiny", 1)
+    assert [t.state for t in ours] == ["INTERRUPTED", "COMPLETE"]
+    assert ours[0].arch_hash == ours[1].arch_hash, "the interrupted architecture is retried"
+    assert ours[1].metrics["resumed_epochs"] == [1]
+    assert [e["epoch"] for e in ours[1].metrics["curve"][0]] == [1, 2]
+    assert os.listdir(runs / "checkpoints") == [], "a finished run leaves no training state"

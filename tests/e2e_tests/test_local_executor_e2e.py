@@ -37,6 +37,18 @@ def test_local_executor_completes_and_records_like_ray(tmp_path):
     assert len(ot) == len(store.trials("tiny"))
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in ot) == 2
     assert [r.outcome for r in store.runs("tiny")] == ["completed"]
+    # each trial saved its training state after every epoch, removed once it was recorded
+    assert (tmp_path / "checkpoints").is_dir() and not os.listdir(tmp_path / "checkpoints")
+    assert all(t.metrics["resumed_epochs"] == [0] for t in done)
+
+
+def test_trial_checkpoints_off_writes_none(tmp_path):
+    summary = run_search(SearchConfig(space="tiny", budget=1, epochs=1,
+                                      db_url=f"sqlite:///{tmp_path}/nas.db",
+                                      runs_dir=str(tmp_path), executor="local",
+                                      dataset="digits", trial_checkpoints=False),
+                         log=lambda line: None)
+    assert summary.completed == 1 and not (tmp_path / "checkpoints").exists()
 
 
 def test_local_executor_records_a_failure_with_its_reason(tmp_path, monkeypatch):

@@ -25,7 +25,8 @@ METRICS = {"acts", "proxy_macs", "proxy_params", "val_loss", "final_train_loss",
            "images_per_second", "total_seconds", "device", "accuracy_std", "binomial_se",
            "test_accuracy_se", "accuracies", "test_accuracies", "repeats", "num_val", "num_test",
            "curve", "latency_ms",  # latency_ms: new, None unless an objective names it
-           "zero_cost", "zero_cost_seconds", "zero_cost_errors"}  # zero-cost scores at init
+           "zero_cost", "zero_cost_seconds", "zero_cost_errors",  # zero-cost scores at init
+           "resumed_epochs"}  # per repeat, epochs restored from a training checkpoint
 
 
 def test_report_round_trips_and_splits_into_columns_and_metrics():

@@ -318,6 +318,14 @@ def test_the_late_rung_flag_reaches_the_search_settings():
     assert off.asha_late_rung is False
 
 
+def test_the_trial_checkpoints_flag_reaches_the_search_settings():
+    from nas.cli import _parser
+
+    assert _parser().parse_args(["search", "--space", "tiny"]).trial_checkpoints is True
+    off = _parser().parse_args(["search", "--space", "tiny", "--no-trial-checkpoints"])
+    assert off.trial_checkpoints is False
+
+
 @pytest.mark.parametrize("text, value", [("1/3", 1 / 3), ("0.25", 0.25), ("2", 2), ("1.0", 1)])
 def test_asha_min_epochs_reads_fractions(text, value):
     from nas.cli import _epochs
