@@ -55,6 +55,15 @@ def test_trials_are_real_measurements(searched):
     assert max(accs) > 0.3, f"proxies should learn well above chance (0.1); got {accs}"
 
 
+
+def test_ray_workers_save_training_state_and_nothing_is_left(searched):
+    cfg, summary, store, _ = searched
+    assert all(t.metrics["resumed_epochs"] == [0]
+               for t in store.trials(summary.study, states=["COMPLETE"]))
+    ckpts = Path(cfg.runs_dir) / "checkpoints"  # made by the workers' first save
+    assert ckpts.is_dir() and not list(ckpts.rglob("*")), list(ckpts.rglob("*"))
+
+
 def test_trials_record_uncertainty_test_accuracy_and_curve(searched):
     _, summary, store, _ = searched
     for t in store.trials(summary.study, states=["COMPLETE"]):
