@@ -21,6 +21,42 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+_LOADER = None
+
+
+def _unique_keys_loader():
+    """PyYAML's SafeLoader, refusing a mapping that gives one key twice (PyYAML keeps the last
+    silently: a second ``constraints:`` block would drop the first's rules)."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class UniqueKeyLoader(yaml.SafeLoader):
+            def construct_mapping(self, node, deep=False):
+                seen = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # "<<: *base" merges are PyYAML's to resolve
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        duplicate = key in seen
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: SafeLoader reports it itself
+                        continue
+                    if duplicate:
+                        raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                return super().construct_mapping(node, deep=deep)
+
+        _LOADER = UniqueKeyLoader
+    return _LOADER
+
+
 def _read_yaml(path: Path) -> Any:
     import yaml
 
@@ -31,7 +67,10 @@ def _read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as e:
         raise SpaceError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as e:
+        raise SpaceError(f"{path}: line {e.line}: key '{e.key}' given twice in one mapping "
+                         f"(the first would be silently dropped); keep one") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -465,6 +465,11 @@ def test_null_sections_mean_defaults() -> None:
     ("name: 2001-02-30\n", "invalid YAML: cannot build a value (ValueError"),
     ("name: !!int abc\n", "invalid YAML: cannot build a value (ValueError"),
     ("name: !!python/object:os.system x\n", "invalid YAML: could not determine a constructor"),
+    # PyYAML keeps the last of a repeated key: a second constraints block would drop the first
+    ("name: x\nconstraints: {max_macs: 1.0e7}\nconstraints: {conv_before_attention: true}\n",
+     "line 3: key 'constraints' given twice in one mapping"),
+    ("name: x\nstages:\n  - {mixer: pooling, mixer: sepconv}\n",
+     "line 3: key 'mixer' given twice in one mapping"),
     ("name: x\ndepth: {total: 4, ratios: [1:1:3:1]}\nwidth: {base: 16}\n"
      "stages: [{mixer: sepconv}, {mixer: sepconv}, {mixer: sepconv}, {mixer: sepconv}]\n",
      "depth.ratios: YAML reads the unquoted 1:1:3:1 as a base-60 number; quote it: '1:1:3:1'"),
