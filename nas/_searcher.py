@@ -82,6 +82,7 @@ class BudgetedSearcher(Searcher):
         # Ray trial id -> (hash, Optuna trial, architecture) of each trial started, not finished
         self.live: dict[str, tuple[str, optuna.trial.Trial, ArchSpec]] = {}
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
+        self.exhausted = False  # PROPOSALS_PER_SLOT proposals in a row were all skipped
         self.screened = 0  # candidates screened out (never trained)
         self.stopped = {} if stopped is None else stopped  # the scheduler's decisions
         self.count_pruned, self.pruned = count_pruned, 0  # trials it stopped at a rung
@@ -117,6 +118,7 @@ class BudgetedSearcher(Searcher):
                 if len(group) >= k:
                     break
         if not group:
+            self.exhausted = True  # every proposal a duplicate or infeasible: no new ones left
             return Searcher.FINISHED
         trial, arch, h = self._screen(group) if len(group) > 1 else group[0]
         self.live[trial_id] = (h, trial, arch)

@@ -224,6 +224,15 @@ def _search(args: argparse.Namespace) -> int:
               + ", ".join(f"{node}: {n}" for node, n in summary.nodes))
     if summary.budget_used < cfg.budget:
         what = "evaluated" if cfg.scheduler == "asha" else "completed"
+        if summary.exhausted:
+            from nas._searcher import PROPOSALS_PER_SLOT
+
+            return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what}: the space "
+                         f"has no new feasible configuration left for the sampler "
+                         f"({PROPOSALS_PER_SLOT} proposals in a row were duplicates or "
+                         "infeasible; `python -m nas spaces show` gives its size and feasible "
+                         "share); lower --budget or widen the space or its constraints",
+                         EXIT_FAILED)
         return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what} "
                      "(see the failures above)", EXIT_FAILED)
     return 0

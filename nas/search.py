@@ -105,6 +105,8 @@ class SearchSummary:
     evaluated: int | None = None  # trials the budget counts in the study after the run: COMPLETE,
     #                               plus PRUNED under --scheduler asha (None: = completed)
     nodes: tuple[tuple[str, int], ...] = ()  # (worker node, trials of this run recorded there)
+    exhausted: bool = False  # the run stopped because the sampler's proposals were all
+    #                          duplicates or infeasible (nas._searcher.PROPOSALS_PER_SLOT in a row)
 
     @property
     def budget_used(self) -> int:
@@ -282,6 +284,10 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     zero_cost = parse_zero_cost(cfg.zero_cost)
     prescreen = parse_prescreen(cfg.prescreen)
     space = load_space(cfg.space)
+    if cfg.budget > space.size():
+        raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
+                          f"of space '{space.name}' (before its constraints); lower --budget or "
+                          "give the space more choices")
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
     study_name = check_study_name(cfg.study or space.name)
@@ -415,7 +421,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                 time.perf_counter() - t_start, objectives,
                                 _n(searcher, "screened"), interrupted, _n(searcher, "pruned"),
                                 evaluated=used, nodes=tuple(sorted(
-                                    recorder.nodes.items())) if recorder is not None else ())
+                                    recorder.nodes.items())) if recorder is not None else (),
+                                exhausted=bool(getattr(searcher, "exhausted", False)))
         run.outcome = "completed" if used >= cfg.budget else "failed"
         if request.requested:
             run.outcome, run.message = "interrupted", request.reason

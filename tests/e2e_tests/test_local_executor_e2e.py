@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 import optuna
 import pytest
@@ -64,3 +65,20 @@ def test_local_executor_records_a_failure_with_its_reason(tmp_path, monkeypatch)
     assert t.state == "FAIL" and t.error == "RuntimeError: boom in process", t.error
     assert "Traceback" in open(t.metrics["log_path"]).read()
     assert sum(ln.startswith("[ failed ]") for ln in lines) == 1, lines
+
+
+def test_a_space_with_nothing_feasible_ends_as_exhausted_with_its_reason(tmp_path, capsys):
+    """Every proposal infeasible: the run stops after PROPOSALS_PER_SLOT of them and says that
+    the space ran out, not that trials failed (none did)."""
+    from nas.cli import main
+
+    text = (Path(__file__).resolve().parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    space = tmp_path / "none.yaml"
+    space.write_text(text.replace("constraints:\n", "constraints:\n  max_macs: 1.0\n", 1))
+    rc = main(["search", "--space", str(space), "--budget", "2", "--executor", "local",
+               "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits", "--study", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith("error: only 0 of 2 trials completed: the space has "
+                                          "no new feasible configuration left"), err[-3:]
+    rows = Store(f"sqlite:///{tmp_path}/runs/nas.db").trials("none")
+    assert rows and {t.state for t in rows} == {"INFEASIBLE"}

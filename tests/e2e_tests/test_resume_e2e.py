@@ -64,6 +64,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["--budget", "0"], "--budget must be"),
     (["--epochs", "0"], "--epochs must be"),
     (["--sampler", "bogus"], "invalid choice: 'bogus'"),
+    (["--budget", "73"], "--budget 73 exceeds the 72 configurations of space 'tiny'"),
 ])
 def test_bad_input_is_one_line_exit_2_before_anything_starts(tmp_path, args, message):
     runs = tmp_path / "runs"
