@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from nas import analysis as A
-from nas.results import Objective, parse_objectives
+from nas.results import ZC_PREFIX, Objective, numeric_fields, parse_objectives
 from nas_errors import ConfigError
 
 __all__ = ["StudyFront", "load_fronts", "front_rows", "write_outputs", "print_fronts"]
@@ -51,6 +51,8 @@ def load_fronts(store, names: Sequence[str], objectives: Sequence[Objective] | N
         objs = tuple(objectives) if objectives else parse_objectives(study.objectives)
         objectives = objs
         trials = tuple(store.trials(name))
+        if [str(o) for o in objs] != list(study.objectives):  # its own: recorded by each
+            _check_recorded(name, trials, objs)
         ev = A.evaluated(trials, objs)
         counts: dict[str, int] = defaultdict(int)
         for t in trials:
@@ -58,6 +60,22 @@ def load_fronts(store, names: Sequence[str], objectives: Sequence[Objective] | N
         out.append(StudyFront(name, study, trials, ev, A.noisy_front(ev, z=z),
                               A.knee_point(ev), dict(counts)))
     return out
+
+
+def _check_recorded(study: str, trials, objectives: Sequence[Objective]) -> None:
+    """ConfigError when the study has completed trials but none of them recorded one of
+    ``objectives`` (an empty front would look like a result)."""
+    completed = [t for t in trials if t.state == "COMPLETE"]
+    if not completed:
+        return
+    for o in objectives:
+        if all(o.of(t) is None for t in completed):
+            fields = [n for n in numeric_fields()
+                      if any(Objective(n, "max").of(t) is not None for t in completed)]
+            zc = sorted({k for t in completed for k in t.metrics
+                         if k.startswith(ZC_PREFIX) and Objective(k, "max").of(t) is not None})
+            raise ConfigError(f"--objectives: no completed trial of study '{study}' recorded "
+                              f"{o.name}; recorded: {', '.join([*fields, *zc])}")
 
 
 def _describe(t) -> str:

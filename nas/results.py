@@ -22,7 +22,7 @@ from nas_errors import ConfigError, did_you_mean
 __all__ = ["TrialResult", "TrialFailure", "TrialPruned", "Objective", "DEFAULT_OBJECTIVES",
            "final_result", "parse_objectives", "objective_names", "parse_zero_cost",
            "zero_cost_implied", "ZC_PREFIX", "epoch_text", "RUNG_METRICS", "worker_of",
-           "node_label", "worker_label"]
+           "node_label", "worker_label", "numeric_fields"]
 
 #: what an ASHA rung ranks a trial's learning on, with the direction that is better
 RUNG_METRICS = {"val_loss": "min", "val_accuracy": "max"}
@@ -192,7 +192,8 @@ def worker_label(where: Mapping) -> str:
 # --------------------------------------------------------------------------- objectives
 
 
-def _numeric_fields() -> tuple[str, ...]:
+def numeric_fields() -> tuple[str, ...]:
+    """The :class:`TrialResult` fields an objective may name (besides ``zc_<proxy>``)."""
     hints = {f.name: f.type for f in dataclasses.fields(TrialResult)}
     return tuple(n for n, t in hints.items() if t in ("int", "float", "float | None"))
 
@@ -232,7 +233,7 @@ DEFAULT_OBJECTIVES: tuple[Objective, ...] = (Objective("accuracy", "max"),
 def parse_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
     """``"accuracy:max,macs:min"`` (or a list of such items) as a frozen objective list."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
-    allowed = _numeric_fields()
+    allowed = numeric_fields()
     out: list[Objective] = []
     known_zc: list[str] | None = None
     for item in items:

@@ -103,6 +103,10 @@ def test_hostile_study_name_is_printed_as_text(db, capsys) -> None:
     ([], "--study is needed"),
     (["--study", "a0", "--group-by", "colour"], "--group-by: 'colour' is not in"),
     (["--study", "a0", "--objectives", "acc:max"], "unknown metric 'acc'"),
+    (["--study", "a0", "--objectives", "latency_ms:min,accuracy:max"],
+     "no completed trial of study 'a0' recorded latency_ms; recorded: accuracy,"),
+    (["--study", "a0", "--objectives", "zc_synflow:max,accuracy:max"],
+     "no completed trial of study 'a0' recorded zc_synflow"),
     (["--study", "a0", "--z", "0"], "--z must be a finite number > 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(db, capsys, argv, message) -> None:

@@ -75,13 +75,13 @@ def test_bad_objectives_say_what_is_allowed(text, message):
 
 def test_every_numeric_objective_is_read_back_from_a_stored_trial():
     from db import TrialRecord
-    from nas.results import _numeric_fields
+    from nas.results import numeric_fields
 
     r = result()
     rec = TrialRecord(id=1, study_id=1, number=0, key="k", arch_hash="h", arch={}, params={},
                       state="COMPLETE", metrics=r.metrics(), error=None, started_at=None,
                       finished_at=None, duration_s=None, **r.columns())
-    for name in _numeric_fields():
+    for name in numeric_fields():
         obj = parse_objectives(f"{name}:min")[0]
         if getattr(r, name) is not None:
             assert obj.of(rec) == pytest.approx(getattr(r, name)), name
