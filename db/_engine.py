@@ -106,11 +106,13 @@ def sqlite_file(url: str) -> Path | None:
     return Path(u.database).expanduser()
 
 
-def _read_only_url(url: str) -> tuple[str, dict[str, Any]]:
+def _read_only_url(url: str, immutable: bool = False) -> tuple[str, dict[str, Any]]:
     """``url`` opened read-only, and the connect arguments that make it so.
 
     SQLite: the file as a ``file:`` URI with ``mode=ro`` (the file must exist; nothing is
-    created); PostgreSQL: every transaction of the session is ``READ ONLY``.
+    created), with ``immutable`` also ``immutable=1`` (no locks, no ``-shm`` file: for a WAL
+    database in a folder this user cannot write, read as it is on disk); PostgreSQL: every
+    transaction of the session is ``READ ONLY``.
     """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -118,14 +120,16 @@ def _read_only_url(url: str) -> tuple[str, dict[str, Any]]:
         if path is None:
             return url, {}
         ro = u.set(database=f"file:{quote(str(path.resolve()))}",
-                   query={**u.query, "mode": "ro", "uri": "true"})
+                   query={**u.query, "mode": "ro", "uri": "true",
+                          **({"immutable": "1"} if immutable else {})})
         return ro.render_as_string(hide_password=False), {}
     if u.get_backend_name() == "postgresql":
         return url, {"options": PG_READ_ONLY_OPTIONS}
     return url, {}
 
 
-def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, read_only: bool = False,
+                immutable: bool = False) -> Engine:
     """Create an engine for ``url``; SQLite connections get WAL, a busy timeout and FKs on.
 
     ``read_only``: the database refuses writes (SQLite ``mode=ro`` and ``query_only``,
@@ -136,7 +140,7 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
     url = normalize_url(url)
     connect_args: dict[str, Any] = {}
     if read_only:
-        url, connect_args = _read_only_url(url)
+        url, connect_args = _read_only_url(url, immutable)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     # pre-ping: a long search must survive a server-side disconnect of an idle pooled connection
     engine = create_engine(url, echo=echo, pool_pre_ping=not is_sqlite,
@@ -148,10 +152,11 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Eng
     return engine
 
 
-def open_engine(url: str, *, echo: bool = False, read_only: bool = False) -> Engine:
+def open_engine(url: str, *, echo: bool = False, read_only: bool = False,
+                immutable: bool = False) -> Engine:
     """:func:`make_engine`, with a bad URL or a missing driver as a one-line StorageError."""
     try:
-        return make_engine(url, echo=echo, read_only=read_only)
+        return make_engine(url, echo=echo, read_only=read_only, immutable=immutable)
     except ImportError as e:
         raise StorageError(
             f"cannot open database {mask_url(url)}: its driver is not installed ({e}); "

@@ -235,6 +235,7 @@ class Store:
         self._decode = decode_arch  # e.g. nas.models.from_dict: records then hold `spec`
         self._masked = mask_url(url)
         self._closed = False
+        self.immutable = False  # read-only SQLite opened with immutable=1 (see below)
         path = _sqlite_path(url)
         if path is not None and path.is_dir():
             raise StorageError(f"no database at {self._masked}: {str(path)!r} is a directory, "
@@ -249,7 +250,22 @@ class Store:
             self._engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
         )
         try:
-            self._open_schema()
+            try:
+                self._open_schema()
+            except StorageError as e:
+                if not (read_only and self._engine.dialect.name == "sqlite"
+                        and "readonly" in str(e) and not os.access(path.parent, os.W_OK)):
+                    raise
+                # a WAL database in a folder this user cannot write (a colleague's results, a
+                # read-only mount): SQLite cannot make its -shm file, so no writer is live
+                # there; read the file as it is
+                self._engine.dispose()
+                self._engine = open_engine(url, echo=echo, read_only=True, immutable=True)
+                self._reader = sessionmaker(self._engine, expire_on_commit=False)
+                self._writer = sessionmaker(self._engine.execution_options(
+                    **{WRITE_OPTION: True}), expire_on_commit=False)
+                self.immutable = True
+                self._open_schema()
         except StorageError as e:
             self._engine.dispose()
             if self._engine.dialect.name == "sqlite" and not read_only and (

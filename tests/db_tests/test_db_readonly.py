@@ -153,3 +153,48 @@ def test_trials_by_number_for_a_reader_catching_up(fresh_backend_url: str) -> No
         assert [t.number for t in ro.trials("a", numbers=[0, 2], states=["RUNNING"])] == [2]
         with pytest.raises(TypeError, match="trial number"):
             ro.trials("a", numbers=["1"])
+
+
+def test_a_wal_database_in_a_folder_the_user_cannot_write_is_read_as_it_is() -> None:
+    """A colleague's results folder, a read-only mount: SQLite cannot create the WAL database's
+    -shm file there, so the reader opens it with immutable=1 instead of failing. Run as an
+    unprivileged user (root ignores directory permissions): uid 65534 through setpriv."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(__file__).resolve().parents[2]
+    as_user = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop privileges")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    base = Path(tempfile.mkdtemp(prefix="nas-ro-"))
+    try:
+        base.chmod(0o755)
+        folder = base / "results"
+        folder.mkdir()
+        db = folder / "nas.db"
+        _fill(f"sqlite:///{db}")
+        con = sqlite3.connect(db)
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        con.close()  # the last connection: SQLite removes the -wal and -shm files
+        assert sorted(p.name for p in folder.iterdir()) == ["nas.db"]
+        db.chmod(0o644)
+        folder.chmod(0o555)
+        code = ("import sys; from db import Store; s = Store(sys.argv[1], read_only=True); "
+                "print(s.immutable, [t.state for t in s.trials('a')])")
+        probe = subprocess.run([*as_user, sys.executable, "-c", "import db"], cwd=root,
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"the unprivileged user cannot run this checkout: {probe.stderr[-200:]}")
+        r = subprocess.run([*as_user, sys.executable, "-c", code, f"sqlite:///{db}"], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.split("\n")[0] == "True ['COMPLETE', 'FAIL', 'RUNNING']", r.stdout
+        assert sorted(p.name for p in folder.iterdir()) == ["nas.db"], "nothing created there"
+    finally:
+        (base / "results").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
