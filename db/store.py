@@ -61,6 +61,9 @@ def default_url(runs_dir: str | os.PathLike[str] = "runs", *, create: bool = Tru
     path = Path(runs_dir).expanduser().resolve()
     if not create:
         return f"sqlite:///{path / 'nas.db'}"
+    if path.exists() and not path.is_dir():
+        raise StorageError(f"runs directory {str(path)!r} is a file, not a directory; give "
+                           "--runs-dir a directory (it is created if missing)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

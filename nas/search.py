@@ -288,6 +288,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
                           f"of space '{space.name}' (before its constraints); lower --budget or "
                           "give the space more choices")
+    if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
+        try:
+            check_study_name(space.name)
+        except ConfigError as e:
+            raise ConfigError(f"the study is named after the space, and space name "
+                              f"{space.name!r} is not a valid study name; pass --study NAME "
+                              f"({str(e).split('; got')[0].removeprefix('--study ')})") from None
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
     study_name = check_study_name(cfg.study or space.name)

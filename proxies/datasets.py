@@ -127,14 +127,16 @@ def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | 
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DatasetError(f"cannot create cache directory {directory} ({e.strerror}); "
-                           f"pass a writable cache_dir or set {CACHE_ENV}") from None
+                           f"use a writable place: --runs-dir (the CLI's cache is "
+                           f"RUNS_DIR/cache), cache_dir (Python) or {CACHE_ENV}") from None
     view = {"resolution": resolution, "data_path": str(path) if kind == "path" else None}
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(exclusive_lock(directory / ".lock"))
         except OSError as e:
-            raise DatasetError(f"cannot lock {directory / '.lock'} ({e.strerror}); pass a "
-                               f"writable cache_dir or set {CACHE_ENV}") from None
+            raise DatasetError(f"cannot lock {directory / '.lock'} ({e.strerror}); use a "
+                               f"writable place: --runs-dir (the CLI's cache is RUNS_DIR/cache), "
+                               f"cache_dir (Python) or {CACHE_ENV}") from None
         info, problem = _load_cached(directory, expected, view)
         if info is not None:
             return info

@@ -48,6 +48,8 @@ def test_default_url_is_absolute_and_creates_dir(tmp_path: Path, monkeypatch) ->
         assert store.list_studies() == []
     with pytest.raises(StorageError, match="cannot create runs directory"):
         default_url(tmp_path / "a" / "b" / "nas.db" / "x")  # a file is in the way
+    with pytest.raises(StorageError, match="is a file, not a directory; give --runs-dir a"):
+        default_url(tmp_path / "a" / "b" / "nas.db")  # the runs directory is itself a file
 
 
 def _assert_one_line_naming(err: StorageError, url_part: str) -> None:

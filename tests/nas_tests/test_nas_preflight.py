@@ -219,3 +219,18 @@ def test_joining_a_port_where_something_else_answers_fails_in_one_line(monkeypat
     assert text.startswith(f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}: "
                            f"127.0.0.1 port {port} answers, but not as a Ray head"), text
     assert said in text and "\n" not in text, text
+
+
+def test_a_space_name_that_cannot_be_a_study_name_asks_for_study(tmp_path):
+    from pathlib import Path
+
+    from nas.errors import ConfigError
+    from nas.search import SearchConfig, run_search
+
+    text = (Path(__file__).resolve().parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    space = tmp_path / "odd.yaml"
+    space.write_text(text.replace("name: tiny", "name: ../etc x", 1))
+    with pytest.raises(ConfigError, match=r"^the study is named after the space, and space name "
+                       r"'\.\./etc x' is not a valid study name; pass --study NAME \(must be"):
+        run_search(SearchConfig(space=str(space), runs_dir=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()
