@@ -247,11 +247,7 @@ class Store:
         if read_only and path is not None and not path.is_file():
             raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "
                                f"(a search creates it; give --db or --runs-dir)")
-        self._engine = open_engine(url, echo=echo, read_only=read_only)
-        self._reader = sessionmaker(self._engine, expire_on_commit=False)
-        self._writer = sessionmaker(
-            self._engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
-        )
+        self._connect(url, echo, read_only)
         try:
             try:
                 self._open_schema()
@@ -263,10 +259,7 @@ class Store:
                 # read-only mount): SQLite cannot make its -shm file, so no writer is live
                 # there; read the file as it is
                 self._engine.dispose()
-                self._engine = open_engine(url, echo=echo, read_only=True, immutable=True)
-                self._reader = sessionmaker(self._engine, expire_on_commit=False)
-                self._writer = sessionmaker(self._engine.execution_options(
-                    **{WRITE_OPTION: True}), expire_on_commit=False)
+                self._connect(url, echo, read_only=True, immutable=True)
                 self.immutable = True
                 self._open_schema()
         except StorageError as e:
@@ -280,6 +273,14 @@ class Store:
         except BaseException:
             self._engine.dispose()
             raise
+
+    def _connect(self, url: str, echo: bool, read_only: bool, immutable: bool = False) -> None:
+        """The engine and the reading and writing session factories over it."""
+        self._engine = open_engine(url, echo=echo, read_only=read_only, immutable=immutable)
+        self._reader = sessionmaker(self._engine, expire_on_commit=False)
+        self._writer = sessionmaker(
+            self._engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
 
     @_retrying
     def _open_schema(self) -> None:

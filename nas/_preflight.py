@@ -21,10 +21,12 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.results import RUNG_METRICS
 
-__all__ = ["MEANING", "STUDY_NAME_MAX", "SEED_MAX", "check_settings", "check_study_name",
-           "meaning_changes", "check_resume"]
+__all__ = ["MEANING", "STUDY_NAME_MAX", "STUDY_NAME_RULE", "SEED_MAX", "check_settings",
+           "check_study_name", "meaning_changes", "check_resume"]
 
 STUDY_NAME_MAX = 100  # characters; names appear in paths, Ray run names and table cells
+STUDY_NAME_RULE = (f"1..{STUDY_NAME_MAX} characters of letters, digits, '.', '_' or '-', "
+                   "starting with a letter or digit")
 _STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 SEED_MAX = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
 
@@ -56,8 +58,7 @@ def check_study_name(name: str) -> str:
     if not isinstance(name, str) or len(name) > STUDY_NAME_MAX or not _STUDY_NAME_RE.match(name):
         shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else \
             f"{name[:37]!r}... ({len(name)} characters)"
-        raise ConfigError(f"--study must be 1..{STUDY_NAME_MAX} characters of letters, digits, "
-                          f"'.', '_' or '-', starting with a letter or digit; got {shown}")
+        raise ConfigError(f"--study must be {STUDY_NAME_RULE}; got {shown}")
     return name
 
 

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas._preflight import check_resume, check_settings, check_study_name, ray_endpoint
+from nas._preflight import (
+    STUDY_NAME_RULE,
+    check_resume,
+    check_settings,
+    check_study_name,
+    ray_endpoint,
+)
 from nas._samplers import SAMPLERS, make_sampler
 from nas.errors import ConfigError, SearchInterrupted, StorageError, did_you_mean
 from nas.results import (
@@ -291,10 +297,10 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
         try:
             check_study_name(space.name)
-        except ConfigError as e:
+        except ConfigError:
             raise ConfigError(f"the study is named after the space, and space name "
                               f"{space.name!r} is not a valid study name; pass --study NAME "
-                              f"({str(e).split('; got')[0].removeprefix('--study ')})") from None
+                              f"(must be {STUDY_NAME_RULE})") from None
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
     study_name = check_study_name(cfg.study or space.name)

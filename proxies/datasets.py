@@ -79,6 +79,10 @@ def default_cache_dir(fallback: str | os.PathLike | None = None) -> Path:
     return Path(fallback) if fallback is not None else Path.home() / ".cache" / "metaformer-nas"
 
 
+_WRITABLE_CACHE = (f"use a writable place: --runs-dir (the CLI's cache is RUNS_DIR/cache), "
+                   f"cache_dir (Python) or {CACHE_ENV}")
+
+
 def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | None = None, *,
                     resolution: int = 32, val_fraction: float = 0.2, test_fraction: float = 0.2,
                     seed: int = 0, data_path: str | os.PathLike | None = None) -> DatasetInfo:
@@ -127,16 +131,14 @@ def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | 
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DatasetError(f"cannot create cache directory {directory} ({e.strerror}); "
-                           f"use a writable place: --runs-dir (the CLI's cache is "
-                           f"RUNS_DIR/cache), cache_dir (Python) or {CACHE_ENV}") from None
+                           f"{_WRITABLE_CACHE}") from None
     view = {"resolution": resolution, "data_path": str(path) if kind == "path" else None}
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(exclusive_lock(directory / ".lock"))
         except OSError as e:
-            raise DatasetError(f"cannot lock {directory / '.lock'} ({e.strerror}); use a "
-                               f"writable place: --runs-dir (the CLI's cache is RUNS_DIR/cache), "
-                               f"cache_dir (Python) or {CACHE_ENV}") from None
+            raise DatasetError(f"cannot lock {directory / '.lock'} ({e.strerror}); "
+                               f"{_WRITABLE_CACHE}") from None
         info, problem = _load_cached(directory, expected, view)
         if info is not None:
             return info
