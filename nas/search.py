@@ -19,7 +19,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -354,6 +354,15 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             run.outcome = "completed"
             return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
                                  time.perf_counter() - t_start, objectives, evaluated=used)
+        earlier = _exhausted_before(store, study.id, run.id, resolved)
+        if earlier is not None:  # asking again would only add skipped proposals to the study
+            log(f"study '{study_name}': its run {earlier} already found no new feasible "
+                f"configuration with --sampler {cfg.sampler} --seed {cfg.seed}; "
+                "not asking the sampler again (another --sampler or --seed would)")
+            run.outcome, run.message = "failed", EXHAUSTED_MESSAGE
+            return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
+                                 time.perf_counter() - t_start, objectives, evaluated=used,
+                                 exhausted=True)
         if prescreen and prescreen[0] == SURROGATE:  # learns from this study's results
             from nas._surrogate import SurrogateScreen
 
@@ -437,6 +446,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                     recorder.nodes.items())) if recorder is not None else (),
                                 exhausted=bool(getattr(searcher, "exhausted", False)))
         run.outcome = "completed" if used >= cfg.budget else "failed"
+        if summary.exhausted and used < cfg.budget:  # a rerun with these settings is refused
+            run.message = EXHAUSTED_MESSAGE
         if request.requested:
             run.outcome, run.message = "interrupted", request.reason
             raise SearchInterrupted(_interrupted_line(request, total, interrupted), summary,
@@ -574,6 +585,23 @@ def placement_hint(gpus_per_trial: float | None, per_trial: dict[str, float]) ->
 #: what --budget counts, per scheduler: with ASHA a pruned trial is an evaluated one (as Optuna's
 #: n_trials and Tune's num_samples count them), so early stopping saves compute
 _BUDGET_UNIT = {"fifo": "completed", "asha": "evaluated (completed or pruned)"}
+
+
+EXHAUSTED_MESSAGE = "exhausted: the sampler proposed no new feasible configuration"
+
+
+def _exhausted_before(store, study_id: int, run_id: int, resolved: Mapping[str, Any]
+                      ) -> int | None:
+    """The id of the study's previous run if it ended with the space exhausted for the same
+    sampler and seed as ``resolved`` (a study keeps its space, and trials are only added by
+    runs, so the sampler would see what it saw then); else None."""
+    ended = [r for r in store.runs(study_id) if r.id != run_id and r.outcome != "running"]
+    last = next((r for r in reversed(ended) if r.outcome != "abandoned"), None)
+    if last is None or last.outcome != "failed" or last.message != EXHAUSTED_MESSAGE:
+        return None
+    same = all(last.config.get(key) == resolved.get(key)
+               for key in ("sampler", "seed"))
+    return last.id if same else None
 
 
 def _budget_used(store, study_id: int, cfg: SearchConfig) -> int:

@@ -127,6 +127,7 @@ def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | 
         dir_name = f"{name}_r{resolution}_{percent}"
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     directory = Path(os.path.abspath(root / dir_name))
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -145,17 +146,31 @@ def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | 
         if problem != "not built yet":
             logger.warning("rebuilding dataset cache %s: %s", directory, problem)
         logger.info("building dataset %r in %s", name, directory)
-        if kind == "path":
-            data = source.read(path)
-        else:
-            raw = builder(resolution)
-            _check_raw(raw, name, resolution)
-            data = SourceData(raw.images, raw.labels, raw.num_classes, raw.splits)
+        try:
+            if kind == "path":
+                data = source.read(path)
+            else:
+                raw = builder(resolution)
+                _check_raw(raw, name, resolution)
+                data = SourceData(raw.images, raw.labels, raw.num_classes, raw.splits)
+        except BaseException:
+            if created:  # bad input: leave no empty cache entry behind
+                _remove_if_only_lock(directory)
+            raise
         try:
             return _build(directory, expected, view, data)
         except OSError as e:
             raise DatasetError(f"cannot write dataset files in {directory} ({e}); free space "
                                f"or pass another cache_dir") from None
+
+
+def _remove_if_only_lock(directory: Path) -> None:
+    """Remove a cache directory this call created and wrote nothing to but its `.lock`. A
+    process waiting on that lock goes on with the unlinked file and meets the same input."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in directory.iterdir()] == [".lock"]:
+            (directory / ".lock").unlink()
+            directory.rmdir()  # fails, harmlessly, if another process wrote into it meanwhile
 
 
 # ----------------------------------------------------------------------------- arguments

@@ -27,6 +27,15 @@ class NpzSource:
 
     def read(self, path: Path) -> SourceData:
         try:
+            with open(path, "rb") as f:
+                magic = f.read(4)
+        except OSError as e:
+            raise DatasetError(f"cannot read {path} ({e.strerror}); expected {self.expects}"
+                               ) from None
+        if magic[:2] != b"PK":  # numpy would try it as a pickle and say so
+            raise DatasetError(f"{path} is not a .npz file (not a zip archive: it starts with "
+                               f"{magic!r}); expected {self.expects}")
+        try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from db import Store
-from nas.search import SearchConfig, run_search
+from nas.search import EXHAUSTED_MESSAGE, SearchConfig, run_search
 
 pytestmark = pytest.mark.slow
 
@@ -80,5 +80,23 @@ def test_a_space_with_nothing_feasible_ends_as_exhausted_with_its_reason(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1].startswith("error: only 0 of 2 trials completed: the space has "
                                           "no new feasible configuration left"), err[-3:]
-    rows = Store(f"sqlite:///{tmp_path}/runs/nas.db").trials("none")
+    store = Store(f"sqlite:///{tmp_path}/runs/nas.db")
+    rows = store.trials("none")
     assert rows and {t.state for t in rows} == {"INFEASIBLE"}
+    assert [(r.outcome, r.message) for r in store.runs("none")] == [
+        ("failed", EXHAUSTED_MESSAGE)]
+    # the same command again: refused before asking the sampler, nothing added to the study
+    args = ["search", "--space", str(space), "--budget", "2", "--executor", "local",
+            "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits", "--study", "none"]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert "its run 1 already found no new feasible configuration with --sampler nsga2 " \
+        "--seed 0" in out, out
+    assert "no new feasible configuration left" in err.strip().splitlines()[-1]
+    assert len(store.trials("none")) == len(rows)
+    assert [r.outcome for r in store.runs("none")] == ["failed", "failed"]
+    # another seed lets the sampler try (and here fail) again
+    before = len(rows)
+    assert main([*args, "--seed", "1"]) == 1
+    capsys.readouterr()
+    assert len(store.trials("none")) > before

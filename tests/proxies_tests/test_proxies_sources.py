@@ -288,6 +288,10 @@ def _npz_case(tmp_path: Path, damage: str) -> Path:
     }
     if damage == "not a zip":
         path.write_bytes(b"this is not an npz file")
+    elif damage == "truncated zip":
+        _write_npz(path)
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
     else:
         _write_npz(path, **bad[damage])
     return path
@@ -316,7 +320,9 @@ def _tree_case(tmp_path: Path, damage: str) -> Path:
     ("cifar10", _cifar_case, "length mismatch", r"test_batch: 2 images but 1 labels"),
     ("cifar10", _cifar_case, "code in pickle", r"batches\.meta .*refusing to load"),
     ("npz", None, "absent", r"is not a file; expected a \.npz file"),
-    ("npz", _npz_case, "not a zip", r"cannot read .*d\.npz as \.npz"),
+    ("npz", _npz_case, "not a zip", r"d\.npz is not a \.npz file \(not a zip archive: it "
+                                    r"starts with b'this'\); expected"),
+    ("npz", _npz_case, "truncated zip", r"cannot read .*d\.npz as \.npz \(BadZipFile"),
     ("npz", _npz_case, "missing key", r"lacks x_test \(has x_train, x_val"),
     ("npz", _npz_case, "bad shape", r"x_train: images must have shape \(N, S, S, 3\)"),
     ("npz", _npz_case, "float images", r"x_train: images must be uint8, got float32"),
@@ -333,3 +339,5 @@ def test_bad_input_raises_one_line_dataset_error(tmp_path, name, make, damage, m
     with pytest.raises(DatasetError, match=match) as err:
         prepare_dataset(name, tmp_path / "cache", data_path=path)
     assert "\n" not in str(err.value), str(err.value)
+    # bad input leaves no cache entry behind (it would only hold the lock file)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
