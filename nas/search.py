@@ -277,7 +277,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         reinstall,
     )
     from nas._reaper import start_reaper, stop_reaper
-    from nas._run import run_lease
+    from nas._run import lease_timing, run_lease
     from nas._searcher import close_stale_trials, enqueue_retries
     from nas.models import from_dict
     from proxies import default_cache_dir, prepare_dataset
@@ -290,6 +290,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     zero_cost = parse_zero_cost(cfg.zero_cost)
     prescreen = parse_prescreen(cfg.prescreen)
     space = load_space(cfg.space)
+    lease_timing()  # a bad $NAS_LEASE_STALE_S is refused before the study is created
+    if cfg.ray_address and cfg.executor != "local" and not ray.is_initialized():
+        _probe_head(cfg.ray_address)  # likewise an address where no Ray head answers
     if cfg.budget > space.size():
         raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
                           f"of space '{space.name}' (before its constraints); lower --budget or "
@@ -488,16 +491,12 @@ def _cluster_auth_env() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def _join_cluster(address: str) -> None:
-    """``ray.init(address=...)``, as ``ray start`` would authenticate; one line if it fails.
-
-    The head is reached first with a TCP connection and a gRPC opening (:func:`_grpc_answer`):
-    ``ray.init`` retries an address where nothing, or something other than a Ray head,
-    answers for minutes, logging as it goes, and does not return on Ctrl-C.
-    """
+def _probe_head(address: str) -> None:
+    """ConfigError (one line) unless a Ray head may answer at ``address``: a TCP connection and
+    a gRPC opening (:func:`_grpc_answer`). ``ray.init`` retries an address where nothing, or
+    something other than a Ray head, answers for minutes, logging as it goes, and does not
+    return on Ctrl-C; so this runs before the study is created or anything recorded."""
     import socket
-
-    import ray
 
     endpoint = ray_endpoint(address)
     if endpoint is not None:
@@ -515,6 +514,13 @@ def _join_cluster(address: str) -> None:
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
                               f"{where} answers, but not as a Ray head (no gRPC reply: "
                               f"{answer}); give the head's port (`ray status` on it)")
+
+
+def _join_cluster(address: str) -> None:
+    """``ray.init(address=...)``, as ``ray start`` would authenticate; one line if it fails.
+    The caller probed the head first (:func:`_probe_head`)."""
+    import ray
+
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)

@@ -147,24 +147,43 @@ def test_a_ray_address_is_read_as_host_and_port(address, endpoint):
     assert ray_endpoint(address) == endpoint
 
 
-def test_joining_an_address_where_nothing_answers_fails_at_once_in_one_line():
-    # ray.init would retry such an address for minutes and not return on Ctrl-C
+def test_joining_an_address_where_nothing_answers_fails_at_once_in_one_line(tmp_path):
+    # ray.init would retry such an address for minutes and not return on Ctrl-C; and the
+    # refusal comes before the study exists (it would otherwise fix the study's settings)
     import socket
     import time
 
-    from nas.search import _join_cluster
+    from db import Store
+    from nas.search import SearchConfig, run_search
 
     with socket.socket() as s:  # a loopback port that was free a moment ago: nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    url = f"sqlite:///{tmp_path}/nas.db"
+    Store(url)  # an existing database: the refused run must add nothing to it
     start = time.monotonic()
     with pytest.raises(ConfigError) as info:
-        _join_cluster(f"127.0.0.1:{port}")
+        run_search(SearchConfig(space="tiny", db_url=url, runs_dir=str(tmp_path),
+                                ray_address=f"127.0.0.1:{port}"), log=lambda line: None)
     assert time.monotonic() - start < 5
     text = str(info.value)
     assert text.startswith(f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}: "
                            f"nothing answers at 127.0.0.1 port {port}"), text
     assert "\n" not in text
+    assert Store(url).list_studies() == []
+
+
+def test_a_bad_lease_limit_is_refused_before_the_study_exists(tmp_path, monkeypatch):
+    from db import Store
+    from nas.search import SearchConfig, run_search
+
+    monkeypatch.setenv("NAS_LEASE_STALE_S", "abc")
+    url = f"sqlite:///{tmp_path}/nas.db"
+    Store(url)
+    with pytest.raises(ConfigError, match=r"^\$NAS_LEASE_STALE_S must be a number of seconds"):
+        run_search(SearchConfig(space="tiny", db_url=url, runs_dir=str(tmp_path)),
+                   log=lambda line: None)
+    assert Store(url).list_studies() == []
 
 
 def test_the_local_executor_names_this_machine_when_placement_does_not_fit():
@@ -189,7 +208,7 @@ def test_joining_a_port_where_something_else_answers_fails_in_one_line(monkeypat
     import time
 
     import nas.search
-    from nas.search import _join_cluster
+    from nas.search import _probe_head
 
     monkeypatch.setattr(nas.search, "CONNECT_TIMEOUT_S", 0.5)
     monkeypatch.delenv("RAY_USE_TLS", raising=False)
@@ -211,7 +230,7 @@ def test_joining_a_port_where_something_else_answers_fails_in_one_line(monkeypat
     thread.start()
     try:
         with pytest.raises(ConfigError) as info:
-            _join_cluster(f"127.0.0.1:{port}")
+            _probe_head(f"127.0.0.1:{port}")
     finally:
         thread.join(5)
         server.close()
