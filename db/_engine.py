@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from db.errors import StorageError
 
@@ -138,6 +138,12 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False,
     ``ImportError`` (driver not installed) unchanged; the caller turns them into StorageError.
     """
     url = normalize_url(url)
+    host = make_url(url).host
+    if host and "@" in host:  # SQLAlchemy ends the password at its first "@": the rest of it
+        #                       would be taken, and printed in errors, as part of the host
+        raise ArgumentError("the password holds a raw '@'; URL-encode it (@ as %40, / as "
+                            "%2F, : as %3A, % as %25) or give it through $PGPASSWORD or "
+                            "~/.pgpass")
     connect_args: dict[str, Any] = {}
     if read_only:
         url, connect_args = _read_only_url(url, immutable)

@@ -218,7 +218,10 @@ def _rdb_storage(url: str, tries: int = 5):
 
     for attempt in range(tries):
         try:
-            return optuna.storages.RDBStorage(url)
+            # pre-ping, as db.Store's engine: a pooled connection that a server restart
+            # closed is replaced at checkout instead of failing the next ask or tell
+            return optuna.storages.RDBStorage(url, engine_kwargs=(
+                {} if url.startswith("sqlite") else {"pool_pre_ping": True}))
         except (IntegrityError, OperationalError):
             if attempt == tries - 1:
                 raise

@@ -94,6 +94,15 @@ def test_unreachable_postgres_is_storage_error_with_masked_password() -> None:
     assert "s3cret" not in str(info.value), f"password leaked: {info.value}"
 
 
+def test_a_raw_at_sign_in_a_password_is_refused_without_showing_any_of_it() -> None:
+    # SQLAlchemy ends the password at its first "@": "cd@127.0.0.1" would be the host, and the
+    # driver's "cannot resolve host 'cd@127.0.0.1'" would print part of the password
+    with pytest.raises(StorageError, match="the password holds a raw '@'; URL-encode it") as info:
+        Store("postgresql://nas:ab@cd@127.0.0.1:1/x")
+    _assert_one_line_naming(info.value, "postgresql://nas:***@127.0.0.1:1/x")
+    assert "cd" not in str(info.value).replace("encode", ""), str(info.value)
+
+
 @pytest.mark.parametrize("url", ["not a url", "nosuchdialect://x/y"])
 def test_bad_url_is_storage_error(url: str) -> None:
     with pytest.raises(StorageError, match="expected a URL such as") as info:
