@@ -279,7 +279,8 @@ class BudgetedSearcher(Searcher):
 
 
 def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int,
-                       recorded: set[str], reason: str, run_id: int | None = None) -> list:
+                       recorded: set[str], reason: str, run_id: int | None = None,
+                       done: Mapping[str, Sequence[float]] | None = None) -> list:
     """Close the RUNNING Optuna trials a killed run left; returns them (as they were).
 
     Nothing else will ever finish them. Each is told FAIL with the user attr ``interrupted``
@@ -287,7 +288,10 @@ def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int
     table has no row for (asked, but Tune never started it) gets an INTERRUPTED row, so both
     tables count the same proposals and a resume retries it; ``recorded`` holds the hashes of
     the rows the killed run did leave. A trial killed while its parameters were being sampled
-    has no architecture: it gets no row, and its attr says so.
+    has no architecture: it gets no row, and its attr says so. One whose architecture our
+    table holds as COMPLETE (``done``: hash -> objective values; the run recorded the result,
+    then died, or lost its database, before telling Optuna) is told those values instead: the
+    sampler keeps the result and no INTERRUPTED row is made for it.
     """
     stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     if stale:
@@ -300,12 +304,17 @@ def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int
             arch = None
             why = f"{reason}; killed before its architecture was sampled (no row in nas_trials)"
         h = None if arch is None else arch_hash(arch)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(optuna_study_id, t.number)
+        if done and h in done:
+            storage.set_trial_user_attr(trial_id, "recovered", f"{reason}; its result was "
+                                        "recorded in nas_trials, and is told now")
+            study.tell(t.number, list(done[h]))
+            continue
         if arch is not None and h not in recorded:
             rec = store.start_trial(study_id, key=f"killed-run:optuna{t.number}", arch_hash=h,
                                     arch=to_dict(arch), params=dict(t.params), run_id=run_id)
             store.finish_trial(rec.id, state="INTERRUPTED", error=reason)
             recorded.add(h)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(optuna_study_id, t.number)
         storage.set_trial_user_attr(trial_id, "interrupted", why)
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return stale

@@ -349,10 +349,12 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         killed = "interrupted: still RUNNING when a new run of this study started (the " \
                  "previous run was killed)"
         marked = store.interrupt_running(study.id, killed)
-        close_stale_trials(ot_study, ot_storage, space, store, study.id,
-                           {t.arch_hash for t in marked}, killed, run.id)
-        enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
         completed = store.trials(study.id, states=["COMPLETE"])
+        known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
+        close_stale_trials(ot_study, ot_storage, space, store, study.id,
+                           {t.arch_hash for t in marked}, killed, run.id,
+                           done={h: v for h, v in known.items() if None not in v})
+        enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
         used = _budget_used(store, study.id, cfg)
         if used >= cfg.budget:
             log(f"study '{study_name}' already has {used} {_BUDGET_UNIT[cfg.scheduler]} trials "

@@ -120,6 +120,30 @@ def test_stale_trials_are_failed_and_get_a_row_unless_ours_has_one(tmp_path):
                     ("killed-run:optuna1", "INTERRUPTED", hashes[1])], rows
 
 
+def test_a_stale_trial_whose_result_our_table_holds_is_told_that_result(tmp_path):
+    """The run recorded the trial COMPLETE, then could not tell Optuna (killed, or its database
+    restarted): the sampler gets the result, and no INTERRUPTED row appears for it."""
+    url = f"sqlite:///{tmp_path}/nas.db"
+    space = load_space("tiny")
+    store = Store(url, decode_arch=from_dict)
+    ours = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
+                                     objectives=objective_names(DEFAULT_OBJECTIVES), config={})
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize"] * 2,
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    arch = space.sample(study.ask())
+    h = arch_hash(arch)
+    row = store.start_trial(ours.id, key="run:ray0", arch_hash=h, arch=to_dict(arch), params={})
+    store.finish_trial(row.id, state="COMPLETE", accuracy=0.5, macs=1000, params_count=10)
+    assert store.interrupt_running(ours.id, "killed") == []
+    close_stale_trials(study, storage, space, store, ours.id, set(), "killed",
+                       done={h: [0.5, -1000.0]})
+    (t,) = study.trials
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.values == [0.5, -1000.0]
+    assert "recorded in nas_trials" in t.user_attrs["recovered"]
+    assert [(r.key, r.state) for r in store.trials("s")] == [("run:ray0", "COMPLETE")]
+
+
 def test_retries_are_asked_first_and_enqueued_once(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db", directions=["maximize"])
     retries = [("h1", {"x": "b"}), ("h2", {"x": "c"})]
