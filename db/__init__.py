@@ -32,6 +32,7 @@ from db.records import (
 from db.store import Store, default_url
 
 __all__ = [
+    "optuna_storage",
     "HEAD_REVISION",
     "RUN_OUTCOMES",
     "TERMINAL_STATES",
@@ -51,3 +52,11 @@ __all__ = [
     "schema_revision",
     "upgrade",
 ]
+
+
+def optuna_storage(url: str):
+    """Optuna's RDBStorage for ``url``, pre-pinging and retrying as :class:`Store` does (a
+    server restart is waited out); imported on first use, as Optuna is a heavy import."""
+    from db._optuna import optuna_storage as make
+
+    return make(url)

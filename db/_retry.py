@@ -1,9 +1,11 @@
 """Whole-transaction retries for transient database errors (private).
 
 Transient: SQLite "database is locked"/"busy"; PostgreSQL serialization failure (40001),
-deadlock (40P01), a connection-class error (08xxx), a connection the pool found dead, or a
-failed connect (server restarting).  Never retried: IntegrityError (the Store's own conflict
-logic handles the races it expects) and every other error.
+deadlock (40P01), a connection-class error (08xxx), a server shutting down or starting up
+(57P01-03), a connection the pool found dead, or a failed connect (server restarting). Lost
+connections to a server that answered before are waited for up to OUTAGE_S seconds. Never
+retried: IntegrityError (the Store's own conflict logic handles the races it expects) and
+every other error.
 """
 
 from __future__ import annotations
@@ -19,15 +21,26 @@ from db.errors import StorageError
 
 TRIES = 5  # attempts in all
 FIRST_DELAY_S = 0.05  # then doubled: 0.05, 0.1, 0.2, 0.4 (0.75 s in all)
+OUTAGE_S = 30.0  # a server that answered before and now refuses connections (a restart, a
+#                  failover) is waited for this long, a try every MAX_DELAY_S at most
+MAX_DELAY_S = 2.0
 
 _F = TypeVar("_F", bound=Callable[..., object])
+_T = TypeVar("_T")
 _SQLITE_TRANSIENT = ("database is locked", "database is busy", "database table is locked")
 _PG_TRANSIENT_STATES = ("40001", "40P01")
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether running the whole transaction again may succeed."""
-    cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+def _cause(exc: BaseException) -> BaseException | None:
+    """The SQLAlchemy error behind ours or Optuna's StorageInternalError, else ``exc``."""
+    if isinstance(exc, StorageError) or type(exc).__name__ == "StorageInternalError":
+        return exc.__cause__
+    return exc
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server could not be reached (not a lock or a conflict)."""
+    cause = _cause(exc)
     if not isinstance(cause, DBAPIError) or isinstance(cause, IntegrityError):
         return False
     if cause.connection_invalidated:
@@ -35,7 +48,23 @@ def is_transient(exc: BaseException) -> bool:
     orig = cause.orig
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate:
-        return sqlstate in _PG_TRANSIENT_STATES or sqlstate.startswith("08")
+        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    return (isinstance(cause, OperationalError) and type(orig).__module__.startswith("psycopg")
+            and "authentication" not in str(orig).lower())
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether running the whole transaction again may succeed."""
+    cause = _cause(exc)
+    if not isinstance(cause, DBAPIError) or isinstance(cause, IntegrityError):
+        return False
+    if cause.connection_invalidated:
+        return True
+    orig = cause.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate:
+        return (sqlstate in _PG_TRANSIENT_STATES or sqlstate.startswith("08")
+                or sqlstate in ("57P01", "57P02", "57P03"))  # shutdown, crash, starting up
     if not isinstance(cause, OperationalError):
         return False
     message = str(orig).lower()
@@ -45,20 +74,34 @@ def is_transient(exc: BaseException) -> bool:
     return type(orig).__module__.startswith("psycopg") and "authentication" not in message
 
 
+def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
+                  patient: bool) -> _T:
+    """``fn()``, run again after a transient error of ``errors``: :data:`TRIES` times in all,
+    or, when ``patient`` (the server answered before) and the connection is what failed, for
+    up to :data:`OUTAGE_S` seconds (a restart), with backoff capped at :data:`MAX_DELAY_S`."""
+    delay, tries = FIRST_DELAY_S, 1
+    deadline = time.monotonic() + OUTAGE_S
+    while True:
+        try:
+            return fn()
+        except errors as e:
+            if not is_transient(e):
+                raise
+            waiting = patient and is_connection_lost(e)
+            if tries >= TRIES and not (waiting and time.monotonic() + delay < deadline):
+                raise
+        time.sleep(delay)
+        delay, tries = min(delay * 2, MAX_DELAY_S), tries + 1
+
+
 def retrying(method: _F) -> _F:
-    """Run ``method`` (one whole transaction) again after a transient StorageError."""
+    """Run ``method`` (one whole transaction of a Store) again after a transient StorageError;
+    a lost connection is waited for (:func:`call_retrying`) once the Store has reached its
+    server (``self.reached``)."""
 
     @functools.wraps(method)
     def wrapper(*args: object, **kwargs: object) -> object:
-        delay = FIRST_DELAY_S
-        for _ in range(TRIES - 1):
-            try:
-                return method(*args, **kwargs)
-            except StorageError as e:
-                if not is_transient(e):
-                    raise
-            time.sleep(delay)
-            delay *= 2
-        return method(*args, **kwargs)
+        patient = bool(getattr(args[0], "reached", False)) if args else False
+        return call_retrying(lambda: method(*args, **kwargs), (StorageError,), patient)
 
     return wrapper  # type: ignore[return-value]

@@ -239,6 +239,7 @@ class Store:
         self._masked = mask_url(url)
         self._closed = False
         self.immutable = False  # read-only SQLite opened with immutable=1 (see below)
+        self.reached = False  # the server answered once (db._retry waits out an outage then)
         path = _sqlite_path(url)
         if path is not None and path.is_dir():
             raise StorageError(f"no database at {self._masked}: {str(path)!r} is a directory, "
@@ -273,6 +274,7 @@ class Store:
         except BaseException:
             self._engine.dispose()
             raise
+        self.reached = True  # from now on a lost connection is a restart to wait for
 
     def _connect(self, url: str, echo: bool, read_only: bool, immutable: bool = False) -> None:
         """The engine and the reading and writing session factories over it."""

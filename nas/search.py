@@ -213,15 +213,13 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
 def _rdb_storage(url: str, tries: int = 5):
     """Optuna's RDBStorage; two processes creating Optuna's tables in a new database at once
     race on its schema version row (IntegrityError, or SQLite's lock): the loser tries again."""
-    import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from db import optuna_storage
 
     for attempt in range(tries):
         try:
-            # pre-ping, as db.Store's engine: a pooled connection that a server restart
-            # closed is replaced at checkout instead of failing the next ask or tell
-            return optuna.storages.RDBStorage(url, engine_kwargs=(
-                {} if url.startswith("sqlite") else {"pool_pre_ping": True}))
+            return optuna_storage(url)  # pre-pinged and retried as db.Store (a restart)
         except (IntegrityError, OperationalError):
             if attempt == tries - 1:
                 raise

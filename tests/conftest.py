@@ -133,6 +133,7 @@ class _PostgresServer:
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
                           "-o", opts, "-w", "-t", "30", "start")
+                self.opts = opts
                 break
             except RuntimeError:
                 if attempt == 2:
@@ -142,6 +143,15 @@ class _PostgresServer:
         with _admin_connect(url) as conn:
             conn.execute(f"CREATE DATABASE {PG_DATABASE}")
         return self.url(PG_DATABASE)
+
+    def halt(self) -> None:
+        """Shut the running server down (``-m fast``: clients are disconnected)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`halt`, on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
+                  "-o", self.opts, "-w", "-t", "30", "start")
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
@@ -181,6 +191,29 @@ def postgres_url() -> Iterator[str]:
         _no_postgres(f"the test server did not start: {' '.join(str(e).split())}")
     try:
         yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[tuple[_PostgresServer, str]]:
+    """(server, URL of its database) of a PostgreSQL server of this test's own, for tests that
+    stop and start it (``server.halt()``, ``server.resume()``); removed afterwards."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _no_postgres("the psycopg driver is not installed (pip install 'psycopg[binary]')")
+    bindir = _pg_bindir()
+    if bindir is None:
+        _no_postgres("no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin")
+    server = _PostgresServer(bindir)
+    try:
+        url = server.start()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        server.stop()
+        _no_postgres(f"the test server did not start: {' '.join(str(e).split())}")
+    try:
+        yield server, url
     finally:
         server.stop()
 

@@ -42,3 +42,44 @@ def test_writes_survive_the_server_dropping_pooled_connections(pg_database_url, 
         assert [t.state for t in ot_study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     else:
         assert store.runs(study.id) == []
+
+
+def test_a_server_restart_is_waited_out_by_the_store_and_by_optuna(private_postgres):
+    """The server goes down for ~3 s (pg_ctl stop -m fast, then start): a store write and an
+    Optuna tell made while it is down wait for it and succeed, and nothing is lost."""
+    import threading
+    import time
+
+    server, url = private_postgres
+    store = Store(url, decode_arch=from_dict)
+    study = store.get_or_create_study("restart", space="tiny", space_hash="0" * 16,
+                                      objectives=("accuracy:max", "macs:min"), config={})
+    ot_study, _ = _optuna_study(url, "restart", "random", 0, DEFAULT_OBJECTIVES)
+    ot_study.tell(ot_study.ask(), [0.5, 1.0])
+    trial = ot_study.ask()
+    server.halt()
+    back = threading.Timer(3.0, server.resume)
+    back.start()
+    try:
+        start = time.monotonic()
+        ot_study.tell(trial, [0.6, 2.0])  # while the server is down
+        row = store.start_trial(study.id, key="k", arch_hash="a" * 16, arch={}, params={})
+        waited = time.monotonic() - start
+    finally:
+        back.join()
+    assert 2.0 < waited < 30, waited
+    assert [t.state for t in ot_study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.id for t in store.trials(study.id)] == [row.id]
+
+
+def test_a_server_that_stays_away_is_reported_after_the_outage_limit(private_postgres,
+                                                                     monkeypatch):
+    import db._retry
+    from db import StorageError
+
+    server, url = private_postgres
+    store = Store(url, decode_arch=from_dict)
+    monkeypatch.setattr(db._retry, "OUTAGE_S", 2.0)
+    server.halt()
+    with pytest.raises(StorageError, match=r"failed on postgresql\+psycopg://nas:\*\*\*@"):
+        store.runs("nothing")
