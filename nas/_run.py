@@ -163,4 +163,11 @@ def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping
         beat.join(timeout=every + 5)
         if handle.lost.is_set():
             handle.outcome = "abandoned"  # the record already says who took over
-        store.end_run(run.id, handle.outcome or "error", handle.message)
+        failing = sys.exc_info()[1] is not None
+        try:
+            store.end_run(run.id, handle.outcome or "error", handle.message)
+        except Exception:  # noqa: BLE001 - the database is away for good
+            if not failing:
+                raise
+            # the error that ended the run is the one to report; the row stays 'running',
+            # and the next run of the study takes it over (its process is gone)

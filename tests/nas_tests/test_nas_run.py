@@ -49,6 +49,17 @@ def test_an_exception_ends_the_run_as_error_with_its_message(study):
     assert rec.outcome == "error" and rec.message == "StorageError: database went away"
 
 
+def test_the_error_that_ended_a_run_is_reported_when_its_end_cannot_be_recorded(study):
+    # the database went away for good: ending the run fails too, and must not hide the cause
+    store, sid = study
+    with pytest.raises(RuntimeError, match="the real cause"):
+        with run_lease(store, sid, {}, {}, on_lost=lambda: None):
+            store.close()  # every later call on this store raises StorageError
+            raise RuntimeError("the real cause")
+    (rec,) = Store(store.url).runs(sid)
+    assert rec.outcome == "running"  # left for the next run to take over (its process is gone)
+
+
 def test_a_dead_holder_on_this_host_is_detected():
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
