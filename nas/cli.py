@@ -262,7 +262,8 @@ def _add_spaces(sub) -> argparse.ArgumentParser:
                       help="random configurations drawn to estimate the cost ranges")
     sample = cmds.add_parser("sample", help="random feasible configurations as canonical JSON")
     sample.add_argument("space")
-    sample.add_argument("-n", type=int, default=5, help="how many")
+    sample.add_argument("-n", type=int, default=5,
+                        help="how many independent random draws (>= 1; may repeat)")
     sample.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_spaces)
     return p
@@ -277,9 +278,13 @@ def _spaces(args: argparse.Namespace) -> int:
             s = load_space(name)
             print(f"{name:<22} {s.size():>14,} configs  {s.description.splitlines()[0][:90]}")
         return 0
+    if args.cmd == "sample" and args.n < 1:
+        from nas_errors import ConfigError
+
+        raise ConfigError(f"-n must be an integer >= 1; got {args.n}")
     space = load_space(args.space)
     if args.cmd == "sample":
-        for i in range(args.n):
+        for i in range(args.n):  # independent random draws: a small space repeats itself
             arch, params = space.sample_random(args.seed + i)
             print(json.dumps({"hash": arch_hash(arch), "params": params,
                               "arch": json.loads(canonical_json(arch))}))

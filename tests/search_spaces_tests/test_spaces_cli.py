@@ -121,3 +121,10 @@ def test_run_search_with_a_bad_space_exits_2_naming_file_and_key(runs: dict) -> 
         f"expected one line starting {expected!r}, got {r.stderr!r}")
     assert "did you mean 'attention'" in lines[0], f"got {lines[0]!r}"
     assert not (runs["bad_path"].parent / "runs").exists(), "the run started before failing"
+
+
+@pytest.mark.parametrize("n", ["0", "-1"])
+def test_sample_refuses_a_count_below_one(n: str) -> None:
+    r = _main(["spaces", "sample", "tiny", "-n", n])
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == f"error: -n must be an integer >= 1; got {n}", r.stderr
