@@ -38,40 +38,42 @@ def _cause(exc: BaseException) -> BaseException | None:
     return exc
 
 
-def is_connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the server could not be reached (not a lock or a conflict)."""
+_PG_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash, starting up
+
+
+def _kind(exc: BaseException) -> str | None:
+    """'connection' (the server could not be reached), 'conflict' (a lock, a serialization
+    failure or deadlock: run it again) or None (running it again will not help)."""
     cause = _cause(exc)
     if not isinstance(cause, DBAPIError) or isinstance(cause, IntegrityError):
-        return False
+        return None
     if cause.connection_invalidated:
-        return True
+        return "connection"
     orig = cause.orig
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate:
-        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
-    return (isinstance(cause, OperationalError) and type(orig).__module__.startswith("psycopg")
-            and "authentication" not in str(orig).lower())
+        if sqlstate.startswith("08") or sqlstate in _PG_CONNECTION_STATES:
+            return "connection"
+        return "conflict" if sqlstate in _PG_TRANSIENT_STATES else None
+    if not isinstance(cause, OperationalError):
+        return None
+    message = str(orig).lower()
+    if type(orig).__module__.startswith("sqlite3"):
+        return "conflict" if any(s in message for s in _SQLITE_TRANSIENT) else None
+    # psycopg: a failed connect carries no SQLSTATE; a wrong password will not get better
+    if type(orig).__module__.startswith("psycopg") and "authentication" not in message:
+        return "connection"
+    return None
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server could not be reached (not a lock or a conflict)."""
+    return _kind(exc) == "connection"
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether running the whole transaction again may succeed."""
-    cause = _cause(exc)
-    if not isinstance(cause, DBAPIError) or isinstance(cause, IntegrityError):
-        return False
-    if cause.connection_invalidated:
-        return True
-    orig = cause.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if sqlstate:
-        return (sqlstate in _PG_TRANSIENT_STATES or sqlstate.startswith("08")
-                or sqlstate in ("57P01", "57P02", "57P03"))  # shutdown, crash, starting up
-    if not isinstance(cause, OperationalError):
-        return False
-    message = str(orig).lower()
-    if type(orig).__module__.startswith("sqlite3"):
-        return any(s in message for s in _SQLITE_TRANSIENT)
-    # psycopg: a failed connect carries no SQLSTATE; a wrong password will not get better
-    return type(orig).__module__.startswith("psycopg") and "authentication" not in message
+    return _kind(exc) is not None
 
 
 def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],

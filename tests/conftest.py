@@ -175,6 +175,16 @@ def postgres_url() -> Iterator[str]:
     if external:
         yield external
         return
+    server, url = _started_server()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def _started_server() -> tuple[_PostgresServer, str]:
+    """A new private server and the URL of its database; skip (or fail, see _no_postgres)
+    when none can be started here."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -185,33 +195,19 @@ def postgres_url() -> Iterator[str]:
                      "(apt-get install postgresql)")
     server = _PostgresServer(bindir)
     try:
-        url = server.start()
+        return server, server.start()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         server.stop()
         _no_postgres(f"the test server did not start: {' '.join(str(e).split())}")
-    try:
-        yield url
-    finally:
-        server.stop()
+        raise  # (not reached: _no_postgres skips or fails)
 
 
 @pytest.fixture
 def private_postgres() -> Iterator[tuple[_PostgresServer, str]]:
     """(server, URL of its database) of a PostgreSQL server of this test's own, for tests that
-    stop and start it (``server.halt()``, ``server.resume()``); removed afterwards."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        _no_postgres("the psycopg driver is not installed (pip install 'psycopg[binary]')")
-    bindir = _pg_bindir()
-    if bindir is None:
-        _no_postgres("no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin")
-    server = _PostgresServer(bindir)
-    try:
-        url = server.start()
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-        server.stop()
-        _no_postgres(f"the test server did not start: {' '.join(str(e).split())}")
+    stop and start it (``server.halt()``, ``server.resume()``); removed afterwards. Not
+    replaced by ``$NAS_TEST_POSTGRES_URL``: an external server is not ours to stop."""
+    server, url = _started_server()
     try:
         yield server, url
     finally:

@@ -90,7 +90,8 @@ def test_sampler_seed_is_the_seed_for_a_new_study_and_moves_on_with_its_history(
                 _sampler_seed(8, 5)}) == 4
 
 
-def test_stale_trials_are_failed_and_get_a_row_unless_ours_has_one(tmp_path):
+def _two_tables(tmp_path):
+    """(space, store, our study, Optuna's storage, Optuna's study) of a new 'tiny' study."""
     url = f"sqlite:///{tmp_path}/nas.db"
     space = load_space("tiny")
     store = Store(url, decode_arch=from_dict)
@@ -99,6 +100,11 @@ def test_stale_trials_are_failed_and_get_a_row_unless_ours_has_one(tmp_path):
     storage = optuna.storages.RDBStorage(url)
     study = optuna.create_study(storage=storage, study_name="s", directions=["maximize"] * 2,
                                 sampler=optuna.samplers.RandomSampler(seed=1))
+    return space, store, ours, storage, study
+
+
+def test_stale_trials_are_failed_and_get_a_row_unless_ours_has_one(tmp_path):
+    space, store, ours, storage, study = _two_tables(tmp_path)
     archs = []  # asked by a run that was then killed: two sampled, one not yet
     for _ in range(2):
         archs.append(space.sample(study.ask()))
@@ -123,14 +129,7 @@ def test_stale_trials_are_failed_and_get_a_row_unless_ours_has_one(tmp_path):
 def test_a_stale_trial_whose_result_our_table_holds_is_told_that_result(tmp_path):
     """The run recorded the trial COMPLETE, then could not tell Optuna (killed, or its database
     restarted): the sampler gets the result, and no INTERRUPTED row appears for it."""
-    url = f"sqlite:///{tmp_path}/nas.db"
-    space = load_space("tiny")
-    store = Store(url, decode_arch=from_dict)
-    ours = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
-                                     objectives=objective_names(DEFAULT_OBJECTIVES), config={})
-    storage = optuna.storages.RDBStorage(url)
-    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize"] * 2,
-                                sampler=optuna.samplers.RandomSampler(seed=1))
+    space, store, ours, storage, study = _two_tables(tmp_path)
     arch = space.sample(study.ask())
     h = arch_hash(arch)
     row = store.start_trial(ours.id, key="run:ray0", arch_hash=h, arch=to_dict(arch), params={})
