@@ -42,7 +42,7 @@ from contextlib import contextmanager
 
 from ray.tune import Stopper
 
-__all__ = ["RayLostGuard", "StopRequest", "StopOnSignal", "catch_stop_signals",
+__all__ = ["ClusterLostGuard", "RayLostGuard", "StopRequest", "StopOnSignal", "catch_stop_signals",
            "ray_outside_our_group", "reinstall"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -175,7 +175,24 @@ def ray_outside_our_group() -> Iterator[bool]:
         services.ConsolePopen = base
 
 
-class RayLostGuard:
+class _Guard:
+    """A daemon thread running ``_watch``; the driver's own closing holds ``lock`` and sets
+    ``closed``, after which the guard does nothing."""
+
+    def __init__(self, name: str) -> None:
+        self.lock = threading.Lock()
+        self.closed = False
+        self._thread = threading.Thread(target=self._watch, name=name, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        raise NotImplementedError
+
+
+class RayLostGuard(_Guard):
     """After a stop signal, closes the run itself when the Ray this run started died with it.
 
     ``close()`` closes the run (its trials INTERRUPTED, the run ended) and returns the line to
@@ -190,17 +207,10 @@ class RayLostGuard:
 
     def __init__(self, request: StopRequest, ray_processes: Callable[[], list],
                  close: Callable[[], str]) -> None:
+        super().__init__("nas-ray-lost-guard")
         self.request, self.ray_processes, self.close = request, ray_processes, close
-        self.lock = threading.Lock()
-        self.closed = False
         self.watching = threading.Event()  # set once the processes to watch are known
         self._procs: list = []
-        self._thread = threading.Thread(target=self._watch, name="nas-ray-lost-guard",
-                                        daemon=True)
-
-    def start(self) -> RayLostGuard:
-        self._thread.start()
-        return self
 
     def ray_gone(self) -> bool:
         """Whether a watched Ray process has exited (False while none is known)."""
@@ -225,19 +235,81 @@ class RayLostGuard:
             time.sleep(self.POLL_S)
 
     def _close_and_exit(self) -> None:
-        line = (f"interrupted ({self.request.short}): Ray ended with the signal; re-run the "
-                f"same command to resume")
+        _close_and_exit(self.close, f"interrupted ({self.request.short}): Ray ended with the "
+                        f"signal; re-run the same command to resume", self.request.exit_code)
+
+
+def _close_and_exit(close: Callable[[], str], fallback: str, code: int) -> None:
+    """``close()`` the run, print the line it returns (``fallback`` if it fails) on stderr and
+    exit with ``code`` at once (the driver's main thread may be stuck in Ray)."""
+    line = fallback
+    try:
+        line = close()
+    except BaseException as e:  # noqa: BLE001 - exit with the code regardless
+        line += f" (closing the run failed: {type(e).__name__}: {e})"[:300]
+    finally:
         try:
-            line = self.close()
-        except BaseException as e:  # noqa: BLE001 - exit with the signal's code regardless
-            line += f" (closing the run failed: {type(e).__name__}: {e})"[:300]
+            sys.stdout.flush()  # os._exit skips it: the last lines of a log file
+            sys.stderr.write(("\n" if sys.stdout.isatty() else "") + line + "\n")
+            sys.stderr.flush()
         finally:
-            try:
-                sys.stdout.flush()  # os._exit skips it: the last lines of a log file
-                sys.stderr.write(("\n" if sys.stdout.isatty() else "") + line + "\n")
-                sys.stderr.flush()
-            finally:
-                os._exit(self.request.exit_code)
+            os._exit(code)
+
+
+class ClusterLostGuard(_Guard):
+    """With ``--ray-address``: closes the run itself when the cluster's head stops answering.
+
+    Ray's driver waits for a lost head (its GCS) for about a minute and then ends the process
+    with a message of its own, leaving the run 'running' and its trials RUNNING. This thread
+    opens a TCP connection to the head's GCS port every :attr:`POLL_S`; after
+    :attr:`LOST_AFTER_S` without one it calls ``close()`` (the trials INTERRUPTED, the run
+    ended; returns the line to print), prints that line on stderr and exits with
+    ``exit_code``. Same protocol as :class:`RayLostGuard`: the driver's own closing holds
+    ``lock`` and sets ``closed``, after which the guard does nothing.
+    """
+
+    POLL_S = 1.0
+    LOST_AFTER_S = 10.0
+    CONNECT_TIMEOUT_S = 2.0
+
+    def __init__(self, endpoint: tuple[str, int], close: Callable[[], str],
+                 exit_code: int) -> None:
+        super().__init__("nas-cluster-lost-guard")
+        self.endpoint, self.close, self.exit_code = endpoint, close, exit_code
+        self.lost = False  # the head stopped answering (then ray.shutdown() is skipped)
+
+    def ray_gone(self) -> bool:
+        return self.lost
+
+    def _answers(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(self.endpoint, timeout=self.CONNECT_TIMEOUT_S):
+                return True
+        except OSError:
+            return False
+
+    def _watch(self) -> None:
+        silent_since = None
+        while not self.closed:
+            now = time.monotonic()
+            if self._answers():
+                silent_since = None
+            elif silent_since is None:
+                silent_since = now
+            elif now - silent_since >= self.LOST_AFTER_S:
+                with self.lock:
+                    if self.closed:
+                        return
+                    self.lost = True
+                    self._close_and_exit()
+            time.sleep(self.POLL_S)
+
+    def _close_and_exit(self) -> None:
+        host, port = self.endpoint
+        _close_and_exit(self.close, f"error: the Ray cluster's head at {host}:{port} stopped "
+                        "answering", self.exit_code)
 
 
 def _alive(p) -> bool:

@@ -271,6 +271,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
 
     from db import Store, default_url, mask_url
     from nas._interrupt import (
+        ClusterLostGuard,
         RayLostGuard,
         StopRequest,
         catch_stop_signals,
@@ -386,6 +387,15 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             store.end_run(run.id, "interrupted", request.reason)
             return _interrupted_line(request, store.count(study.id, "COMPLETE"), n)
 
+        def close_cluster_lost() -> str:  # ClusterLostGuard: the joined cluster went away
+            what = f"the Ray cluster at --ray-address {cfg.ray_address} stopped answering"
+            n = _close_running(store, study.id, searcher, recorder, request,
+                               RuntimeError(what), run.id)
+            store.end_run(run.id, "failed", what)
+            return (f"error: {what}: {store.count(study.id, 'COMPLETE')} completed trials "
+                    f"kept, {n} running trials marked INTERRUPTED; restart the cluster and "
+                    "re-run the same command to resume")
+
         with catch_stop_signals(request):  # Ctrl-C / SIGTERM: stop the trials, keep the record
             try:
                 if cfg.executor == "local":
@@ -394,6 +404,10 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     _join_cluster(cfg.ray_address)
                     reinstall(request)
                     started_ray = True  # connected: disconnect at the end, never reap a cluster
+                    head = _gcs_endpoint()
+                    if head is not None:  # Ray would wait a minute, then end us its own way
+                        guard = ClusterLostGuard(head, close_cluster_lost,
+                                                 _EXIT_FAILED).start()
                 elif not ray.is_initialized():
                     with ray_outside_our_group():  # a SIGTERM to our group: the driver's
                         ray_ctx = ray.init(include_dashboard=False, logging_level=logging.ERROR,
@@ -517,6 +531,24 @@ def _probe_head(address: str) -> None:
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
                               f"{where} answers, but not as a Ray head (no gRPC reply: "
                               f"{answer}); give the head's port (`ray status` on it)")
+
+
+_EXIT_FAILED = 1  # nas.cli.EXIT_FAILED: the run itself failed
+
+
+def _gcs_endpoint() -> tuple[str, int] | None:
+    """(host, port) of the joined cluster's head (its GCS); None for Ray Client (ray://), whose
+    driver runs on the cluster, or when Ray does not say."""
+    import ray
+
+    try:
+        address = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - Ray Client has no GCS address here
+        return None
+    if not isinstance(address, str) or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    return (host.strip("[]"), int(port)) if port.isdigit() else None
 
 
 def _join_cluster(address: str) -> None:

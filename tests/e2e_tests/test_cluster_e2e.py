@@ -93,3 +93,59 @@ def test_search_through_ray_address_places_a_trial_on_every_gpu_of_both_nodes(
     raylets = [p for p in alive if Path(p.cmdline()[0]).name == "raylet"]
     assert len(raylets) == 2 and any(Path(p.cmdline()[0]).name == "gcs_server" for p in alive), \
         f"the search stopped the cluster: {[p.cmdline()[0] for p in alive]}"
+
+
+def test_a_cluster_that_goes_away_ends_the_run_in_one_line_with_its_trials_closed(
+        ray_cluster, tmp_path):
+    """Every process of the joined cluster killed mid-search (as `ray stop --force` on it):
+    Ray's driver would wait a minute and end the process its own way, the run left 'running'.
+    The run ends itself instead: one line, exit 1, its running trials INTERRUPTED in both
+    tables and the completed ones kept (a re-run against a restarted cluster resumes)."""
+    import time
+
+    address, session = ray_cluster
+    url = f"sqlite:///{tmp_path}/nas.db"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_search.py"), "--space", "tiny",
+                             "--budget", "8", "--epochs", "3", "--dataset", "digits", "--db",
+                             url, "--runs-dir", str(tmp_path), "--ray-address", address,
+                             "--cpus-per-trial", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                trials = Store(url, read_only=True).trials("tiny")
+            except Exception:  # noqa: BLE001 - not created yet
+                trials = []
+            states = [t.state for t in trials]
+            if "COMPLETE" in states and "RUNNING" in states:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        for p in session_processes(session):  # the whole cluster, and only it
+            if p.pid == proc.pid:  # (the driver is attached to the session too)
+                continue
+            try:
+                p.kill()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, (proc.returncode, took, out[-3000:], err[-3000:])
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: the Ray cluster at --ray-address {address} stopped "
+                           f"answering: "), err[-3000:]
+    assert last.endswith("restart the cluster and re-run the same command to resume"), last
+    assert took < 45, took  # Ray's own wait is about 60 s
+    store = Store(url)
+    (run,) = store.runs("tiny")
+    assert run.outcome == "failed" and "stopped answering" in run.message, run
+    states = [t.state for t in store.trials("tiny")]
+    assert "RUNNING" not in states and "COMPLETE" in states and "INTERRUPTED" in states, states
+    ot = optuna.load_study(study_name="tiny", storage=url).trials
+    assert not [t for t in ot if t.state == optuna.trial.TrialState.RUNNING]
