@@ -4,8 +4,10 @@ Optuna's study lives in the same database as our tables (optuna-dashboard opens 
 Its storage gets the Store's connection handling: pooled PostgreSQL connections are pre-pinged
 (a restart closed them: a new one is opened at checkout instead of failing the next call), and
 each storage call is retried like a Store transaction, a lost connection for up to
-:data:`db._retry.OUTAGE_S` seconds (each call is one transaction, rolled back on failure, so
-running it again is safe).
+:data:`db._retry.OUTAGE_S` seconds. Each call is one transaction, rolled back when it fails,
+so running it again is safe, except in the narrow case of a connection lost while its COMMIT
+went through: a ``tell`` run again then finds its trial finished and raises (the resume's
+close_stale_trials tidies such leftovers).
 """
 
 from __future__ import annotations

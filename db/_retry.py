@@ -11,6 +11,7 @@ every other error.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,6 +39,7 @@ def _cause(exc: BaseException) -> BaseException | None:
     return exc
 
 
+_inside = threading.local()  # set while this thread runs a call under call_retrying
 _PG_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash, starting up
 
 
@@ -81,19 +83,27 @@ def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
     """``fn()``, run again after a transient error of ``errors``: :data:`TRIES` times in all,
     or, when ``patient`` (the server answered before) and the connection is what failed, for
     up to :data:`OUTAGE_S` seconds (a restart), with backoff capped at :data:`MAX_DELAY_S`."""
+    if getattr(_inside, "active", False):  # a retried call made by a retried call: the
+        return fn()                          # outer one retries (the waits do not stack)
     delay, tries = FIRST_DELAY_S, 1
     deadline = time.monotonic() + OUTAGE_S
-    while True:
-        try:
-            return fn()
-        except errors as e:
-            if not is_transient(e):
-                raise
-            waiting = patient and is_connection_lost(e)
-            if tries >= TRIES and not (waiting and time.monotonic() + delay < deadline):
-                raise
-        time.sleep(delay)
-        delay, tries = min(delay * 2, MAX_DELAY_S), tries + 1
+    _inside.active = True
+    try:
+        while True:
+            try:
+                return fn()
+            except errors as e:
+                if not is_transient(e):
+                    raise
+                if patient and is_connection_lost(e):
+                    if time.monotonic() + delay >= deadline:
+                        raise
+                elif tries >= TRIES:
+                    raise
+            time.sleep(delay)
+            delay, tries = min(delay * 2, MAX_DELAY_S), tries + 1
+    finally:
+        _inside.active = False
 
 
 def retrying(method: _F) -> _F:

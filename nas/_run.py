@@ -146,13 +146,16 @@ def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping
     beat = threading.Thread(target=_beat, name=f"nas-heartbeat-{run.id}", daemon=True,
                             args=(store, run.id, stop, handle.lost, on_lost, every))
     beat.start()
+    failing = False  # an exception is leaving the block (then it is the one to report)
     try:
         yield handle
     except KeyboardInterrupt:
+        failing = True
         if handle.outcome is None:
             handle.outcome, handle.message = "interrupted", handle.message or "KeyboardInterrupt"
         raise
     except BaseException as e:
+        failing = True
         if handle.outcome is None:
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             handle.outcome = "error"
@@ -163,7 +166,6 @@ def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping
         beat.join(timeout=every + 5)
         if handle.lost.is_set():
             handle.outcome = "abandoned"  # the record already says who took over
-        failing = sys.exc_info()[1] is not None
         try:
             store.end_run(run.id, handle.outcome or "error", handle.message)
         except Exception:  # noqa: BLE001 - the database is away for good

@@ -362,7 +362,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
                                  time.perf_counter() - t_start, objectives, evaluated=used)
         earlier = _exhausted_before(store, study.id, run.id, resolved)
-        if earlier is not None:  # asking again would only add skipped proposals to the study
+        if earlier is not None and not _retries(store, study.id):  # (a retry would still train)
+            # asking the sampler again would only add skipped proposals to the study
             log(f"study '{study_name}': its run {earlier} already found no new feasible "
                 f"configuration with --sampler {cfg.sampler} --seed {cfg.seed}; "
                 "not asking the sampler again (another --sampler or --seed would)")

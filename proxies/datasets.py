@@ -153,8 +153,9 @@ def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | 
                 raw = builder(resolution)
                 _check_raw(raw, name, resolution)
                 data = SourceData(raw.images, raw.labels, raw.num_classes, raw.splits)
-        except BaseException:
-            if created:  # bad input: leave no empty cache entry behind
+        except DatasetError:
+            if created:  # bad input: leave no empty cache entry behind (a process waiting on
+                #          the lock reads the same input and fails the same way)
                 _remove_if_only_lock(directory)
             raise
         try:

@@ -91,14 +91,16 @@ def test_sampler_seed_is_the_seed_for_a_new_study_and_moves_on_with_its_history(
 
 
 def _two_tables(tmp_path):
-    """(space, store, our study, Optuna's storage, Optuna's study) of a new 'tiny' study."""
+    """(space, store, our study, Optuna's storage, Optuna's study) of a new 'tiny' study, whose
+    directions are the default objectives' (accuracy up, MACs down)."""
     url = f"sqlite:///{tmp_path}/nas.db"
     space = load_space("tiny")
     store = Store(url, decode_arch=from_dict)
     ours = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
                                      objectives=objective_names(DEFAULT_OBJECTIVES), config={})
     storage = optuna.storages.RDBStorage(url)
-    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize"] * 2,
+    study = optuna.create_study(storage=storage, study_name="s",
+                                directions=[o.optuna_direction for o in DEFAULT_OBJECTIVES],
                                 sampler=optuna.samplers.RandomSampler(seed=1))
     return space, store, ours, storage, study
 
@@ -135,10 +137,12 @@ def test_a_stale_trial_whose_result_our_table_holds_is_told_that_result(tmp_path
     row = store.start_trial(ours.id, key="run:ray0", arch_hash=h, arch=to_dict(arch), params={})
     store.finish_trial(row.id, state="COMPLETE", accuracy=0.5, macs=1000, params_count=10)
     assert store.interrupt_running(ours.id, "killed") == []
-    close_stale_trials(study, storage, space, store, ours.id, set(), "killed",
-                       done={h: [0.5, -1000.0]})
+    # built as run_search builds it: the stored values, each objective in its own direction
+    done = {t.arch_hash: [o.of(t) for o in DEFAULT_OBJECTIVES]
+            for t in store.trials("s", states=["COMPLETE"])}
+    close_stale_trials(study, storage, space, store, ours.id, set(), "killed", done=done)
     (t,) = study.trials
-    assert t.state == optuna.trial.TrialState.COMPLETE and t.values == [0.5, -1000.0]
+    assert t.state == optuna.trial.TrialState.COMPLETE and t.values == [0.5, 1000.0]
     assert "recorded in nas_trials" in t.user_attrs["recovered"]
     assert [(r.key, r.state) for r in store.trials("s")] == [("run:ray0", "COMPLETE")]
 

@@ -79,7 +79,11 @@ def test_a_server_that_stays_away_is_reported_after_the_outage_limit(private_pos
 
     server, url = private_postgres
     store = Store(url, decode_arch=from_dict)
+    import time
+
     monkeypatch.setattr(db._retry, "OUTAGE_S", 2.0)
     server.halt()
+    start = time.monotonic()
     with pytest.raises(StorageError, match=r"failed on postgresql\+psycopg://nas:\*\*\*@"):
         store.runs("nothing")
+    assert 1.0 < time.monotonic() - start < 10  # it waited for the server, up to the limit
