@@ -226,6 +226,13 @@ def _rdb_storage(url: str, tries: int = 5):
             time.sleep(0.2 * (attempt + 1))
 
 
+def _done(completed, objectives) -> dict[str, list[float]]:
+    """Arch hash -> objective values of the completed trials that have every objective (what
+    Optuna is told for a duplicate, or a stale trial, of that architecture)."""
+    known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
+    return {h: v for h, v in known.items() if None not in v}
+
+
 def _retries(store, study_id: int) -> list[tuple[str, dict]]:
     """(hash, params) of interrupted architectures that never completed nor failed since."""
     trials = store.trials(study_id)
@@ -349,11 +356,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                  "previous run was killed)"
         marked = store.interrupt_running(study.id, killed)
         completed = store.trials(study.id, states=["COMPLETE"])
-        known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
         close_stale_trials(ot_study, ot_storage, space, store, study.id,
                            {t.arch_hash for t in marked}, killed, run.id,
-                           done={h: v for h, v in known.items() if None not in v})
-        enqueue_retries(ot_study, _retries(store, study.id))  # asked before any new proposal
+                           done=_done(completed, objectives))
+        retries = _retries(store, study.id)
+        enqueue_retries(ot_study, retries)  # asked before any new proposal
         used = _budget_used(store, study.id, cfg)
         if used >= cfg.budget:
             log(f"study '{study_name}' already has {used} {_BUDGET_UNIT[cfg.scheduler]} trials "
@@ -362,7 +369,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
                                  time.perf_counter() - t_start, objectives, evaluated=used)
         earlier = _exhausted_before(store, study.id, run.id, resolved)
-        if earlier is not None and not _retries(store, study.id):  # (a retry would still train)
+        if earlier is not None and not retries:  # (a retry would still train)
             # asking the sampler again would only add skipped proposals to the study
             log(f"study '{study_name}': its run {earlier} already found no new feasible "
                 f"configuration with --sampler {cfg.sampler} --seed {cfg.seed}; "
@@ -546,10 +553,10 @@ def _gcs_endpoint() -> tuple[str, int] | None:
         address = ray.get_runtime_context().gcs_address
     except Exception:  # noqa: BLE001 - Ray Client has no GCS address here
         return None
-    if not isinstance(address, str) or ":" not in address:
+    try:
+        return ray_endpoint(address)  # None for "auto", which Ray never reports here
+    except ConfigError:  # not HOST:PORT (None, or something Ray may report one day)
         return None
-    host, _, port = address.rpartition(":")
-    return (host.strip("[]"), int(port)) if port.isdigit() else None
 
 
 def _join_cluster(address: str) -> None:
@@ -739,8 +746,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     hint = placement_hint(cfg.gpus_per_trial, per_trial) if cfg.executor != "local" else None
     if hint:
         log(hint)
-    known = {t.arch_hash: [o.of(t) for o in objectives] for t in completed}
-    done = {h: v for h, v in known.items() if None not in v}
+    done = _done(completed, objectives)
     remaining = cfg.budget - used
     max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.budget
     run_name = f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
