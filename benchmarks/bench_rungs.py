@@ -4,7 +4,8 @@ Multi-fidelity early stopping (``--scheduler asha``) ranks trials on what they r
 This trains the default proxy (3 epochs, seed 2: as ``bench_fidelity.py``'s proxy run) of the
 same N random configurations of a space, validating mid-epoch at ``--points`` (fractions of an
 epoch, ``TrainConfig.eval_at``) and after every epoch, and reports for each point the Kendall τ
-(bootstrap 95% interval) of the validation accuracy and of the negated validation loss against
+(bootstrap 95% interval) of the validation accuracy, of the negated validation loss and of the
+negated training loss (mean over the epoch's steps so far: free, no validation pass) against
 
 - the proxy's own final accuracy (what a rung tries to predict: the trial's recorded result),
 - the reference accuracy of ``bench_fidelity.py`` (15 epochs, mean of seeds 0 and 1), read from
@@ -54,7 +55,7 @@ def _run(job: dict) -> dict:
     res = train_proxy(model, info, TrainConfig(epochs=EPOCHS, seed=job["seed"], threads=1,
                                                eval_every_epoch=True, evaluate_test=False,
                                                eval_at=tuple(job["points"])))
-    points = {f"{e.epoch:g}": [e.val_accuracy, e.val_loss]
+    points = {f"{e.epoch:g}": [e.val_accuracy, e.val_loss, e.train_loss]
               for e in sorted((*res.checks, *res.curve), key=lambda e: e.epoch)}
     return {"i": job["i"], "accuracy": res.accuracy, "points": points,
             "seconds": time.perf_counter() - t0, "eval_seconds": res.eval_seconds}
@@ -125,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in rows[0]["points"]:
         acc = np.array([r["points"][key][0] for r in rows])
         loss = -np.array([r["points"][key][1] for r in rows])
+        train = -np.array([r["points"][key][2] for r in rows])
         entry = {"epoch": float(key), "acc_range": [float(acc.min()), float(acc.max())]}
         cells = []
-        for name, pred in (("acc", acc), ("loss", loss)):
+        for name, pred in (("acc", acc), ("loss", loss), ("train", train)):
             entry[f"{name}_vs_final"] = _rank_stats(pred, final)
             s = entry[f"{name}_vs_final"]
             cell = f"{name} {s['tau']:5.2f} ({s['tau_lo']:5.2f} … {s['tau_hi']:5.2f})"
