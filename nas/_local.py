@@ -47,42 +47,44 @@ def run_local(searcher, recorder, trainable, ctx, request, scheduler=None) -> in
 
     started = 0
     where = {"hostname": platform.node(), "node_ip": None, "pid": os.getpid()}
-    with tempfile.TemporaryDirectory(prefix="nas-local-") as errors:
-        while not request.requested:
-            trial_id = f"local{started:05d}"
-            config = searcher.suggest(trial_id)
-            if config is None or config == Searcher.FINISHED:
-                break
-            started += 1
-            trial = _LocalTrial(trial_id, config)
-            recorder.on_trial_start(0, [], trial)
+    while not request.requested:
+        trial_id = f"local{started:05d}"
+        config = searcher.suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            break
+        started += 1
+        trial = _LocalTrial(trial_id, config)
+        recorder.on_trial_start(0, [], trial)
 
-            def report(result: dict[str, Any], trial=trial) -> None:
-                result = {**result, **where}  # as Tune fills them in
-                trial.results.append(result)
-                recorder.on_trial_result(0, [], trial, result)
-                if request.requested:
-                    raise _Stopped
-                if scheduler is not None and scheduler.on_trial_result(
-                        None, trial, result) == TrialScheduler.STOP:
-                    raise _Pruned
+        def report(result: dict[str, Any], trial=trial) -> None:
+            result = {**result, **where}  # as Tune fills them in
+            trial.results.append(result)
+            recorder.on_trial_result(0, [], trial, result)
+            if request.requested:
+                raise _Stopped
+            if scheduler is not None and scheduler.on_trial_result(
+                    None, trial, result) == TrialScheduler.STOP:
+                raise _Pruned
 
-            try:
-                trainable(config, ctx, report=report)
-            except _Stopped:
-                break  # left running in both tables: the caller closes it as INTERRUPTED
-            except _Pruned:
-                pass  # ends as under Tune: its last result is a per-epoch one
-            except Exception:  # noqa: BLE001 - a failed trial, recorded with its traceback
+        try:
+            trainable(config, ctx, report=report)
+        except _Stopped:
+            break  # left running in both tables: the caller closes it as INTERRUPTED
+        except _Pruned:
+            pass  # ends as under Tune: its last result is a per-epoch one
+        except Exception:  # noqa: BLE001 - a failed trial, recorded with its traceback
+            # a folder only while the recorder reads it: a run killed later leaves none
+            with tempfile.TemporaryDirectory(prefix="nas-local-") as errors:
                 path = Path(errors, f"{trial_id}.txt")
                 path.write_text(traceback.format_exc())
                 trial.error_file = str(path)
                 recorder.on_trial_error(0, [], trial)
-                searcher.on_trial_complete(trial_id, None, error=True)
-                continue
-            trial.last_result = trial.results[-1] if trial.results else None
-            if scheduler is not None:
-                scheduler.on_trial_complete(None, trial, trial.last_result)
-            recorder.on_trial_complete(0, [], trial)
-            searcher.on_trial_complete(trial_id, trial.last_result)
+            trial.error_file = None
+            searcher.on_trial_complete(trial_id, None, error=True)
+            continue
+        trial.last_result = trial.results[-1] if trial.results else None
+        if scheduler is not None:
+            scheduler.on_trial_complete(None, trial, trial.last_result)
+        recorder.on_trial_complete(0, [], trial)
+        searcher.on_trial_complete(trial_id, trial.last_result)
     return started

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -15,17 +16,27 @@ from nas.search import EXHAUSTED_MESSAGE, SearchConfig, run_search
 pytestmark = pytest.mark.slow
 
 
-def test_local_executor_completes_and_records_like_ray(tmp_path):
+def test_local_executor_completes_and_records_like_ray(tmp_path, monkeypatch):
     import ray
 
     was_up = ray.is_initialized()
     url = f"sqlite:///{tmp_path}/nas.db"
     lines: list[str] = []
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    held: set[str] = set()  # our temporary folders seen while the run logged
+
+    def log(line: str) -> None:
+        lines.append(line)
+        held.update(n for n in os.listdir(temp) if n.startswith("nas-local-"))
+
     summary = run_search(SearchConfig(space="tiny", budget=2, epochs=1, db_url=url,
                                       runs_dir=str(tmp_path), executor="local",
                                       dataset="digits"),
-                         log=lines.append)
+                         log=log)
     assert summary.completed == 2
+    assert not held, f"a run without failures holds no temporary folder (kill -9 leaks it): {held}"
     assert ray.is_initialized() == was_up, "the local executor must not start Ray"
     assert any("in this process (--executor local)" in ln for ln in lines), lines
     store = Store(url)
