@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def _fill(url: str) -> None:
                       params=archs[8][1])
 
 
-def _driver():
+def _driver(temp: str):
+    """Headless Chromium; its own temporary files (the singleton socket's folder, which a
+    browser that chromedriver ends leaves behind) go to ``temp``, a short path: a socket's
+    path must stay under 108 bytes."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         reason = ("Debian's chromium and chromium-driver are not installed (make setup installs "
@@ -87,7 +91,8 @@ def _driver():
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1400,1000"):
         opts.add_argument(arg)
-    return webdriver.Chrome(options=opts, service=Service(driver))
+    return webdriver.Chrome(options=opts,
+                            service=Service(driver, env={**os.environ, "TMPDIR": temp}))
 
 
 def _wait(driver, js: str, ok, what: str, *args, timeout: float = 60.0):
@@ -139,15 +144,16 @@ def _dashboard(url: str, tmp_path: Path):
     """The test studies written to ``url``, the dashboard serving them and a browser: (driver,
     page URL); afterwards, the server's stderr must hold no traceback."""
     _fill(url)
-    driver = _driver()
     log = tmp_path / "dashboard.log"
-    proc, page = _start(url, log)
-    try:
+    with contextlib.ExitStack() as stack:
+        temp = tempfile.mkdtemp(prefix="nas-chromium-")
+        stack.callback(shutil.rmtree, temp, ignore_errors=True)
+        driver = _driver(temp)
+        stack.callback(driver.quit)
+        proc, page = _start(url, log)
+        stack.callback(proc.communicate, timeout=30)
+        stack.callback(proc.terminate)
         yield driver, page
-    finally:
-        driver.quit()
-        proc.terminate()
-        proc.communicate(timeout=30)
     err = log.read_text()
     assert "Traceback" not in err, err[-3000:]
 
