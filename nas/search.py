@@ -517,8 +517,9 @@ def _cluster_auth_env() -> None:
 
 
 def _probe_head(address: str) -> None:
-    """ConfigError (one line) unless a Ray head may answer at ``address``: a TCP connection and
-    a gRPC opening (:func:`_grpc_answer`). ``ray.init`` retries an address where nothing, or
+    """ConfigError (one line) unless a Ray head may answer at ``address``: a TCP connection, a
+    gRPC opening (:func:`_grpc_answer`) and one call to its GCS (:func:`_gcs_answer`).
+    ``ray.init`` retries an address where nothing, or
     something other than a Ray head, answers for minutes, logging as it goes, and does not
     return on Ctrl-C; so this runs before the study is created or anything recorded."""
     import socket
@@ -529,16 +530,19 @@ def _probe_head(address: str) -> None:
         try:
             with socket.create_connection(endpoint, timeout=CONNECT_TIMEOUT_S) as conn:
                 answer = _grpc_answer(conn)
+            answer = f"no gRPC reply: {answer}" if answer is not None else None
         except OSError as e:
             why = e.strerror or str(e) or type(e).__name__
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: nothing "
                               f"answers at {where} ({why}); start it "
                               f"with `ray start --head --port {endpoint[1]}` or check the "
                               f"address") from e
+        if answer is None:
+            answer = _gcs_answer(endpoint)
         if answer is not None:
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
-                              f"{where} answers, but not as a Ray head (no gRPC reply: "
-                              f"{answer}); give the head's port (`ray status` on it)")
+                              f"{where} answers, but not as a Ray head ({answer}); give the "
+                              f"head's port (`ray status` on it)")
 
 
 _EXIT_FAILED = 1  # nas.cli.EXIT_FAILED: the run itself failed
@@ -596,6 +600,34 @@ def _grpc_answer(conn) -> str | None:
     if len(data) == 9 and data[3] == 4:  # an HTTP/2 frame of type SETTINGS
         return None
     return repr(data) if data else "it closed the connection"
+
+
+def _gcs_answer(endpoint: tuple[str, int]) -> str | None:
+    """None if a Ray head's GCS answers one real call at ``endpoint`` (its cluster id, what
+    ``ray.init`` asks first, through Ray's own client with its TLS and token settings); else
+    why not, for the error. A gRPC server of another kind passes :func:`_grpc_answer` and fails
+    here. A head that refuses our token is left to ``ray.init``, which says so."""
+    try:
+        from ray._raylet import InnerGcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # Ray moved its private API: the gRPC opening check stands alone
+        return None
+    host, port = endpoint
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    saved = os.dup(2)  # Ray's C++ client logs its failure on stderr; our one line says it
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        InnerGcsClient.standalone(address, None, int(CONNECT_TIMEOUT_S * 1000))
+    except AuthenticationError:
+        return None
+    except Exception as e:  # noqa: BLE001 - Ray's RpcError and kin: any failure says "not a head"
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        return f"no answer to Ray's GCS call: {' '.join(first.split())[:160]}"
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return None
 
 
 def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: float | None,

@@ -260,6 +260,53 @@ def test_joining_a_port_where_something_else_answers_fails_in_one_line(monkeypat
     assert said in text and "\n" not in text, text
 
 
+def test_a_server_that_speaks_http2_but_is_not_a_ray_head_is_refused_in_one_line(
+        monkeypatch, capfd):
+    # it answers the HTTP/2 opening with a SETTINGS frame, as a Ray head's gRPC server does, and
+    # then never answers a call: Ray's own client asking for the cluster id tells them apart
+    # (ray.init would wait on it for minutes)
+    import socket
+    import threading
+    import time
+
+    import nas.search
+    from nas.search import _probe_head
+
+    monkeypatch.setattr(nas.search, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    conns = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conns.append(conn)
+            conn.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS frame
+
+    threading.Thread(target=serve, daemon=True).start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(ConfigError) as info:
+            _probe_head(f"127.0.0.1:{port}")
+    finally:
+        server.close()
+        for conn in conns:
+            conn.close()
+    took = time.monotonic() - start
+    text = str(info.value)
+    assert text.startswith(f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}: "
+                           f"127.0.0.1 port {port} answers, but not as a Ray head (no answer "
+                           f"to Ray's GCS call: "), text
+    assert "\n" not in text and took < 10, (text, took)
+    assert capfd.readouterr().err == ""  # Ray's client logs nothing of its own
+
+
 def test_a_space_name_that_cannot_be_a_study_name_asks_for_study(tmp_path):
     from pathlib import Path
 
