@@ -6,13 +6,18 @@ Its storage gets the Store's connection handling: pooled PostgreSQL connections 
 each storage call is retried like a Store transaction, a lost connection for up to
 :data:`db._retry.OUTAGE_S` seconds. Each call is one transaction, rolled back when it fails,
 so running it again is safe, except in the narrow case of a connection lost while its COMMIT
-went through: a ``tell`` run again then finds its trial finished and raises (the resume's
-close_stale_trials tidies such leftovers).
+went through. A ``tell`` (``set_trial_state_values`` to a finished state) run again then finds
+its trial finished: when the stored state and values are the ones it was setting, that is its
+own commit, and it returns as the first attempt would have. Elsewhere the case stays narrow and
+harmless: a ``create_new_trial`` run again leaves one extra RUNNING trial (a resume's
+close_stale_trials closes it), and attributes, parameters and intermediate values are upserts.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -46,12 +51,41 @@ def _retried(name: str):
     return call
 
 
+def _landed(trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+            values: Sequence[float] | None) -> bool:
+    """Whether ``trial`` holds exactly what a finishing ``set_trial_state_values`` set."""
+    if trial.state != state:
+        return False
+    if values is None:
+        return True
+    stored = trial.values or []
+    return len(stored) == len(values) and all(
+        a == b or math.isclose(a, b, rel_tol=1e-12) for a, b in zip(stored, values))
+
+
 class _RetryingRDBStorage(optuna.storages.RDBStorage):
-    pass
+    def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        method = optuna.storages.RDBStorage.set_trial_state_values
+        attempts = 0
+
+        def once() -> bool:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return method(self, trial_id, state, values)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # run again after a lost connection: was it our own commit that went through?
+                if attempts > 1 and state.is_finished() and _landed(
+                        optuna.storages.RDBStorage.get_trial(self, trial_id), state, values):
+                    return True
+                raise
+
+        return call_retrying(once, _ERRORS, patient=True)
 
 
 for _name in _CALLS:
-    if hasattr(optuna.storages.RDBStorage, _name):
+    if hasattr(optuna.storages.RDBStorage, _name) and _name not in _RetryingRDBStorage.__dict__:
         setattr(_RetryingRDBStorage, _name, _retried(_name))
 
 

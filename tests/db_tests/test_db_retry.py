@@ -72,3 +72,44 @@ def test_retried_calls_inside_a_retried_call_do_not_stack_their_waits(monkeypatc
         retry.call_retrying(lambda: retry.call_retrying(busy, (StorageError,), False),
                             (StorageError,), patient=False)
     assert len(locked) == retry.TRIES, len(locked)
+
+
+def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns(
+        tmp_path, monkeypatch):
+    # the narrow case of a retried tell: its first attempt committed, then the connection
+    # failed before the reply; run again, it finds its own result there and returns
+    import optuna
+
+    from db import optuna_storage
+
+    monkeypatch.setattr(retry, "FIRST_DELAY_S", 0.001)
+    storage = optuna_storage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(study_name="s", storage=storage,
+                                directions=["maximize", "minimize"])
+    real = optuna.storages.RDBStorage.set_trial_state_values
+    lost_once = []
+
+    def commits_then_loses(self, trial_id, state, values=None):
+        done = real(self, trial_id, state, values)
+        if not lost_once and state.is_finished():
+            lost_once.append(trial_id)
+            err = optuna.exceptions.StorageInternalError("lost")
+            err.__cause__ = _lost().__cause__
+            raise err
+        return done
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
+                        commits_then_loses)
+    trial = study.ask()
+    study.tell(trial, [0.75, 1e6])
+    assert lost_once == [trial._trial_id]
+    (frozen,) = study.get_trials()
+    assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values == [0.75, 1e6]
+    # a tell of other values on a finished trial is still refused, on a first attempt or not
+    lost_once.clear()
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.COMPLETE,
+                                       [0.5, 1e6])
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.COMPLETE,
+                                       [0.75, 1e6])
