@@ -6,11 +6,15 @@ Its storage gets the Store's connection handling: pooled PostgreSQL connections 
 each storage call is retried like a Store transaction, a lost connection for up to
 :data:`db._retry.OUTAGE_S` seconds. Each call is one transaction, rolled back when it fails,
 so running it again is safe, except in the narrow case of a connection lost while its COMMIT
-went through. A ``tell`` (``set_trial_state_values`` to a finished state) run again then finds
-its trial finished: when the stored state and values are the ones it was setting, that is its
-own commit, and it returns as the first attempt would have. Elsewhere the case stays narrow and
-harmless: a ``create_new_trial`` run again leaves one extra RUNNING trial (a resume's
-close_stale_trials closes it), and attributes, parameters and intermediate values are upserts.
+went through. A ``tell`` of values (``set_trial_state_values`` to a finished state) run again
+after a lost connection then finds its trial finished: when the stored state and values are
+the ones it was setting, that is its own commit, and it returns as the first attempt would
+have. A FAIL or PRUNED without values cannot be told from another run's and still raises.
+Elsewhere the case stays narrow: a ``create_new_trial`` run again leaves one extra RUNNING
+trial, as does a WAITING trial set RUNNING again (it returns False, and Optuna asks for another
+trial); a resume's close_stale_trials closes them. Attributes, parameters and intermediate
+values are upserts. Called inside another retried call (not done by Optuna's storage), the
+outer one retries and this check does not run.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
 from db._engine import normalize_url
-from db._retry import call_retrying
+from db._retry import call_retrying, is_connection_lost
 
 __all__ = ["optuna_storage"]
 
@@ -67,18 +71,21 @@ class _RetryingRDBStorage(optuna.storages.RDBStorage):
     def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState,
                                values: Sequence[float] | None = None) -> bool:
         method = optuna.storages.RDBStorage.set_trial_state_values
-        attempts = 0
+        lost = False  # the attempt before lost its connection: its commit may have gone through
 
         def once() -> bool:
-            nonlocal attempts
-            attempts += 1
+            nonlocal lost
             try:
                 return method(self, trial_id, state, values)
             except optuna.exceptions.UpdateFinishedTrialError:
-                # run again after a lost connection: was it our own commit that went through?
-                if attempts > 1 and state.is_finished() and _landed(
+                # our own commit, or another writer's? Only values tell them apart: a FAIL or
+                # PRUNED without values stays an error (another run may have closed the trial)
+                if lost and values is not None and state.is_finished() and _landed(
                         optuna.storages.RDBStorage.get_trial(self, trial_id), state, values):
                     return True
+                raise
+            except _ERRORS as e:
+                lost = is_connection_lost(e)
                 raise
 
         return call_retrying(once, _ERRORS, patient=True)

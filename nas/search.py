@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -150,6 +151,7 @@ def parse_prescreen(spec: str | None) -> tuple[str, int] | None:
 
 SURROGATE = "surrogate"  # --prescreen's learned screen (nas/_surrogate.py), not a zero-cost proxy
 CONNECT_TIMEOUT_S = 5.0  # --ray-address: how long the head may take to accept a connection
+GCS_CALL_TIMEOUT_S = 15.0  # ... and to answer its first call (a busy head is slower)
 
 
 def _prescreen_fn(dataset, batch_size: int, seed: int, name: str, space, num_classes: int):
@@ -537,7 +539,7 @@ def _probe_head(address: str) -> None:
                               f"answers at {where} ({why}); start it "
                               f"with `ray start --head --port {endpoint[1]}` or check the "
                               f"address") from e
-        if answer is None:
+        if answer is None and not address.startswith("ray://"):  # Ray Client serves no GCS
             answer = _gcs_answer(endpoint)
         if answer is not None:
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
@@ -604,30 +606,54 @@ def _grpc_answer(conn) -> str | None:
 
 def _gcs_answer(endpoint: tuple[str, int]) -> str | None:
     """None if a Ray head's GCS answers one real call at ``endpoint`` (its cluster id, what
-    ``ray.init`` asks first, through Ray's own client with its TLS and token settings); else
-    why not, for the error. A gRPC server of another kind passes :func:`_grpc_answer` and fails
-    here. A head that refuses our token is left to ``ray.init``, which says so."""
+    ``ray.init`` asks first, through Ray's own client with its TLS and token settings) or if
+    that cannot be told; else why not, for the error. A gRPC server of another kind passes
+    :func:`_grpc_answer` and fails here with Ray's ``RpcError`` (UNIMPLEMENTED, or no answer
+    within :data:`GCS_CALL_TIMEOUT_S`). A head that refuses our token is left to ``ray.init``,
+    which says so; so is any other failure of Ray's private client."""
     try:
         from ray._raylet import InnerGcsClient
-        from ray.exceptions import AuthenticationError
+        from ray.exceptions import RpcError
     except ImportError:  # Ray moved its private API: the gRPC opening check stands alone
         return None
+    import ray.exceptions
+
+    refused_token = getattr(ray.exceptions, "AuthenticationError", ())  # Ray >= 2.5x
     host, port = endpoint
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    saved = os.dup(2)  # Ray's C++ client logs its failure on stderr; our one line says it
+    try:
+        with _stderr_silenced():  # Ray's C++ client logs its failure there; our line says it
+            InnerGcsClient.standalone(address, None, int(GCS_CALL_TIMEOUT_S * 1000))
+    except RpcError as e:
+        if refused_token and isinstance(e, refused_token):
+            return None
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        return f"no answer to Ray's GCS call: {' '.join(first.split())[:160]}"
+    except Exception as e:  # noqa: BLE001 - not an answer from the server: cannot tell
+        if refused_token and isinstance(e, refused_token):
+            return None
+        logging.getLogger(__name__).debug("GCS probe of %s inconclusive: %r", address, e)
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 on /dev/null for the block (what C++ code writes there too); left
+    as it is when it cannot be redirected (closed, say)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-        InnerGcsClient.standalone(address, None, int(CONNECT_TIMEOUT_S * 1000))
-    except AuthenticationError:
-        return None
-    except Exception as e:  # noqa: BLE001 - Ray's RpcError and kin: any failure says "not a head"
-        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        return f"no answer to Ray's GCS call: {' '.join(first.split())[:160]}"
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-    return None
 
 
 def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: float | None,

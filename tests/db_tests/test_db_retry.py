@@ -105,11 +105,28 @@ def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns
     assert lost_once == [trial._trial_id]
     (frozen,) = study.get_trials()
     assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values == [0.75, 1e6]
-    # a tell of other values on a finished trial is still refused, on a first attempt or not
-    lost_once.clear()
-    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.COMPLETE,
-                                       [0.5, 1e6])
+    # a tell on a finished trial is still refused on a first attempt, even of the same values
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.COMPLETE,
                                        [0.75, 1e6])
+
+    # and run again after a lost connection, when another writer finished the trial with other
+    # values (or without values: a FAIL cannot be told from another run's)
+    def another_writer_then_lost(self, trial_id, state, values=None):
+        if not lost_once:
+            lost_once.append(trial_id)
+            real(self, trial_id, optuna.trial.TrialState.COMPLETE, [0.5, 2e6])
+            err = optuna.exceptions.StorageInternalError("lost")
+            err.__cause__ = _lost().__cause__
+            raise err
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
+                        another_writer_then_lost)
+    for values in ([0.75, 1e6], None):
+        lost_once.clear()
+        other = study.ask()
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            storage.set_trial_state_values(other._trial_id, optuna.trial.TrialState.COMPLETE
+                                           if values else optuna.trial.TrialState.FAIL, values)
+        assert lost_once == [other._trial_id]

@@ -139,6 +139,15 @@ def _start(url: str, log: Path) -> tuple[subprocess.Popen, str]:
     return proc, line.split(" on ", 1)[1].split()[0]
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 @contextlib.contextmanager
 def _dashboard(url: str, tmp_path: Path):
     """The test studies written to ``url``, the dashboard serving them and a browser: (driver,
@@ -151,8 +160,7 @@ def _dashboard(url: str, tmp_path: Path):
         driver = _driver(temp)
         stack.callback(driver.quit)
         proc, page = _start(url, log)
-        stack.callback(proc.communicate, timeout=30)
-        stack.callback(proc.terminate)
+        stack.callback(_stop, proc)
         yield driver, page
     err = log.read_text()
     assert "Traceback" not in err, err[-3000:]

@@ -260,24 +260,16 @@ def test_joining_a_port_where_something_else_answers_fails_in_one_line(monkeypat
     assert said in text and "\n" not in text, text
 
 
-def test_a_server_that_speaks_http2_but_is_not_a_ray_head_is_refused_in_one_line(
-        monkeypatch, capfd):
-    # it answers the HTTP/2 opening with a SETTINGS frame, as a Ray head's gRPC server does, and
-    # then never answers a call: Ray's own client asking for the cluster id tells them apart
-    # (ray.init would wait on it for minutes)
+@pytest.fixture
+def http2_stub():
+    """A port where a server answers the HTTP/2 opening with a SETTINGS frame, as a Ray head's
+    gRPC server does, and then never answers a call."""
     import socket
     import threading
-    import time
 
-    import nas.search
-    from nas.search import _probe_head
-
-    monkeypatch.setattr(nas.search, "CONNECT_TIMEOUT_S", 1.0)
-    monkeypatch.delenv("RAY_USE_TLS", raising=False)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
-    port = server.getsockname()[1]
     conns = []
 
     def serve():
@@ -290,14 +282,27 @@ def test_a_server_that_speaks_http2_but_is_not_a_ray_head_is_refused_in_one_line
             conn.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS frame
 
     threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for conn in conns:
+        conn.close()
+
+
+def test_a_server_that_speaks_http2_but_is_not_a_ray_head_is_refused_in_one_line(
+        monkeypatch, capfd, http2_stub):
+    # Ray's own client asking for the cluster id tells it from a head (ray.init would wait on
+    # it for minutes)
+    import time
+
+    import nas.search
+    from nas.search import _probe_head
+
+    monkeypatch.setattr(nas.search, "GCS_CALL_TIMEOUT_S", 1.0)
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    port = http2_stub
     start = time.monotonic()
-    try:
-        with pytest.raises(ConfigError) as info:
-            _probe_head(f"127.0.0.1:{port}")
-    finally:
-        server.close()
-        for conn in conns:
-            conn.close()
+    with pytest.raises(ConfigError) as info:
+        _probe_head(f"127.0.0.1:{port}")
     took = time.monotonic() - start
     text = str(info.value)
     assert text.startswith(f"cannot join the Ray cluster at --ray-address 127.0.0.1:{port}: "
@@ -305,6 +310,8 @@ def test_a_server_that_speaks_http2_but_is_not_a_ray_head_is_refused_in_one_line
                            f"to Ray's GCS call: "), text
     assert "\n" not in text and took < 10, (text, took)
     assert capfd.readouterr().err == ""  # Ray's client logs nothing of its own
+    # a Ray Client address (ray://) is a proxy that serves no GCS: it is not asked
+    _probe_head(f"ray://127.0.0.1:{port}")
 
 
 def test_a_space_name_that_cannot_be_a_study_name_asks_for_study(tmp_path):
