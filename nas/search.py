@@ -540,7 +540,7 @@ def _probe_head(address: str) -> None:
                               f"with `ray start --head --port {endpoint[1]}` or check the "
                               f"address") from e
         if answer is None and not address.startswith("ray://"):  # Ray Client serves no GCS
-            answer = _gcs_answer(endpoint)
+            answer = _gcs_answer(endpoint, address)
         if answer is not None:
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
                               f"{where} answers, but not as a Ray head ({answer}); give the "
@@ -604,13 +604,14 @@ def _grpc_answer(conn) -> str | None:
     return repr(data) if data else "it closed the connection"
 
 
-def _gcs_answer(endpoint: tuple[str, int]) -> str | None:
+def _gcs_answer(endpoint: tuple[str, int], address: str) -> str | None:
     """None if a Ray head's GCS answers one real call at ``endpoint`` (its cluster id, what
     ``ray.init`` asks first, through Ray's own client with its TLS and token settings) or if
     that cannot be told; else why not, for the error. A gRPC server of another kind passes
     :func:`_grpc_answer` and fails here with Ray's ``RpcError`` (UNIMPLEMENTED, or no answer
-    within :data:`GCS_CALL_TIMEOUT_S`). A head that refuses our token is left to ``ray.init``,
-    which says so; so is any other failure of Ray's private client."""
+    within :data:`GCS_CALL_TIMEOUT_S`). A head that refuses our token is a ConfigError of its
+    own (``ray.init`` would log a line a second for 20 s, then say only that it could not
+    connect). Any other failure of Ray's private client is left to ``ray.init``."""
     try:
         from ray._raylet import InnerGcsClient
         from ray.exceptions import RpcError
@@ -626,15 +627,23 @@ def _gcs_answer(endpoint: tuple[str, int]) -> str | None:
             InnerGcsClient.standalone(address, None, int(GCS_CALL_TIMEOUT_S * 1000))
     except RpcError as e:
         if refused_token and isinstance(e, refused_token):
-            return None
+            raise _token_refused(address) from e
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         return f"no answer to Ray's GCS call: {' '.join(first.split())[:160]}"
     except Exception as e:  # noqa: BLE001 - not an answer from the server: cannot tell
         if refused_token and isinstance(e, refused_token):
-            return None
+            raise _token_refused(address) from e
         logging.getLogger(__name__).debug("GCS probe of %s inconclusive: %r", address, e)
         return None
     return None
+
+
+def _token_refused(address: str) -> ConfigError:
+    return ConfigError(
+        f"cannot join the Ray cluster at --ray-address {address}: its head refused this "
+        "machine's authentication token (token authentication is on there); give it the "
+        "cluster's token as `ray start --address` needs it: $RAY_AUTH_TOKEN, "
+        "$RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
 
 
 @contextlib.contextmanager

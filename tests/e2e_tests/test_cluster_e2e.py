@@ -93,6 +93,18 @@ def test_search_through_ray_address_places_a_trial_on_every_gpu_of_both_nodes(
     raylets = [p for p in alive if Path(p.cmdline()[0]).name == "raylet"]
     assert len(raylets) == 2 and any(Path(p.cmdline()[0]).name == "gcs_server" for p in alive), \
         f"the search stopped the cluster: {[p.cmdline()[0] for p in alive]}"
+    if (Path.home() / ".ray" / "auth_token").exists():  # the head runs with token auth
+        # a wrong token is one line within seconds (ray.init: a log line a second for 20 s,
+        # then only "Failed to connect"), before anything is recorded
+        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "wrong" * 8}
+        bad = subprocess.run([sys.executable, str(ROOT / "run_search.py"), "--space", "tiny",
+                              "--budget", "1", "--epochs", "1", "--dataset", "digits",
+                              "--runs-dir", str(tmp_path / "bad"), "--ray-address", address],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and len(lines) == 1, bad.stderr[-3000:]
+        assert "its head refused this machine's authentication token" in lines[0], lines
+        assert not (tmp_path / "bad").exists()
 
 
 def test_a_cluster_that_goes_away_ends_the_run_in_one_line_with_its_trials_closed(
