@@ -388,7 +388,10 @@ class Store:
 
         An existing study is returned unchanged (its stored ``config`` is the first run's), but
         only if it is for the same search space (``space_hash``) and the same objectives;
-        otherwise StorageError, as resuming it would mix incomparable trials.
+        otherwise StorageError, as resuming it would mix incomparable trials. A study that holds
+        no trial and no running run (its first run was refused or stopped before any trial,
+        e.g. by a placement error or Ctrl-C during start-up) takes ``config`` instead: nothing
+        was measured under the old one, so it holds no one to its settings.
         """
         _check_text(name, "study name", NAME_LEN)
         _check_text(space, "space", NAME_LEN)
@@ -423,6 +426,12 @@ class Store:
                         f"study {name!r} already exists with objectives {tuple(row.objectives)}, "
                         f"not {objs}; pick another --study name"
                     )
+                elif row.config != config_json and not session.scalar(
+                        select(func.count()).select_from(TrialModel)
+                        .where(TrialModel.study_id == row.id)) and not session.scalar(
+                        select(func.count()).select_from(RunModel)
+                        .where(RunModel.study_id == row.id, RunModel.outcome == "running")):
+                    row.config = config_json  # never searched: the new settings are its first
                 return _study_record(row)
 
         return self._retry_on_conflict(attempt)

@@ -33,6 +33,7 @@ def test_study_round_trip(store: Store, name_prefix: str, backend_url: str) -> N
     assert created.config == {"seed": 7, "versions": {"torch": "2.4"}, "res": [224, 224]}
     assert created.created_at.tzinfo == timezone.utc, f"got tz {created.created_at.tzinfo}"
 
+    store.start_trial(created.id, key="k", arch_hash="a", arch={"x": 1}, params={})
     again = store.get_or_create_study(
         name, space="metaformer-v1", space_hash="abc123", objectives=OBJECTIVES, config={}
     )
@@ -42,6 +43,25 @@ def test_study_round_trip(store: Store, name_prefix: str, backend_url: str) -> N
         assert other.get_study(name) == created, "a new Store must read back the same record"
     names = [s.name for s in store.list_studies()]
     assert name in names, f"expected {name!r} in {names}"
+
+
+def test_a_study_never_searched_takes_the_config_of_the_next_run(
+    store: Store, name_prefix: str
+) -> None:
+    # a first run refused (a placement error) or stopped during start-up before any trial
+    # must not hold the corrected command to its settings
+    def get(config: dict) -> StudyRecord:
+        return store.get_or_create_study(f"{name_prefix}fresh", space="metaformer-v1",
+                                         space_hash="h", objectives=OBJECTIVES, config=config)
+
+    first = get({"epochs": 2})
+    assert get({"epochs": 1}).config == {"epochs": 1}
+    run = store.begin_run(first.id, config={}, argv=[], versions={}, host="h", pid=1)
+    assert get({"epochs": 3}).config == {"epochs": 1}, "a running run holds the settings"
+    store.end_run(run.id, "failed", "refused")
+    assert get({"epochs": 3}).config == {"epochs": 3}
+    store.start_trial(first.id, key="k", arch_hash="a", arch={"x": 1}, params={})
+    assert get({"epochs": 4}).config == {"epochs": 3}, "a study with a trial keeps its first"
 
 
 def test_study_for_other_space_or_objectives_is_refused(
