@@ -317,6 +317,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                               f"(must be {STUDY_NAME_RULE})") from None
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
+    _refuse_memory_database(url)
     study_name = check_study_name(cfg.study or space.name)
     store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
     masked = mask_url(url)
@@ -516,6 +517,28 @@ def _cluster_auth_env() -> None:
                                               os.environ.get("RAY_AUTH_TOKEN_PATH") or
                                               token.exists()):
         os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _refuse_memory_database(url: str) -> None:
+    """ConfigError for an in-memory SQLite URL: each connection would see its own empty
+    database, and every result would be gone when the run ends."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from db import mask_url
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # Store says what is wrong with it
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database or ""
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory" or \
+            "mode=memory" in database:
+        raise ConfigError(f"--db {mask_url(url)} is an in-memory SQLite database: every result "
+                          "would be lost when the run ends; give a file "
+                          "(sqlite:///path/nas.db) or a server URL")
 
 
 def _probe_head(address: str) -> None:

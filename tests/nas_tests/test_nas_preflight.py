@@ -327,3 +327,16 @@ def test_a_space_name_that_cannot_be_a_study_name_asks_for_study(tmp_path):
                        r"'\.\./etc x' is not a valid study name; pass --study NAME \(must be"):
         run_search(SearchConfig(space=str(space), runs_dir=str(tmp_path / "runs")))
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:",
+                                 "sqlite:///file:x?mode=memory&uri=true"])
+def test_an_in_memory_database_is_refused_before_any_training(tmp_path, url):
+    # it trained the whole budget, then found no study: every result gone
+    from nas.search import SearchConfig, run_search
+
+    with pytest.raises(ConfigError, match=r"is an in-memory SQLite database: every result "
+                                          r"would be lost when the run ends; give a file"):
+        run_search(SearchConfig(space="tiny", db_url=url, runs_dir=str(tmp_path),
+                                dataset="digits", executor="local"), log=lambda line: None)
+    assert not (tmp_path / "cache").exists()  # refused before the dataset was even built
