@@ -278,10 +278,15 @@ def _spaces(args: argparse.Namespace) -> int:
             s = load_space(name)
             print(f"{name:<22} {s.size():>14,} configs  {s.description.splitlines()[0][:90]}")
         return 0
-    if args.cmd == "sample" and args.n < 1:
-        from nas_errors import ConfigError
+    from nas._preflight import SEED_MAX
+    from nas_errors import ConfigError
 
+    if args.cmd == "sample" and args.n < 1:
         raise ConfigError(f"-n must be an integer >= 1; got {args.n}")
+    if args.cmd == "sample" and not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be in 0 .. {SEED_MAX}; got {args.seed}")
+    if args.cmd == "show" and args.probe < 1:
+        raise ConfigError(f"--probe must be an integer >= 1; got {args.probe}")
     space = load_space(args.space)
     if args.cmd == "sample":
         for i in range(args.n):  # independent random draws: a small space repeats itself
@@ -688,6 +693,9 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `... | head`: the reader left; say nothing more (Python's recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except NasError as e:
         return _fail(str(e).splitlines()[0])
     except SearchInterrupted as e:  # the trials are closed: show what exists, then one line

@@ -128,3 +128,23 @@ def test_sample_refuses_a_count_below_one(n: str) -> None:
     r = _main(["spaces", "sample", "tiny", "-n", n])
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == f"error: -n must be an integer >= 1; got {n}", r.stderr
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["sample", "tiny", "--seed", "-5"], "error: --seed must be in 0 .. 4294967295; got -5"),
+    (["sample", "tiny", "--seed", str(2**64)],
+     f"error: --seed must be in 0 .. 4294967295; got {2**64}"),
+    (["show", "tiny", "--probe", "0"], "error: --probe must be an integer >= 1; got 0"),
+])
+def test_a_seed_or_probe_out_of_range_is_one_line(argv: list[str], said: str) -> None:
+    r = _main(["spaces", *argv])  # --probe 0 was an IndexError traceback
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == said, r.stderr
+
+
+def test_sample_into_a_pipe_that_closes_early_ends_quietly() -> None:
+    # `spaces sample ... | head -c 100` ended in a BrokenPipeError traceback
+    proc = subprocess.run(f"{sys.executable} -m nas spaces sample tiny -n 500 | head -c 100",
+                          shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert len(proc.stdout) == 100
+    assert proc.stderr == "", proc.stderr
