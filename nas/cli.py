@@ -442,6 +442,10 @@ def _pareto(args: argparse.Namespace) -> int:
 
     if not (0 < args.z < float("inf")):
         raise ConfigError(f"--z must be a finite number > 0 (standard errors); got {args.z}")
+    if args.out is not None and not args.out.strip():
+        raise ConfigError("--out must name a folder; got an empty string")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: cannot write there: it is a file, not a folder")
     from nas.results import parse_objectives
 
     objectives = parse_objectives(args.objectives) if args.objectives else None

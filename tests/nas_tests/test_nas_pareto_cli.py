@@ -155,3 +155,18 @@ def test_a_database_without_studies_says_so(tmp_path, capsys) -> None:
     Store(url).close()  # our tables, no study
     assert main(["pareto", "--db", url]) == 2
     assert "holds no studies yet; run a search first" in capsys.readouterr().err
+
+
+def test_an_empty_or_file_out_is_refused_before_the_table(db, tmp_path, capsys) -> None:
+    # --out "" wrote nothing with exit 0; --out FILE printed the whole table, then refused
+    url, _ = db
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", ""]) == 2
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", str(afile)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out
+    err = captured.err.splitlines()
+    assert err == ["error: --out must name a folder; got an empty string",
+                   f"error: --out {afile}: cannot write there: it is a file, not a folder"], err
+    assert afile.read_text() == "x"
