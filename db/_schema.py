@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from db._engine import WRITE_OPTION, describe, mask_url, open_engine
 from db.errors import SchemaError, StorageError
@@ -125,15 +126,28 @@ def upgrade(url: str) -> tuple[str | None, str]:
         engine.dispose()
 
 
-def schema_revision(url: str) -> str | None:
+def schema_revision(url: str, other_tables: list[str] | None = None) -> str | None:
     """The schema revision of the ``nas_`` tables at ``url``; None if it has none of them.
 
-    A database from before the migrations reports the revision its columns show.
+    A database from before the migrations reports the revision its columns show. Read-only:
+    the database, its journal mode included, is left as it was. ``other_tables``, when given,
+    receives the names of the tables that are not ours (Optuna's, another program's).
     """
     masked = mask_url(url)
-    engine = open_engine(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None  # open_engine says what is wrong with it
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database and \
+            ":memory:" not in parsed.database and parsed.query.get("uri") not in ("true", "1") \
+            and not Path(parsed.database).exists():
+        return None  # no file yet: a read-only open would fail, and there are no tables
+    engine = open_engine(url, read_only=True)
     try:
         with engine.connect() as conn:
+            if other_tables is not None:
+                other_tables.extend(sorted(n for n in inspect(conn).get_table_names()
+                                           if not n.startswith(_PREFIX)))
             return current_revision(conn)[0]
     except SQLAlchemyError as e:
         raise StorageError(f"reading the schema revision of {masked} failed: {describe(e)}"

@@ -392,11 +392,19 @@ def _db(args: argparse.Namespace) -> int:
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         print(f"{shown}: no database yet (the first search creates it)")
         return 0
-    rev = schema_revision(url)
+    others: list[str] = []
+    rev = schema_revision(url, others)
+    optuna = {"studies", "trials", "alembic_version", "version_info"}
     if rev == HEAD_REVISION:
         state = "current"
-    elif rev is None:
+    elif rev is None and not others:
         state = "no tables yet; the first search creates them"
+    elif rev is None and optuna <= set(others):
+        state = "no metaformer-nas tables, only Optuna's; a search adds ours beside them"
+    elif rev is None:
+        listed = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        state = (f"no metaformer-nas tables; it holds {len(others)} other table(s) ({listed}): "
+                 "another program's database?")
     else:
         state = f"this version needs {HEAD_REVISION}; run: python -m nas db upgrade --db {shown}"
     print(f"{shown}: schema revision {rev or 'none'} ({state})")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timezone
+from pathlib import Path
 
 import optuna
 import pytest
@@ -273,3 +275,28 @@ def test_cli_db_upgrade_and_current(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: cannot open database nosuchdialect://x/y") and \
         err.count("\n") == 1, err
+
+
+def test_cli_db_current_reads_only_and_names_what_a_foreign_database_holds(
+        tmp_path, capsys) -> None:
+    # it used to switch another program's file to WAL (changing it) and call it empty
+    import hashlib
+    import sqlite3
+
+    path = tmp_path / "foreign.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE foo (x)")
+        conn.commit()
+    before = hashlib.md5(path.read_bytes()).hexdigest()
+    assert main(["db", "current", "--db", f"sqlite:///{path}"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"sqlite:///{path}: schema revision none (no metaformer-nas tables; it holds 1 other "
+        "table(s) (foo): another program's database?)")
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before
+    assert not Path(f"{path}-wal").exists()
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(storage=url, study_name="x")
+    assert main(["db", "current", "--db", url]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{url}: schema revision none (no metaformer-nas tables, only Optuna's; a search adds "
+        "ours beside them)")
