@@ -642,21 +642,19 @@ def _gcs_answer(endpoint: tuple[str, int], address: str) -> str | None:
         return None
     import ray.exceptions
 
-    refused_token = getattr(ray.exceptions, "AuthenticationError", ())  # Ray >= 2.5x
+    refused_token = getattr(ray.exceptions, "AuthenticationError", ())  # () catches nothing
     host, port = endpoint
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         with _stderr_silenced():  # Ray's C++ client logs its failure there; our line says it
-            InnerGcsClient.standalone(address, None, int(GCS_CALL_TIMEOUT_S * 1000))
+            InnerGcsClient.standalone(target, None, int(GCS_CALL_TIMEOUT_S * 1000))
+    except refused_token as e:
+        raise _token_refused(address) from e
     except RpcError as e:
-        if refused_token and isinstance(e, refused_token):
-            raise _token_refused(address) from e
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         return f"no answer to Ray's GCS call: {' '.join(first.split())[:160]}"
     except Exception as e:  # noqa: BLE001 - not an answer from the server: cannot tell
-        if refused_token and isinstance(e, refused_token):
-            raise _token_refused(address) from e
-        logging.getLogger(__name__).debug("GCS probe of %s inconclusive: %r", address, e)
+        logging.getLogger(__name__).debug("GCS probe of %s inconclusive: %r", target, e)
         return None
     return None
 
