@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from db._engine import WRITE_OPTION, describe, mask_url, open_engine
+from db._engine import WRITE_OPTION, describe, mask_url, open_engine, sqlite_file
 from db.errors import SchemaError, StorageError
 
 #: The schema revision this version of the package reads and writes.
@@ -135,12 +134,10 @@ def schema_revision(url: str, other_tables: list[str] | None = None) -> str | No
     """
     masked = mask_url(url)
     try:
-        parsed = make_url(url)
+        path = sqlite_file(url)
     except ArgumentError:
-        parsed = None  # open_engine says what is wrong with it
-    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database and \
-            ":memory:" not in parsed.database and parsed.query.get("uri") not in ("true", "1") \
-            and not Path(parsed.database).exists():
+        path = None  # open_engine says what is wrong with it
+    if path is not None and not path.exists():
         return None  # no file yet: a read-only open would fail, and there are no tables
     engine = open_engine(url, read_only=True)
     try:
