@@ -308,6 +308,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
                           f"of space '{space.name}' (before its constraints); lower --budget or "
                           "give the space more choices")
+    # constraints that admit nothing are refused before a study exists, not after
+    # PROPOSALS_PER_SLOT skipped proposals recorded in it (SpaceError, one line, exit 2)
+    space.sample_random(cfg.seed)
     if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
         try:
             check_study_name(space.name)

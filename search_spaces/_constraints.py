@@ -73,7 +73,7 @@ class Constraints:
         if self.max_macs is not None or self.max_params is not None:
             cost = analytic_cost(arch)
             if self.max_macs is not None and cost.macs > self.max_macs:
-                out.append(f"max_macs: {cost.macs / 1e9:.3f} GMACs > {self.max_macs / 1e9:.3f}")
+                out.append(f"max_macs: {cost.macs / 1e9:.4g} GMACs > {self.max_macs / 1e9:.4g}")
             if self.max_params is not None and cost.params > self.max_params:
-                out.append(f"max_params: {cost.params / 1e6:.3f} M > {self.max_params / 1e6:.3f}")
+                out.append(f"max_params: {cost.params / 1e6:.4g} M > {self.max_params / 1e6:.4g}")
         return out

@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -416,13 +417,23 @@ class Space:
                       max_tries: int = 1000) -> tuple[ArchSpec, dict[str, Any]]:
         """Uniform random sample (rejection sampling on the constraints when ``feasible``)."""
         rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        failed: Counter[str] = Counter()  # draws each constraint rejected
+        nearest: dict[str, str] = {}  # per constraint, the first rejection's reason
         for _ in range(max_tries):
             trial = RandomTrial(rng)
             arch = self.sample(trial)
-            if not feasible or not self.violations(arch):
+            broken = self.violations(arch) if feasible else []
+            if not broken:
                 return arch, trial.params
+            for reason in broken:
+                name, _, detail = reason.partition(":")
+                failed[name] += 1
+                nearest.setdefault(name, detail.strip())
+        why = "; ".join(f"{name} rejected {n}, e.g. {nearest[name]}"
+                        for name, n in failed.most_common())
         raise SpaceError(f"{self.source}: constraints: no feasible configuration in {max_tries} "
-                         "random draws; loosen the constraints")
+                         f"random draws ({why}); loosen the constraints (`python -m nas spaces show "
+                         "SPACE` gives its cost ranges and feasible share)")
 
     # ---------------------------------------------------------------- constraints
 

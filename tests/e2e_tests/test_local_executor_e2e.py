@@ -78,36 +78,61 @@ def test_local_executor_records_a_failure_with_its_reason(tmp_path, monkeypatch)
     assert sum(ln.startswith("[ failed ]") for ln in lines) == 1, lines
 
 
-def test_a_space_with_nothing_feasible_ends_as_exhausted_with_its_reason(tmp_path, capsys):
-    """Every proposal infeasible: the run stops after PROPOSALS_PER_SLOT of them and says that
-    the space ran out, not that trials failed (none did)."""
+ONE_FEASIBLE = """\
+name: one_feasible
+family: metaformer
+resolution: 64
+num_classes: 1000
+stem: v2
+head: linear
+depth: {total: [4], ratios: ["1:1:1:1"]}
+width: {base: [16], multipliers: ["1:2:4:8"], divisor: 16}
+norm: ln_nobias
+act: starrelu
+stages:
+  - mixer: [sepconv]
+  - mixer: [pooling]
+  - mixer: [attention]
+  - mixer: [attention, sepconv]
+mixers:
+  sepconv: {kernel_size: [3]}
+  attention: {head_dim: 16}
+constraints: {conv_before_attention: true}
+proxy: {width_mult: 0.5, depth_mult: 0.5, resolution: 32, stem_stride: 2}
+"""
+
+
+def test_a_space_run_out_of_feasible_configurations_ends_as_exhausted(tmp_path, capsys):
+    """Two configurations, one feasible: once it is trained every proposal is a duplicate or
+    infeasible, and the run stops after PROPOSALS_PER_SLOT of them saying that the space ran
+    out, not that trials failed (none did)."""
     from nas.cli import main
 
-    text = (Path(__file__).resolve().parents[2] / "search_spaces" / "tiny.yaml").read_text()
-    space = tmp_path / "none.yaml"
-    space.write_text(text.replace("constraints:\n", "constraints:\n  max_macs: 1.0\n", 1))
-    rc = main(["search", "--space", str(space), "--budget", "2", "--executor", "local",
-               "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits", "--study", "none"])
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_FEASIBLE)
+    args = ["search", "--space", str(space), "--budget", "2", "--epochs", "1", "--executor",
+            "local", "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits",
+            "--study", "one"]
+    rc = main(args)
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and err[-1].startswith("error: only 0 of 2 trials completed: the space has "
+    assert rc == 1 and err[-1].startswith("error: only 1 of 2 trials completed: the space has "
                                           "no new feasible configuration left"), err[-3:]
     store = Store(f"sqlite:///{tmp_path}/runs/nas.db")
-    rows = store.trials("none")
-    assert rows and {t.state for t in rows} == {"INFEASIBLE"}
-    assert [(r.outcome, r.message) for r in store.runs("none")] == [
+    rows = store.trials("one")
+    assert [t.state for t in rows].count("COMPLETE") == 1
+    assert {t.state for t in rows} == {"COMPLETE", "DUPLICATE", "INFEASIBLE"}, rows
+    assert [(r.outcome, r.message) for r in store.runs("one")] == [
         ("failed", EXHAUSTED_MESSAGE)]
     # the same command again: refused before asking the sampler, nothing added to the study
-    args = ["search", "--space", str(space), "--budget", "2", "--executor", "local",
-            "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits", "--study", "none"]
     assert main(args) == 1
     out, err = capsys.readouterr()
     assert "its run 1 already found no new feasible configuration with --sampler nsga2 " \
         "--seed 0" in out, out
     assert "no new feasible configuration left" in err.strip().splitlines()[-1]
-    assert len(store.trials("none")) == len(rows)
-    assert [r.outcome for r in store.runs("none")] == ["failed", "failed"]
+    assert len(store.trials("one")) == len(rows)
+    assert [r.outcome for r in store.runs("one")] == ["failed", "failed"]
     # another seed lets the sampler try (and here fail) again
     before = len(rows)
     assert main([*args, "--seed", "1"]) == 1
     capsys.readouterr()
-    assert len(store.trials("none")) > before
+    assert len(store.trials("one")) > before

@@ -340,3 +340,22 @@ def test_an_in_memory_database_is_refused_before_any_training(tmp_path, url):
         run_search(SearchConfig(space="tiny", db_url=url, runs_dir=str(tmp_path),
                                 dataset="digits", executor="local"), log=lambda line: None)
     assert not (tmp_path / "cache").exists()  # refused before the dataset was even built
+
+
+def test_constraints_that_admit_nothing_are_refused_before_the_study_exists(tmp_path, capsys):
+    # it used to create the study and record 200 skipped proposals before giving up
+    from pathlib import Path
+
+    from nas.cli import main
+
+    text = (Path(__file__).resolve().parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    space = tmp_path / "none.yaml"
+    space.write_text(text.replace("constraints:\n", "constraints:\n  max_macs: 1000000\n", 1))
+    rc = main(["search", "--space", str(space), "--budget", "2", "--executor", "local",
+               "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and line.startswith(
+        f"error: {space}: constraints: no feasible configuration in 1000 random draws "
+        "(max_macs rejected 1000, e.g. "), line
+    assert " GMACs > 0.001); loosen the constraints (`python -m nas spaces show" in line, line
+    assert not (tmp_path / "runs").exists()
