@@ -16,8 +16,8 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 
 from __future__ import annotations
 
-from db._engine import mask_url, normalize_url
-from db._schema import HEAD_REVISION, schema_revision, upgrade
+from db._engine import mask_url, normalize_url, sqlite_file
+from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
 from db.errors import SchemaError, StorageError, StudyBusyError
 from db.records import (
     RUN_OUTCOMES,
@@ -34,6 +34,7 @@ from db.store import Store, default_url
 __all__ = [
     "optuna_storage",
     "HEAD_REVISION",
+    "KNOWN_REVISIONS",
     "RUN_OUTCOMES",
     "TERMINAL_STATES",
     "TRIAL_STATES",
@@ -50,6 +51,7 @@ __all__ = [
     "mask_url",
     "normalize_url",
     "schema_revision",
+    "sqlite_file",
     "upgrade",
 ]
 

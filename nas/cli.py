@@ -378,19 +378,36 @@ def _add_db(sub) -> argparse.ArgumentParser:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from db import HEAD_REVISION, default_url, mask_url, schema_revision, upgrade
+    from sqlalchemy.exc import ArgumentError
 
-    url = args.db or default_url(args.runs_dir)
+    from db import (
+        HEAD_REVISION,
+        KNOWN_REVISIONS,
+        default_url,
+        mask_url,
+        schema_revision,
+        sqlite_file,
+        upgrade,
+    )
+    from nas_errors import ConfigError
+
+    url = args.db or default_url(args.runs_dir, create=False)  # neither command makes folders
     shown = mask_url(url)
+    try:
+        path = sqlite_file(url)
+    except ArgumentError:
+        path = None  # a malformed URL: the command's own open says what is wrong with it
+    if path is not None and not path.exists():  # upgrading it would create a new database
+        if args.cmd == "upgrade":
+            raise ConfigError(f"no database at {shown}: nothing to upgrade (the first search "
+                              f"creates one at revision {HEAD_REVISION}); check the path")
+        print(f"{shown}: no database yet (the first search creates it)")
+        return 0
     if args.cmd == "upgrade":
         old, new = upgrade(url)
         print(f"{shown} is already at {new}" if old == new else
               f"upgraded {shown} from {old or 'nothing'} to {new}")
-        return 0
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        print(f"{shown}: no database yet (the first search creates it)")
         return 0
     others: list[str] = []
     rev = schema_revision(url, others)
@@ -405,6 +422,9 @@ def _db(args: argparse.Namespace) -> int:
         listed = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         state = (f"no metaformer-nas tables; it holds {len(others)} other table(s) ({listed}): "
                  "another program's database?")
+    elif rev not in KNOWN_REVISIONS:  # `db upgrade` would refuse it: a newer package wrote it
+        state = (f"unknown to this version, which knows {', '.join(KNOWN_REVISIONS)}: written by "
+                 "a newer metaformer-nas; upgrade the package (pip install -U metaformer-nas)")
     else:
         state = f"this version needs {HEAD_REVISION}; run: python -m nas db upgrade --db {shown}"
     print(f"{shown}: schema revision {rev or 'none'} ({state})")

@@ -266,11 +266,22 @@ def test_cli_db_upgrade_and_current(tmp_path, capsys) -> None:
     assert capsys.readouterr().out.strip() == f"{url} is already at {HEAD_REVISION}"
     assert main(["db", "current", "--db", url]) == 0
     assert capsys.readouterr().out.strip() == f"{url}: schema revision {HEAD_REVISION} (current)"
-    # default database: <runs-dir>/nas.db; errors are one line on stderr, exit 2
-    assert main(["db", "upgrade", "--runs-dir", str(tmp_path / "runs")]) == 0
-    out = capsys.readouterr().out.strip()
-    assert out == f"upgraded sqlite:///{tmp_path / 'runs' / 'nas.db'} from nothing to " \
-                  f"{HEAD_REVISION}", out
+    # default database: <runs-dir>/nas.db; errors are one line on stderr, exit 2; a path
+    # with no database (a typo) is not upgraded into a new one
+    assert main(["db", "upgrade", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: no database at sqlite:///{tmp_path / 'runs' / 'nas.db'}: nothing to upgrade "
+        f"(the first search creates one at revision {HEAD_REVISION}); check the path\n")
+    assert not (tmp_path / "runs").exists()
+    assert main(["db", "current", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert capsys.readouterr().out == (f"sqlite:///{tmp_path / 'runs' / 'nas.db'}: no database "
+                                       "yet (the first search creates it)\n")
+    _execute(url, text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))  # a newer package's
+    assert main(["db", "current", "--db", url]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{url}: schema revision 0099 (unknown to this version, which knows "
+        f"{', '.join(KNOWN_REVISIONS)}: written by a newer metaformer-nas; upgrade the package "
+        "(pip install -U metaformer-nas))")
     assert main(["db", "upgrade", "--db", "nosuchdialect://x/y"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot open database nosuchdialect://x/y") and \

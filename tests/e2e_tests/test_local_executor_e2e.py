@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from pathlib import Path
 
 import optuna
 import pytest
