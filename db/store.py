@@ -723,8 +723,9 @@ class Store:
             host, pid, pid_started: who runs it; ``pid_started`` is the process creation time
                 (epoch s), so ``holder_is_dead`` can tell a reused pid apart.
             stale_after_s: a running run without a heartbeat for this long is taken over.
-            holder_is_dead: called with a live-looking holder (same host, say: is its process
-                gone?); True lets this run take over at once.
+            holder_is_dead: called with the running holder (same host, say: is its process
+                gone?); True lets this run take over at once, and names the dead process as
+                the reason even when the heartbeat is stale too.
 
         Returns:
             The new run, outcome 'running'.
@@ -758,11 +759,12 @@ class Store:
                     held = run_record(holder)
                     age = (now - held.heartbeat_at).total_seconds()
                     stale = age >= stale_after_s
-                    if not stale and not (holder_is_dead is not None
-                                          and holder_is_dead(held) is True):
+                    # asked even when stale: a process known dead is the plainer reason
+                    dead = holder_is_dead is not None and holder_is_dead(held) is True
+                    if not stale and not dead:
                         raise StudyBusyError(busy_message(study.name, held, max(age, 0.0),
                                                           stale_after_s), holder=held)
-                    why = abandoned_message(held, age, stale)
+                    why = abandoned_message(held, age, stale and not dead)
                     swapped = session.execute(
                         update(RunModel)
                         .where(RunModel.id == held.id, RunModel.outcome == "running",

@@ -85,6 +85,14 @@ def test_dead_holder_is_taken_over_at_once(
     assert (gone.outcome, new.outcome) == ("abandoned", "running")
     assert "its process (pid 111 on host node1) is gone" in gone.message, gone.message
     assert store.heartbeat(old.id) is False
+    # stale as well (a kill -9 found a minute later): the dead process is still the reason
+    study = new_study("dead_and_stale")
+    begin(store, study, pid=111)
+    time.sleep(0.05)
+    begin(store, study, pid=222, stale_after_s=0.01, holder_is_dead=lambda h: h.pid == 111)
+    gone = store.runs(study.id)[0]
+    assert gone.message.startswith("abandoned: its process (pid 111 on host node1) is gone; "
+                                   "the study was taken over"), gone.message
 
 
 def test_end_run_releases_the_lease(store: Store, new_study: Callable[..., StudyRecord]) -> None:
