@@ -106,6 +106,19 @@ def sqlite_file(url: str) -> Path | None:
     return Path(u.database).expanduser()
 
 
+def needs_immutable(error: BaseException, path: Path | None) -> bool:
+    """True when a read-only open of the SQLite file ``path`` failed only because SQLite could
+    not make the WAL database's ``-shm`` file beside it: the folder is not writable (a
+    colleague's results, a read-only mount), so no writer can be live there either, and the
+    file can be read as it is with ``immutable=1``. SQLite says ``readonly`` when the folder's
+    permissions refuse, ``unable to open`` on a read-only file system."""
+    import os
+
+    said = str(error)
+    return (path is not None and path.is_file() and not os.access(path.parent, os.W_OK)
+            and ("readonly" in said or "unable to open" in said))
+
+
 def _read_only_url(url: str, immutable: bool = False) -> tuple[str, dict[str, Any]]:
     """``url`` opened read-only, and the connect arguments that make it so.
 

@@ -12,7 +12,14 @@ from pathlib import Path
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from db._engine import WRITE_OPTION, describe, mask_url, open_engine, sqlite_file
+from db._engine import (
+    WRITE_OPTION,
+    describe,
+    mask_url,
+    needs_immutable,
+    open_engine,
+    sqlite_file,
+)
 from db.errors import SchemaError, StorageError
 
 #: The schema revision this version of the package reads and writes.
@@ -139,15 +146,26 @@ def schema_revision(url: str, other_tables: list[str] | None = None) -> str | No
         path = None  # open_engine says what is wrong with it
     if path is not None and not path.exists():
         return None  # no file yet: a read-only open would fail, and there are no tables
-    engine = open_engine(url, read_only=True)
+
+    def read(immutable: bool) -> tuple[list[str], str | None]:
+        engine = open_engine(url, read_only=True, immutable=immutable)
+        try:
+            with engine.connect() as conn:
+                return (sorted(n for n in inspect(conn).get_table_names()
+                               if not n.startswith(_PREFIX)), current_revision(conn)[0])
+        finally:
+            engine.dispose()
+
     try:
-        with engine.connect() as conn:
-            if other_tables is not None:
-                other_tables.extend(sorted(n for n in inspect(conn).get_table_names()
-                                           if not n.startswith(_PREFIX)))
-            return current_revision(conn)[0]
+        try:
+            tables, rev = read(immutable=False)
+        except SQLAlchemyError as e:
+            if not needs_immutable(e, path):
+                raise
+            tables, rev = read(immutable=True)  # a WAL database in a folder none can write
     except SQLAlchemyError as e:
         raise StorageError(f"reading the schema revision of {masked} failed: {describe(e)}"
                            ) from e
-    finally:
-        engine.dispose()
+    if other_tables is not None:
+        other_tables.extend(tables)
+    return rev

@@ -17,7 +17,7 @@ from sqlalchemy import case, false, func, or_, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db._engine import WRITE_OPTION, mask_url, open_engine, sqlite_file
+from db._engine import WRITE_OPTION, mask_url, needs_immutable, open_engine, sqlite_file
 from db._jsonable import to_json_object
 from db._models import HASH_LEN, NAME_LEN, RunModel, StudyModel, TrialModel
 from db._retry import retrying as _retrying
@@ -254,11 +254,9 @@ class Store:
                 self._open_schema()
             except StorageError as e:
                 if not (read_only and self._engine.dialect.name == "sqlite"
-                        and "readonly" in str(e) and not os.access(path.parent, os.W_OK)):
+                        and needs_immutable(e, path)):
                     raise
-                # a WAL database in a folder this user cannot write (a colleague's results, a
-                # read-only mount): SQLite cannot make its -shm file, so no writer is live
-                # there; read the file as it is
+                # a WAL database in a folder this user cannot write: read the file as it is
                 self._engine.dispose()
                 self._connect(url, echo, read_only=True, immutable=True)
                 self.immutable = True

@@ -198,3 +198,47 @@ def test_a_wal_database_in_a_folder_the_user_cannot_write_is_read_as_it_is() -> 
     finally:
         (base / "results").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_wal_database_on_a_read_only_file_system_is_read_as_it_is(tmp_path) -> None:
+    """A read-only mount: SQLite says 'unable to open database file' there (not 'readonly'),
+    and the readers and `db current` used to stop on it. The mount lives in a private mount
+    namespace of the child (unshare), so nothing is left mounted on this machine."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare to make a private read-only mount")
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.strip()[-200:]}")
+    src, mnt = tmp_path / "src", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    _fill(f"sqlite:///{src / 'nas.db'}")
+    con = sqlite3.connect(src / "nas.db")
+    assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    con.close()  # the last connection: SQLite removes the -wal and -shm files
+    assert sorted(p.name for p in src.iterdir()) == ["nas.db"]
+    before = hashlib.md5((src / "nas.db").read_bytes()).hexdigest()
+    root = Path(__file__).resolve().parents[2]
+    url = f"sqlite:///{mnt / 'nas.db'}"
+    code = ("import sys; from db import Store, schema_revision; "
+            "s = Store(sys.argv[1], read_only=True); "
+            "print(s.immutable, [t.state for t in s.trials('a')], schema_revision(sys.argv[1]))")
+    script = (f'mount --bind "{src}" "{mnt}" && mount -o remount,ro,bind "{mnt}" && '
+              f'touch "{mnt}/x" 2>/dev/null && echo WRITABLE; '
+              f'exec "{sys.executable}" -c "$0" "{url}"')
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        code], cwd=root, capture_output=True, text=True, timeout=120)
+    if "mount:" in r.stderr and r.returncode != 0 and "Traceback" not in r.stderr:
+        pytest.skip(f"cannot mount here: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    from db import HEAD_REVISION
+
+    assert r.stdout.splitlines() == [f"True ['COMPLETE', 'FAIL', 'RUNNING'] {HEAD_REVISION}"], \
+        r.stdout
+    assert sorted(p.name for p in src.iterdir()) == ["nas.db"], "nothing created there"
+    assert hashlib.md5((src / "nas.db").read_bytes()).hexdigest() == before
