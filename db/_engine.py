@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -112,8 +113,6 @@ def needs_immutable(error: BaseException, path: Path | None) -> bool:
     colleague's results, a read-only mount), so no writer can be live there either, and the
     file can be read as it is with ``immutable=1``. SQLite says ``readonly`` when the folder's
     permissions refuse, ``unable to open`` on a read-only file system."""
-    import os
-
     said = str(error)
     return (path is not None and path.is_file() and not os.access(path.parent, os.W_OK)
             and ("readonly" in said or "unable to open" in said))

@@ -378,7 +378,6 @@ def _add_db(sub) -> argparse.ArgumentParser:
 
 
 def _db(args: argparse.Namespace) -> int:
-
     from sqlalchemy.exc import ArgumentError
 
     from db import (

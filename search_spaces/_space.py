@@ -418,7 +418,7 @@ class Space:
         """Uniform random sample (rejection sampling on the constraints when ``feasible``)."""
         rng = seed if isinstance(seed, random.Random) else random.Random(seed)
         failed: Counter[str] = Counter()  # draws each constraint rejected
-        nearest: dict[str, str] = {}  # per constraint, the first rejection's reason
+        example: dict[str, str] = {}  # per constraint, the first rejection's reason
         for _ in range(max_tries):
             trial = RandomTrial(rng)
             arch = self.sample(trial)
@@ -428,12 +428,12 @@ class Space:
             for reason in broken:
                 name, _, detail = reason.partition(":")
                 failed[name] += 1
-                nearest.setdefault(name, detail.strip())
-        why = "; ".join(f"{name} rejected {n}, e.g. {nearest[name]}"
+                example.setdefault(name, detail.strip())
+        why = "; ".join(f"{name} rejected {n}, e.g. {example[name]}"
                         for name, n in failed.most_common())
         raise SpaceError(f"{self.source}: constraints: no feasible configuration in {max_tries} "
-                         f"random draws ({why}); loosen the constraints (`python -m nas spaces show "
-                         "SPACE` gives its cost ranges and feasible share)")
+                         f"random draws ({why}); loosen the constraints (`python -m nas "
+                         "spaces show SPACE` gives its cost ranges and feasible share)")
 
     # ---------------------------------------------------------------- constraints
 
