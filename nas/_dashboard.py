@@ -436,6 +436,21 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
     return app
 
 
+def _local_addresses(most: int = 8) -> str:
+    """This machine's interface addresses (IPv4 first), for a --host it cannot serve on."""
+    import socket
+
+    import psutil
+
+    try:
+        found = [a.address.split("%")[0] for nics in psutil.net_if_addrs().values()
+                 for a in nics if a.family in (socket.AF_INET, socket.AF_INET6)]
+    except OSError:
+        return "see `ip addr`"
+    found = sorted(set(found), key=lambda a: (":" in a, a))
+    return ", ".join(found[:most]) + (", ..." if len(found) > most else "") or "none found"
+
+
 def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
           study: str | None = None, refresh_s: float = 5.0,
           threads: int = 8) -> int:
@@ -465,7 +480,7 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
                 hint = "choose another --port, or --port 0 for any free one"
             else:  # an unknown name, or an address that is not this machine's
                 hint = ("--host must be an address of this machine: 127.0.0.1 (the default), "
-                        "::1, a local interface's address, or 0.0.0.0 for all")
+                        f"0.0.0.0 for all, or one of its interfaces' ({_local_addresses()})")
             raise ConfigError(f"cannot serve on {host}:{port}: {why} ({hint})") from e
         snapshots.warm(study)  # the first page is then served from memory (requests queue)
         listen = getattr(server, "effective_listen", None) or \

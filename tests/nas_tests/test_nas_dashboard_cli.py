@@ -39,7 +39,8 @@ def _one_line(code: int, err: str, says: str) -> None:
      "cannot serve on no-such-host.invalid:0: Invalid host/port specified (--host must be an "
      "address of this machine"),
     (["dashboard", "--host", "192.0.2.1", "--port", "0"],  # TEST-NET-1: nobody's address
-     "(--host must be an address of this machine"),
+     "(--host must be an address of this machine: 127.0.0.1 (the default), 0.0.0.0 for all, "
+     "or one of its interfaces' ("),
     (["dashboard", "--refresh", "0"], "--refresh must be 0.5 .. 86400 seconds"),
     (["dashboard", "--refresh", "inf"], "--refresh must be 0.5 .. 86400 seconds"),
     (["report", "--study", "nope"], "no study named 'nope'"),
@@ -94,3 +95,13 @@ def test_subprocess_missing_database_and_busy_port(url, tmp_path: Path) -> None:
     _one_line(code, err, f"cannot serve on 127.0.0.1:{busy}")
     assert "(choose another --port, or --port 0 for any free one)" in err, err
     assert " on http://" not in out
+
+
+def test_a_host_it_cannot_serve_on_is_told_this_machine_s_addresses() -> None:
+    from nas._dashboard import _local_addresses
+
+    listed = _local_addresses().split(", ")
+    assert "127.0.0.1" in listed, listed
+    assert listed.index("127.0.0.1") < min((i for i, a in enumerate(listed) if ":" in a),
+                                           default=len(listed)), "IPv4 first"
+    assert all("%" not in a for a in listed), listed  # no zone suffix (fe80::1%eth0)
