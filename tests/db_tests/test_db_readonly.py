@@ -235,6 +235,8 @@ def test_a_wal_database_on_a_read_only_file_system_is_read_as_it_is(tmp_path) ->
                         code], cwd=root, capture_output=True, text=True, timeout=120)
     if "mount:" in r.stderr and r.returncode != 0 and "Traceback" not in r.stderr:
         pytest.skip(f"cannot mount here: {r.stderr.strip()[-200:]}")
+    if r.stdout.startswith("WRITABLE"):
+        pytest.skip("the read-only remount did not take effect here")
     assert r.returncode == 0, r.stderr[-2000:]
     from db import HEAD_REVISION
 
