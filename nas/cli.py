@@ -228,12 +228,16 @@ def _search(args: argparse.Namespace) -> int:
         if summary.exhausted:
             from nas._searcher import PROPOSALS_PER_SLOT
 
-            return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what}: the space "
-                         f"has no new feasible configuration left for the sampler "
-                         f"({PROPOSALS_PER_SLOT} proposals in a row were duplicates or "
-                         "infeasible; `python -m nas spaces show` gives its size and feasible "
-                         "share); lower --budget or widen the space or its constraints",
-                         EXIT_FAILED)
+            # not "none left": with a small feasible share the sampler may just miss them
+            skipped = summary.duplicates + summary.infeasible
+            who = (f"this run skipped {summary.duplicates} duplicate and {summary.infeasible} "
+                   "infeasible ones" if skipped else
+                   "in an earlier run with this --sampler and --seed")
+            return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what}: the "
+                         f"sampler proposed no new feasible configuration in "
+                         f"{PROPOSALS_PER_SLOT} proposals in a row ({who}; `python -m nas "
+                         "spaces show` gives the space's size and feasible share); lower "
+                         "--budget, or widen the space or loosen its constraints", EXIT_FAILED)
         return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what} "
                      "(see the failures above)", EXIT_FAILED)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "NAS_CACHE_DIR"  # environment variable overriding the default cache root
 SPLITS = ("train", "val", "test")  # the splits every prepared dataset has
+MIN_PIXEL_STD = 1.0  # 0..255 units: a channel below it is flat; the loader divides by no less
 DEFAULT_DATASET = "clutter"  # the embedded default task
 META_VERSION = 2  # bump when the on-disk layout or meta.json schema changes (fields added
 #                   with a default when read back, like stored_side, need no bump)
@@ -160,6 +162,10 @@ def prepare_dataset(name: str = DEFAULT_DATASET, cache_dir: str | os.PathLike | 
             raise
         try:
             return _build(directory, expected, view, data)
+        except DatasetError:  # refused before writing (an empty split, flat images)
+            if created:
+                _remove_if_only_lock(directory)
+            raise
         except OSError as e:
             raise DatasetError(f"cannot write dataset files in {directory} ({e}); free space "
                                f"or pass another cache_dir") from None
@@ -219,6 +225,10 @@ def _load_cached(directory: Path, expected: dict, view: dict) -> tuple[DatasetIn
                       **{f"{s}_path": str(directory / f"{s}.beton") for s in SPLITS})
         info = DatasetInfo(**fields)
         sizes = [int(meta[f"{s}_bytes"]) for s in SPLITS]
+        stats = [float(v) for v in (*info.mean, *info.std)]
+        if len(stats) != 6 or not all(math.isfinite(v) and v >= 0 for v in stats):
+            raise ValueError(f"mean {list(info.mean)} and std {list(info.std)} must be 3 "
+                             "finite numbers >= 0 each")
     except (OSError, ValueError, KeyError, TypeError) as e:
         return None, f"meta.json is unreadable ({e})"
     paths = [info.split(s)[0] for s in SPLITS]
@@ -249,6 +259,12 @@ def _build(directory: Path, expected: dict, view: dict, data: SourceData) -> Dat
                                f"{expected['val_fraction']}, test_fraction "
                                f"{expected['test_fraction']}); give more examples or larger "
                                f"fractions")
+    mean, std = _pixel_stats(data.images, idx["train"])  # checked before anything is written
+    if max(std) < MIN_PIXEL_STD:  # all black, say: a corrupt export, nothing to learn from
+        raise DatasetError(f"every training image of {expected['name']!r} is the same flat "
+                           f"colour (pixel std {max(std):.3g} of 255 in every channel, mean "
+                           f"{', '.join(f'{m:.1f}' for m in mean)}): nothing to learn; check the "
+                           "input's images")
     raw = isinstance(data.images, np.ndarray)
     jpeg = {} if raw else {"jpeg_max_side": MAX_STORED_SIDE, "jpeg_quality": JPEG_QUALITY}
     final = {split: directory / f"{split}.beton" for split in SPLITS}
@@ -265,7 +281,6 @@ def _build(directory: Path, expected: dict, view: dict, data: SourceData) -> Dat
     finally:
         for path in tmp.values():
             path.unlink(missing_ok=True)
-    mean, std = _pixel_stats(data.images, idx["train"])
     info = DatasetInfo(
         name=expected["name"], **{f"{s}_path": str(final[s]) for s in SPLITS},
         num_classes=data.num_classes, **{f"num_{s}": len(idx[s]) for s in SPLITS},

@@ -29,3 +29,53 @@ def import_ffcv() -> None:
             import ffcv.fields.rgb_image  # noqa: F401
         finally:
             numba.typed.Dict = typed_dict
+        _report_loader_thread_errors()
+
+
+def _report_loader_thread_errors() -> None:
+    """Make an error in FFCV's loader thread reach the training loop instead of hanging it.
+
+    FFCV's ``EpochIterator`` fills a queue from its own thread and ``__next__`` waits on that
+    queue without a timeout; when a pipeline stage raises (a transform refusing its input, a
+    decode failure), the thread dies and the consumer waits forever, deaf to a graceful stop.
+    Here the thread's error is kept, the consumer is woken with FFCV's own end-of-epoch marker,
+    and ``__next__`` raises :class:`LoaderThreadError` naming the error instead of ending the
+    epoch. Nothing changes while the thread runs normally.
+    """
+    from queue import Full
+
+    from ffcv.loader.epoch_iterator import EpochIterator
+
+    if getattr(EpochIterator, "_nas_reports_errors", False):
+        return
+    run, next_ = EpochIterator.run, EpochIterator.__next__
+
+    def run_reporting(self) -> None:
+        try:
+            run(self)
+        except BaseException as e:  # the thread's end: keep it for the consumer
+            self._nas_error = e
+            while not self.terminate_event.is_set():  # FFCV's own put loop
+                try:
+                    self.output_queue.put(None, block=True, timeout=0.5)
+                    break
+                except Full:
+                    pass
+
+    def next_reporting(self):
+        try:
+            return next_(self)
+        except StopIteration:
+            error = getattr(self, "_nas_error", None)
+            if error is None:
+                raise
+            raise LoaderThreadError(f"the data loader failed: {type(error).__name__}: "
+                                    f"{' '.join(str(error).split())}") from error
+
+    EpochIterator.run = run_reporting
+    EpochIterator.__next__ = next_reporting
+    EpochIterator._nas_reports_errors = True
+
+
+class LoaderThreadError(RuntimeError):
+    """FFCV's loader thread raised; the message names its error, chained as ``__cause__``."""

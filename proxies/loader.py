@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from proxies.beton import IMAGE_FIELD, LABEL_FIELD, check_beton
-from proxies.datasets import DatasetInfo
+from proxies.datasets import MIN_PIXEL_STD, DatasetInfo
 from proxies.errors import DatasetError
 from proxies.ffcv_import import import_ffcv
 
@@ -69,7 +69,9 @@ def make_loader(info: DatasetInfo, split: str, *, batch_size: int, shuffle: bool
     ]
     if info.stored_side is not None and info.stored_side != side:
         image_pipeline.append(TorchOp(functools.partial(_resize, side=side)))
-    image_pipeline.append(TorchOp(Normalize(mean=list(info.mean), std=list(info.std))))
+    # a channel constant over the train split (std 0) is only centred, not divided by zero
+    std = [max(float(v), MIN_PIXEL_STD) for v in info.std]
+    image_pipeline.append(TorchOp(Normalize(mean=list(info.mean), std=std)))
     if not channels_last:
         image_pipeline.append(TorchOp(torch.Tensor.contiguous))
     label_pipeline = [

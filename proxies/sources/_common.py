@@ -40,6 +40,9 @@ def check_labels(labels: object, num_classes: int | None, where: str) -> np.ndar
     if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
         raise DatasetError(f"{where}: labels must be a 1-d array of integers, got shape "
                            f"{arr.shape} dtype {arr.dtype}")
+    if arr.size and np.issubdtype(arr.dtype, np.unsignedinteger) \
+            and arr.max() > np.iinfo(np.int64).max:
+        raise DatasetError(f"{where}: labels must be class ids 0..C-1, got {arr.max()}")
     arr = arr.astype(np.int64)
     if arr.size and arr.min() < 0:
         raise DatasetError(f"{where}: labels must be class ids 0..C-1, got {arr.min()}")
@@ -62,6 +65,26 @@ def check_images(images: object, where: str) -> np.ndarray:
     if not 8 <= arr.shape[1] <= 512:
         raise DatasetError(f"{where}: image side must be 8..512 pixels, got {arr.shape[1]}")
     return np.ascontiguousarray(arr)
+
+
+def check_classes_present(train_labels: np.ndarray, num_classes: int, where: str) -> None:
+    """DatasetError unless every class id 0..num_classes-1 occurs in the train split: the
+    class count is the largest id + 1, so a stray id (10**9) or a gap would become classes
+    with no training image (and a head that size)."""
+    present = np.unique(train_labels)  # sorted, within 0..num_classes-1 (check_labels)
+    n_missing = num_classes - len(present)
+    if n_missing:
+        have, shown = set(present.tolist()), []
+        for c in range(num_classes):  # the first few, without an array of num_classes ids
+            if c not in have:
+                shown.append(str(c))
+                if len(shown) == 5:
+                    break
+        more = ", ..." if n_missing > len(shown) else ""
+        raise DatasetError(f"{where}: labels must be class ids 0..C-1 with every class in the "
+                           f"train split; labels run to {num_classes - 1} but {n_missing:,} "
+                           f"of these {num_classes:,} classes have no train image "
+                           f"({', '.join(shown)}{more})")
 
 
 def check_num_classes(num_classes: int, what: str) -> None:

@@ -103,7 +103,7 @@ def _load(path: Path) -> dict[str, object]:
     try:
         d = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
-            AttributeError, IndexError, KeyError, MemoryError) as e:
+            AttributeError, LookupError, MemoryError) as e:  # LookupError: a bad codec name
         raise DatasetError(f"cannot read {path} as a CIFAR pickle ({type(e).__name__}: "
                            f"{e})") from None
     if not isinstance(d, dict):

@@ -29,6 +29,9 @@ def load_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as e:  # PIL's guard against huge images
+        raise DatasetError(f"cannot read image {path}: it is too large to decode safely "
+                           f"({' '.join(str(e).split())}); shrink it or leave it out") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DatasetError(f"cannot read image {path} ({type(e).__name__}: {e})") from None
 

@@ -9,7 +9,12 @@ import numpy as np
 
 from proxies.errors import DatasetError
 from proxies.registry import SourceData, register_source
-from proxies.sources._common import check_images, check_labels, check_num_classes
+from proxies.sources._common import (
+    check_classes_present,
+    check_images,
+    check_labels,
+    check_num_classes,
+)
 
 _SPLIT_KEYS = (("train", 0), ("val", 1), ("test", 2))  # (key suffix, split id)
 
@@ -64,6 +69,7 @@ class NpzSource:
         all_labels = np.concatenate(labels)
         num_classes = int(all_labels.max(initial=-1)) + 1
         check_num_classes(num_classes, str(path))
+        check_classes_present(labels[0], num_classes, str(path))  # parts[0] is train
         return SourceData(
             images=np.concatenate(images), labels=all_labels, num_classes=num_classes,
             splits=np.concatenate([np.full(len(y), i, dtype=np.int8)

@@ -200,7 +200,7 @@ def _truncate(path: str, keep: int) -> None:
         f.truncate(keep)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete", "meta"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete", "meta", "meta std"])
 def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage, caplog):
     path = private_digits.val_path
     if damage == "truncate":
@@ -211,6 +211,11 @@ def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage,
             f.write(os.urandom(4096))
     elif damage == "delete":
         os.remove(path)
+    elif damage == "meta std":  # a NaN std used to reach Normalize in the loader thread
+        meta = Path(path).parent / "meta.json"
+        fields = json.loads(meta.read_text())
+        fields["std"] = [float("nan"), 1.0, 1.0]
+        meta.write_text(json.dumps(fields))
     else:
         (Path(path).parent / "meta.json").write_text("{not json")
     with caplog.at_level("WARNING", logger="proxies.datasets"):

@@ -138,3 +138,47 @@ def test_bad_arguments_raise_dataset_error(digits: DatasetInfo, kwargs, match):
     args = {"split": "val", "batch_size": 8, "shuffle": False, **kwargs}
     with pytest.raises(DatasetError, match=match):
         make_loader(digits, args.pop("split"), **args)
+
+
+def test_an_error_in_the_loader_thread_is_raised_in_the_loop_not_a_hang(digits, monkeypatch):
+    # FFCV's thread died and the training loop waited on its queue for good (seen with an
+    # all-black dataset: Normalize refused std 0), deaf to a graceful SIGTERM
+    import threading
+
+    import proxies.loader
+    from proxies.ffcv_import import LoaderThreadError
+
+    def broken(images, side):
+        raise ValueError("a transform refused\nits input")
+
+    monkeypatch.setattr(proxies.loader, "_resize", broken)
+    loader = make_loader(digits, "val", batch_size=32, shuffle=False,
+                         resolution=digits.resolution + 8)  # another side: _resize runs
+    seen: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            for _ in loader:
+                pass
+        except BaseException as e:  # noqa: BLE001 (the test reads it)
+            seen.append(e)
+
+    worker = threading.Thread(target=consume, daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "the loop still waits on the dead loader thread"
+    (error,) = seen
+    assert isinstance(error, LoaderThreadError), repr(error)
+    assert str(error) == "the data loader failed: ValueError: a transform refused its input"
+    # the loader still serves a clean epoch afterwards once the transform works again
+    monkeypatch.undo()
+    assert sum(len(labels) for _, labels in make_loader(
+        digits, "val", batch_size=32, shuffle=False)) == digits.num_val
+
+
+def test_a_flat_channel_is_centred_not_divided_by_zero(digits):
+    import dataclasses
+
+    flat = dataclasses.replace(digits, std=(0.0, digits.std[1], digits.std[2]))
+    images, _ = next(iter(make_loader(flat, "val", batch_size=16, shuffle=False)))
+    assert torch.isfinite(images).all()

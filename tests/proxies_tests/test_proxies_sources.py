@@ -269,6 +269,10 @@ def _cifar_case(tmp_path: Path, damage: str) -> Path:
         _dump(folder / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 10]})
     elif damage == "length mismatch":
         _dump(folder / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3]})
+    elif damage == "bad codec name":  # one damaged byte in the pickle (found by fuzzing)
+        data = (folder / "data_batch_3").read_bytes()
+        assert b"latin1" in data
+        (folder / "data_batch_3").write_bytes(data.replace(b"latin1", b"lat%n1", 1))
     elif damage == "code in pickle":
         (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": os.getcwd}))
     return folder
@@ -285,6 +289,11 @@ def _npz_case(tmp_path: Path, damage: str) -> Path:
         "negative label": {"y_test": np.full(12, -1)},
         "one class": {"y_train": np.zeros(40, int), "y_val": np.zeros(10, int),
                       "y_test": np.zeros(12, int)},
+        "stray label": {"y_train": np.r_[np.arange(39) % 4, 10**9]},
+        "test-only class": {"y_test": np.arange(12) % 5},
+        "huge unsigned label": {"y_test": np.full(12, 2**63 + 5, np.uint64)},
+        "all black": {f"x_{s}": np.zeros((n, 8, 8, 3), np.uint8)
+                      for s, n in (("train", 40), ("val", 10), ("test", 12))},
     }
     if damage == "not a zip":
         path.write_bytes(b"this is not an npz file")
@@ -319,6 +328,8 @@ def _tree_case(tmp_path: Path, damage: str) -> Path:
     ("cifar10", _cifar_case, "labels out of range", r"test_batch: labels must lie in 0\.\.9"),
     ("cifar10", _cifar_case, "length mismatch", r"test_batch: 2 images but 1 labels"),
     ("cifar10", _cifar_case, "code in pickle", r"batches\.meta .*refusing to load"),
+    ("cifar10", _cifar_case, "bad codec name", r"cannot read .*data_batch_3 as a CIFAR pickle "
+                                               r"\(LookupError: unknown encoding: lat%n1\)"),
     ("npz", None, "absent", r"is not a file; expected a \.npz file"),
     ("npz", _npz_case, "not a zip", r"d\.npz is not a \.npz file \(not a zip archive: it "
                                     r"starts with b'this'\); expected"),
@@ -329,6 +340,17 @@ def _tree_case(tmp_path: Path, damage: str) -> Path:
     ("npz", _npz_case, "length mismatch", r"x_train has 40 images but y_train has 39 labels"),
     ("npz", _npz_case, "negative label", r"y_test: labels must be class ids 0\.\.C-1, got -1"),
     ("npz", _npz_case, "one class", r"has 1 class\(es\); .* at least 2"),
+    ("npz", _npz_case, "stray label", r"d\.npz: labels must be class ids 0\.\.C-1 with every "
+                                      r"class in the train split; labels run to 1000000000 but "
+                                      r"999,999,996 of these 1,000,000,001 classes have no "
+                                      r"train image \(4, 5, 6, 7, 8, \.\.\.\)"),
+    ("npz", _npz_case, "test-only class", r"labels run to 4 but 1 of these 5 classes have no "
+                                          r"train image \(4\)$"),
+    ("npz", _npz_case, "huge unsigned label", r"y_test: labels must be class ids 0\.\.C-1, got "
+                                              r"9223372036854775813$"),
+    ("npz", _npz_case, "all black", r"every training image of 'npz' is the same flat colour "
+                                    r"\(pixel std 0 of 255 in every channel, mean 0\.0, 0\.0, "
+                                    r"0\.0\): nothing to learn"),
     ("imagefolder", None, "absent", r"is not a folder; expected a folder of class sub-folders"),
     ("imagefolder", _tree_case, "not an image", r"cannot read image .*dog/bad\.jpg"),
     ("imagefolder", _tree_case, "empty class", r"class folder .*fox holds no images"),
@@ -341,3 +363,17 @@ def test_bad_input_raises_one_line_dataset_error(tmp_path, name, make, damage, m
     assert "\n" not in str(err.value), str(err.value)
     # bad input leaves no cache entry behind (it would only hold the lock file)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_an_image_too_large_to_decode_safely_is_one_line(tmp_path, monkeypatch):
+    # PIL's DecompressionBombError (a 14000 x 14000 PNG) was a 30-line traceback
+    from PIL import Image
+
+    root = tmp_path / "tree"
+    _write_tree(root, per_class=4)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses over 2x: 240, 576 px
+    with pytest.raises(DatasetError, match=r"cannot read image .*: it is too large to decode "
+                                           r"safely \(Image size .*\); shrink it or leave it "
+                                           r"out$") as err:
+        prepare_dataset("imagefolder", tmp_path / "cache", data_path=root)
+    assert "\n" not in str(err.value)
