@@ -65,7 +65,14 @@ def describe(exc: BaseException) -> str:
         text = lines[0].strip() if lines else ""
     if len(text) > 300:
         text = text[:297] + "..."
+    text += _HINTS.get(text, "")
     return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
+_HINTS = {  # what to do about a driver message that does not say
+    "file is not a database": " (it is not a SQLite file; give the nas.db a search wrote, or "
+                              "a path where no file exists yet)",
+}
 
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any, *,

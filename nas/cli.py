@@ -402,6 +402,9 @@ def _db(args: argparse.Namespace) -> int:
         path = sqlite_file(url)
     except ArgumentError:
         path = None  # a malformed URL: the command's own open says what is wrong with it
+    if path is not None and path.is_dir():
+        raise ConfigError(f"no database at {shown}: {str(path)!r} is a directory, not a SQLite "
+                          f"file (give the file, e.g. sqlite:///{path / 'nas.db'})")
     if path is not None and not path.exists():  # upgrading it would create a new database
         if args.cmd == "upgrade":
             raise ConfigError(f"no database at {shown}: nothing to upgrade (the first search "

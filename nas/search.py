@@ -291,7 +291,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     from nas._run import lease_timing, run_lease
     from nas._searcher import close_stale_trials, enqueue_retries
     from nas.models import from_dict
-    from proxies import default_cache_dir, prepare_dataset
+    from proxies import dataset_kinds, default_cache_dir, prepare_dataset
     from search_spaces import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -318,6 +318,10 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             raise ConfigError(f"the study is named after the space, and space name "
                               f"{space.name!r} is not a valid study name; pass --study NAME "
                               f"(must be {STUDY_NAME_RULE})") from None
+    if cfg.dataset not in dataset_kinds():  # before the database is created for nothing
+        from proxies.registry import get_builder
+
+        get_builder(cfg.dataset)  # DatasetError listing the known names
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs)
     _refuse_memory_database(url)

@@ -85,6 +85,12 @@ class ImageFolderSource:
             raise DatasetError(f"{path} is not a folder; expected {self.expects}")
         if (path / "train").is_dir() and (path / "test").is_dir():
             roots = [(i, path / s) for s, i in _SPLIT_DIRS if (path / s).is_dir()]
+        elif (path / "train").is_dir() and not any(
+                f.is_file() and f.suffix.lower() in EXTENSIONS
+                for f in (path / "train").iterdir()):
+            # train/ holding class folders, not images, without test/: not a class "train"
+            raise DatasetError(f"{path} has train/ but no test/; expected {self.expects} "
+                               "(a split layout needs both train/ and test/)")
         else:
             roots = [(None, path)]
         tree = []

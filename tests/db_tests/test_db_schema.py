@@ -311,3 +311,21 @@ def test_cli_db_current_reads_only_and_names_what_a_foreign_database_holds(
     assert capsys.readouterr().out.strip() == (
         f"{url}: schema revision none (no metaformer-nas tables, only Optuna's; a search adds "
         "ours beside them)")
+
+
+def test_cli_db_on_a_folder_or_a_file_that_is_not_sqlite_says_so(tmp_path, capsys) -> None:
+    # a folder gave "disk I/O error"; another file "file is not a database" with no way out
+    for cmd in ("current", "upgrade"):
+        assert main(["db", cmd, "--db", f"sqlite:///{tmp_path}"]) == 2
+        assert capsys.readouterr().err == (
+            f"error: no database at sqlite:///{tmp_path}: {str(tmp_path)!r} is a directory, not "
+            f"a SQLite file (give the file, e.g. sqlite:///{tmp_path / 'nas.db'})\n")
+    other = tmp_path / "notes.db"
+    other.write_text("not a database\n")
+    for cmd in ("current", "upgrade"):
+        assert main(["db", cmd, "--db", f"sqlite:///{other}"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.rstrip().endswith(
+            "DatabaseError: file is not a database (it is not a SQLite file; give the nas.db a "
+            "search wrote, or a path where no file exists yet)"), err
+    assert other.read_text() == "not a database\n"

@@ -359,3 +359,13 @@ def test_constraints_that_admit_nothing_are_refused_before_the_study_exists(tmp_
         "(max_macs rejected 1000, e.g. "), line
     assert " GMACs > 0.001); loosen the constraints (`python -m nas spaces show" in line, line
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_dataset_is_refused_before_the_database_exists(tmp_path, capsys):
+    from nas.cli import main
+
+    rc = main(["search", "--space", "tiny", "--dataset", "imagenet", "--executor", "local",
+               "--runs-dir", str(tmp_path / "runs")])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and line.startswith("error: unknown dataset 'imagenet'; known datasets: "), line
+    assert not (tmp_path / "runs").exists()  # no database created for nothing

@@ -313,6 +313,10 @@ def _tree_case(tmp_path: Path, damage: str) -> Path:
         (root / "dog" / "bad.jpg").write_bytes(b"<html>not a jpeg</html>")
     elif damage == "empty class":
         (root / "fox").mkdir()
+    elif damage == "train without test":  # was blamed as an empty class named "train"
+        (root / "train").mkdir()
+        for cls in COLOURS:
+            (root / cls).rename(root / "train" / cls)
     elif damage == "one class":
         for cls in ("dog", "eel"):
             for f in (root / cls).iterdir():
@@ -355,6 +359,9 @@ def _tree_case(tmp_path: Path, damage: str) -> Path:
     ("imagefolder", _tree_case, "not an image", r"cannot read image .*dog/bad\.jpg"),
     ("imagefolder", _tree_case, "empty class", r"class folder .*fox holds no images"),
     ("imagefolder", _tree_case, "one class", r"has 1 class\(es\)"),
+    ("imagefolder", _tree_case, "train without test", r"tree has train/ but no test/; expected "
+                                                      r".*\(a split layout needs both train/ "
+                                                      r"and test/\)$"),
 ])
 def test_bad_input_raises_one_line_dataset_error(tmp_path, name, make, damage, match):
     path = tmp_path / "absent" if make is None else make(tmp_path / "in", damage)
