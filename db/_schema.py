@@ -68,7 +68,7 @@ def behind_message(masked: str, rev: str) -> str:
 def unknown_message(masked: str, rev: str) -> str:
     return (f"database {masked} has schema revision {rev}, which this version of metaformer-nas "
             f"does not know (it needs {HEAD_REVISION}): it was written by a newer "
-            f"metaformer-nas; upgrade the package (pip install -U metaformer-nas)")
+            f"metaformer-nas; upgrade the package (in a clone: git pull && make setup)")
 
 
 def check_revision(rev: str | None, masked: str) -> None:

@@ -437,7 +437,8 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
 
 
 def _local_addresses(most: int = 8) -> str:
-    """This machine's interface addresses (IPv4 first), for a --host it cannot serve on."""
+    """This machine's interface addresses (loopback, then IPv4 first), for a --host it cannot
+    serve on."""
     import socket
 
     import psutil
@@ -445,9 +446,10 @@ def _local_addresses(most: int = 8) -> str:
     try:
         found = [a.address.split("%")[0] for nics in psutil.net_if_addrs().values()
                  for a in nics if a.family in (socket.AF_INET, socket.AF_INET6)]
-    except OSError:
+    except (OSError, psutil.Error):
         return "see `ip addr`"
-    found = sorted(set(found), key=lambda a: (":" in a, a))
+    # loopback first (what --host usually wants), then IPv4 before IPv6
+    found = sorted(set(found), key=lambda a: (a not in ("127.0.0.1", "::1"), ":" in a, a))
     return ", ".join(found[:most]) + (", ..." if len(found) > most else "") or "none found"
 
 

@@ -430,8 +430,9 @@ def _db(args: argparse.Namespace) -> int:
         state = (f"no metaformer-nas tables; it holds {len(others)} other table(s) ({listed}): "
                  "another program's database?")
     elif rev not in KNOWN_REVISIONS:  # `db upgrade` would refuse it: a newer package wrote it
-        state = (f"unknown to this version, which knows {', '.join(KNOWN_REVISIONS)}: written by "
-                 "a newer metaformer-nas; upgrade the package (pip install -U metaformer-nas)")
+        state = (f"unknown to this version, which knows {', '.join(KNOWN_REVISIONS)}: written "
+                 "by a newer metaformer-nas; upgrade the package (in a clone: git pull && make "
+                 "setup)")
     else:
         state = f"this version needs {HEAD_REVISION}; run: python -m nas db upgrade --db {shown}"
     print(f"{shown}: schema revision {rev or 'none'} ({state})")

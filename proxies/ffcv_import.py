@@ -14,22 +14,25 @@ def import_ffcv() -> None:
     ffcv.fields.rgb_image builds `IMAGE_MODES = numba.typed.Dict()` at import time; the first
     insertion JIT-compiles numba's typed-dict code (~3 s per fresh process). The table is only
     ever read from Python (never inside jitted code), so while that module is imported we let
-    `numba.typed.Dict` be the built-in dict. Nothing else changes.
+    `numba.typed.Dict` be the built-in dict. Also makes an error in FFCV's loader thread reach
+    the consumer (:func:`_report_loader_thread_errors`), even when ffcv was imported before.
     """
-    if "ffcv.fields.rgb_image" in sys.modules:
+    if "ffcv.fields.rgb_image" in sys.modules and _patched:
         return
     with _lock:
-        if "ffcv.fields.rgb_image" in sys.modules:
-            return
-        import numba.typed
+        if "ffcv.fields.rgb_image" not in sys.modules:
+            import numba.typed
 
-        typed_dict = numba.typed.Dict
-        numba.typed.Dict = dict
-        try:
-            import ffcv.fields.rgb_image  # noqa: F401
-        finally:
-            numba.typed.Dict = typed_dict
+            typed_dict = numba.typed.Dict
+            numba.typed.Dict = dict
+            try:
+                import ffcv.fields.rgb_image  # noqa: F401
+            finally:
+                numba.typed.Dict = typed_dict
         _report_loader_thread_errors()
+
+
+_patched = False  # set once FFCV's EpochIterator reports its thread's errors
 
 
 def _report_loader_thread_errors() -> None:
@@ -42,11 +45,13 @@ def _report_loader_thread_errors() -> None:
     and ``__next__`` raises :class:`LoaderThreadError` naming the error instead of ending the
     epoch. Nothing changes while the thread runs normally.
     """
+    global _patched
     from queue import Full
 
     from ffcv.loader.epoch_iterator import EpochIterator
 
     if getattr(EpochIterator, "_nas_reports_errors", False):
+        _patched = True
         return
     run, next_ = EpochIterator.run, EpochIterator.__next__
 
@@ -62,19 +67,28 @@ def _report_loader_thread_errors() -> None:
                 except Full:
                     pass
 
+    def failed(error: BaseException) -> LoaderThreadError:
+        e = LoaderThreadError(f"the data loader failed: {type(error).__name__}: "
+                              f"{' '.join(str(error).split())}")
+        e.__cause__ = error
+        return e
+
     def next_reporting(self):
+        error = getattr(self, "_nas_error", None)
+        if error is not None and not self.is_alive() and self.output_queue.empty():
+            raise failed(error)  # asked again after the error: the queue will stay empty
         try:
             return next_(self)
         except StopIteration:
             error = getattr(self, "_nas_error", None)
             if error is None:
                 raise
-            raise LoaderThreadError(f"the data loader failed: {type(error).__name__}: "
-                                    f"{' '.join(str(error).split())}") from error
+            raise failed(error) from error
 
     EpochIterator.run = run_reporting
     EpochIterator.__next__ = next_reporting
     EpochIterator._nas_reports_errors = True
+    _patched = True
 
 
 class LoaderThreadError(RuntimeError):

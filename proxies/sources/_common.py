@@ -41,7 +41,7 @@ def check_labels(labels: object, num_classes: int | None, where: str) -> np.ndar
         raise DatasetError(f"{where}: labels must be a 1-d array of integers, got shape "
                            f"{arr.shape} dtype {arr.dtype}")
     if arr.size and np.issubdtype(arr.dtype, np.unsignedinteger) \
-            and arr.max() > np.iinfo(np.int64).max:
+            and arr.max() > np.uint64(np.iinfo(np.int64).max):  # no float compare (numpy 1)
         raise DatasetError(f"{where}: labels must be class ids 0..C-1, got {arr.max()}")
     arr = arr.astype(np.int64)
     if arr.size and arr.min() < 0:

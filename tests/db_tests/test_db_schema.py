@@ -281,7 +281,7 @@ def test_cli_db_upgrade_and_current(tmp_path, capsys) -> None:
     assert capsys.readouterr().out.strip() == (
         f"{url}: schema revision 0099 (unknown to this version, which knows "
         f"{', '.join(KNOWN_REVISIONS)}: written by a newer metaformer-nas; upgrade the package "
-        "(pip install -U metaformer-nas))")
+        "(in a clone: git pull && make setup))")
     assert main(["db", "upgrade", "--db", "nosuchdialect://x/y"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot open database nosuchdialect://x/y") and \
