@@ -20,6 +20,7 @@ compute), and does not use up ``max_attempts``.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,7 +32,8 @@ from nas.results import Objective, TrialPruned, TrialResult, final_result
 
 __all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries"]
 
-PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before the space counts as exhausted
+PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before random draws are tried
+FALLBACK_DRAWS = 20_000  # seeded random draws then, for a new feasible architecture (~2 s)
 
 
 class BudgetedSearcher(Searcher):
@@ -117,14 +119,35 @@ class BudgetedSearcher(Searcher):
                 group.append(candidate)
                 if len(group) >= k:
                     break
+        if not group:  # a small feasible share, or a space used up: random draws tell which
+            fallback = self._random_fallback()
+            if fallback is not None:
+                group.append(fallback)
         if not group:
-            self.exhausted = True  # every proposal a duplicate or infeasible: no new ones left
+            self.exhausted = True  # no new feasible architecture from the sampler or the draws
             return Searcher.FINISHED
         trial, arch, h = self._screen(group) if len(group) > 1 else group[0]
         self.live[trial_id] = (h, trial, arch)
         self.started += 1
         return {"arch": to_dict(arch), "arch_hash": h, "params": dict(trial.params),
                 "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes))}
+
+    def _random_fallback(self) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
+        """After PROPOSALS_PER_SLOT skipped proposals: a new feasible architecture from up to
+        FALLBACK_DRAWS seeded uniform draws, asked through Optuna (enqueued, so it is recorded
+        and learned from like any proposal); None when the draws find none either.
+
+        A space whose constraints admit ~0.1% of it makes a sampler's early, random generation
+        propose hundreds of infeasible architectures in a row while feasible ones remain.
+        """
+        taken = {*self.done, *(h for h, _, _ in self.live.values()), *(self.pruned_hashes or ())}
+        rng = random.Random(f"fallback:{len(self.study.get_trials(deepcopy=False))}")
+        for _ in range(FALLBACK_DRAWS):
+            arch, params = self.space.sample_random(rng, feasible=False)
+            if arch_hash(arch) not in taken and not self.space.violations(arch):
+                self.study.enqueue_trial(params, skip_if_exists=False)
+                return self._propose([])
+        return None
 
     def _propose(self, group) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
         """One Optuna proposal: the candidate, or None when it was skipped (and recorded)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+from pathlib import Path
 
 import optuna
 import pytest
@@ -137,3 +138,27 @@ def test_a_space_run_out_of_feasible_configurations_ends_as_exhausted(tmp_path, 
     assert main([*args, "--seed", "1"]) == 1
     capsys.readouterr()
     assert len(store.trials("one")) > before
+
+
+def test_a_space_with_a_tiny_feasible_share_is_searched_not_called_exhausted(tmp_path, capsys):
+    """max_macs admits ~0.1% of hybrid_conv_attn: the sampler's first generation proposes
+    200 infeasible architectures in a row; seeded random draws then find a feasible one, and
+    the run completes instead of ending "exhausted" while feasible ones remain."""
+    from nas._searcher import PROPOSALS_PER_SLOT
+    from nas.cli import main
+
+    text = (Path(__file__).resolve().parents[2] / "search_spaces" /
+            "hybrid_conv_attn.yaml").read_text()
+    assert "  max_macs: 8.0e+9\n" in text
+    space = tmp_path / "rare.yaml"
+    space.write_text(text.replace("  max_macs: 8.0e+9\n", "  max_macs: 3.8e+8\n", 1))
+    rc = main(["search", "--space", str(space), "--budget", "1", "--epochs", "1", "--executor",
+               "local", "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits",
+               "--study", "rare"])
+    capsys.readouterr()
+    assert rc == 0
+    rows = Store(f"sqlite:///{tmp_path}/runs/nas.db").trials("rare")
+    states = [t.state for t in rows]
+    assert states.count("COMPLETE") == 1 and states.count("INFEASIBLE") >= PROPOSALS_PER_SLOT
+    (done,) = [t for t in rows if t.state == "COMPLETE"]
+    assert done.macs <= 3.8e8
