@@ -226,16 +226,17 @@ def _search(args: argparse.Namespace) -> int:
     if summary.budget_used < cfg.budget:
         what = "evaluated" if cfg.scheduler == "asha" else "completed"
         if summary.exhausted:
-            from nas._searcher import PROPOSALS_PER_SLOT
+            from nas._searcher import FALLBACK_DRAWS, PROPOSALS_PER_SLOT
 
             # not "none left": with a small feasible share the sampler may just miss them
             skipped = summary.duplicates + summary.infeasible
             who = (f"this run skipped {summary.duplicates} duplicate and {summary.infeasible} "
                    "infeasible ones" if skipped else
                    "in an earlier run with this --sampler and --seed")
-            return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what}: the "
-                         f"sampler proposed no new feasible configuration in "
-                         f"{PROPOSALS_PER_SLOT} proposals in a row ({who}; `python -m nas "
+            return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what}: "
+                         f"neither the sampler ({PROPOSALS_PER_SLOT} proposals in a row) nor "
+                         f"{FALLBACK_DRAWS:,} random draws found a new feasible "
+                         f"configuration ({who}; `python -m nas "
                          "spaces show` gives the space's size and feasible share); lower "
                          "--budget, or widen the space or loosen its constraints", EXIT_FAILED)
         return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what} "
