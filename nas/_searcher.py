@@ -141,7 +141,8 @@ class BudgetedSearcher(Searcher):
         propose hundreds of infeasible architectures in a row while feasible ones remain.
         """
         taken = {*self.done, *(h for h, _, _ in self.live.values()), *(self.pruned_hashes or ())}
-        rng = random.Random(f"fallback:{len(self.study.get_trials(deepcopy=False))}")
+        # seeded by this run's counts (deterministic; no read of the whole study)
+        rng = random.Random(f"fallback:{self.started}:{self.infeasible}:{self.duplicates}")
         for _ in range(FALLBACK_DRAWS):
             arch, params = self.space.sample_random(rng, feasible=False)
             if arch_hash(arch) not in taken and not self.space.violations(arch):
