@@ -16,7 +16,7 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 
 from __future__ import annotations
 
-from db._engine import mask_url, normalize_url, sqlite_file
+from db._engine import mask_url, normalize_url, sqlite_path
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
 from db.errors import SchemaError, StorageError, StudyBusyError
 from db.records import (
@@ -51,7 +51,7 @@ __all__ = [
     "mask_url",
     "normalize_url",
     "schema_revision",
-    "sqlite_file",
+    "sqlite_path",
     "upgrade",
 ]
 

@@ -114,6 +114,19 @@ def sqlite_file(url: str) -> Path | None:
     return Path(u.database).expanduser()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """:func:`sqlite_file`, or None for a malformed URL (``open_engine`` says what is wrong
+    with it); StorageError, in one line, when the path is a folder."""
+    try:
+        path = sqlite_file(url)
+    except ArgumentError:
+        return None
+    if path is not None and path.is_dir():
+        raise StorageError(f"no database at {mask_url(url)}: {str(path)!r} is a directory, not "
+                           f"a SQLite file (give the file, e.g. sqlite:///{path / 'nas.db'})")
+    return path
+
+
 def needs_immutable(error: BaseException, path: Path | None) -> bool:
     """True when a read-only open of the SQLite file ``path`` failed only because SQLite could
     not make the WAL database's ``-shm`` file beside it: the folder is not writable (a

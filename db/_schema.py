@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from db._engine import (
     WRITE_OPTION,
@@ -18,7 +18,7 @@ from db._engine import (
     mask_url,
     needs_immutable,
     open_engine,
-    sqlite_file,
+    sqlite_path,
 )
 from db.errors import SchemaError, StorageError
 
@@ -140,10 +140,7 @@ def schema_revision(url: str, other_tables: list[str] | None = None) -> str | No
     receives the names of the tables that are not ours (Optuna's, another program's).
     """
     masked = mask_url(url)
-    try:
-        path = sqlite_file(url)
-    except ArgumentError:
-        path = None  # open_engine says what is wrong with it
+    path = sqlite_path(url)
     if path is not None and not path.exists():
         return None  # no file yet: a read-only open would fail, and there are no tables
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import case, false, func, or_, select, update
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db._engine import WRITE_OPTION, mask_url, needs_immutable, open_engine, sqlite_file
+from db._engine import WRITE_OPTION, mask_url, needs_immutable, open_engine, sqlite_path
 from db._jsonable import to_json_object
 from db._models import HASH_LEN, NAME_LEN, RunModel, StudyModel, TrialModel
 from db._retry import retrying as _retrying
@@ -69,15 +69,6 @@ def default_url(runs_dir: str | os.PathLike[str] = "runs", *, create: bool = Tru
     except OSError as e:
         raise StorageError(f"cannot create runs directory {str(path)!r}: {e.strerror or e}") from e
     return f"sqlite:///{path / 'nas.db'}"
-
-
-def _sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite ``url`` (None: not SQLite, in memory, or a bad URL, which
-    open_engine reports)."""
-    try:
-        return sqlite_file(url)
-    except ArgumentError:
-        return None
 
 
 def _utcnow() -> datetime:
@@ -240,11 +231,7 @@ class Store:
         self._closed = False
         self.immutable = False  # read-only SQLite opened with immutable=1 (see below)
         self.reached = False  # the server answered once (db._retry waits out an outage then)
-        path = _sqlite_path(url)
-        if path is not None and path.is_dir():
-            raise StorageError(f"no database at {self._masked}: {str(path)!r} is a directory, "
-                               f"not a SQLite file (give the file, e.g. "
-                               f"sqlite:///{path / 'nas.db'})")
+        path = sqlite_path(url)  # StorageError for a folder
         if read_only and path is not None and not path.is_file():
             raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "
                                f"(a search creates it; give --db or --runs-dir)")

@@ -33,7 +33,7 @@ from nas.results import Objective, TrialPruned, TrialResult, final_result
 __all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries"]
 
 PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before random draws are tried
-FALLBACK_DRAWS = 20_000  # seeded random draws then, for a new feasible architecture (~2 s)
+FALLBACK_DRAWS = 20_000  # random draws then for a new feasible one (3.2 s on hybrid_conv_attn)
 
 
 class BudgetedSearcher(Searcher):

@@ -384,28 +384,20 @@ def _add_db(sub) -> argparse.ArgumentParser:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import ArgumentError
-
     from db import (
         HEAD_REVISION,
         KNOWN_REVISIONS,
         default_url,
         mask_url,
         schema_revision,
-        sqlite_file,
+        sqlite_path,
         upgrade,
     )
     from nas_errors import ConfigError
 
     url = args.db or default_url(args.runs_dir, create=False)  # neither command makes folders
     shown = mask_url(url)
-    try:
-        path = sqlite_file(url)
-    except ArgumentError:
-        path = None  # a malformed URL: the command's own open says what is wrong with it
-    if path is not None and path.is_dir():
-        raise ConfigError(f"no database at {shown}: {str(path)!r} is a directory, not a SQLite "
-                          f"file (give the file, e.g. sqlite:///{path / 'nas.db'})")
+    path = sqlite_path(url)  # StorageError for a folder; None: not a SQLite file URL
     if path is not None and not path.exists():  # upgrading it would create a new database
         if args.cmd == "upgrade":
             raise ConfigError(f"no database at {shown}: nothing to upgrade (the first search "

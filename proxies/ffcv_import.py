@@ -50,8 +50,7 @@ def _report_loader_thread_errors() -> None:
 
     from ffcv.loader.epoch_iterator import EpochIterator
 
-    if getattr(EpochIterator, "_nas_reports_errors", False):
-        _patched = True
+    if _patched:  # called under import_ffcv's lock
         return
     run, next_ = EpochIterator.run, EpochIterator.__next__
 
@@ -87,7 +86,6 @@ def _report_loader_thread_errors() -> None:
 
     EpochIterator.run = run_reporting
     EpochIterator.__next__ = next_reporting
-    EpochIterator._nas_reports_errors = True
     _patched = True
 
 
