@@ -402,7 +402,9 @@ def _db(args: argparse.Namespace) -> int:
         if args.cmd == "upgrade":
             raise ConfigError(f"no database at {shown}: nothing to upgrade (the first search "
                               f"creates one at revision {HEAD_REVISION}); check the path")
-        print(f"{shown}: no database yet (the first search creates it)")
+        folder = "" if path.parent.is_dir() else f", nor a folder {path.parent}"
+        print(f"{shown}: no database yet{folder} (the first search creates it; if you expected "
+              "one, check the path)")
         return 0
     if args.cmd == "upgrade":
         old, new = upgrade(url)

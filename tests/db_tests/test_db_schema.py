@@ -275,7 +275,14 @@ def test_cli_db_upgrade_and_current(tmp_path, capsys) -> None:
     assert not (tmp_path / "runs").exists()
     assert main(["db", "current", "--runs-dir", str(tmp_path / "runs")]) == 0
     assert capsys.readouterr().out == (f"sqlite:///{tmp_path / 'runs' / 'nas.db'}: no database "
-                                       "yet (the first search creates it)\n")
+                                       f"yet, nor a folder {tmp_path / 'runs'} (the first search "
+                                       "creates it; if you expected one, check the path)\n")
+    (tmp_path / "runs").mkdir()  # the folder is there, the file is not
+    assert main(["db", "current", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert capsys.readouterr().out == (f"sqlite:///{tmp_path / 'runs' / 'nas.db'}: no database "
+                                       "yet (the first search creates it; if you expected one, "
+                                       "check the path)\n")
+    assert not (tmp_path / "runs" / "nas.db").exists()
     _execute(url, text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))  # a newer package's
     assert main(["db", "current", "--db", url]) == 0
     assert capsys.readouterr().out.strip() == (
