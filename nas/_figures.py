@@ -223,20 +223,36 @@ def hypervolume_figure(snap: Snapshot) -> dict[str, Any]:
 
 
 def edf_figure(snap: Snapshot, choice: str) -> dict[str, Any]:
-    """Error EDFs of the design choice ``choice`` at matched MACs (one line per value)."""
+    """Error EDFs of the design choice ``choice`` at matched MACs (one line per value).
+
+    Every curve is drawn over the same span, from 0 just left of the smallest error any value
+    reached to 1 just right of the largest, so a value with one trial is a visible step and
+    each curve's first step rises from 0, not from a floating start.
+    """
     e = snap.edf(choice)
     title = f"{snap.study.name} · error EDF by {choice}, at matched MACs"
-    if not any(e.counts.values()):
+    shown = [v for v in e.values if e.counts[v]]
+    if not shown:
         return empty_figure(title, f"no completed trials share MACs bins across {choice}")
+    lo = min(float(e.errors[v][0]) for v in shown)
+    hi = max(float(e.errors[v][-1]) for v in shown)
+    pad = max(0.02 * (hi - lo), 0.005)
+    left, right = lo - pad, hi + pad
     data = [{"type": "scatter", "mode": "lines", "line": {"shape": "hv"},
-             "name": esc(f"{v} (n={e.counts[v]})"), "x": [_r(x) for x in e.errors[v]],
-             "y": [_r(y) for y in e.cdf[v]]} for v in e.values if e.counts[v]]
-    dropped = f" ({e.dropped} trials outside the shared MACs bins left out)" if e.dropped else ""
-    return {"data": data, "layout": _layout(
-        esc(title + dropped), uirevision=f"edf:{snap.study.name}:{choice}",
-        xaxis={"title": {"text": "error (1 − validation accuracy)"}},
-        yaxis={"title": {"text": "cumulative fraction of trials"}, "range": [0, 1.02]},
-        legend={"title": {"text": esc(choice)}})}
+             "name": esc(f"{v} (n={e.counts[v]})"),
+             "x": [_r(left), *(_r(x) for x in e.errors[v]), _r(right)],
+             "y": [0.0, *(_r(y) for y in e.cdf[v]), 1.0]} for v in shown]
+    dropped = (f"<br><sub>{e.dropped} trials outside the MACs bins every value shares are "
+               "left out</sub>" if e.dropped else "")
+    layout = _layout(esc(title) + dropped, uirevision=f"edf:{snap.study.name}:{choice}",
+                     xaxis={"title": {"text": "error (1 − validation accuracy)"},
+                            "range": [_r(left), _r(right)]},
+                     yaxis={"title": {"text": "cumulative fraction of trials"},
+                            "range": [0, 1.02]},
+                     legend={"title": {"text": esc(choice)}})
+    if dropped:
+        layout["margin"] = {**_MARGIN, "t": 70}  # room for the second title line
+    return {"data": data, "layout": layout}
 
 
 def importance_figure(snap: Snapshot) -> dict[str, Any]:

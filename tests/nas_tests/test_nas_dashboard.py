@@ -128,7 +128,7 @@ def test_no_completed_trial_gives_an_empty_figure_not_an_error() -> None:
 
 # --------------------------------------------------------------------------- escaping
 
-_OURS = re.compile(r"<br>|<extra></extra>")
+_OURS = re.compile(r"<br>|<extra></extra>|</?sub>")
 
 
 def _strings(node, path=""):
@@ -163,6 +163,26 @@ def test_every_text_in_every_figure_is_escaped() -> None:
     joined = "\n".join(seen)
     for raw in (HOSTILE, bad):  # they are there, as entities
         assert html.escape(raw) in joined, raw
+
+
+def test_every_edf_curve_is_drawn_from_0_to_1_over_one_shared_span() -> None:
+    # a value with one trial was a one-point line (nothing drawn), and each curve began at its
+    # first step's height instead of rising from 0
+    trials = [rec(0, 0.70, 1.0, mixers=["sepconv"] * 4),  # matched MACs: one bin
+              *(rec(i, 0.50 + i / 100, 1.0, mixers=["sepconv"] * 3 + ["attention"])
+                for i in range(1, 4))]
+    snap = Snapshot(study(), trials)
+    fig = edf_figure(snap, "mixer_pattern")
+    curves = {tr["name"].split(" (n=")[0]: tr for tr in fig["data"]}
+    assert set(curves) == {"sepconv/sepconv/sepconv/sepconv",
+                           "sepconv/sepconv/sepconv/attention"}, curves
+    lo, hi = fig["layout"]["xaxis"]["range"]
+    for tr in curves.values():
+        assert tr["y"][0] == 0.0 and tr["y"][-1] == 1.0 and tr["y"] == sorted(tr["y"]), tr
+        assert tr["x"][0] == lo and tr["x"][-1] == hi and tr["x"] == sorted(tr["x"]), tr
+    single = curves["sepconv/sepconv/sepconv/sepconv"]
+    assert single["x"][1:-1] == [0.3] and single["y"] == [0.0, 1.0, 1.0]
+    assert lo < 0.47 and hi > 0.3  # every step lies inside the axis, not on its edge
 
 
 def test_export_command_quotes_every_part() -> None:
