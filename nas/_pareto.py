@@ -242,44 +242,65 @@ def _pyplot():
     return plt
 
 
+def plot_axes(objectives: Sequence[Objective]) -> tuple[Objective | None, Objective]:
+    """(x, y) objectives a front is drawn on: y the first to maximise (else the first), x the
+    first other one to minimise (else the next); x None (trial number) for a single objective.
+    With three or more objectives the plot is those two's projection."""
+    if not objectives:
+        raise ConfigError("pareto plot: the studies have no objectives")
+    yo = next((o for o in objectives if o.direction == "max"), objectives[0])
+    rest = [o for o in objectives if o is not yo]
+    xo = next((o for o in rest if o.direction == "min"), rest[0] if rest else None)
+    return xo, yo
+
+
 def plot_fronts(fronts: Sequence[StudyFront], path: Path) -> Path:
-    """Accuracy against MACs (log axis): every evaluated trial, each front as a step line with
-    error bars, members within noise hollow, the knee starred."""
+    """Every evaluated trial and each front with error bars, members within noise hollow, the
+    knee starred: accuracy against MACs (log axis) for the default objectives, otherwise the
+    pair :func:`plot_axes` picks (the front as points joined in x order, not as steps)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    objs = fronts[0].ev.objectives if fronts else ()
-    xo = next((o for o in objs if o.direction == "min"), None)
-    yo = next((o for o in objs if o.direction == "max"), None)
-    if xo is None or yo is None:
-        raise ConfigError("pareto plot: needs one objective to minimise and one to maximise; "
-                          f"got {', '.join(map(str, objs))}")
+    objs = list(fronts[0].ev.objectives) if fronts else []
+    xo, yo = plot_axes(objs)
+    steps = xo is not None and xo.direction == "min" and yo.direction == "max"
+
+    def xs(trials) -> list:
+        return [t.number if xo is None else xo.of(t) for t in trials]
+
     for i, f in enumerate(fronts):
         color = f"C{i}"
-        x = [xo.of(t) for t in f.ev.trials]
-        y = [yo.of(t) for t in f.ev.trials]
-        ax.scatter(x, y, s=10, color=color, alpha=0.25, linewidths=0)
-        mem = f.noisy.members
-        fx = [xo.of(m.trial) for m in mem]
-        fy = [yo.of(m.trial) for m in mem]
-        ax.step(fx, fy, where="post", color=color, lw=1.2,
-                label=f"{f.name} ({len(mem)} on the front, {len(f.noisy.certain)} certain)")
+        ax.scatter(xs(f.ev.trials), [yo.of(t) for t in f.ev.trials], s=10, color=color,
+                   alpha=0.25, linewidths=0)
+        mem = sorted(f.noisy.members, key=lambda m: xs([m.trial])[0])
+        fx, fy = xs([m.trial for m in mem]), [yo.of(m.trial) for m in mem]
+        label = f"{f.name} ({len(mem)} on the front, {len(f.noisy.certain)} certain)"
+        if steps:
+            ax.step(fx, fy, where="post", color=color, lw=1.2, label=label)
+        else:
+            ax.plot(fx, fy, color=color, lw=1.0, alpha=0.6, label=label)
         se = [A.standard_error(m.trial, yo) for m in mem]
         ax.errorbar(fx, fy, yerr=se, fmt="none", ecolor=color, elinewidth=0.8, capsize=2)
         for m, xv, yv in zip(mem, fx, fy):
             ax.scatter([xv], [yv], s=28, edgecolors=color, linewidths=1.2,
                        facecolors=color if m.certain else "white", zorder=3)
         if f.knee is not None:
-            ax.scatter([xo.of(f.knee)], [yo.of(f.knee)], marker="*", s=160, color=color,
+            ax.scatter(xs([f.knee]), [yo.of(f.knee)], marker="*", s=160, color=color,
                        edgecolors="black", linewidths=0.6, zorder=4)
-    if any(v and v > 0 for f in fronts for v in (xo.of(t) for t in f.ev.trials)):
+    if xo is not None and xo.name in ("macs", "params", "latency_ms") and all(
+            v is not None and v > 0 for f in fronts for v in xs(f.ev.trials)) \
+            and any(len(f.ev) for f in fronts):
         ax.set_xscale("log")
-    ax.set_xlabel(f"{xo.name} (log)" if ax.get_xscale() == "log" else xo.name)
-    ax.set_ylabel(yo.name)
-    ax.set_title("Pareto fronts: filled = certainly non-dominated, hollow = within noise, "
-                 "* = knee", fontsize=9)
+    xname = "trial number" if xo is None else f"{xo.name} ({xo.direction})"
+    ax.set_xlabel(f"{xname}, log" if ax.get_xscale() == "log" else xname)
+    ax.set_ylabel(f"{yo.name} ({yo.direction})")
+    title = ("Pareto fronts: filled = certainly non-dominated, hollow = within noise, "
+             "* = knee")
+    if len(objs) > 2:
+        title += f"\nprojected on {xo.name} and {yo.name} of {len(objs)} objectives"
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     if fronts:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -170,3 +170,20 @@ def test_an_empty_or_file_out_is_refused_before_the_table(db, tmp_path, capsys) 
     assert err == ["error: --out must name a folder; got an empty string",
                    f"error: --out {afile}: cannot write there: it is a file, not a folder"], err
     assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("objectives", ["accuracy:max", "accuracy:max,params:max",
+                                        "macs:min,params:min", "accuracy:max,macs:min,params:min"])
+def test_out_writes_every_file_for_any_objective_set(db, tmp_path, capsys, objectives) -> None:
+    # the plot needed exactly one objective to maximise and one to minimise, and its refusal
+    # left front.csv and front.json unwritten too
+    url, _ = db
+    out = tmp_path / "any"
+    assert main(["pareto", "--db", url, "--study", "a0", "--objectives", objectives,
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    doc = json.loads((out / "front.json").read_text())
+    assert doc["studies"][0]["objectives"] == objectives.split(",")
+    assert len(list(csv.DictReader(open(out / "front.csv")))) == len(doc["studies"][0]["front"])
+    for png in ("pareto.png", "hypervolume.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
