@@ -182,7 +182,7 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
 
 def _search(args: argparse.Namespace) -> int:
     from nas._preflight import check_settings
-    from nas.results import parse_objectives, parse_zero_cost
+    from nas.results import parse_search_objectives, parse_zero_cost
     from nas.search import SearchConfig, parse_prescreen, run_search
 
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,
@@ -205,7 +205,7 @@ def _search(args: argparse.Namespace) -> int:
     from search_spaces import load_space
 
     if cfg.objectives is not None:
-        parse_objectives(cfg.objectives)
+        parse_search_objectives(cfg.objectives)
     parse_prescreen(cfg.prescreen)
     load_space(cfg.space)
     summary = run_search(cfg)

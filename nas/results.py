@@ -22,7 +22,7 @@ from nas_errors import ConfigError, did_you_mean
 __all__ = ["TrialResult", "TrialFailure", "TrialPruned", "Objective", "DEFAULT_OBJECTIVES",
            "final_result", "parse_objectives", "objective_names", "parse_zero_cost",
            "zero_cost_implied", "ZC_PREFIX", "epoch_text", "RUNG_METRICS", "worker_of",
-           "node_label", "worker_label", "numeric_fields"]
+           "node_label", "worker_label", "numeric_fields", "HELD_OUT", "parse_search_objectives"]
 
 #: what an ASHA rung ranks a trial's learning on, with the direction that is better
 RUNG_METRICS = {"val_loss": "min", "val_accuracy": "max"}
@@ -257,6 +257,22 @@ def parse_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
     if not out:
         raise ConfigError("--objectives: at least one objective is needed")
     return tuple(out)
+
+
+#: metrics of the test split: reported beside each trial, never used to choose one
+HELD_OUT = ("test_accuracy", "test_accuracy_se", "num_test")
+
+
+def parse_search_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
+    """:func:`parse_objectives` for what a search optimises: the held-out test split is refused
+    (a search that selects on it leaves no unbiased estimate; ``pareto`` may still show it)."""
+    out = parse_objectives(spec)
+    for o in out:
+        if o.name in HELD_OUT:
+            raise ConfigError(f"--objectives: {o.name!r} is measured on the held-out test split, "
+                              "which a search never selects on; optimise accuracy (validation) "
+                              "and read test_accuracy in `python -m nas pareto`")
+    return out
 
 
 def objective_names(objectives: Sequence[Objective]) -> tuple[str, ...]:

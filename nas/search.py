@@ -39,7 +39,7 @@ from nas.results import (
     Objective,
     epoch_text,
     objective_names,
-    parse_objectives,
+    parse_search_objectives,
     parse_zero_cost,
     zero_cost_implied,
 )
@@ -250,9 +250,9 @@ def _retries(store, study_id: int) -> list[tuple[str, dict]]:
 def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, ...]:
     """``wanted`` if given, else the objectives stored with the study, else the defaults."""
     if wanted is not None:
-        return parse_objectives(wanted)
+        return parse_search_objectives(wanted)
     try:
-        return parse_objectives(store.get_study(name).objectives)
+        return parse_search_objectives(store.get_study(name).objectives)
     except StorageError:  # no such study yet
         return DEFAULT_OBJECTIVES
 

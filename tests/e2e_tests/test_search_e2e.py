@@ -222,6 +222,11 @@ def test_cli_bad_objective_is_one_line_exit_2(tmp_path, capsys):
     err = _usage_error(subprocess.CompletedProcess([], rc, "", capsys.readouterr().err))
     assert "unknown metric 'latncy'" in err, err
     assert not (tmp_path / "nas.db").exists(), "the run started before failing"
+    rc = search_main(["--space", "tiny", "--budget", "1", "--objectives",
+                      "test_accuracy:max,macs:min", "--runs-dir", str(tmp_path)])
+    err = _usage_error(subprocess.CompletedProcess([], rc, "", capsys.readouterr().err))
+    assert "'test_accuracy' is measured on the held-out test split" in err, err
+    assert not (tmp_path / "nas.db").exists(), "the run started before failing"
 
 
 def test_latency_and_params_as_objectives(ray_session, tmp_path):

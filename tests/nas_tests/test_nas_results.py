@@ -73,6 +73,16 @@ def test_bad_objectives_say_what_is_allowed(text, message):
         assert "did you mean 'accuracy'" in str(e.value)
 
 
+@pytest.mark.parametrize("name", ["test_accuracy", "test_accuracy_se", "num_test"])
+def test_a_search_never_optimises_the_held_out_test_split(name):
+    from nas.results import parse_search_objectives
+
+    assert parse_objectives(f"{name}:max,macs:min")[0].name == name  # `pareto` may show it
+    with pytest.raises(ConfigError, match=f"'{name}' is measured on the held-out test split"):
+        parse_search_objectives(f"{name}:max,macs:min")
+    assert parse_search_objectives("accuracy:max,macs:min") == DEFAULT_OBJECTIVES
+
+
 def test_every_numeric_objective_is_read_back_from_a_stored_trial():
     from db import TrialRecord
     from nas.results import numeric_fields
