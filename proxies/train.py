@@ -398,8 +398,12 @@ def train_proxy(model: nn.Module, dataset: DatasetInfo, cfg: TrainConfig, *,
 
 
 def binomial_se(accuracy: float, n: int) -> float:
-    """Standard error of an accuracy measured on `n` independent examples."""
-    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / max(n, 1))
+    """Standard error of an accuracy measured on `n` independent examples: sqrt(p (1 - p) / n),
+    with p kept half an example from 0 and 1, where the plug-in estimate would claim an exact
+    measurement (all 121 right gave 0; now 0.0058)."""
+    n = max(n, 1)
+    p = min(max(accuracy, 0.5 / n), 1.0 - 0.5 / n)
+    return math.sqrt(max(p * (1.0 - p), 0.0) / n)
 
 
 # ============================================================================ checkpoints

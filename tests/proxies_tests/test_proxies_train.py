@@ -277,3 +277,13 @@ def test_channels_last_training_on_cpu(digits: DatasetInfo, tiny_cnn):
 def test_compiled_model_trains(digits: DatasetInfo, tiny_cnn):
     result = train_proxy(tiny_cnn(seed=0), digits, TrainConfig(epochs=1, compile=True))
     assert result.failure is None and result.accuracy > 0.3
+
+
+def test_binomial_se_is_never_zero_at_a_perfect_or_null_score() -> None:
+    # the plug-in sqrt(p (1 - p) / n) called 121 of 121 right an exact measurement, so every
+    # such trial counted as certain and a one-image difference as significant
+    assert binomial_se(0.75, 2000) == pytest.approx(math.sqrt(0.75 * 0.25 / 2000))
+    for p in (0.0, 1.0):
+        se = binomial_se(p, 121)
+        assert se == pytest.approx(math.sqrt((0.5 / 121) * (1 - 0.5 / 121) / 121)) and se > 0.005
+    assert binomial_se(1.0, 2000) < binomial_se(1.0, 121) < binomial_se(120 / 121, 121)
