@@ -133,7 +133,7 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
         states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(f.counts.items()))
         table = Table(title=escape(
             f"Pareto front of '{f.name}' (space {f.study.space}) over {names}: "
-            f"{len(f.noisy.members)} of {len(f.ev)} evaluated trials; {len(f.noisy.certain)} "
+            f"{len(f.noisy.members)} of {len(f.ev)} completed trials; {len(f.noisy.certain)} "
             f"certain, {len(f.noisy.within_noise)} within noise (z={z:g}); "
             f"hypervolume {hv[f.name]:.4f} of the box"), caption=escape(
             f"trials: {states or 'none'}. Within noise: another trial is not significantly "
@@ -209,7 +209,7 @@ def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
                              "10% of its range",
            "studies": [{"name": f.name, "space": f.study.space,
                         "objectives": [str(o) for o in f.ev.objectives],
-                        "states": f.counts, "evaluated": len(f.ev),
+                        "states": f.counts, "completed": len(f.ev),
                         "hypervolume_fraction": hv[f.name],
                         "knee": None if f.knee is None else f.knee.number,
                         "certain": [t.number for t in f.noisy.certain],

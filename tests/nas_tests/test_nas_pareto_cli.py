@@ -60,7 +60,7 @@ def test_table_csv_json_and_plots_match_the_analysis(db, tmp_path, capsys) -> No
     nf = A.noisy_front(trials, ("accuracy:max", "macs:min"))
     knee = A.knee_point(trials, ("accuracy:max", "macs:min"))
     assert f"{len(nf.members)} of {len(A.evaluated(trials, ('accuracy:max', 'macs:min')))} " \
-           "evaluated trials" in text
+           "completed trials" in text
     rows = list(csv.DictReader(open(out / "front.csv")))
     assert [int(r["trial"]) for r in rows] == [m.trial.number for m in nf.members]
     assert [r["noise"] for r in rows] == ["certain" if m.certain else "within_noise"
@@ -71,6 +71,7 @@ def test_table_csv_json_and_plots_match_the_analysis(db, tmp_path, capsys) -> No
     assert s["certain"] == [t.number for t in nf.certain]
     assert s["within_noise"] == [t.number for t in nf.within_noise]
     assert s["states"] == {"COMPLETE": 12, "PRUNED": 2} and s["knee"] == knee.number
+    assert s["completed"] == 12  # the trials the front is chosen from
     assert 0 < s["hypervolume_fraction"] <= 1
     pruned = {t.number for t in trials if t.state == "PRUNED"}
     assert not pruned & {r["trial"] for r in s["front"]}, "a pruned trial entered the front"
