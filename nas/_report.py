@@ -127,7 +127,8 @@ def write_report(url: str, study: str, out: str | os.PathLike[str]) -> tuple[Pat
     """
     target = Path(out).expanduser()
     if target.suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(f"-o {out}: the report is one HTML file; give a name ending in .html")
+        raise ConfigError(f"-o {out}: the report is one HTML file; give a name ending in .html "
+                          "(or .htm)")
     if target.is_dir():
         raise ConfigError(f"-o {out} is a directory; give a file name ending in .html")
     if not target.parent.is_dir():
