@@ -315,8 +315,15 @@ def _spaces(args: argparse.Namespace) -> int:
     print(f"  full-model MACs at {space.resolution}px over {args.probe} random draws: "
           f"{macs[0] / 1e9:.3f} .. {macs[-1] / 1e9:.3f} G "
           f"(median {macs[len(macs) // 2] / 1e9:.3f})")
+    exact = space.feasible_size()  # None: too many to count one by one
+    share = (f"{exact:,} of {space.size():,} configurations ({exact / space.size():.1%})"
+             if exact is not None else f"{feasible / args.probe:.1%} of {args.probe} random draws")
     print(f"  params: {params[0] / 1e6:.2f} .. {params[-1] / 1e6:.2f} M; "
-          f"feasible under constraints: {feasible / args.probe:.1%}")
+          f"feasible under constraints: {share}")
+    if (exact if exact is not None else feasible) == 0:
+        print("  no configuration meets the constraints" + (
+            "" if exact is not None else " in those draws") + ": a search of this space is "
+            "refused; loosen them")
     print(f"  proxy: {space.proxy_spec}")
     return 0
 

@@ -311,6 +311,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     # constraints that admit nothing are refused before a study exists, not after
     # PROPOSALS_PER_SLOT skipped proposals recorded in it (SpaceError, one line, exit 2)
     space.sample_random(cfg.seed)
+    feasible = space.feasible_size()  # counted where the space is small (about 1 s at most)
+    if feasible is not None and cfg.budget > feasible:
+        raise ConfigError(f"--budget {cfg.budget} exceeds the {feasible:,} configurations of "
+                          f"space '{space.name}' that meet its constraints ({space.size():,} "
+                          "before them); lower --budget or loosen the constraints")
     if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
         try:
             check_study_name(space.name)

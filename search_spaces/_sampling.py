@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-__all__ = ["TrialLike", "RandomTrial", "Picker", "FirstChoice", "NameRecorder"]
+__all__ = ["TrialLike", "RandomTrial", "Picker", "FirstChoice", "NameRecorder", "every_choice"]
 
 
 class TrialLike(Protocol):
@@ -47,3 +47,34 @@ class NameRecorder:
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         self.seen[name] = tuple(choices)
         return choices[0]
+
+
+class _PathTrial:
+    """Answers the choice indices of ``path`` in order (0 past its end) and records how many
+    choices each parameter had, for :func:`every_choice`."""
+
+    def __init__(self, path: list[int]) -> None:
+        self.path, self.sizes = path, []
+        self.params: dict[str, Any] = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        k = len(self.sizes)
+        self.sizes.append(len(choices))
+        self.params[name] = choices[self.path[k] if k < len(self.path) else 0]
+        return self.params[name]
+
+
+def every_choice(sample: Callable[[TrialLike], Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Every (result, params) ``sample`` can give, depth first (conditional parameters, asked
+    only for some earlier answers, included): each distinct set of answers exactly once."""
+    path: list[int] = []
+    while True:
+        trial = _PathTrial(path)
+        yield sample(trial), trial.params
+        path = [path[k] if k < len(path) else 0 for k in range(len(trial.sizes))]
+        k = len(path) - 1
+        while k >= 0 and path[k] + 1 >= trial.sizes[k]:
+            k -= 1
+        if k < 0:
+            return
+        path = path[:k] + [path[k] + 1]

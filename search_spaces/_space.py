@@ -32,7 +32,14 @@ from nas.models.proxy import ProxySpec, proxy_stage, reduce_to_proxy, round_widt
 from nas_errors import ConfigError, SpaceError, did_you_mean
 from search_spaces._constraints import Constraints
 from search_spaces._document import Doc, short
-from search_spaces._sampling import FirstChoice, NameRecorder, Picker, RandomTrial, TrialLike
+from search_spaces._sampling import (
+    FirstChoice,
+    NameRecorder,
+    Picker,
+    RandomTrial,
+    TrialLike,
+    every_choice,
+)
 
 __all__ = ["Space", "RandomTrial", "split_depth"]
 
@@ -434,6 +441,13 @@ class Space:
         raise SpaceError(f"{self.source}: constraints: no feasible configuration in {max_tries} "
                          f"random draws ({why}); loosen the constraints (`python -m nas "
                          "spaces show SPACE` gives its cost ranges and feasible share)")
+
+    def feasible_size(self, limit: int = 10_000) -> int | None:
+        """How many configurations meet the constraints, counted one by one; None when the
+        space has more than ``limit`` configurations (about 0.15 ms each)."""
+        if self.size() > limit:
+            return None
+        return sum(not self.violations(arch) for arch, _ in every_choice(self.sample))
 
     # ---------------------------------------------------------------- constraints
 

@@ -102,17 +102,27 @@ proxy: {width_mult: 0.5, depth_mult: 0.5, resolution: 32, stem_stride: 2}
 """
 
 
-def test_a_space_run_out_of_feasible_configurations_ends_as_exhausted(tmp_path, capsys):
+def test_a_space_run_out_of_feasible_configurations_ends_as_exhausted(tmp_path, capsys,
+                                                                     monkeypatch):
     """Two configurations, one feasible: once it is trained every proposal is a duplicate or
     infeasible, and the run stops after PROPOSALS_PER_SLOT of them saying that the space ran
     out, not that trials failed (none did)."""
     from nas.cli import main
+    from search_spaces import Space
 
     space = tmp_path / "one.yaml"
     space.write_text(ONE_FEASIBLE)
     args = ["search", "--space", str(space), "--budget", "2", "--epochs", "1", "--executor",
             "local", "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits",
             "--study", "one"]
+    # a space this small is counted before anything starts, and the budget refused
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "error: --budget 2 exceeds the 1 configurations of space 'one_feasible' that meet its "
+        "constraints (2 before them); lower --budget or loosen the constraints\n")
+    assert not (tmp_path / "runs").exists()
+    # a space too large to count runs until the sampler and the random draws find nothing new
+    monkeypatch.setattr(Space, "feasible_size", lambda self, limit=0: None)
     rc = main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1].startswith(

@@ -88,6 +88,42 @@ def test_show(runs: dict) -> None:
     assert "proxy: ProxySpec(width_mult=0.25" in r.stdout, f"proxy spec not shown:\n{r.stdout}"
 
 
+def test_show_counts_the_feasible_configurations_of_a_small_space(tmp_path) -> None:
+    from search_spaces._sampling import every_choice
+
+    big = _main(["spaces", "show", "hybrid_conv_attn", "--probe", "200"])
+    assert re.search(r"feasible under constraints: [\d.]+% of 200 random draws$", big.stdout,
+                     flags=re.M), big.stdout
+    small = _main(["spaces", "show", "linear_attention", "--probe", "50"])
+    space = load_space("linear_attention")
+    feasible = space.feasible_size()
+    assert feasible == sum(not space.violations(arch) for arch, _ in every_choice(space.sample))
+    assert 0 < feasible < space.size()
+    assert (f"feasible under constraints: {feasible:,} of {space.size():,} configurations "
+            f"({feasible / space.size():.1%})") in small.stdout, small.stdout
+    doc = shipped_doc("tiny")
+    doc["constraints"] = {"max_macs": 1.0}  # nothing is that small
+    path = tmp_path / "none.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = _main(["spaces", "show", str(path), "--probe", "20"])
+    _ok(r)
+    assert "feasible under constraints: 0 of 72 configurations (0.0%)" in r.stdout, r.stdout
+    assert "no configuration meets the constraints: a search of this space is refused" \
+        in r.stdout, r.stdout
+
+
+def test_every_choice_is_each_configuration_once() -> None:
+    from search_spaces._sampling import every_choice
+
+    for name in ("tiny", "convmixer", "linear_attention"):
+        space = load_space(name)
+        seen = [json.dumps(params, sort_keys=True) for _, params in every_choice(space.sample)]
+        assert len(seen) == len(set(seen)) == space.size(), name
+        hashes = {arch_hash(arch) for arch, _ in every_choice(space.sample)}
+        assert len(hashes) == space.size(), name  # distinct answers, distinct architectures
+    assert load_space("hybrid_conv_attn").feasible_size() is None  # too many to count
+
+
 def test_sample(runs: dict) -> None:
     r = runs["sample"]
     _ok(r)
