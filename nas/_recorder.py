@@ -114,11 +114,17 @@ class Recorder(Callback):
         if self.progress is not None:
             self.progress.completed(res, self.numbers.get(trial.trial_id))
         elapsed = time.perf_counter() - self.t0
-        self.log(f"[{self.completed:>3}/{self.budget}] acc {res.accuracy:.4f} "
+        self.log(f"[{self.completed:>3}/{self.budget}] {self._number(trial)}"
+                 f"acc {res.accuracy:.4f} "
                  f"± {res.accuracy_se:.4f}  "
                  f"{res.macs / 1e9:7.3f} GMACs  {res.params / 1e6:7.2f} M params  "
                  f"trial {res.total_seconds:5.1f} s  elapsed {elapsed:6.1f} s  "
                  f"{describe(from_dict(trial.config['arch']))}")
+
+    def _number(self, trial) -> str:
+        """``#N `` (the study's trial number, as in the Pareto table), or nothing if unknown."""
+        number = self.numbers.get(trial.trial_id)
+        return "" if number is None else f"#{number} "
 
     def _pruned(self, trial, why: TrialPruned, curve: list[list[dict]]) -> None:
         """A trial the scheduler stopped at a rung: PRUNED, its partial accuracy in metrics."""
@@ -137,7 +143,7 @@ class Recorder(Callback):
         macs = why.costs.get("macs")
         shown = f"{macs / 1e9:7.3f} GMACs  " if macs is not None else ""
         loss = f"loss {why.val_loss:.3f} " if why.val_loss is not None else ""
-        self.log(f"[ pruned ] epoch {epoch_text(why.epoch)} val {loss}acc "
+        self.log(f"[ pruned ] {self._number(trial)}epoch {epoch_text(why.epoch)} val {loss}acc "
                  f"{why.val_accuracy:.4f}  front "
                  f"{why.front + 1} of {why.reached} (top {why.kept} kept)  {shown}"
                  f"trial {seconds:5.1f} s  elapsed {elapsed:6.1f} s  "
@@ -173,7 +179,7 @@ class Recorder(Callback):
             if self._finish(trial, state="FAIL", error=message, metrics=metrics) \
                     and self.progress is not None:
                 self.progress.failed_one()
-        self.log(f"[ failed ] {message}{where}")
+        self.log(f"[ failed ] {self._number(trial)}{message}{where}")
 
     def _finish(self, trial, **fields) -> bool:
         """Finish the trial's row unless the study is no longer this run's (or the row was

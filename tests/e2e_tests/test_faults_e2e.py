@@ -177,7 +177,7 @@ def test_failed_trial_stores_its_reason_and_traceback_with_one_line_each(tmp_pat
         assert 'raise RuntimeError(os.environ["NAS_TEST_RAISE"])' in text, text[-2000:]
         assert text.rstrip().endswith("RuntimeError: boom"), text[-2000:]
     lines = [ln for ln in stdout.splitlines() if "boom" in ln]
-    assert sorted(lines) == sorted(f"[ failed ] RuntimeError: boom (traceback: "
+    assert sorted(lines) == sorted(f"[ failed ] #{t.number} RuntimeError: boom (traceback: "
                                    f"{t.metrics['log_path']})" for t in failed), lines
     assert stderr.strip().splitlines() == ["error: only 0 of 1 trials completed (see the "
                                            "failures above)"], stderr[-3000:]
