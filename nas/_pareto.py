@@ -144,16 +144,20 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
                     "noise", "tied with", "architecture"):
             table.add_column(escape(col), justify="left" if col in ("architecture", "noise",
                                                                     "tied with") else "right")
+        labels = {m.trial.id: _describe(m.trial) for m in f.noisy.members}
+        shared = {v for v in labels.values() if list(labels.values()).count(v) > 1}
         for m in f.noisy.members:
             t = m.trial
+            label = labels[t.id]
+            if label in shared:  # the short name leaves out mixer settings, norm, activation
+                label += f" (arch {t.arch_hash[:8]})"
             knee = "*" if f.knee is not None and t.id == f.knee.id else ""
             tied = ", ".join(map(str, m.tied_with[:6])) + (" …" if len(m.tied_with) > 6 else "")
             table.add_row(f"{t.number}{knee}", _fmt(t.accuracy, ".4f"), _fmt(t.accuracy_se, ".4f"),
                           _fmt(t.macs and t.macs / 1e9, ".3f"),
                           _fmt(t.params_count and t.params_count / 1e6, ".2f"),
                           *(_fmt(o.of(t), ".4g") for o in extra),
-                          "certain" if m.certain else "within noise", tied,
-                          escape(_describe(t)))
+                          "certain" if m.certain else "within noise", tied, escape(label))
         show(table)
 
 

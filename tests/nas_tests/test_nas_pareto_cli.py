@@ -188,3 +188,32 @@ def test_out_writes_every_file_for_any_objective_set(db, tmp_path, capsys, objec
     for png in ("pareto.png", "hypervolume.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
+
+
+def test_front_members_with_one_short_name_are_told_apart_by_hash(tmp_path, capsys) -> None:
+    # two sepconv kernel sizes: the same "sepc/... d.. w.." name, different MACs, both on the front
+    import dataclasses
+
+    from nas.models import describe
+
+    space = load_space("tiny")
+    spec = next(a for a, _ in (space.sample_random(i) for i in range(200))
+                if a.stages[0].mixer == "sepconv")
+    k3, k5 = (dataclasses.replace(spec, stages=(dataclasses.replace(
+        spec.stages[0], mixer_args=(("expansion_ratio", 2), ("kernel_size", k))),
+        *spec.stages[1:])) for k in (3, 5))
+    assert describe(k3) == describe(k5) and arch_hash(k3) != arch_hash(k5)
+    url = f"sqlite:///{tmp_path}/nas.db"
+    store = Store(url, decode_arch=from_dict)
+    study = store.get_or_create_study("same", space="tiny", space_hash=space.hash,
+                                      objectives=("accuracy:max", "macs:min"), config={})
+    for i, (a, acc) in enumerate(((k3, 0.5), (k5, 0.6))):
+        rec = store.start_trial(study.id, key=f"t{i}", arch_hash=arch_hash(a), arch=to_dict(a),
+                                params={})
+        store.finish_trial(rec.id, state="COMPLETE", accuracy=acc, accuracy_se=0.001,
+                           macs=analytic_cost(a).macs, params_count=analytic_cost(a).params)
+    assert main(["pareto", "--db", url, "--study", "same"]) == 0
+    text = capsys.readouterr().out.replace("│", " ")
+    text = " ".join(text.split())
+    for a in (k3, k5):
+        assert f"(arch {arch_hash(a)[:8]})" in text, text
