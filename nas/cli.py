@@ -28,8 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from nas_errors import (
     NasError,  # the base of every project error (db, proxies, spaces, ...)
@@ -42,6 +44,19 @@ EXIT_USAGE = 2  # bad usage or bad input: one line on stderr, no traceback
 EXIT_FAILED = 1  # the run itself failed (e.g. every trial failed)
 EXIT_INTERRUPTED = 130  # Ctrl-C (a search stopped by SIGTERM exits 143)
 EXIT_TERMINATED = 143  # SIGTERM
+
+
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help does not already say its default, and
+    never for required options, flags or a None default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        said = re.search(r"\bdefault\b(?! database)", text)  # "the default database" is not
+        if (said or action.required or action.default is None
+                or action.default is argparse.SUPPRESS or isinstance(action.default, bool)):
+            return text
+        return super()._get_help_string(action)
 
 
 def _fail(msg: str, code: int = EXIT_USAGE) -> int:
@@ -72,7 +87,6 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                     "trains their reduced proxies on the FFCV dataset, every trial is recorded "
                     "in an SQL database, and the Pareto front of the study's objectives is "
                     "printed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--space", required=True,
                    help="shipped space name (see `python -m nas spaces list`) or a YAML file")
@@ -531,7 +545,6 @@ def _add_export(sub) -> argparse.ArgumentParser:
                     "(initialised weights), model.torchscript.pt, model.onnx (checked in "
                     "onnxruntime) and a README.md model card. Written to a temporary "
                     "directory, checked, then renamed into place.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, metavar="N", help="the study's trial number N")
@@ -702,7 +715,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error said in one line (exit 2) like every other bad input."""
+    """argparse, with a usage error said in one line (exit 2) like every other bad input, and
+    :class:`DefaultsHelp` for every (sub)command's help."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("formatter_class", DefaultsHelp)
+        super().__init__(*args, **kw)
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
@@ -710,7 +728,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="python -m nas",
-                                description="Neural-architecture search for MetaFormer backbones.")
+                description="Neural-architecture search for MetaFormer backbones.")
     sub = p.add_subparsers(dest="command", required=True,
                            metavar="{search,spaces,data,db,pareto,export,dashboard,report}")
     _add_search(sub, prog=search_prog)
