@@ -271,6 +271,14 @@ def print_pareto(store, study: str, objectives: Sequence | None = None) -> None:
 # --------------------------------------------------------------------------- spaces
 
 
+def _clip(text: str, limit: int = 90) -> str:
+    """``text`` cut at the last word that fits in ``limit`` characters, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "…"
+
+
 def _add_spaces(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("spaces", help="list, show and sample search spaces",
                        description="List, show and sample search spaces.")
@@ -296,7 +304,7 @@ def _spaces(args: argparse.Namespace) -> int:
     if args.cmd == "list":
         for name in list_spaces():
             s = load_space(name)
-            print(f"{name:<22} {s.size():>14,} configs  {s.description.splitlines()[0][:90]}")
+            print(f"{name:<22} {s.size():>14,} configs  {_clip(s.description.splitlines()[0])}")
         return 0
     from nas._preflight import SEED_MAX
     from nas_errors import ConfigError

@@ -70,6 +70,11 @@ def test_list(runs: dict) -> None:
         assert m, f"unparsable line {line!r}"
         size = int(m.group(2).replace(",", ""))
         assert size == load_space(m.group(1)).size(), f"{line!r}: size differs from size()"
+        full = load_space(m.group(1)).description.splitlines()[0]
+        shown = line.split(" configs  ", 1)[1]
+        assert shown == full or (shown.endswith("…") and len(shown) <= 90 and
+                                 full.startswith(shown[:-1]) and
+                                 full[len(shown) - 1] in " ,;:"), f"cut mid-word: {shown!r}"
 
 
 def test_show(runs: dict) -> None:
