@@ -168,12 +168,13 @@ def _fmt(v: float | None, spec: str) -> str:
 # --------------------------------------------------------------------------- files
 
 
-OUTPUTS = ("front.csv", "front.json", "pareto.png", "hypervolume.png")
+OUTPUTS = ("front.csv", "front.json", "trials.csv", "pareto.png", "hypervolume.png")
 
 
 def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
                   group_by: str | None = None) -> list[Path]:
-    """front.csv, front.json, pareto.png and hypervolume.png in ``out`` (created), all or none:
+    """front.csv, front.json, trials.csv, pareto.png and hypervolume.png in ``out`` (created),
+    all or none:
     written into a temporary folder inside ``out``, then renamed over the old ones."""
     clash = [n for n in OUTPUTS if (out / n).is_dir()]
     if clash:
@@ -224,9 +225,46 @@ def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
     path = out / "front.json"
     path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
     written.append(path)
+    written.append(write_trials_csv(fronts, out / "trials.csv"))
     written.append(plot_fronts(fronts, out / "pareto.png"))
     written.append(plot_hypervolume(fronts, ref, out / "hypervolume.png", group_by=group_by))
     return written
+
+
+TRIAL_COLUMNS = ("study", "trial", "state", "on_front", "accuracy", "accuracy_se",
+                 "test_accuracy", "macs", "params", "duration_s", "arch_hash", "architecture")
+
+
+def trial_rows(fronts: Sequence[StudyFront]) -> list[dict]:
+    """Every trial of every study (one row each, in trial order) with its state, numbers, the
+    objectives' values, its design features (sampled parameters and the mixer, depth and width
+    patterns) and whether it is on the front: the table to analyse elsewhere (pandas, R)."""
+    rows = []
+    for f in fronts:
+        members = {m.trial.id for m in f.noisy.members}
+        for t in sorted(f.trials, key=lambda t: t.number):
+            row = {"study": f.name, "trial": t.number, "state": t.state,
+                   "on_front": t.id in members, "accuracy": t.accuracy,
+                   "accuracy_se": t.accuracy_se, "test_accuracy": t.test_accuracy,
+                   "macs": t.macs, "params": t.params_count, "duration_s": t.duration_s,
+                   "arch_hash": t.arch_hash, "architecture": _describe(t)}
+            for o in f.ev.objectives:
+                row.setdefault(o.name, o.of(t))
+            for k, v in A.design_features(t).items():
+                row.setdefault(k, v)  # (our columns first, should a parameter share a name)
+            rows.append(row)
+    return rows
+
+
+def write_trials_csv(fronts: Sequence[StudyFront], path: Path) -> Path:
+    rows = trial_rows(fronts)
+    cols = list(dict.fromkeys([*TRIAL_COLUMNS, *(k for r in rows for k in r)]))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return path
 
 
 def _json_default(v: Any) -> Any:

@@ -78,6 +78,18 @@ def test_table_csv_json_and_plots_match_the_analysis(db, tmp_path, capsys) -> No
     for png in ("pareto.png", "hypervolume.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
+    every = list(csv.DictReader(open(out / "trials.csv")))  # every trial, for pandas or R
+    assert [int(r["trial"]) for r in every] == sorted(t.number for t in trials)
+    assert {int(r["trial"]) for r in every if r["on_front"] == "True"} == \
+        {m.trial.number for m in nf.members}
+    by = {int(r["trial"]): r for r in every}
+    for t in trials:
+        r = by[t.number]
+        assert r["state"] == t.state and r["arch_hash"] == t.arch_hash
+        assert r["accuracy"] == ("" if t.accuracy is None else str(t.accuracy))
+        for k, v in t.params.items():
+            assert r[k] == str(v), (k, r)
+        assert r["mixer_pattern"] == "/".join(s["mixer"] for s in t.arch["stages"])
 
 
 def test_several_studies_share_one_reference_point_and_group_by(db, tmp_path, capsys) -> None:
