@@ -52,7 +52,7 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        said = re.search(r"\bdefault\b(?! database)", text)  # "the default database" is not
+        said = re.search(r"(?:^|\(|; )default\b|\bdefault:", text)  # not "the default database"
         if (said or action.required or action.default is None
                 or action.default is argparse.SUPPRESS or isinstance(action.default, bool)):
             return text
@@ -122,7 +122,7 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                         "multi-objective), tpe, gp (Gaussian process), qmc (Sobol over numeric "
                         "parameters), random; the space's constraints reach all that learn")
     p.add_argument("--dataset", default=SearchConfig.dataset,
-                   help="proxy dataset: clutter (embedded default: digits among clutter), "
+                   help="proxy dataset: clutter (embedded: digits among clutter), "
                         "digits (plain scikit-learn digits), or your own data: cifar10, "
                         "cifar100, npz, imagefolder with --data-path (python -m nas data list)")
     p.add_argument("--data-path", default=None,
@@ -364,7 +364,8 @@ def _add_data(sub) -> argparse.ArgumentParser:
     prep.add_argument("--path", "--data-path", dest="data_path", default=None,
                       help="input folder or file (cifar10, cifar100, npz, imagefolder)")
     prep.add_argument("--resolution", type=int, default=32,
-                      help="side the loaders serve by default (embedded sets are rendered at it)")
+                      help="side the loaders serve unless asked for another (embedded sets are "
+                           "rendered at it)")
     prep.add_argument("--runs-dir", default="runs",
                       help="the cache goes to <runs-dir>/cache (or $NAS_CACHE_DIR)")
     p.set_defaults(run=_data)
@@ -431,9 +432,13 @@ def _db(args: argparse.Namespace) -> int:
         if args.cmd == "upgrade":
             raise ConfigError(f"no database at {shown}: nothing to upgrade (the first search "
                               f"creates one at revision {HEAD_REVISION}); check the path")
-        folder = "" if path.parent.is_dir() else f", nor a folder {path.parent}"
-        print(f"{shown}: no database yet{folder} (the first search creates it; if you expected "
-              "one, check the path)")
+        if path.parent.is_dir() or args.db is None:  # a search makes the default folder
+            folder = "" if path.parent.is_dir() else f", nor a folder {path.parent}"
+            print(f"{shown}: no database yet{folder} (the first search creates it; if you "
+                  "expected one, check the path)")
+        else:  # a search refuses a --db whose folder is missing: it does not create it
+            print(f"{shown}: no database, nor a folder {path.parent} (a search with this --db "
+                  "needs the folder to exist; if you expected a database, check the path)")
         return 0
     if args.cmd == "upgrade":
         old, new = upgrade(url)

@@ -33,7 +33,7 @@ from nas._preflight import (
     ray_endpoint,
 )
 from nas._samplers import SAMPLERS, make_sampler
-from nas.errors import ConfigError, SearchInterrupted, StorageError, did_you_mean
+from nas.errors import ConfigError, SearchInterrupted, SpaceError, StorageError, did_you_mean
 from nas.results import (
     DEFAULT_OBJECTIVES,
     Objective,
@@ -309,12 +309,20 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                           f"of space '{space.name}' (before its constraints); lower --budget or "
                           "give the space more choices")
     # constraints that admit nothing are refused before a study exists, not after
-    # PROPOSALS_PER_SLOT skipped proposals recorded in it (SpaceError, one line, exit 2)
-    space.sample_random(cfg.seed)
-    feasible = space.feasible_size()  # counted where the space is small (about 1 s at most)
-    if feasible is not None and cfg.budget > feasible:
-        raise ConfigError(f"--budget {cfg.budget} exceeds the {feasible:,} configurations of "
-                          f"space '{space.name}' that meet its constraints ({space.size():,} "
+    # PROPOSALS_PER_SLOT skipped proposals recorded in it (one line, exit 2): counted where the
+    # space is small (about 1 s at most), else judged on 1,000 seeded random draws
+    feasible = space.feasible_size()
+    if feasible is None:
+        space.sample_random(cfg.seed)  # SpaceError naming what each constraint rejected
+    elif feasible == 0:
+        raise SpaceError(f"{space.source}: constraints: none of the {space.size():,} "
+                         "configurations meets them; loosen the constraints (`python -m nas "
+                         "spaces show SPACE` gives its cost ranges)")
+    elif cfg.budget > feasible:
+        which = ("the one distinct architecture", "meets") if feasible == 1 else \
+            (f"the {feasible:,} distinct architectures", "meet")
+        raise ConfigError(f"--budget {cfg.budget} exceeds {which[0]} of space '{space.name}' "
+                          f"that {which[1]} its constraints ({space.size():,} configurations "
                           "before them); lower --budget or loosen the constraints")
     if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
         try:

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from nas.models import MIXERS, ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec, validate
-from nas.models.arch import HEADS, STEM_STRIDES, STEMS, grid_sides
+from nas.models.arch import HEADS, STEM_STRIDES, STEMS, arch_hash, grid_sides
 from nas.models.layers import ACTS, NORMS
 from nas.models.proxy import ProxySpec, proxy_stage, reduce_to_proxy, round_width
 from nas_errors import ConfigError, SpaceError, did_you_mean
@@ -443,11 +443,13 @@ class Space:
                          "spaces show SPACE` gives its cost ranges and feasible share)")
 
     def feasible_size(self, limit: int = 10_000) -> int | None:
-        """How many configurations meet the constraints, counted one by one; None when the
-        space has more than ``limit`` configurations (about 0.15 ms each)."""
+        """How many distinct architectures (by :func:`arch_hash`, as a search tells duplicates)
+        meet the constraints, counted one by one; None when the space has more than ``limit``
+        configurations (about 0.15 ms each)."""
         if self.size() > limit:
             return None
-        return sum(not self.violations(arch) for arch, _ in every_choice(self.sample))
+        return len({arch_hash(arch) for arch, _ in every_choice(self.sample)
+                    if not self.violations(arch)})
 
     # ---------------------------------------------------------------- constraints
 

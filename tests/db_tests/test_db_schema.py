@@ -283,6 +283,12 @@ def test_cli_db_upgrade_and_current(tmp_path, capsys) -> None:
                                        "yet (the first search creates it; if you expected one, "
                                        "check the path)\n")
     assert not (tmp_path / "runs" / "nas.db").exists()
+    typo = tmp_path / "nosuch" / "nas.db"  # a --db folder is not created by a search either
+    assert main(["db", "current", "--db", f"sqlite:///{typo}"]) == 0
+    assert capsys.readouterr().out == (
+        f"sqlite:///{typo}: no database, nor a folder {typo.parent} (a search with this --db "
+        "needs the folder to exist; if you expected a database, check the path)\n")
+    assert not typo.parent.exists()
     _execute(url, text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))  # a newer package's
     assert main(["db", "current", "--db", url]) == 0
     assert capsys.readouterr().out.strip() == (

@@ -118,8 +118,9 @@ def test_a_space_run_out_of_feasible_configurations_ends_as_exhausted(tmp_path, 
     # a space this small is counted before anything starts, and the budget refused
     assert main(args) == 2
     assert capsys.readouterr().err == (
-        "error: --budget 2 exceeds the 1 configurations of space 'one_feasible' that meet its "
-        "constraints (2 before them); lower --budget or loosen the constraints\n")
+        "error: --budget 2 exceeds the one distinct architecture of space 'one_feasible' that "
+        "meets its constraints (2 configurations before them); lower --budget or loosen the "
+        "constraints\n")
     assert not (tmp_path / "runs").exists()
     # a space too large to count runs until the sampler and the random draws find nothing new
     monkeypatch.setattr(Space, "feasible_size", lambda self, limit=0: None)

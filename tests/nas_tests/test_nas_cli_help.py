@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 import pytest
 
 from nas.cli import main
 
+WRITTEN = {"asha_min_epochs": "1/3", "db": "$NAS_DB_URL"}  # written otherwise than str(value)
 COMMANDS = [["search"], ["spaces", "list"], ["spaces", "show"], ["spaces", "sample"],
             ["data", "list"], ["data", "prepare"], ["db", "current"], ["db", "upgrade"],
             ["pareto"], ["export"], ["dashboard"], ["report"]]
@@ -32,3 +34,28 @@ def test_help_shows_the_defaults_it_did_not_state_itself(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "the HTML file to write (default: report.html)" in text, text
     assert "where the default database lives (default: runs)" in text, text
+
+
+def test_every_option_with_a_default_shows_it(monkeypatch, capsys) -> None:
+    # and a password in $NAS_DB_URL, the --db default, never appears in --help
+    from nas.cli import _parser
+
+    monkeypatch.setenv("NAS_DB_URL", "postgresql://u:s3cret@h/db")
+    parser = _parser()
+    subs = parser._subparsers._group_actions[0].choices
+    for argv in COMMANDS:
+        p = subs[argv[0]]
+        if len(argv) > 1:
+            p = p._subparsers._group_actions[0].choices[argv[1]]
+        with pytest.raises(SystemExit):
+            p.parse_args(["--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "s3cret" not in text, argv
+        for action in p._actions:
+            if action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool) \
+                    or action.required or not action.option_strings:
+                continue
+            shown = p._get_formatter()._get_help_string(action)  # before %-expansion
+            value = WRITTEN.get(action.dest, str(action.default))
+            assert "%(default)s" in shown or f"default {value}" in shown or \
+                f"default: {value}" in shown, (argv, action.dest, shown)

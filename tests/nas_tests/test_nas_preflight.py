@@ -348,17 +348,48 @@ def test_constraints_that_admit_nothing_are_refused_before_the_study_exists(tmp_
 
     from nas.cli import main
 
-    text = (Path(__file__).resolve().parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    shipped = Path(__file__).resolve().parents[2] / "search_spaces"
+    # a small space is counted: none of its configurations meets them
+    text = (shipped / "tiny.yaml").read_text()
     space = tmp_path / "none.yaml"
     space.write_text(text.replace("constraints:\n", "constraints:\n  max_macs: 1000000\n", 1))
+    rc = main(["search", "--space", str(space), "--budget", "2", "--executor", "local",
+               "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and line == (
+        f"error: {space}: constraints: none of the 72 configurations meets them; loosen the "
+        "constraints (`python -m nas spaces show SPACE` gives its cost ranges)"), line
+    assert not (tmp_path / "runs").exists()
+    # a large one is judged on 1,000 seeded draws, each constraint's rejections named
+    text = (shipped / "hybrid_conv_attn.yaml").read_text()
+    assert "  max_macs: 8.0e+9\n" in text
+    space = tmp_path / "none_large.yaml"
+    space.write_text(text.replace("  max_macs: 8.0e+9\n", "  max_macs: 1000000\n", 1))
     rc = main(["search", "--space", str(space), "--budget", "2", "--executor", "local",
                "--runs-dir", str(tmp_path / "runs"), "--dataset", "digits"])
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and line.startswith(
         f"error: {space}: constraints: no feasible configuration in 1000 random draws "
         "(max_macs rejected 1000, e.g. "), line
-    assert " GMACs > 0.001); loosen the constraints (`python -m nas spaces show" in line, line
+    assert " GMACs > 0.001; conv_before_attention rejected " in line, line
+    assert line.endswith("); loosen the constraints (`python -m nas spaces show SPACE` gives "
+                         "its cost ranges and feasible share)"), line
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_small_space_with_few_feasible_architectures_is_counted_not_guessed(tmp_path):
+    # a budget was checked against configurations, not distinct feasible architectures
+    from pathlib import Path
+
+    from search_spaces import load_space
+
+    text = (Path(__file__).resolve().parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    space = tmp_path / "widths.yaml"
+    assert '  multipliers: ["1:2:4:8"]\n' in text, text
+    space.write_text(text.replace('  multipliers: ["1:2:4:8"]\n',
+                                  '  multipliers: ["1:2:4:8", "2:4:8:16"]\n'))
+    s = load_space(str(space))
+    assert s.size() == 144 and s.feasible_size() == 108  # 16 x 2:4:8:16 is 32 x 1:2:4:8
 
 
 def test_an_unknown_dataset_is_refused_before_the_database_exists(tmp_path, capsys):
