@@ -26,7 +26,8 @@ from nas import analysis as A
 from nas.results import ZC_PREFIX, Objective, numeric_fields, parse_objectives
 from nas_errors import ConfigError
 
-__all__ = ["StudyFront", "load_fronts", "front_rows", "write_outputs", "print_fronts"]
+__all__ = ["StudyFront", "load_fronts", "front_rows", "trial_rows", "write_outputs",
+           "write_trials_csv", "print_fronts", "plot_axes"]
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,8 @@ def trial_rows(fronts: Sequence[StudyFront]) -> list[dict]:
 
 
 def write_trials_csv(fronts: Sequence[StudyFront], path: Path) -> Path:
+    """:func:`trial_rows` as CSV at ``path`` (:data:`TRIAL_COLUMNS` first, then the objectives
+    and design features in order of appearance; a missing value is empty)."""
     rows = trial_rows(fronts)
     cols = list(dict.fromkeys([*TRIAL_COLUMNS, *(k for r in rows for k in r)]))
     with open(path, "w", newline="") as fh:
@@ -304,7 +307,7 @@ def plot_fronts(fronts: Sequence[StudyFront], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     objs = list(fronts[0].ev.objectives) if fronts else []
     xo, yo = plot_axes(objs)
-    steps = xo is not None and xo.direction == "min" and yo.direction == "max"
+    steps = len(objs) == 2 and xo.direction == "min" and yo.direction == "max"  # a 2-D front
 
     def xs(trials) -> list:
         return [t.number if xo is None else xo.of(t) for t in trials]

@@ -156,9 +156,8 @@ class Recorder(Callback):
                     trial, state="INTERRUPTED", error=f"lost its Ray worker, retried: {reason}") \
                     and self.progress is not None:
                 self.progress.lost_one()
-            number = self.numbers.get(trial.trial_id, "?")
-            self.log(f"[ lost ] trial {number}: {reason.rstrip('.')}; its architecture is "
-                     "trained again")
+            self.log(f"[ lost ] {self._number(trial)}{reason.rstrip('.')}; its architecture "
+                     "is trained again")
             return
         line, full = _error_text(trial)
         metrics = {}

@@ -145,10 +145,11 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                         "instead of starting Ray; trials then run on its nodes, which must see "
                         "the same --runs-dir (shared filesystem); the driver alone writes --db")
     p.add_argument("--objectives", default=None,
-                   help="comma-separated name:max|min over any recorded numeric metric (accuracy, "
+                   help="comma-separated name:max|min over a recorded numeric metric (accuracy, "
                         "macs, params, acts, latency_ms, proxy_macs, val_loss, ...); default: "
                         "the study's, or accuracy:max,macs:min for a new study; zc_<proxy> is a "
-                        "zero-cost proxy's score at initialisation (zc_synflow, zc_naswot, ...)")
+                        "zero-cost proxy's score at initialisation (zc_synflow, zc_naswot, "
+                        "...); the test split's metrics are held out and refused")
     p.add_argument("--zero-cost", default=None, metavar="NAMES",
                    help="comma-separated zero-cost proxies (synflow, synflow_ones, naswot, "
                         "grad_norm, snip, jacob_cov, params, ...) each trial scores on its "
@@ -342,10 +343,12 @@ def _spaces(args: argparse.Namespace) -> int:
              if exact is not None else f"{feasible / args.probe:.1%} of {args.probe} random draws")
     print(f"  params: {params[0] / 1e6:.2f} .. {params[-1] / 1e6:.2f} M; "
           f"feasible under constraints: {share}")
-    if (exact if exact is not None else feasible) == 0:
-        print("  no configuration meets the constraints" + (
-            "" if exact is not None else " in those draws") + ": a search of this space is "
-            "refused; loosen them")
+    if exact == 0:
+        print("  no configuration meets the constraints: a search of this space is refused; "
+              "loosen them")
+    elif exact is None and feasible == 0:
+        print(f"  none of the {args.probe} draws meets the constraints: a search (which judges "
+              "1,000 seeded draws) would likely be refused; loosen them")
     print(f"  proxy: {space.proxy_spec}")
     return 0
 
@@ -477,8 +480,8 @@ def _add_pareto(sub) -> argparse.ArgumentParser:
         description="The Pareto front of one or more studies, read from the database: a table "
                     "that marks which members are certainly non-dominated and which are within "
                     "noise of another trial, the knee, and the hypervolume (one reference point "
-                    "for all studies given). With --out: front.csv, front.json, pareto.png and "
-                    "hypervolume.png.")
+                    "for all studies given). With --out: front.csv, front.json, trials.csv "
+                    "(every trial), pareto.png and hypervolume.png.")
     p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
                    help="database URL (default: $NAS_DB_URL, else sqlite:///<runs-dir>/nas.db)")
     p.add_argument("--runs-dir", default="runs",
@@ -492,7 +495,8 @@ def _add_pareto(sub) -> argparse.ArgumentParser:
                    help="noise threshold in standard errors: a difference smaller than z x "
                         "the combined standard error is a tie (default: 1.96)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="write front.csv, front.json, pareto.png and hypervolume.png here")
+                   help="write front.csv, front.json, trials.csv (every trial), pareto.png "
+                        "and hypervolume.png here")
     p.add_argument("--group-by", default=None, metavar="KEY",
                    help="in hypervolume.png, average the studies that share this run-config "
                         "value (e.g. sampler), with their min-max band (seeds)")

@@ -252,9 +252,15 @@ def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, 
     if wanted is not None:
         return parse_search_objectives(wanted)
     try:
-        return parse_search_objectives(store.get_study(name).objectives)
+        stored = store.get_study(name).objectives
     except StorageError:  # no such study yet
         return DEFAULT_OBJECTIVES
+    try:
+        return parse_search_objectives(stored)
+    except ConfigError as e:  # a study made before the test split was refused as an objective
+        raise ConfigError(f"study '{name}' was created with objectives {', '.join(stored)}: "
+                          f"{str(e).removeprefix('--objectives: ')}; start a new --study"
+                          ) from None
 
 
 def _versions() -> dict[str, str]:

@@ -197,6 +197,7 @@ def test_out_writes_every_file_for_any_objective_set(db, tmp_path, capsys, objec
     doc = json.loads((out / "front.json").read_text())
     assert doc["studies"][0]["objectives"] == objectives.split(",")
     assert len(list(csv.DictReader(open(out / "front.csv")))) == len(doc["studies"][0]["front"])
+    assert len(list(csv.DictReader(open(out / "trials.csv")))) == 14  # every trial of a0
     for png in ("pareto.png", "hypervolume.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png

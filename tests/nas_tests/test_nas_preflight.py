@@ -400,3 +400,21 @@ def test_an_unknown_dataset_is_refused_before_the_database_exists(tmp_path, caps
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and line.startswith("error: unknown dataset 'imagenet'; known datasets: "), line
     assert not (tmp_path / "runs").exists()  # no database created for nothing
+
+
+def test_a_stored_study_with_a_test_split_objective_is_refused_by_name(tmp_path):
+    # made before the test split was refused as an objective: the message names the study's
+    # stored objectives, not an --objectives the user never gave
+    from db import Store
+    from nas.search import _study_objectives
+
+    store = Store(f"sqlite:///{tmp_path}/nas.db")
+    store.get_or_create_study("old", space="tiny", space_hash="h",
+                              objectives=("test_accuracy:max", "macs:min"), config={})
+    with pytest.raises(ConfigError) as e:
+        _study_objectives(store, "old", None)
+    assert str(e.value) == (
+        "study 'old' was created with objectives test_accuracy:max, macs:min: 'test_accuracy' "
+        "is measured on the held-out test split, which a search never selects on; optimise "
+        "accuracy (validation) and read test_accuracy in `python -m nas pareto`; start a new "
+        "--study")

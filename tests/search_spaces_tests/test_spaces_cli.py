@@ -102,8 +102,8 @@ def test_show_counts_the_feasible_configurations_of_a_small_space(tmp_path) -> N
     small = _main(["spaces", "show", "linear_attention", "--probe", "50"])
     space = load_space("linear_attention")
     feasible = space.feasible_size()
+    assert feasible == 756 and space.size() == 972  # pinned: a change in the counting shows
     assert feasible == sum(not space.violations(arch) for arch, _ in every_choice(space.sample))
-    assert 0 < feasible < space.size()
     assert (f"feasible under constraints: {feasible:,} of {space.size():,} configurations "
             f"({feasible / space.size():.1%})") in small.stdout, small.stdout
     doc = shipped_doc("tiny")
