@@ -174,8 +174,18 @@ def check_resume(study: str, stored: Mapping[str, Any], new: Mapping[str, Any],
     """The meaning changes of a resume; ConfigError naming them unless ``allow_change``."""
     changes = meaning_changes(stored, new)
     if changes and not allow_change:
+        flags = [f"{what} {_shell(_get(stored, path))}" for path, what in MEANING
+                 if what.startswith("--") and _get(stored, path) is not _MISSING
+                 and _get(new, path) is not _MISSING and _get(stored, path) != _get(new, path)]
+        again = f" (add {' '.join(flags)})" if flags else ""
         raise ConfigError(
             f"study '{study}' was searched with other settings that change what a trial "
-            f"measures ({'; '.join(changes)}); re-run with the study's settings, use another "
-            f"--study, or pass --allow-change to mix them")
+            f"measures ({'; '.join(changes)}); re-run with the study's settings{again}, use "
+            f"another --study, or pass --allow-change to mix them")
     return changes
+
+
+def _shell(value: Any) -> str:
+    import shlex
+
+    return shlex.quote(str(value))

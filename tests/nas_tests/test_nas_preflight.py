@@ -68,6 +68,7 @@ def test_a_changed_epoch_count_is_refused_naming_the_difference():
         check_resume("s", STORED, new, allow_change=False)
     text = str(info.value)
     assert "study 's'" in text and "--epochs 3 -> 1" in text and "--allow-change" in text, text
+    assert "re-run with the study's settings (add --epochs 3), use another" in text, text
     assert "'resolution': 16" in text and "\n" not in text, text
     assert check_resume("s", STORED, new, allow_change=True) == meaning_changes(STORED, new)
 
