@@ -160,6 +160,11 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
                           *(_fmt(o.of(t), ".4g") for o in extra),
                           "certain" if m.certain else "within noise", tied, escape(label))
         show(table)
+    sizes = {f.name: len(f.ev) for f in fronts}
+    if len(set(sizes.values())) > 1:  # hypervolume grows with the trials a search completed
+        show(escape("note: the studies completed different numbers of trials ("
+                    + ", ".join(f"{n}: {k}" for n, k in sizes.items()) + "); their hypervolumes "
+                    "compare searches of different sizes, not only their samplers or spaces"))
 
 
 def _fmt(v: float | None, spec: str) -> str:

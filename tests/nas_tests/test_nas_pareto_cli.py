@@ -102,6 +102,10 @@ def test_several_studies_share_one_reference_point_and_group_by(db, tmp_path, ca
     sets = [A.evaluated(store.trials(n), ("accuracy:max", "macs:min")) for n in ("a0", "a1", "b0")]
     assert doc["reference_point"] == pytest.approx(A.reference_point(*sets).tolist())
     assert (out / "hypervolume.png").stat().st_size > 10_000
+    assert "completed different numbers" not in capsys.readouterr().out  # 12 each
+    assert main(["pareto", "--db", url, "--study", "a0", "--study", HOSTILE]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "note: the studies completed different numbers of trials (a0: 12, " in text, text
 
 
 def test_hostile_study_name_is_printed_as_text(db, capsys) -> None:
