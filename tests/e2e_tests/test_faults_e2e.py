@@ -214,7 +214,7 @@ def test_a_trial_whose_worker_is_killed_is_retried_not_failed(tmp_path):
     assert lost[0].arch_hash in {t.arch_hash for t in ours if t.state == "COMPLETE"}
     assert not [t for t in ours if t.state == "FAIL"], [(t.state, t.error) for t in ours]
     text = out.read_text()
-    assert re.search(r"^\[ lost \] trial \d+: ActorDiedError", text, re.M), text[-3000:]
+    assert re.search(rf"^\[ lost \] #{lost[0].number} ActorDiedError", text, re.M), text[-3000:]
     final = re.findall(r"^\[progress\] .*$", text, re.M)[-1]  # the line the run ends with
     assert f"{budget}/{budget} done · 0 running · 0 failed" in final, final
 
