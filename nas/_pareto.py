@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +146,7 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
             table.add_column(escape(col), justify="left" if col in ("architecture", "noise",
                                                                     "tied with") else "right")
         labels = {m.trial.id: _describe(m.trial) for m in f.noisy.members}
-        shared = {v for v in labels.values() if list(labels.values()).count(v) > 1}
+        shared = {v for v, n in Counter(labels.values()).items() if n > 1}
         for m in f.noisy.members:
             t = m.trial
             label = labels[t.id]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -154,10 +155,11 @@ def _get(config: Mapping[str, Any], path: str) -> Any:
 _MISSING = object()
 
 
-def meaning_changes(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The :data:`MEANING` settings that differ, as ``"--epochs 3 -> 1"``; keys either config
-    lacks (a study recorded by an older version) are not compared."""
-    changes = []
+def _changed(stored: Mapping[str, Any], new: Mapping[str, Any]
+             ) -> list[tuple[str, Any, Any]]:
+    """(what, stored value, new value) of each :data:`MEANING` setting that differs; keys either
+    config lacks (a study recorded by an older version) are not compared."""
+    out = []
     for path, what in MEANING:
         old, cur = _get(stored, path), _get(new, path)
         if old is _MISSING or cur is _MISSING:
@@ -165,27 +167,26 @@ def meaning_changes(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
         if isinstance(old, (list, tuple)) and isinstance(cur, (list, tuple)):
             old, cur = list(old), list(cur)
         if old != cur:
-            changes.append(f"{what} {old!r} -> {cur!r}")
-    return changes
+            out.append((what, old, cur))
+    return out
+
+
+def meaning_changes(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The :data:`MEANING` settings that differ, as ``"--epochs 3 -> 1"``."""
+    return [f"{what} {old!r} -> {cur!r}" for what, old, cur in _changed(stored, new)]
 
 
 def check_resume(study: str, stored: Mapping[str, Any], new: Mapping[str, Any],
                  allow_change: bool) -> list[str]:
-    """The meaning changes of a resume; ConfigError naming them unless ``allow_change``."""
+    """The meaning changes of a resume; ConfigError naming them (and the flags that restore the
+    study's settings) unless ``allow_change``."""
     changes = meaning_changes(stored, new)
     if changes and not allow_change:
-        flags = [f"{what} {_shell(_get(stored, path))}" for path, what in MEANING
-                 if what.startswith("--") and _get(stored, path) is not _MISSING
-                 and _get(new, path) is not _MISSING and _get(stored, path) != _get(new, path)]
+        flags = [f"{what} {shlex.quote(str(old))}" for what, old, _ in _changed(stored, new)
+                 if what.startswith("--")]
         again = f" (add {' '.join(flags)})" if flags else ""
         raise ConfigError(
             f"study '{study}' was searched with other settings that change what a trial "
             f"measures ({'; '.join(changes)}); re-run with the study's settings{again}, use "
             f"another --study, or pass --allow-change to mix them")
     return changes
-
-
-def _shell(value: Any) -> str:
-    import shlex
-
-    return shlex.quote(str(value))
