@@ -177,14 +177,20 @@ def meaning_changes(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 
 
 def check_resume(study: str, stored: Mapping[str, Any], new: Mapping[str, Any],
-                 allow_change: bool) -> list[str]:
+                 allow_change: bool, *, inherits: bool = False) -> list[str]:
     """The meaning changes of a resume; ConfigError naming them (and the flags that restore the
-    study's settings) unless ``allow_change``."""
+    study's settings) unless ``allow_change``. ``inherits``: options left out take the study's
+    values (the command line), so the remedy is to give the study's value or none."""
     changes = meaning_changes(stored, new)
     if changes and not allow_change:
         flags = [f"{what} {shlex.quote(str(old))}" for what, old, _ in _changed(stored, new)
                  if what.startswith("--")]
-        again = f" (add {' '.join(flags)})" if flags else ""
+        again = ""
+        if flags and inherits:
+            again = (f" (give {' '.join(flags)}, or leave {'it' if len(flags) == 1 else 'them'}"
+                     f" out: a resumed study takes its own)")
+        elif flags:
+            again = f" (add {' '.join(flags)})"
         raise ConfigError(
             f"study '{study}' was searched with other settings that change what a trial "
             f"measures ({'; '.join(changes)}); re-run with the study's settings{again}, use "

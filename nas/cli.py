@@ -99,12 +99,13 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                         "printed or stored); default: $NAS_DB_URL, else "
                         "sqlite:///<runs-dir>/nas.db")
     p.add_argument("--study", default=None, help="study name (default: the space's name); "
-                   "running an existing study again continues it up to --budget")
+                   "running an existing study again continues it up to --budget, and the "
+                   "options left out (--epochs, --budget, --sampler, ...) are the study's")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
     p.add_argument("--allow-change", action="store_true",
-                   help="resume a study although --epochs, --batch-size, --lr, --repeats or the "
-                        "dataset differ from its first run (mixes incomparable trials; the "
-                        "sampler, seed and budget may always change)")
+                   help="resume a study although a typed --epochs, --batch-size, --lr, "
+                        "--repeats or dataset differs from its first run (mixes incomparable "
+                        "trials; the sampler, seed and budget may always change)")
     p.add_argument("--epochs", type=int, default=SearchConfig.epochs,
                    help="proxy training epochs per trial")
     p.add_argument("--batch-size", type=int, default=SearchConfig.batch_size,
@@ -195,11 +196,22 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _given(argv: Sequence[str], args: argparse.Namespace) -> set[str]:
+    """The destinations of the ``search`` options typed in ``argv`` (``["search", ...]``), told
+    apart from those left at their defaults by parsing again with a marker for every default."""
+    unset = object()
+    probe = _add_search(argparse.ArgumentParser(add_help=False).add_subparsers())
+    probe.set_defaults(**{dest: unset for dest in vars(args)})
+    typed = probe.parse_args(list(argv)[1:])
+    return {dest for dest, value in vars(typed).items() if value is not unset}
+
+
 def _search(args: argparse.Namespace) -> int:
     from nas._preflight import check_settings
     from nas.results import parse_search_objectives, parse_zero_cost
-    from nas.search import SearchConfig, parse_prescreen, run_search
+    from nas.search import INHERITABLE, SearchConfig, parse_prescreen, run_search
 
+    typed = _given(args.argv, args)
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,
                        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, repeats=args.repeats, compile=args.compile,
@@ -213,7 +225,9 @@ def _search(args: argparse.Namespace) -> int:
                        asha_eta=args.asha_eta, asha_min_epochs=args.asha_min_epochs,
                        asha_metric=args.asha_metric, asha_late_rung=args.asha_late_rung,
                        trial_checkpoints=args.trial_checkpoints,
-                       progress_every=args.progress_every)
+                       progress_every=args.progress_every,
+                       # a study run again takes what the command line leaves out from its runs
+                       inherit=tuple(f for f in INHERITABLE if f not in typed))
     check_settings(cfg)  # fail fast, before Ray, torch or a database starts
     from db import Store, mask_url
     from nas.models import from_dict
@@ -224,6 +238,7 @@ def _search(args: argparse.Namespace) -> int:
     parse_prescreen(cfg.prescreen)
     load_space(cfg.space)
     summary = run_search(cfg)
+    cfg = summary.config or cfg  # with what a resumed study took from its earlier runs
     print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study, summary.objectives)
     screened = f", {summary.screened} screened out" if cfg.prescreen else ""
     pruned = f"{summary.pruned} pruned, " if cfg.scheduler == "asha" else ""

@@ -17,11 +17,13 @@ import dataclasses
 import logging
 import os
 import platform
+import shlex
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,19 @@ from nas.results import (
     zero_cost_implied,
 )
 
-__all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS"]
+__all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS",
+           "INHERITABLE"]
+
+#: What a study's earlier runs decide for a run that continues it, unless the run sets it (the
+#: command line: the options it leaves out; ``SearchConfig.inherit`` names them). What a trial
+#: measures comes from the study's first run, which :func:`~nas._preflight.check_resume` holds
+#: every run to, so a plain re-run is never refused; how the search goes on (budget, sampler,
+#: scheduler, ...) from its latest run. Placement, paths, the database and the output stay the
+#: machine's and the user's business.
+INHERITABLE = ("budget", "seed", "epochs", "batch_size", "lr", "repeats", "compile", "sampler",
+               "dataset", "data_path", "zero_cost", "prescreen", "scheduler", "asha_eta",
+               "asha_min_epochs", "asha_metric", "asha_late_rung", "trial_checkpoints")
+_MEASURED = frozenset({"epochs", "batch_size", "lr", "repeats", "dataset", "data_path"})
 
 
 
@@ -94,6 +108,9 @@ class SearchConfig:
     #                                 a kill or a lost worker resumes after its last epoch
     progress_every: float = 30.0  # seconds between "[progress]" lines when the output is not a
     #                               terminal (a terminal gets a live status line); 0: at the end
+    inherit: tuple[str, ...] = ()  # fields of INHERITABLE that an existing study's earlier runs
+    #                                set instead (the CLI: the options left off the command line);
+    #                                not stored: the resolved values are
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,7 @@ class SearchSummary:
     nodes: tuple[tuple[str, int], ...] = ()  # (worker node, trials of this run recorded there)
     exhausted: bool = False  # the run stopped because the sampler's proposals were all
     #                          duplicates or infeasible (nas._searcher.PROPOSALS_PER_SLOT in a row)
+    config: SearchConfig | None = None  # the settings the run used (with what it inherited)
 
     @property
     def budget_used(self) -> int:
@@ -263,6 +281,58 @@ def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, 
                           ) from None
 
 
+def _may_hold_studies(url: str) -> bool:
+    """False where the database surely holds no study yet (a SQLite file not there), so a
+    refused first run creates no file."""
+    from db import sqlite_path
+
+    path = sqlite_path(url)
+    return path is None or path.is_file()
+
+
+def _inherit(cfg: SearchConfig, store, name: str, space_hash: str
+             ) -> tuple[SearchConfig, list[str]]:
+    """``cfg`` with each field of ``cfg.inherit`` taken from study ``name``'s earlier runs (see
+    :data:`INHERITABLE`), and those that changed, as the options that would set them. A new
+    study, or one of another space (refused later, by name), takes nothing."""
+    study = next((s for s in store.list_studies() if s.name == name), None)
+    if study is None or study.space_hash != space_hash:
+        return cfg, []
+    latest = next((r.config for r in reversed(store.runs(study.id)) if r.config), study.config)
+    taken: dict[str, Any] = {}
+    for field in INHERITABLE:
+        source = study.config if field in _MEASURED else latest
+        if field not in cfg.inherit or field not in source:
+            continue
+        if field == "data_path" and taken.get("dataset", cfg.dataset) != study.config.get(
+                "dataset"):  # another dataset was given: the study's files are not its input
+            continue
+        value = source[field]
+        if field == "zero_cost":
+            value = tuple(value or ())
+        if value != getattr(cfg, field):
+            taken[field] = value
+    return dataclasses.replace(cfg, **taken), [_as_option(k, v) for k, v in taken.items()]
+
+
+def _as_option(field: str, value: Any) -> str:
+    """The command-line option that sets ``field`` to ``value``: ``--epochs 2``,
+    ``--no-asha-late-rung``, ``--zero-cost synflow,naswot``, ``no --prescreen``."""
+    flag = "--" + field.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else ("no " + flag if field == "compile" else f"--no-{flag[2:]}")
+    if value is None or value == ():
+        return f"no {flag}"
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    elif field == "asha_min_epochs" and float(epoch_text(value)) != value:
+        ratio = Fraction(value).limit_denominator(1000)  # 1/3 as the CLI takes it, not 0.333
+        value = f"{ratio.numerator}/{ratio.denominator}" if float(ratio) == value else value
+    elif field == "asha_min_epochs":
+        value = epoch_text(value)
+    return f"{flag} {shlex.quote(str(value))}"
+
+
 def _versions() -> dict[str, str]:
     import optuna
     import ray
@@ -310,6 +380,28 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     lease_timing()  # a bad $NAS_LEASE_STALE_S is refused before the study is created
     if cfg.ray_address and cfg.executor != "local" and not ray.is_initialized():
         _probe_head(cfg.ray_address)  # likewise an address where no Ray head answers
+    if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
+        try:
+            check_study_name(space.name)
+        except ConfigError:
+            raise ConfigError(f"the study is named after the space, and space name "
+                              f"{space.name!r} is not a valid study name; pass --study NAME "
+                              f"(must be {STUDY_NAME_RULE})") from None
+    study_name = check_study_name(cfg.study or space.name)
+    runs = Path(cfg.runs_dir).resolve()
+    url = cfg.db_url or default_url(runs, create=False)  # (the folder is made once all is checked)
+    _refuse_memory_database(url)
+    store = None
+    if cfg.inherit and _may_hold_studies(url):  # a resume takes what it is not told
+        store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
+        cfg, taken = _inherit(cfg, store, study_name, space.hash)
+        if taken:
+            log(f"study '{study_name}' continues with its earlier runs' settings: "
+                f"{' '.join(taken)} (options given on the command line replace them)")
+            check_settings(cfg)
+            _make_sampler(cfg.sampler, cfg.seed)
+            zero_cost = parse_zero_cost(cfg.zero_cost)
+            prescreen = parse_prescreen(cfg.prescreen)
     if cfg.budget > space.size():
         raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
                           f"of space '{space.name}' (before its constraints); lower --budget or "
@@ -330,22 +422,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         raise ConfigError(f"--budget {cfg.budget} exceeds {which[0]} of space '{space.name}' "
                           f"that {which[1]} its constraints ({space.size():,} configurations "
                           "before them); lower --budget or loosen the constraints")
-    if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
-        try:
-            check_study_name(space.name)
-        except ConfigError:
-            raise ConfigError(f"the study is named after the space, and space name "
-                              f"{space.name!r} is not a valid study name; pass --study NAME "
-                              f"(must be {STUDY_NAME_RULE})") from None
     if cfg.dataset not in dataset_kinds():  # before the database is created for nothing
         from proxies.registry import get_builder
 
         get_builder(cfg.dataset)  # DatasetError listing the known names
-    runs = Path(cfg.runs_dir).resolve()
-    url = cfg.db_url or default_url(runs)
-    _refuse_memory_database(url)
-    study_name = check_study_name(cfg.study or space.name)
-    store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
+    if store is None:
+        url = cfg.db_url or default_url(runs)
+        store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
     masked = mask_url(url)
     objectives = _study_objectives(store, study_name, cfg.objectives)
     # every trial records its --zero-cost scores, those objectives name, and the pre-screen's
@@ -357,7 +440,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     if cfg.batch_size > dataset.num_train:
         raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {dataset.num_train} "
                           f"training images of dataset {dataset.name!r}")
-    resolved = {**dataclasses.asdict(cfg), "db_url": masked, "study": study_name,
+    resolved = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "inherit"},
+                "db_url": masked, "study": study_name,
                 "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
                 "dataset_fingerprint": dataset.fingerprint,
                 "dataset_resolution": dataset.resolution, "dataset_hash": dataset.data_hash,
@@ -372,7 +456,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
                                       objectives=objective_names(objectives),
                                       config=resolved)
-    changes = check_resume(study_name, study.config, resolved, cfg.allow_change)
+    changes = check_resume(study_name, study.config, resolved, cfg.allow_change,
+                           inherits=bool(cfg.inherit))
     if changes:
         log(f"warning: --allow-change: study '{study_name}' now mixes trials measured with "
             f"other settings ({'; '.join(changes)})")
@@ -396,7 +481,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 f"(budget {cfg.budget}); nothing to run")
             run.outcome = "completed"
             return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
-                                 time.perf_counter() - t_start, objectives, evaluated=used)
+                                 time.perf_counter() - t_start, objectives, evaluated=used,
+                                 config=cfg)
         earlier = _exhausted_before(store, study.id, run.id, resolved)
         if earlier is not None and not retries:  # (a retry would still train)
             # asking the sampler again would only add skipped proposals to the study
@@ -406,7 +492,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             run.outcome, run.message = "failed", EXHAUSTED_MESSAGE
             return SearchSummary(study_name, store.url, len(completed), 0, 0, 0,
                                  time.perf_counter() - t_start, objectives, evaluated=used,
-                                 exhausted=True)
+                                 exhausted=True, config=cfg)
         if prescreen and prescreen[0] == SURROGATE:  # learns from this study's results
             from nas._surrogate import SurrogateScreen
 
@@ -501,7 +587,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                 _n(searcher, "screened"), interrupted, _n(searcher, "pruned"),
                                 evaluated=used, nodes=tuple(sorted(
                                     recorder.nodes.items())) if recorder is not None else (),
-                                exhausted=bool(getattr(searcher, "exhausted", False)))
+                                exhausted=bool(getattr(searcher, "exhausted", False)),
+                                config=cfg)
         run.outcome = "completed" if used >= cfg.budget else "failed"
         if summary.exhausted and used < cfg.budget:  # a rerun with these settings is refused
             run.message = EXHAUSTED_MESSAGE

@@ -54,6 +54,35 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
+def test_a_study_run_again_takes_the_options_left_out_from_its_runs(tmp_path):
+    # a search typed with its own settings, continued by commands that leave them out: they
+    # train and count as the study did
+    runs = ["--space", "tiny", "--runs-dir", str(tmp_path), "--executor", "local"]
+    r = _cli(*runs, "--budget", "1", "--epochs", "1", "--dataset", "digits", "--sampler",
+             "random", "--seed", "7")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _cli(*runs, "--budget", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert ("study 'tiny' continues with its earlier runs' settings: --seed 7 --epochs 1 "
+            "--sampler random --dataset digits (options given on the command line replace "
+            "them)") in r.stdout, r.stdout[-3000:]
+    store = Store(f"sqlite:///{tmp_path}/nas.db")
+    trials = store.trials("tiny", states=["COMPLETE"])
+    assert len(trials) == 2
+    assert all(len(t.metrics["curve"]) == 1 for t in trials), "the second run trained 1 epoch"
+    second = store.runs("tiny")[-1].config
+    assert (second["epochs"], second["sampler"], second["seed"]) == (1, "random", 7)
+    assert "inherit" not in second, "what was left out is not stored, its values are"
+    # the budget too: nothing left to run, and no "only 2 of 20 completed" failure
+    r = _cli(*runs)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--budget 2 --seed 7" in r.stdout and "(budget 2); nothing to run" in r.stdout
+    # a typed option that changes what a trial measures is still refused, with both remedies
+    r = _cli(*runs, "--budget", "3", "--epochs", "3")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "(give --epochs 1, or leave it out: a resumed study takes its own)" in r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--study", " x"], "--study must be"),
     (["--study", "y" * 300], "(300 characters)"),

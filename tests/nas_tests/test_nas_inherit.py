@@ -1,0 +1,116 @@
+"""A study run again takes the settings its command line leaves out from the study's runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from db import Store
+from nas._preflight import check_resume
+from nas.cli import _given, _parser
+from nas.errors import ConfigError
+from nas.search import INHERITABLE, SearchConfig, _as_option, _inherit
+
+HASH = "a" * 16
+
+
+def _typed(*argv: str) -> set[str]:
+    full = ["search", *argv]
+    return _given(full, _parser().parse_args(full))
+
+
+def test_the_cli_tells_typed_options_from_defaults() -> None:
+    typed = _typed("--space", "tiny", "--bud", "5", "--no-asha-late-rung", "--dataset", "clutter",
+                   "--compile")
+    # an abbreviation, a --no- flag, a value equal to the default and a bare flag all count
+    assert {"space", "budget", "asha_late_rung", "dataset", "compile"} <= typed, typed
+    assert not {"epochs", "seed", "sampler", "scheduler", "data_path", "lr"} & typed, typed
+    assert _typed("--space", "tiny", "--asha-late-rung") >= {"asha_late_rung"}
+
+
+def test_every_inheritable_setting_is_a_field_and_an_option() -> None:
+    fields = {f.name for f in dataclasses.fields(SearchConfig)}
+    dests = set(vars(_parser().parse_args(["search", "--space", "tiny"])))
+    assert set(INHERITABLE) <= fields & dests
+    # placement, paths and the database are never taken from an earlier run
+    assert not {"runs_dir", "db_url", "study", "max_concurrent", "cpus_per_trial",
+                "gpus_per_trial", "ray_address", "executor", "progress_every",
+                "allow_change"} & set(INHERITABLE)
+
+
+def _store(tmp_path, first: dict, later: dict | None) -> Store:
+    store = Store(f"sqlite:///{tmp_path}/nas.db")
+    study = store.get_or_create_study("s", space="tiny", space_hash=HASH,
+                                      objectives=["accuracy:max", "macs:min"], config=first)
+    for config in ([first] + ([later] if later else [])):
+        run = store.begin_run(study.id, config=config, argv=["search"], versions={},
+                              host="h", pid=1)
+        store.end_run(run.id, "completed")
+    return store
+
+
+FIRST = {"epochs": 1, "dataset": "npz", "data_path": "/data/mine.npz", "budget": 5,
+         "sampler": "nsga2", "asha_min_epochs": 1 / 3, "zero_cost": []}
+# a second run changed the measured settings with --allow-change, and the search's own
+LATER = {**FIRST, "epochs": 2, "budget": 9, "sampler": "random", "zero_cost": ["synflow"],
+         "scheduler": "asha", "asha_min_epochs": 0.25, "asha_late_rung": False}
+
+
+def test_measured_settings_come_from_the_first_run_the_rest_from_the_latest(tmp_path) -> None:
+    store = _store(tmp_path, FIRST, LATER)
+    cfg, taken = _inherit(SearchConfig(space="tiny", inherit=INHERITABLE), store, "s", HASH)
+    assert (cfg.epochs, cfg.dataset, cfg.data_path) == (1, "npz", "/data/mine.npz")
+    assert (cfg.budget, cfg.sampler, cfg.zero_cost, cfg.scheduler) == (9, "random",
+                                                                       ("synflow",), "asha")
+    assert (cfg.asha_min_epochs, cfg.asha_late_rung) == (0.25, False)
+    assert taken == ["--budget 9", "--epochs 1", "--sampler random", "--dataset npz",
+                     "--data-path /data/mine.npz", "--zero-cost synflow", "--scheduler asha",
+                     "--asha-min-epochs 0.25", "--no-asha-late-rung"], taken
+    # the resume rule then finds nothing to refuse
+    assert check_resume("s", FIRST, dataclasses.asdict(cfg), allow_change=False,
+                        inherits=True) == []
+
+
+def test_what_the_command_line_sets_stays(tmp_path) -> None:
+    store = _store(tmp_path, FIRST, LATER)
+    typed = {"budget", "epochs", "dataset"}
+    mine = SearchConfig(space="tiny", budget=50, epochs=4, dataset="clutter",
+                        inherit=tuple(f for f in INHERITABLE if f not in typed))
+    cfg, taken = _inherit(mine, store, "s", HASH)
+    assert (cfg.budget, cfg.epochs, cfg.dataset, cfg.sampler) == (50, 4, "clutter", "random")
+    # another dataset was typed: the study's input file is not its input
+    assert cfg.data_path is None and not any("--data-path" in t for t in taken), taken
+    # the Python API (inherit=()) takes nothing; nor does a new study or another space's
+    assert _inherit(SearchConfig(space="tiny"), store, "s", HASH)[1] == []
+    everything = SearchConfig(space="tiny", inherit=INHERITABLE)
+    assert _inherit(everything, store, "new", HASH) == (everything, [])
+    assert _inherit(everything, store, "s", "b" * 16) == (everything, [])
+
+
+def test_a_study_run_once_continues_with_that_run(tmp_path) -> None:
+    store = _store(tmp_path, {**FIRST, "asha_min_epochs": 1 / 3}, None)
+    cfg, taken = _inherit(SearchConfig(space="tiny", asha_min_epochs=0.5, inherit=INHERITABLE),
+                          store, "s", HASH)
+    assert cfg.asha_min_epochs == 1 / 3 and "--asha-min-epochs 1/3" in taken, taken
+    assert cfg.zero_cost == () and not any("zero-cost" in t for t in taken), taken
+
+
+@pytest.mark.parametrize("field, value, option", [
+    ("asha_min_epochs", 1 / 3, "--asha-min-epochs 1/3"),
+    ("asha_min_epochs", 2, "--asha-min-epochs 2"),
+    ("compile", True, "--compile"),
+    ("compile", False, "no --compile"),
+    ("trial_checkpoints", False, "--no-trial-checkpoints"),
+    ("prescreen", None, "no --prescreen"),
+    ("zero_cost", ("synflow", "naswot"), "--zero-cost synflow,naswot"),
+    ("data_path", "/my data/x.npz", "--data-path '/my data/x.npz'"),
+])
+def test_options_are_written_as_typed(field, value, option) -> None:
+    assert _as_option(field, value) == option
+
+
+def test_a_typed_change_is_refused_naming_both_remedies() -> None:
+    with pytest.raises(ConfigError) as e:
+        check_resume("s", {"epochs": 3}, {"epochs": 1}, allow_change=False, inherits=True)
+    assert "(give --epochs 3, or leave it out: a resumed study takes its own)" in str(e.value)
