@@ -13,17 +13,20 @@ Two rules, both applied before Ray, Optuna or a training step starts (one line, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import shlex
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from nas.errors import ConfigError
-from nas.results import RUNG_METRICS
+from nas.results import RUNG_METRICS, epoch_text
 
 __all__ = ["MEANING", "STUDY_NAME_MAX", "STUDY_NAME_RULE", "SEED_MAX", "check_settings",
-           "check_study_name", "meaning_changes", "check_resume"]
+           "check_study_name", "meaning_changes", "check_resume", "INHERITABLE",
+           "inherit_settings", "as_option", "may_hold_studies"]
 
 STUDY_NAME_MAX = 100  # characters; names appear in paths, Ray run names and table cells
 STUDY_NAME_RULE = (f"1..{STUDY_NAME_MAX} characters of letters, digits, '.', '_' or '-', "
@@ -196,3 +199,67 @@ def check_resume(study: str, stored: Mapping[str, Any], new: Mapping[str, Any],
             f"measures ({'; '.join(changes)}); re-run with the study's settings{again}, use "
             f"another --study, or pass --allow-change to mix them")
     return changes
+
+
+#: What a study's earlier runs decide for a run that continues it, unless the run sets it (the
+#: command line: the options it leaves out; ``SearchConfig.inherit`` names them). What a trial
+#: measures comes from the study's first run, which :func:`check_resume` holds
+#: every run to, so a plain re-run is never refused; how the search goes on (budget, sampler,
+#: scheduler, ...) from its latest run. Placement, paths, the database and the output stay the
+#: machine's and the user's business.
+INHERITABLE = ("budget", "seed", "epochs", "batch_size", "lr", "repeats", "compile", "sampler",
+               "dataset", "data_path", "zero_cost", "prescreen", "scheduler", "asha_eta",
+               "asha_min_epochs", "asha_metric", "asha_late_rung", "trial_checkpoints")
+_MEASURED = frozenset({"epochs", "batch_size", "lr", "repeats", "dataset", "data_path"})
+
+
+def may_hold_studies(url: str) -> bool:
+    """False where the database surely holds no study yet (a SQLite file not there), so a
+    refused first run creates no file."""
+    from db import sqlite_path
+
+    path = sqlite_path(url)
+    return path is None or path.is_file()
+
+
+def inherit_settings(cfg: Any, store, name: str, space_hash: str
+             ) -> tuple[Any, list[str]]:
+    """``cfg`` with each field of ``cfg.inherit`` taken from study ``name``'s earlier runs (see
+    :data:`INHERITABLE`), and those that changed, as the options that would set them. A new
+    study, or one of another space (refused later, by name), takes nothing."""
+    study = next((s for s in store.list_studies() if s.name == name), None)
+    if study is None or study.space_hash != space_hash:
+        return cfg, []
+    latest = next((r.config for r in reversed(store.runs(study.id)) if r.config), study.config)
+    taken: dict[str, Any] = {}
+    for field in INHERITABLE:
+        source = study.config if field in _MEASURED else latest
+        if field not in cfg.inherit or field not in source:
+            continue
+        if field == "data_path" and taken.get("dataset", cfg.dataset) != study.config.get(
+                "dataset"):  # another dataset was given: the study's files are not its input
+            continue
+        value = source[field]
+        if field == "zero_cost":
+            value = tuple(value or ())
+        if value != getattr(cfg, field):
+            taken[field] = value
+    return dataclasses.replace(cfg, **taken), [as_option(k, v) for k, v in taken.items()]
+
+
+def as_option(field: str, value: Any) -> str:
+    """The command-line option that sets ``field`` to ``value``: ``--epochs 2``,
+    ``--no-asha-late-rung``, ``--zero-cost synflow,naswot``, ``no --prescreen``."""
+    flag = "--" + field.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else ("no " + flag if field == "compile" else f"--no-{flag[2:]}")
+    if value is None or value == ():
+        return f"no {flag}"
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    elif field == "asha_min_epochs" and float(epoch_text(value)) != value:
+        ratio = Fraction(value).limit_denominator(1000)  # 1/3 as the CLI takes it, not 0.333
+        value = f"{ratio.numerator}/{ratio.denominator}" if float(ratio) == value else value
+    elif field == "asha_min_epochs":
+        value = epoch_text(value)
+    return f"{flag} {shlex.quote(str(value))}"

@@ -17,21 +17,22 @@ import dataclasses
 import logging
 import os
 import platform
-import shlex
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from nas._preflight import (
+    INHERITABLE,
     STUDY_NAME_RULE,
     check_resume,
     check_settings,
     check_study_name,
+    inherit_settings,
+    may_hold_studies,
     ray_endpoint,
 )
 from nas._samplers import SAMPLERS, make_sampler
@@ -49,16 +50,6 @@ from nas.results import (
 __all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS",
            "INHERITABLE"]
 
-#: What a study's earlier runs decide for a run that continues it, unless the run sets it (the
-#: command line: the options it leaves out; ``SearchConfig.inherit`` names them). What a trial
-#: measures comes from the study's first run, which :func:`~nas._preflight.check_resume` holds
-#: every run to, so a plain re-run is never refused; how the search goes on (budget, sampler,
-#: scheduler, ...) from its latest run. Placement, paths, the database and the output stay the
-#: machine's and the user's business.
-INHERITABLE = ("budget", "seed", "epochs", "batch_size", "lr", "repeats", "compile", "sampler",
-               "dataset", "data_path", "zero_cost", "prescreen", "scheduler", "asha_eta",
-               "asha_min_epochs", "asha_metric", "asha_late_rung", "trial_checkpoints")
-_MEASURED = frozenset({"epochs", "batch_size", "lr", "repeats", "dataset", "data_path"})
 
 
 
@@ -281,58 +272,6 @@ def _study_objectives(store, name: str, wanted: str | None) -> tuple[Objective, 
                           ) from None
 
 
-def _may_hold_studies(url: str) -> bool:
-    """False where the database surely holds no study yet (a SQLite file not there), so a
-    refused first run creates no file."""
-    from db import sqlite_path
-
-    path = sqlite_path(url)
-    return path is None or path.is_file()
-
-
-def _inherit(cfg: SearchConfig, store, name: str, space_hash: str
-             ) -> tuple[SearchConfig, list[str]]:
-    """``cfg`` with each field of ``cfg.inherit`` taken from study ``name``'s earlier runs (see
-    :data:`INHERITABLE`), and those that changed, as the options that would set them. A new
-    study, or one of another space (refused later, by name), takes nothing."""
-    study = next((s for s in store.list_studies() if s.name == name), None)
-    if study is None or study.space_hash != space_hash:
-        return cfg, []
-    latest = next((r.config for r in reversed(store.runs(study.id)) if r.config), study.config)
-    taken: dict[str, Any] = {}
-    for field in INHERITABLE:
-        source = study.config if field in _MEASURED else latest
-        if field not in cfg.inherit or field not in source:
-            continue
-        if field == "data_path" and taken.get("dataset", cfg.dataset) != study.config.get(
-                "dataset"):  # another dataset was given: the study's files are not its input
-            continue
-        value = source[field]
-        if field == "zero_cost":
-            value = tuple(value or ())
-        if value != getattr(cfg, field):
-            taken[field] = value
-    return dataclasses.replace(cfg, **taken), [_as_option(k, v) for k, v in taken.items()]
-
-
-def _as_option(field: str, value: Any) -> str:
-    """The command-line option that sets ``field`` to ``value``: ``--epochs 2``,
-    ``--no-asha-late-rung``, ``--zero-cost synflow,naswot``, ``no --prescreen``."""
-    flag = "--" + field.replace("_", "-")
-    if isinstance(value, bool):
-        return flag if value else ("no " + flag if field == "compile" else f"--no-{flag[2:]}")
-    if value is None or value == ():
-        return f"no {flag}"
-    if isinstance(value, tuple):
-        value = ",".join(value)
-    elif field == "asha_min_epochs" and float(epoch_text(value)) != value:
-        ratio = Fraction(value).limit_denominator(1000)  # 1/3 as the CLI takes it, not 0.333
-        value = f"{ratio.numerator}/{ratio.denominator}" if float(ratio) == value else value
-    elif field == "asha_min_epochs":
-        value = epoch_text(value)
-    return f"{flag} {shlex.quote(str(value))}"
-
-
 def _versions() -> dict[str, str]:
     import optuna
     import ray
@@ -392,9 +331,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     url = cfg.db_url or default_url(runs, create=False)  # (the folder is made once all is checked)
     _refuse_memory_database(url)
     store = None
-    if cfg.inherit and _may_hold_studies(url):  # a resume takes what it is not told
+    if cfg.inherit and may_hold_studies(url):  # a resume takes what it is not told
         store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
-        cfg, taken = _inherit(cfg, store, study_name, space.hash)
+        cfg, taken = inherit_settings(cfg, store, study_name, space.hash)
         if taken:
             log(f"study '{study_name}' continues with its earlier runs' settings: "
                 f"{' '.join(taken)} (options given on the command line replace them)")

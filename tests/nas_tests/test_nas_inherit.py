@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from db import Store
-from nas._preflight import check_resume
+from nas._preflight import INHERITABLE, as_option, check_resume, inherit_settings
 from nas.cli import _given, _parser
 from nas.errors import ConfigError
-from nas.search import INHERITABLE, SearchConfig, _as_option, _inherit
+from nas.search import SearchConfig
 
 HASH = "a" * 16
 
@@ -59,7 +59,8 @@ LATER = {**FIRST, "epochs": 2, "budget": 9, "sampler": "random", "zero_cost": ["
 
 def test_measured_settings_come_from_the_first_run_the_rest_from_the_latest(tmp_path) -> None:
     store = _store(tmp_path, FIRST, LATER)
-    cfg, taken = _inherit(SearchConfig(space="tiny", inherit=INHERITABLE), store, "s", HASH)
+    everything = SearchConfig(space="tiny", inherit=INHERITABLE)
+    cfg, taken = inherit_settings(everything, store, "s", HASH)
     assert (cfg.epochs, cfg.dataset, cfg.data_path) == (1, "npz", "/data/mine.npz")
     assert (cfg.budget, cfg.sampler, cfg.zero_cost, cfg.scheduler) == (9, "random",
                                                                        ("synflow",), "asha")
@@ -77,21 +78,21 @@ def test_what_the_command_line_sets_stays(tmp_path) -> None:
     typed = {"budget", "epochs", "dataset"}
     mine = SearchConfig(space="tiny", budget=50, epochs=4, dataset="clutter",
                         inherit=tuple(f for f in INHERITABLE if f not in typed))
-    cfg, taken = _inherit(mine, store, "s", HASH)
+    cfg, taken = inherit_settings(mine, store, "s", HASH)
     assert (cfg.budget, cfg.epochs, cfg.dataset, cfg.sampler) == (50, 4, "clutter", "random")
     # another dataset was typed: the study's input file is not its input
     assert cfg.data_path is None and not any("--data-path" in t for t in taken), taken
     # the Python API (inherit=()) takes nothing; nor does a new study or another space's
-    assert _inherit(SearchConfig(space="tiny"), store, "s", HASH)[1] == []
+    assert inherit_settings(SearchConfig(space="tiny"), store, "s", HASH)[1] == []
     everything = SearchConfig(space="tiny", inherit=INHERITABLE)
-    assert _inherit(everything, store, "new", HASH) == (everything, [])
-    assert _inherit(everything, store, "s", "b" * 16) == (everything, [])
+    assert inherit_settings(everything, store, "new", HASH) == (everything, [])
+    assert inherit_settings(everything, store, "s", "b" * 16) == (everything, [])
 
 
 def test_a_study_run_once_continues_with_that_run(tmp_path) -> None:
     store = _store(tmp_path, {**FIRST, "asha_min_epochs": 1 / 3}, None)
-    cfg, taken = _inherit(SearchConfig(space="tiny", asha_min_epochs=0.5, inherit=INHERITABLE),
-                          store, "s", HASH)
+    mine = SearchConfig(space="tiny", asha_min_epochs=0.5, inherit=INHERITABLE)
+    cfg, taken = inherit_settings(mine, store, "s", HASH)
     assert cfg.asha_min_epochs == 1 / 3 and "--asha-min-epochs 1/3" in taken, taken
     assert cfg.zero_cost == () and not any("zero-cost" in t for t in taken), taken
 
@@ -107,7 +108,7 @@ def test_a_study_run_once_continues_with_that_run(tmp_path) -> None:
     ("data_path", "/my data/x.npz", "--data-path '/my data/x.npz'"),
 ])
 def test_options_are_written_as_typed(field, value, option) -> None:
-    assert _as_option(field, value) == option
+    assert as_option(field, value) == option
 
 
 def test_a_typed_change_is_refused_naming_both_remedies() -> None:
