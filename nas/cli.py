@@ -1,5 +1,5 @@
-"""The command line: ``python -m nas {search,spaces,data,db,pareto,export,dashboard,
-report}``; ``run_search.py`` is ``search``.
+"""The command line: ``python -m nas {search,spaces,data,db,studies,pareto,export,
+dashboard,report}``; ``run_search.py`` is ``search``.
 
 Usage:
     python -m nas --help
@@ -9,6 +9,7 @@ Usage:
     python run_search.py --space tiny --budget 10 --objectives accuracy:max,params:min
     python run_search.py --space tiny --budget 10 --zero-cost synflow,naswot --prescreen synflow:4
     python run_search.py --space tiny --budget 10 --objectives zc_naswot:max,macs:min
+    python -m nas studies                                          # and --study NAME: its runs
     python -m nas spaces list
     python -m nas spaces show hybrid_conv_attn
     python -m nas spaces sample hybrid_conv_attn -n 5
@@ -431,6 +432,36 @@ def _add_db(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _add_studies(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("studies", help="the studies in a database, or one study's runs",
+                       description="List the studies in the results database (trials by "
+                                   "state, runs, the last run), or with --study the runs of "
+                                   "one study, each with its command line, and the options a "
+                                   "re-run would take from them. Reads only.")
+    p.add_argument("--study", default=None,
+                   help="show this study's runs (default: list every study)")
+    p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
+                   help="SQLAlchemy URL (default: $NAS_DB_URL, else "
+                        "sqlite:///<runs-dir>/nas.db)")
+    p.add_argument("--runs-dir", default="runs", help="where the default database lives")
+    p.set_defaults(run=_studies)
+    return p
+
+
+def _studies(args: argparse.Namespace) -> int:
+    from db import Store, default_url, mask_url
+    from nas import _studies as S
+
+    url = args.db or default_url(args.runs_dir, create=False)
+    store = Store(url, read_only=True)  # reads only, creates nothing
+    if args.study is None:
+        S.print_studies(S.study_rows(store), mask_url(url))
+    else:
+        S.print_runs(args.study, S.run_rows(store, args.study),
+                     S.continues_with(store, args.study))
+    return 0
+
+
 def _db(args: argparse.Namespace) -> int:
     from db import (
         HEAD_REVISION,
@@ -762,11 +793,13 @@ def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog="python -m nas",
                 description="Neural-architecture search for MetaFormer backbones.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{search,spaces,data,db,pareto,export,dashboard,report}")
+                           metavar="{search,spaces,data,db,studies,pareto,export,dashboard,"
+                                   "report}")
     _add_search(sub, prog=search_prog)
     _add_spaces(sub)
     _add_data(sub)
     _add_db(sub)
+    _add_studies(sub)
     _add_pareto(sub)
     _add_export(sub)
     _add_dashboard(sub)

@@ -12,7 +12,7 @@ from nas.cli import main
 WRITTEN = {"asha_min_epochs": "1/3", "db": "$NAS_DB_URL"}  # written otherwise than str(value)
 COMMANDS = [["search"], ["spaces", "list"], ["spaces", "show"], ["spaces", "sample"],
             ["data", "list"], ["data", "prepare"], ["db", "current"], ["db", "upgrade"],
-            ["pareto"], ["export"], ["dashboard"], ["report"]]
+            ["studies"], ["pareto"], ["export"], ["dashboard"], ["report"]]
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)

@@ -115,3 +115,67 @@ def test_a_typed_change_is_refused_naming_both_remedies() -> None:
     with pytest.raises(ConfigError) as e:
         check_resume("s", {"epochs": 3}, {"epochs": 1}, allow_change=False, inherits=True)
     assert "(give --epochs 3, or leave it out: a resumed study takes its own)" in str(e.value)
+
+
+# --------------------------------------------------------------------- python -m nas studies
+
+
+def _searched(tmp_path) -> str:
+    """A database with study 's' (two runs, the second started two trials, one failed) and an
+    empty study 'e'; its URL."""
+    url = f"sqlite:///{tmp_path}/nas.db"
+    store = Store(url)
+    study = store.get_or_create_study("s", space="tiny", space_hash=HASH,
+                                      objectives=["accuracy:max", "macs:min"], config=FIRST)
+    store.get_or_create_study("e", space="tiny", space_hash=HASH,
+                              objectives=["accuracy:max", "macs:min"], config=FIRST)
+    for config, argv, states in (
+            (FIRST, ["/x/run_search.py", "--space", "tiny", "--epochs", "1"], []),
+            (LATER, ["/x/nas/__main__.py", "search", "--db", "postgresql://u:***@h/d",
+                     "--sampler", "random"], ["COMPLETE", "FAIL"])):
+        run = store.begin_run(study.id, config=config, argv=argv, versions={}, host="h",
+                              pid=7)
+        for i, state in enumerate(states):
+            t = store.start_trial(study.id, key=f"{run.id}-{i}", arch_hash=f"{i:016x}",
+                                  arch={}, params={}, run_id=run.id)
+            store.finish_trial(t.id, state=state, error="boom" if state == "FAIL" else None)
+        store.end_run(run.id, "completed")
+    store.close()
+    return url
+
+
+def _out(capsys) -> str:
+    return " ".join(capsys.readouterr().out.split())  # rich wraps cells: compare words
+
+
+def test_studies_lists_every_study_and_one_studys_runs(tmp_path, capsys, monkeypatch) -> None:
+    from nas.cli import main
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per row
+
+    url = _searched(tmp_path)
+    before = (tmp_path / "nas.db").read_bytes()
+    assert main(["studies", "--db", url]) == 0
+    text = _out(capsys)
+    assert "2 studies in" in text and "1 complete, 1 fail" in text and "none" in text, text
+    assert main(["studies", "--db", url, "--study", "s"]) == 0
+    text = _out(capsys)
+    assert "runs of study 's'" in text and "run_search.py --space tiny --epochs 1" in text, text
+    assert "python -m nas search --db 'postgresql://u:***@h/d' --sampler random" in text, text
+    # the second run's two trials are counted against it, the first's none
+    assert " 0 │ run_search.py" in text and " 2 │ python -m nas" in text, text
+    assert ("a re-run that types none of these options continues study 's' with: --budget 9 "
+            "--epochs 1 --sampler random --dataset npz --data-path /data/mine.npz --zero-cost "
+            "synflow --scheduler asha --asha-min-epochs 0.25 --no-asha-late-rung") in text, text
+    assert (tmp_path / "nas.db").read_bytes() == before, "studies must only read"
+
+
+def test_studies_refuses_an_unknown_study_or_a_missing_database(tmp_path, capsys) -> None:
+    from nas.cli import main
+
+    url = _searched(tmp_path)
+    assert main(["studies", "--db", url, "--study", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: no study named 'nope'")
+    assert main(["studies", "--runs-dir", str(tmp_path / "none")]) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists(), "nothing is created"

@@ -54,7 +54,8 @@ def _section(text: str, heading: str) -> str:
 
 
 #: where each subcommand's options are documented
-SECTIONS = {"search": "CLI reference", "pareto": "Reading the results",
+SECTIONS = {"search": "CLI reference", "studies": "CLI reference",
+            "pareto": "Reading the results",
             "export": "Export", "dashboard": "Dashboard and report",
             "report": "Dashboard and report"}
 
