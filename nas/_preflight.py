@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from nas.errors import ConfigError
-from nas.results import RUNG_METRICS, epoch_text
+from nas.results import RUNG_METRICS, epoch_text, parse_zero_cost
 
 __all__ = ["MEANING", "STUDY_NAME_MAX", "STUDY_NAME_RULE", "SEED_MAX", "check_settings",
            "check_study_name", "meaning_changes", "check_resume", "INHERITABLE",
@@ -66,8 +66,12 @@ def check_study_name(name: str) -> str:
     return name
 
 
-def check_settings(cfg: Any) -> None:
-    """Range checks of a SearchConfig's own fields; ConfigError (one line) at the first bad one."""
+def check_settings(cfg: Any, *, resolved: bool = False) -> None:
+    """Range checks of a SearchConfig's own fields; ConfigError (one line) at the first bad one.
+
+    A setting that depends on another (ASHA's first rung below ``--epochs``) is checked only
+    once both are known: at once if neither is to be taken from the study
+    (``cfg.inherit``), else when ``resolved`` (after :func:`inherit_settings`)."""
     _int(cfg.budget, "--budget", 1, 1_000_000)
     _int(cfg.epochs, "--epochs", 1, 10_000)
     _int(cfg.repeats, "--repeats", 1, 100)
@@ -117,6 +121,13 @@ def check_settings(cfg: Any) -> None:
     if cfg.asha_metric not in RUNG_METRICS:
         raise ConfigError(f"--asha-metric must be one of {', '.join(RUNG_METRICS)}; "
                           f"got {cfg.asha_metric!r}")
+    inherit = getattr(cfg, "inherit", ())
+    if not isinstance(inherit, (tuple, list, frozenset, set)) or any(
+            name not in INHERITABLE for name in inherit):
+        raise ConfigError(f"inherit must be a tuple of names from {', '.join(INHERITABLE)}; "
+                          f"got {inherit!r}")
+    if not resolved and _RUNG_SETTINGS & set(inherit):
+        return  # judged with the study's values, once they are taken
     if cfg.scheduler == "asha" and r_min >= cfg.epochs:
         raise ConfigError(f"--scheduler asha needs a rung below the last epoch: "
                           f"--asha-min-epochs ({r_min:g}) must be < --epochs ({cfg.epochs})")
@@ -211,6 +222,7 @@ INHERITABLE = ("budget", "seed", "epochs", "batch_size", "lr", "repeats", "compi
                "dataset", "data_path", "zero_cost", "prescreen", "scheduler", "asha_eta",
                "asha_min_epochs", "asha_metric", "asha_late_rung", "trial_checkpoints")
 _MEASURED = frozenset({"epochs", "batch_size", "lr", "repeats", "dataset", "data_path"})
+_RUNG_SETTINGS = frozenset({"scheduler", "asha_min_epochs", "epochs"})  # checked together
 
 
 def may_hold_studies(url: str) -> bool:
@@ -240,21 +252,28 @@ def inherit_settings(cfg: Any, store, name: str, space_hash: str
                 "dataset"):  # another dataset was given: the study's files are not its input
             continue
         value = source[field]
-        if field == "zero_cost":
-            value = tuple(value or ())
+        if field == "zero_cost":  # stored as a list (JSON), or as the string an API user gave
+            value = parse_zero_cost(value)
         if value != getattr(cfg, field):
             taken[field] = value
+    # the first run's epochs and the latest run's first rung can clash (a run between them
+    # changed --epochs with --allow-change), or the typed --epochs with the study's rung: the
+    # rung is then not taken, and the default one (1/3 epoch) applies
+    after = dataclasses.replace(cfg, **taken)
+    if ("asha_min_epochs" in taken and after.scheduler == "asha"
+            and after.asha_min_epochs >= after.epochs):
+        del taken["asha_min_epochs"]
     return dataclasses.replace(cfg, **taken), [as_option(k, v) for k, v in taken.items()]
 
 
 def as_option(field: str, value: Any) -> str:
     """The command-line option that sets ``field`` to ``value``: ``--epochs 2``,
-    ``--no-asha-late-rung``, ``--zero-cost synflow,naswot``, ``no --prescreen``."""
+    ``--no-asha-late-rung``, ``--zero-cost synflow,naswot``, ``--prescreen none``."""
     flag = "--" + field.replace("_", "-")
     if isinstance(value, bool):
-        return flag if value else ("no " + flag if field == "compile" else f"--no-{flag[2:]}")
+        return flag if value else f"--no-{flag[2:]}"
     if value is None or value == ():
-        return f"no {flag}"
+        return f"{flag} none" if field in ("zero_cost", "prescreen") else f"no {flag}"
     if isinstance(value, tuple):
         value = ",".join(value)
     elif field == "asha_min_epochs" and float(epoch_text(value)) != value:

@@ -116,9 +116,9 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=SearchConfig.repeats,
                    help="proxy trainings per architecture with independent seeds; the mean is "
                         "the accuracy, their spread goes into its standard error")
-    p.add_argument("--compile", action="store_true",
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile each proxy model before training (no gain measured on 2 "
-                        "CPU cores; not timed on a GPU)")
+                        "CPU cores; not timed on a GPU; default off)")
     p.add_argument("--sampler", choices=SAMPLERS, default="nsga2",
                    help="Optuna sampler, seeded by --seed: nsga2 / nsga3 (genetic, "
                         "multi-objective), tpe, gp (Gaussian process), qmc (Sobol over numeric "
@@ -155,12 +155,14 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--zero-cost", default=None, metavar="NAMES",
                    help="comma-separated zero-cost proxies (synflow, synflow_ones, naswot, "
                         "grad_norm, snip, jacob_cov, params, ...) each trial scores on its "
-                        "proxy model at initialisation, before training; stored as zc_<name>")
+                        "proxy model at initialisation, before training; stored as zc_<name> "
+                        "(none: no scores, also when the study had them)")
     p.add_argument("--prescreen", default=None, metavar="PROXY:K",
                    help="for each trial slot, score K >= 2 feasible new candidates with the "
                         "zero-cost proxy and train only the best (e.g. synflow:4); "
                         "surrogate:K scores them instead by the hypervolume a ridge model of "
-                        "the study's completed trials expects each to add (from 8 completed)")
+                        "the study's completed trials expects each to add (from 8 completed); "
+                        "none: off, also when the study had one")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default=SearchConfig.scheduler,
                    help="fifo: every trial trains all epochs; asha: validate at each rung (and "
                         "after the last epoch) and stop a trial at a rung (epochs min*eta^k, "
@@ -207,6 +209,12 @@ def _given(argv: Sequence[str], args: argparse.Namespace) -> set[str]:
     return {dest for dest, value in vars(typed).items() if value is not unset}
 
 
+def _unless_off(text: str | None) -> str | None:
+    """None for ``none``, ``off`` or nothing: how a command turns off a --zero-cost or
+    --prescreen its study would otherwise continue with."""
+    return None if text is None or text.strip().lower() in ("", "none", "off") else text
+
+
 def _search(args: argparse.Namespace) -> int:
     from nas._preflight import check_settings
     from nas.results import parse_search_objectives, parse_zero_cost
@@ -219,7 +227,8 @@ def _search(args: argparse.Namespace) -> int:
                        sampler=args.sampler, dataset=args.dataset, data_path=args.data_path,
                        runs_dir=args.runs_dir,
                        max_concurrent=args.max_concurrent, objectives=args.objectives,
-                       zero_cost=parse_zero_cost(args.zero_cost), prescreen=args.prescreen,
+                       zero_cost=parse_zero_cost(_unless_off(args.zero_cost)),
+                       prescreen=_unless_off(args.prescreen),
                        allow_change=args.allow_change, cpus_per_trial=args.cpus_per_trial,
                        gpus_per_trial=args.gpus_per_trial, ray_address=args.ray_address,
                        executor=args.executor, scheduler=args.scheduler,

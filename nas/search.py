@@ -337,10 +337,10 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         if taken:
             log(f"study '{study_name}' continues with its earlier runs' settings: "
                 f"{' '.join(taken)} (options given on the command line replace them)")
-            check_settings(cfg)
             _make_sampler(cfg.sampler, cfg.seed)
             zero_cost = parse_zero_cost(cfg.zero_cost)
             prescreen = parse_prescreen(cfg.prescreen)
+    check_settings(cfg, resolved=True)  # (what depends on what the study decided, too)
     if cfg.budget > space.size():
         raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
                           f"of space '{space.name}' (before its constraints); lower --budget or "
@@ -365,6 +365,13 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         from proxies.registry import get_builder
 
         get_builder(cfg.dataset)  # DatasetError listing the known names
+    # the dataset before the database: bad input there (a missing --data-path, a corrupt file)
+    # is refused without creating a database for nothing
+    dataset = prepare_dataset(cfg.dataset, default_cache_dir(runs / "cache"),
+                              resolution=space.proxy_spec.resolution, data_path=cfg.data_path)
+    if cfg.batch_size > dataset.num_train:
+        raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {dataset.num_train} "
+                          f"training images of dataset {dataset.name!r}")
     if store is None:
         url = cfg.db_url or default_url(runs)
         store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
@@ -374,13 +381,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     zero_cost = zero_cost_implied([*zero_cost, *prescreen[:1]]
                                   if prescreen and prescreen[0] != SURROGATE else zero_cost,
                                   objectives)
-    dataset = prepare_dataset(cfg.dataset, default_cache_dir(runs / "cache"),
-                              resolution=space.proxy_spec.resolution, data_path=cfg.data_path)
-    if cfg.batch_size > dataset.num_train:
-        raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {dataset.num_train} "
-                          f"training images of dataset {dataset.name!r}")
     resolved = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "inherit"},
                 "db_url": masked, "study": study_name,
+                # absolute, so a study continued from another folder finds its input again
+                "data_path": (str(Path(cfg.data_path).expanduser().resolve())
+                              if cfg.data_path else None),
                 "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
                 "dataset_fingerprint": dataset.fingerprint,
                 "dataset_resolution": dataset.resolution, "dataset_hash": dataset.data_hash,

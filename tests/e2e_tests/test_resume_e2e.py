@@ -94,6 +94,9 @@ def test_a_study_run_again_takes_the_options_left_out_from_its_runs(tmp_path):
     (["--epochs", "0"], "--epochs must be"),
     (["--sampler", "bogus"], "invalid choice: 'bogus'"),
     (["--budget", "73"], "--budget 73 exceeds the 72 configurations of space 'tiny'"),
+    # the dataset's input is checked before the database exists (it used to leave nas.db)
+    (["--dataset", "npz", "--data-path", "/nonexistent/x.npz"], "/nonexistent/x.npz is not a"),
+    (["--data-path", "/nonexistent/x.npz"], "takes no --data-path"),
 ])
 def test_bad_input_is_one_line_exit_2_before_anything_starts(tmp_path, args, message):
     runs = tmp_path / "runs"

@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from db import Store
-from nas._preflight import INHERITABLE, as_option, check_resume, inherit_settings
+from nas._preflight import (
+    INHERITABLE,
+    as_option,
+    check_resume,
+    check_settings,
+    inherit_settings,
+)
 from nas.cli import _given, _parser
 from nas.errors import ConfigError
 from nas.search import SearchConfig
@@ -97,13 +103,56 @@ def test_a_study_run_once_continues_with_that_run(tmp_path) -> None:
     assert cfg.zero_cost == () and not any("zero-cost" in t for t in taken), taken
 
 
+def test_a_rung_taken_from_a_later_run_never_clashes_with_the_epochs(tmp_path) -> None:
+    # a second run, with --allow-change, trained 5 epochs with its first rung at 3; the study's
+    # own epochs (1) come from its first run, so that rung cannot be taken with them
+    store = _store(tmp_path, FIRST, {**LATER, "epochs": 5, "asha_min_epochs": 3})
+    everything = SearchConfig(space="tiny", inherit=INHERITABLE)
+    cfg, taken = inherit_settings(everything, store, "s", HASH)
+    assert (cfg.epochs, cfg.scheduler, cfg.asha_min_epochs) == (1, "asha", 1 / 3), taken
+    assert not any("asha-min-epochs" in t for t in taken), taken
+    check_settings(cfg, resolved=True)  # a plain re-run is not refused
+
+
+def test_the_rung_is_judged_against_the_epochs_the_run_will_use() -> None:
+    # --asha-min-epochs 3 typed on a study of 5 epochs: not judged against the default 3
+    typed = SearchConfig(space="tiny", scheduler="asha", asha_min_epochs=3,
+                         inherit=tuple(f for f in INHERITABLE
+                                       if f not in ("scheduler", "asha_min_epochs")))
+    check_settings(typed)
+    with pytest.raises(ConfigError, match="must be < --epochs"):
+        check_settings(typed, resolved=True)  # as if the study had 3 epochs too
+    check_settings(dataclasses.replace(typed, epochs=5), resolved=True)
+    with pytest.raises(ConfigError, match="must be < --epochs"):  # nothing to take: at once
+        check_settings(dataclasses.replace(typed, inherit=()))
+    with pytest.raises(ConfigError, match="inherit must be a tuple of names"):
+        check_settings(SearchConfig(space="tiny", inherit="epochs"))
+
+
+def test_a_zero_cost_stored_as_a_string_is_one_name(tmp_path) -> None:
+    store = _store(tmp_path, FIRST, {**LATER, "zero_cost": "synflow"})  # as the API stores it
+    cfg, taken = inherit_settings(SearchConfig(space="tiny", inherit=INHERITABLE), store, "s",
+                                  HASH)
+    assert cfg.zero_cost == ("synflow",) and "--zero-cost synflow" in taken, taken
+
+
+def test_what_a_study_turned_on_can_be_turned_off() -> None:
+    from nas.cli import _unless_off
+
+    assert {"compile"} <= _typed("--space", "tiny", "--no-compile")
+    assert [_unless_off(v) for v in ("none", "OFF", " ", None, "synflow:2")] == [
+        None, None, None, None, "synflow:2"]
+
+
 @pytest.mark.parametrize("field, value, option", [
     ("asha_min_epochs", 1 / 3, "--asha-min-epochs 1/3"),
     ("asha_min_epochs", 2, "--asha-min-epochs 2"),
     ("compile", True, "--compile"),
-    ("compile", False, "no --compile"),
+    ("compile", False, "--no-compile"),
+    ("zero_cost", (), "--zero-cost none"),
+    ("data_path", None, "no --data-path"),
     ("trial_checkpoints", False, "--no-trial-checkpoints"),
-    ("prescreen", None, "no --prescreen"),
+    ("prescreen", None, "--prescreen none"),
     ("zero_cost", ("synflow", "naswot"), "--zero-cost synflow,naswot"),
     ("data_path", "/my data/x.npz", "--data-path '/my data/x.npz'"),
 ])
