@@ -449,10 +449,7 @@ def _add_studies(sub) -> argparse.ArgumentParser:
                                    "re-run would take from them. Reads only.")
     p.add_argument("--study", default=None,
                    help="show this study's runs (default: list every study)")
-    p.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
-                   help="SQLAlchemy URL (default: $NAS_DB_URL, else "
-                        "sqlite:///<runs-dir>/nas.db)")
-    p.add_argument("--runs-dir", default="runs", help="where the default database lives")
+    _add_read_db(p)
     p.set_defaults(run=_studies)
     return p
 
