@@ -51,8 +51,6 @@ __all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SA
            "INHERITABLE"]
 
 
-
-
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything a search run needs; saved with the study so a run can be reproduced."""
