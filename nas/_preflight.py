@@ -221,7 +221,8 @@ def check_resume(study: str, stored: Mapping[str, Any], new: Mapping[str, Any],
 INHERITABLE = ("budget", "seed", "epochs", "batch_size", "lr", "repeats", "compile", "sampler",
                "dataset", "data_path", "zero_cost", "prescreen", "scheduler", "asha_eta",
                "asha_min_epochs", "asha_metric", "asha_late_rung", "trial_checkpoints")
-_MEASURED = frozenset({"epochs", "batch_size", "lr", "repeats", "dataset", "data_path"})
+#: the options of :data:`MEANING`, and the dataset's input, which its hash stands for there
+_MEASURED = frozenset([path for path, what in MEANING if what.startswith("--")] + ["data_path"])
 _RUNG_SETTINGS = frozenset({"scheduler", "asha_min_epochs", "epochs"})  # checked together
 
 
@@ -234,8 +235,7 @@ def may_hold_studies(url: str) -> bool:
     return path is None or path.is_file()
 
 
-def inherit_settings(cfg: Any, store, name: str, space_hash: str
-             ) -> tuple[Any, list[str]]:
+def inherit_settings(cfg: Any, store, name: str, space_hash: str) -> tuple[Any, list[str]]:
     """``cfg`` with each field of ``cfg.inherit`` taken from study ``name``'s earlier runs (see
     :data:`INHERITABLE`), and those that changed, as the options that would set them. A new
     study, or one of another space (refused later, by name), takes nothing."""

@@ -216,9 +216,9 @@ def _unless_off(text: str | None) -> str | None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from nas._preflight import check_settings
+    from nas._preflight import INHERITABLE, check_settings
     from nas.results import parse_search_objectives, parse_zero_cost
-    from nas.search import INHERITABLE, SearchConfig, parse_prescreen, run_search
+    from nas.search import SearchConfig, parse_prescreen, run_search
 
     typed = _given(args.argv, args)
     cfg = SearchConfig(space=args.space, budget=args.budget, db_url=args.db, study=args.study,

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from nas._preflight import (
-    INHERITABLE,
     STUDY_NAME_RULE,
     check_resume,
     check_settings,
@@ -47,8 +46,7 @@ from nas.results import (
     zero_cost_implied,
 )
 
-__all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS",
-           "INHERITABLE"]
+__all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS"]
 
 
 @dataclass(frozen=True)
@@ -97,9 +95,9 @@ class SearchConfig:
     #                                 a kill or a lost worker resumes after its last epoch
     progress_every: float = 30.0  # seconds between "[progress]" lines when the output is not a
     #                               terminal (a terminal gets a live status line); 0: at the end
-    inherit: tuple[str, ...] = ()  # fields of INHERITABLE that an existing study's earlier runs
-    #                                set instead (the CLI: the options left off the command line);
-    #                                not stored: the resolved values are
+    inherit: tuple[str, ...] = ()  # fields of nas._preflight.INHERITABLE that an existing
+    #                                study's earlier runs set instead (the CLI: the options left
+    #                                off the command line); not stored: the resolved values are
 
 
 @dataclass(frozen=True)
