@@ -27,7 +27,7 @@ from nas._figures import (
     importance_figure,
     pareto_figure,
 )
-from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot
+from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot, run_rows
 from nas.results import worker_label
 from nas_errors import ConfigError
 
@@ -148,6 +148,27 @@ def _summary(snap: Snapshot) -> Any:
             html.Div(f"space {space} · objectives {objectives}", className="muted"),
             html.Div(f"{len(snap.trials)} trials: {counts} · {front} · {knee}",
                      id="study-summary")]
+
+
+def _runs_panel(store: Store, snap: Snapshot) -> Any:
+    """The study's runs (read now: a run can end without changing a trial), oldest first."""
+    from dash import html
+
+    try:
+        rows = run_rows(store.runs(snap.study.id), snap.trials)
+    except StorageError as e:
+        return html.P(f"database error: {e}", style={"color": "#b00020"})
+    if not rows:
+        return html.P("No run is recorded for this study.")
+    head = html.Tr([html.Th(h) for h in ("run", "outcome", "started", "wall", "host:pid",
+                                         "trials", "command (as typed, password masked)",
+                                         "message")])
+    body = [html.Tr([html.Td(f"#{r.id}"), html.Td(r.outcome), html.Td(r.started),
+                     html.Td("running" if r.wall_s is None else f"{r.wall_s:.1f} s"),
+                     html.Td(r.where), html.Td(r.trials), html.Td(html.Code(r.command)),
+                     html.Td(r.message)]) for r in rows]
+    return html.Table([html.Thead(head), html.Tbody(body)], className="studies",
+                      id="runs-table")
 
 
 def _value_table(pairs: list[tuple[str, Any]]) -> Any:
@@ -279,6 +300,7 @@ def _layout(masked_url: str, refresh_s: float) -> Any:
             dcc.Loading(dcc.Graph(id="edf", config=_GRAPH_CONFIG))]),
         dcc.Tab(label="Importance", value="importance", children=[
             dcc.Loading(dcc.Graph(id="importance", config=_GRAPH_CONFIG))]),
+        dcc.Tab(label="Runs", value="runs", children=[html.Div(id="runs")]),
     ])
     return html.Div([
         dcc.Location(id="url", refresh=False),
@@ -396,6 +418,9 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
                  Input("stamp", "data"))(
         when_open("importance",
                   lambda snap: snap.memo("importance", lambda: importance_figure(snap)), {}))
+
+    app.callback(Output("runs", "children"), Input("tabs", "value"), Input("stamp", "data"))(
+        when_open("runs", lambda snap: _runs_panel(store, snap), []))
 
     def edf(snap: Snapshot, choice: str | None):
         choices = snap.choices

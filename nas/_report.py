@@ -80,6 +80,20 @@ def _front_table(snap: Snapshot, masked_url: str) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _runs_table(snap: Snapshot) -> str:
+    rows = snap.run_rows
+    if not rows:
+        return "<p>No run is recorded for this study.</p>"
+    head = ("<tr><th>run</th><th>outcome</th><th>started</th><th>wall</th><th>host:pid</th>"
+            "<th>trials</th><th>command (as typed, password masked)</th><th>message</th></tr>")
+    body = "".join(
+        f"<tr><td class=num>#{r.id}</td><td>{_e(r.outcome)}</td><td>{_e(r.started)}</td>"
+        f"<td class=num>{'running' if r.wall_s is None else f'{r.wall_s:.1f} s'}</td>"
+        f"<td>{_e(r.where)}</td><td class=num>{r.trials}</td>"
+        f"<td><code>{_e(r.command)}</code></td><td>{_e(r.message)}</td></tr>" for r in rows)
+    return f"<table id=runs>{head}{body}</table>"
+
+
 def render_report(snap: Snapshot, masked_url: str) -> str:
     """The report of ``snap`` as one HTML document (plotly.js inlined)."""
     study = snap.study
@@ -91,6 +105,7 @@ def render_report(snap: Snapshot, masked_url: str) -> str:
         ("objectives", ", ".join(str(o) for o in snap.objectives)),
         ("created", study.created_at.isoformat(timespec="seconds")),
         ("trials", f"{len(snap.trials)} ({counts})"),
+        ("runs", f"{len(snap.runs)} (listed at the end)" if snap.runs else "none recorded"),
         ("front", f"{len(snap.noisy.members)} trials: {len(snap.noisy.certain)} certain, "
                   f"{len(snap.noisy.within_noise)} within noise (z = {snap.noisy.z:g})"),
         ("knee", "–" if knee is None else f"#{knee.number}"),
@@ -113,6 +128,7 @@ def render_report(snap: Snapshot, masked_url: str) -> str:
         "<h2>Parameter importance</h2>", _figure_html(importance_figure(snap), "importance"),
         "<h2>Design choices: error EDFs at matched MACs</h2>",
         f"<div class=grid>{edfs}</div>" if edfs else "<p>No design choice varies yet.</p>",
+        "<h2>Runs</h2>", _runs_table(snap),
         "<p class=muted>Written by <code>python -m nas report</code> (metaformer-nas). "
         "Accuracies are the proxy's validation top-1; ± is its standard error.</p>",
         "</body></html>\n",

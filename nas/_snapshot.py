@@ -8,21 +8,25 @@ compute expensive panels only when they are shown.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from db import TRIAL_STATES, StudyActivity, StudyRecord, TrialRecord, activity_of
+from db import TRIAL_STATES, RunRecord, StudyActivity, StudyRecord, TrialRecord, activity_of
 from nas import analysis
 from nas.results import Objective, parse_objectives
 
-__all__ = ["Snapshot", "load_snapshot", "export_command", "arch_text", "FANOVA_MAX_TRIALS"]
+__all__ = ["Snapshot", "load_snapshot", "export_command", "arch_text", "RunRow", "run_rows",
+           "command_text", "utc_minute", "FANOVA_MAX_TRIALS"]
 
 #: fANOVA (a random forest) takes over a minute on thousands of trials; above this many
 #: completed trials the importance panel uses PED-ANOVA, which takes about a second
@@ -32,7 +36,46 @@ FANOVA_MAX_TRIALS = 500
 def load_snapshot(store: Any, study: str) -> Snapshot:
     """The study ``study`` of ``store`` (a :class:`db.Store`) as it is now."""
     record = store.get_study(study)
-    return Snapshot(record, store.trials(study))
+    return Snapshot(record, store.trials(study), store.runs(record.id))
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run (invocation of a search) of a study, as the report and ``studies`` show it."""
+
+    id: int
+    outcome: str
+    started: str  # UTC, to the minute
+    wall_s: float | None  # None while running
+    where: str  # host:pid
+    trials: int  # trials this run started (any state)
+    command: str  # as typed, password masked
+    message: str  # why it ended, when it says
+
+
+def utc_minute(t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def command_text(argv: Sequence[str] | None) -> str:
+    """A run's stored ``sys.argv`` as the user typed it: ``run_search.py --space tiny ...``,
+    ``python -m nas search ...`` (every part shell-quoted; passwords were masked on storing)."""
+    if not argv:
+        return ""
+    head = os.path.basename(argv[0])
+    head = "python -m nas" if head == "__main__.py" else shlex.quote(head)
+    return " ".join([head, *map(shlex.quote, argv[1:])])
+
+
+def run_rows(runs: Sequence[RunRecord], trials: Sequence[TrialRecord]) -> list[RunRow]:
+    """``runs`` (oldest first) as rows, each with the number of ``trials`` it started."""
+    started = Counter(t.run_id for t in trials)
+    out = []
+    for r in runs:
+        wall = None if r.ended_at is None else (r.ended_at - r.started_at).total_seconds()
+        out.append(RunRow(r.id, r.outcome, utc_minute(r.started_at), wall, f"{r.host}:{r.pid}",
+                          started.get(r.id, 0), command_text(r.argv), r.message or ""))
+    return out
 
 
 def arch_text(features: dict[str, Any]) -> str:
@@ -68,9 +111,11 @@ def _round(v: float | None, digits: int) -> float | None:
 class Snapshot:
     """A study's trials at one moment, with analyses computed on first use (thread-safe)."""
 
-    def __init__(self, study: StudyRecord, trials: Sequence[TrialRecord]) -> None:
+    def __init__(self, study: StudyRecord, trials: Sequence[TrialRecord],
+                 runs: Sequence[RunRecord] = ()) -> None:
         self.study = study
         self.trials = tuple(sorted(trials, key=lambda t: t.number))
+        self.runs = tuple(runs)  # the study's runs, oldest first
         self.objectives: tuple[Objective, ...] = parse_objectives(list(study.objectives))
         self.activity: StudyActivity = activity_of(study.name, self.trials)
         self._lock = threading.RLock()
@@ -84,13 +129,18 @@ class Snapshot:
         merged = {t.number: t for t in self.trials}
         merged.update((t.number, t) for t in store.trials(self.study.name, numbers=running,
                                                            after=last))
-        return Snapshot(self.study, merged.values())
+        return Snapshot(self.study, merged.values(), store.runs(self.study.id))
 
     # ----------------------------------------------------------------- records
 
     @cached_property
     def by_number(self) -> dict[int, TrialRecord]:
         return {t.number: t for t in self.trials}
+
+    @cached_property
+    def run_rows(self) -> list[RunRow]:
+        """The study's runs as rows (oldest first), each with the trials it started."""
+        return run_rows(self.runs, self.trials)
 
     @cached_property
     def features(self) -> dict[int, dict[str, Any]]:

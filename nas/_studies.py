@@ -10,14 +10,13 @@ from these runs (``nas._preflight.inherit_settings``, the rule a search applies)
 from __future__ import annotations
 
 import os
-import shlex
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from nas._preflight import INHERITABLE, inherit_settings
+from nas._snapshot import RunRow, utc_minute
+from nas._snapshot import run_rows as _run_rows
 
 __all__ = ["StudyRow", "RunRow", "study_rows", "run_rows", "continues_with", "print_studies",
            "print_runs"]
@@ -33,22 +32,6 @@ class StudyRow:
     last_run: str  # "#3 completed 2026-11-25 10:12 UTC", or "" with no run
 
 
-@dataclass(frozen=True)
-class RunRow:
-    id: int
-    outcome: str
-    started: str  # UTC, to the minute
-    wall_s: float | None  # None while running
-    where: str  # host:pid
-    trials: int  # trials this run started (any state)
-    command: str  # as typed, password masked
-    message: str  # why it ended, when it says
-
-
-def _when(t: datetime) -> str:
-    return t.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def study_rows(store) -> list[StudyRow]:
     """Every study of ``store``, oldest first."""
     from db import TRIAL_STATES
@@ -57,7 +40,7 @@ def study_rows(store) -> list[StudyRow]:
     for study in store.list_studies():  # counted in the database: a study may hold 10,000
         states = {s: n for s in TRIAL_STATES if (n := store.count(study.id, s))}
         runs = store.runs(study.id)
-        last = (f"#{runs[-1].id} {runs[-1].outcome} {_when(runs[-1].started_at)}"
+        last = (f"#{runs[-1].id} {runs[-1].outcome} {utc_minute(runs[-1].started_at)}"
                 if runs else "")
         rows.append(StudyRow(study.name, study.space, tuple(study.objectives), states,
                              len(runs), last))
@@ -67,23 +50,7 @@ def study_rows(store) -> list[StudyRow]:
 def run_rows(store, name: str) -> list[RunRow]:
     """The runs of study ``name`` (StorageError naming the studies if unknown), oldest first."""
     study = store.get_study(name)
-    started = Counter(t.run_id for t in store.trials(study.id))
-    out = []
-    for r in store.runs(study.id):
-        wall = None if r.ended_at is None else (r.ended_at - r.started_at).total_seconds()
-        out.append(RunRow(r.id, r.outcome, _when(r.started_at), wall, f"{r.host}:{r.pid}",
-                          started.get(r.id, 0), _command(r.argv), r.message or ""))
-    return out
-
-
-def _command(argv) -> str:
-    """A run's stored ``sys.argv`` as the user typed it: ``run_search.py --space tiny ...``,
-    ``python -m nas search ...``."""
-    if not argv:
-        return ""
-    head = os.path.basename(argv[0])
-    head = "python -m nas" if head == "__main__.py" else shlex.quote(head)
-    return " ".join([head, *map(shlex.quote, argv[1:])])
+    return _run_rows(store.runs(study.id), store.trials(study.id))
 
 
 def continues_with(store, name: str) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,18 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_MIXER = "<b>b</b><img src=x onerror=alert(2)>"  # Plotly renders <b>
+#: the hostile study's one run, cell by cell, as the dashboard and the report show it
+RUN_CELLS_JS = "return [...document.querySelectorAll('#runs-table td')].map(e => e.textContent)"
+
+
+def _check_run_cells(cells: list[str]) -> None:
+    """The hostile study's one run: started and wall time vary, the rest is exact text."""
+    assert len(cells) == 8 and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", cells[2]) \
+        and re.fullmatch(r"\d+\.\d s", cells[3]), cells
+    assert cells[:2] + cells[4:] == [
+        "#1", "failed", "h:1", "3",
+        "run_search.py --study '<script>alert(1)</script>' --db 'postgresql://u:***@h/db'",
+        HOSTILE_MIXER], cells
 OBJECTIVES = ("accuracy:max", "macs:min")
 #: (accuracy, MACs in G) of the COMPLETE trials of study 'search'; trial 3 is the best
 SEARCH = [(0.60, 0.4), (0.65, 0.9), (0.62, 1.3), (0.71, 2.0), (0.55, 0.3), (0.68, 1.1)]
@@ -37,9 +50,9 @@ def _curve(acc: float) -> list[list[dict]]:
 
 
 def _complete(store: Store, study_id: int, i: int, acc: float, gmacs: float,
-              arch: dict, params: dict) -> None:
+              arch: dict, params: dict, run_id: int | None = None) -> None:
     t = store.start_trial(study_id, key=f"k{i}", arch_hash=f"{i:016x}", arch=arch,
-                          params=params)
+                          params=params, run_id=run_id)
     store.finish_trial(t.id, state="COMPLETE", accuracy=acc, accuracy_se=0.004,
                        test_accuracy=acc - 0.01, macs=int(gmacs * 1e9), params_count=5_000_000,
                        metrics={"curve": _curve(acc), "acts": 10**6, "repeats": 1,
@@ -53,10 +66,14 @@ def _fill(url: str) -> None:
     with Store(url) as w:
         bad = w.get_or_create_study(HOSTILE, space="tiny", space_hash="h",
                                     objectives=OBJECTIVES, config={})
+        run = w.begin_run(bad.id, config={}, argv=["run_search.py", "--study", HOSTILE,
+                                                   "--db", "postgresql://u:secret@h/db"],
+                          versions={}, host="h", pid=1)
         for i, (acc, g) in enumerate([(0.6, 0.5), (0.7, 1.0), (0.65, 2.0)]):
             arch = {**archs[i][0], "stages": [dict(s) for s in archs[i][0]["stages"]]}
             arch["stages"][0]["mixer"] = HOSTILE_MIXER
-            _complete(w, bad.id, i, acc, g, arch, archs[i][1])
+            _complete(w, bad.id, i, acc, g, arch, archs[i][1], run.id)
+        w.end_run(run.id, "failed", HOSTILE_MIXER)
         s = w.get_or_create_study("search", space="tiny", space_hash="h",
                                   objectives=OBJECTIVES, config={})
         for i, (acc, g) in enumerate(SEARCH):
@@ -243,6 +260,10 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
         legend = driver.execute_script(
             "return [...document.querySelectorAll('#pareto .legendtext')].map(e => e.textContent)")
         assert any(t.startswith(HOSTILE_MIXER + "/") for t in legend), legend
+        # its runs tab: the command as typed (password masked) and the message, as text
+        driver.find_element(By.XPATH, "//*[normalize-space(text())='Runs']").click()
+        _check_run_cells(_wait(driver, RUN_CELLS_JS, lambda v: len(v or []) == 8,
+                               "the runs table"))
         with pytest.raises(NoAlertPresentException):
             driver.switch_to.alert  # an injected script would have opened one
 
@@ -256,6 +277,7 @@ def test_dashboard_and_report_in_headless_chromium(tmp_path: Path) -> None:
         _wait(driver, POINTS_JS, lambda v: sorted(v or []) == [0, 1, 2], "report points")
         assert driver.execute_script(TEXT_JS, "#study-title") == HOSTILE
         assert driver.execute_script(TEXT_JS, "#pareto .gtitle").startswith(HOSTILE)
+        _check_run_cells(driver.execute_script(RUN_CELLS_JS.replace("#runs-table", "#runs")))
         resources = driver.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)")
         assert resources == [], f"the report loaded {resources}"

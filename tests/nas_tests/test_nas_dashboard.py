@@ -3,6 +3,7 @@ figures (points, front, escaping), the report's HTML, the export command."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import shlex
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from db import Store, StudyRecord, TrialRecord
+from db import RunRecord, Store, StudyRecord, TrialRecord
 from nas import analysis as A
 from nas._dashboard import _covers, _Snapshots, _stamp
 from nas._figures import (
@@ -214,6 +215,26 @@ def test_report_is_one_offline_file_with_everything_escaped() -> None:
     assert plotly_js() in text and "plotly.js (gl2d - minified) v4.1.1" in text
     front = re.findall(r"--trial (\d+) ", text)
     assert sorted(map(int, front)) == sorted(m.trial.number for m in snap.noisy.members)
+
+
+def test_report_lists_the_study_runs_with_their_commands_escaped() -> None:
+    trials = [dataclasses.replace(t, run_id=1 if t.number < 5 else 2) for t in random_trials(8)]
+    runs = [RunRecord(id=i, study_id=1, outcome=o, started_at=T0 + timedelta(minutes=i),
+                      heartbeat_at=T0, ended_at=end, message=msg, config={}, db_url="x",
+                      versions={}, argv=argv, host="node-1", pid=100 + i, pid_started=None)
+            for i, o, end, msg, argv in [
+                (1, "interrupted", T0 + timedelta(minutes=1, seconds=90.5), HOSTILE,
+                 ("/x/run_search.py", "--space", "tiny", "--study", "a b")),
+                (2, "running", None, None, ("/y/__main__.py", "search", "--budget", "8"))]]
+    text = render_report(Snapshot(study(), trials, runs), "sqlite:////x/nas.db")
+    table = re.search(r"<table id=runs>(.*?)</table>", text).group(1)
+    cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", table)]
+    assert cells[:8] == ["#1", "interrupted", "2025-01-01 00:01 UTC", "90.5 s", "node-1:101",
+                         "5", "<code>run_search.py --space tiny --study 'a b'</code>", HOSTILE]
+    assert cells[8:] == ["#2", "running", "2025-01-01 00:02 UTC", "running", "node-1:102", "3",
+                         "<code>python -m nas search --budget 8</code>", ""]
+    assert HOSTILE not in text and "<tr><th>runs</th><td>2 (listed at the end)</td></tr>" in text
+    assert "No run is recorded" in render_report(Snapshot(study(), trials), "sqlite:///x.db")
 
 
 def test_the_vendored_plotly_bundle_is_the_recorded_one_and_draws_every_trace_type() -> None:
