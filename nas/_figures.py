@@ -227,7 +227,8 @@ def edf_figure(snap: Snapshot, choice: str) -> dict[str, Any]:
 
     Every curve is drawn over the same span, from 0 just left of the smallest error any value
     reached to 1 just right of the largest, so a value with one trial is a visible step and
-    each curve's first step rises from 0, not from a floating start.
+    each curve's first step rises from 0, not from a floating start. The span does not leave
+    [0, 1] unless an error is exactly 0 or 1 (its step would sit on the axis' edge).
     """
     e = snap.edf(choice)
     title = f"{snap.study.name} · error EDF by {choice}, at matched MACs"
@@ -237,7 +238,9 @@ def edf_figure(snap: Snapshot, choice: str) -> dict[str, Any]:
     lo = min(float(e.errors[v][0]) for v in shown)
     hi = max(float(e.errors[v][-1]) for v in shown)
     pad = max(0.02 * (hi - lo), 0.005)
-    left, right = lo - pad, hi + pad
+    # errors lie in [0, 1]: the span stays inside it unless a step sits on 0 or 1 itself
+    left = lo - pad if lo <= 0 else max(lo - pad, 0.0)
+    right = hi + pad if hi >= 1 else min(hi + pad, 1.0)
     data = [{"type": "scatter", "mode": "lines", "line": {"shape": "hv"},
              "name": esc(f"{v} (n={e.counts[v]})"),
              "x": [_r(left), *(_r(x) for x in e.errors[v]), _r(right)],

@@ -186,6 +186,16 @@ def test_every_edf_curve_is_drawn_from_0_to_1_over_one_shared_span() -> None:
     assert lo < 0.47 and hi > 0.3  # every step lies inside the axis, not on its edge
 
 
+@pytest.mark.parametrize("accs, span", [((0.998, 0.99), (0.0, 0.015)),  # not below 0
+                                        ((0.002, 0.01), (0.985, 1.0)),  # not above 1
+                                        ((1.0, 0.99), (-0.005, 0.015))])  # a step on 0
+def test_the_edf_span_stays_within_0_and_1_unless_a_step_is_on_the_edge(accs, span) -> None:
+    trials = [rec(i, a, 1.0, mixers=["sepconv"] * 3 + [m])
+              for i, (a, m) in enumerate(zip(accs, ["attention", "pooling"]))]
+    fig = edf_figure(Snapshot(study(), trials), "mixer_pattern")
+    assert fig["layout"]["xaxis"]["range"] == pytest.approx(list(span), abs=1e-4)
+
+
 def test_export_command_quotes_every_part() -> None:
     cmd = export_command("postgresql://u:***@h/db", "it's $(rm -rf ~)", 7)
     assert shlex.split(cmd) == ["python", "-m", "nas", "export", "--db",
