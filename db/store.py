@@ -60,7 +60,7 @@ def default_url(runs_dir: str | os.PathLike[str] = "runs", *, create: bool = Tru
     (unless ``create`` is False: for readers, which must not write anything)."""
     path = Path(runs_dir).expanduser().resolve()
     if not create:
-        return f"sqlite:///{path / 'nas.db'}"
+        return _sqlite_url(path / "nas.db")
     if path.exists() and not path.is_dir():
         raise StorageError(f"runs directory {str(path)!r} is a file, not a directory; give "
                            "--runs-dir a directory (it is created if missing)")
@@ -68,7 +68,14 @@ def default_url(runs_dir: str | os.PathLike[str] = "runs", *, create: bool = Tru
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StorageError(f"cannot create runs directory {str(path)!r}: {e.strerror or e}") from e
-    return f"sqlite:///{path / 'nas.db'}"
+    return _sqlite_url(path / "nas.db")
+
+
+def _sqlite_url(path: Path) -> str:
+    """``sqlite:///<path>``, readable as it is: only the characters a URL would read otherwise
+    (``%`` decoded, ``?`` starting a query) are escaped, so the file is ``path`` whatever the
+    folder is called."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
 
 
 def _utcnow() -> datetime:

@@ -207,8 +207,10 @@ def select_trial(db_url: str, study: str, *, trial: int | None = None, pick: str
 
 def _require_database(db_url: str) -> None:
     """An export reads a database; it must not create an empty one (as the Store would)."""
-    if db_url.startswith("sqlite:///") and ":memory:" not in db_url:
-        path = Path(db_url.removeprefix("sqlite:///").partition("?")[0])
+    from db import sqlite_path
+
+    path = sqlite_path(db_url)  # None: not a SQLite file, or a malformed URL the Store names
+    if path is not None:
         if not path.is_file():
             raise ConfigError(f"--db {db_url}: no such SQLite file; give the database a search "
                               "wrote (its --db, or sqlite:///<runs-dir>/nas.db)")

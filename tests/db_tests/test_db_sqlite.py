@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from db import StorageError, Store, StudyRecord, default_url
+from db import StorageError, Store, StudyRecord, default_url, sqlite_path
 from db._models import StudyModel, TrialModel
 from db._session import transaction
 
@@ -50,6 +50,23 @@ def test_default_url_is_absolute_and_creates_dir(tmp_path: Path, monkeypatch) ->
         default_url(tmp_path / "a" / "b" / "nas.db" / "x")  # a file is in the way
     with pytest.raises(StorageError, match="is a file, not a directory; give --runs-dir a"):
         default_url(tmp_path / "a" / "b" / "nas.db")  # the runs directory is itself a file
+
+
+@pytest.mark.parametrize("folder", ["rq?x=1", "rpct%41b", "a b#c;$d", "ünï"])
+def test_the_default_database_is_in_the_runs_dir_whatever_its_name(tmp_path: Path,
+                                                                     folder: str) -> None:
+    # '?' began a query (the file was made one folder up) and '%41' was read as 'A'
+    runs = tmp_path / folder
+    url = default_url(runs)
+    assert sqlite_path(url) == runs.resolve() / "nas.db", url
+    assert url == default_url(runs, create=False)
+    with Store(url) as store:
+        store.get_or_create_study("s", space="tiny", space_hash="h", objectives=("accuracy:max",),
+                                  config={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder], list(tmp_path.iterdir())
+    assert (runs / "nas.db").is_file()
+    with Store(url, read_only=True) as store:
+        assert [s.name for s in store.list_studies()] == ["s"]
 
 
 def _assert_one_line_naming(err: StorageError, url_part: str) -> None:
