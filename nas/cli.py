@@ -27,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -247,7 +248,12 @@ def _search(args: argparse.Namespace) -> int:
         parse_search_objectives(cfg.objectives)
     parse_prescreen(cfg.prescreen)
     load_space(cfg.space)
-    summary = run_search(cfg)
+    guard = _StdoutGuard(sys.stdout)
+    sys.stdout = guard  # `run_search.py ... | head`: the search goes on when the reader leaves
+    try:
+        summary = run_search(cfg)
+    finally:
+        sys.stdout = guard.stream  # (once the reader left, its file descriptor is os.devnull)
     cfg = summary.config or cfg  # with what a resumed study took from its earlier runs
     print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study, summary.objectives)
     screened = f", {summary.screened} screened out" if cfg.prescreen else ""
@@ -282,6 +288,42 @@ def _search(args: argparse.Namespace) -> int:
         return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what} "
                      "(see the failures above)", EXIT_FAILED)
     return 0
+
+
+class _StdoutGuard:
+    """``sys.stdout`` during a search. When its reader goes away (``run_search.py ... | head``,
+    a closed ``tee``), a write would raise BrokenPipeError inside the trial bookkeeping (Ray
+    Tune's callbacks) and end the search with a traceback; instead the search goes on without
+    printing, and one line on stderr says so. Its trials are recorded as ever."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError):  # the buffer's rest goes nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        print("stdout was closed by its reader: the search goes on without printing; its "
+              "trials are recorded in the database (`python -m nas pareto` shows the front)",
+              file=sys.stderr, flush=True)
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, ...
+        return getattr(self.stream, name)
 
 
 def print_pareto(store, study: str, objectives: Sequence | None = None) -> None:

@@ -173,3 +173,26 @@ def test_a_space_with_a_tiny_feasible_share_is_searched_not_called_exhausted(tmp
     assert states.count("COMPLETE") == 1 and states.count("INFEASIBLE") >= PROPOSALS_PER_SLOT
     (done,) = [t for t in rows if t.state == "COMPLETE"]
     assert done.macs <= 3.8e8
+
+
+def test_a_search_goes_on_when_its_stdout_reader_leaves(tmp_path):
+    """`run_search.py ... | head -1`: the reader leaves after the first line. A write then
+    raised BrokenPipeError inside the trial bookkeeping and the run ended in a traceback as
+    'error'; now the search finishes its budget without printing, and says so on stderr."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, str(root / "run_search.py"), "--space", "tiny", "--budget", "2",
+         "--epochs", "1", "--dataset", "digits", "--executor", "local",
+         "--runs-dir", str(tmp_path)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("study 'tiny' in sqlite:///")
+    proc.stdout.close()  # as `head -1` exits
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "stdout was closed by its reader" in err, err
+    store = Store(f"sqlite:///{tmp_path}/nas.db", read_only=True)
+    assert len(store.trials("tiny", states=["COMPLETE"])) == 2
+    assert [r.outcome for r in store.runs("tiny")] == ["completed"]
