@@ -36,6 +36,11 @@ PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before random draws are t
 FALLBACK_DRAWS = 20_000  # random draws then for a new feasible one (3.2 s on hybrid_conv_attn)
 
 
+def _ref(number: int | None) -> str:
+    """``#7``, as every command names a trial (``?`` if its row was not found)."""
+    return "?" if number is None else f"#{number}"
+
+
 class BudgetedSearcher(Searcher):
     """Proposes architectures until ``budget`` trials are done or ``max_attempts`` started.
 
@@ -170,6 +175,7 @@ class BudgetedSearcher(Searcher):
         was_pruned = self.pruned_hashes is not None and h in self.pruned_hashes
         if h in self.done or running or grouped or was_pruned:
             self.duplicates += 1
+            extra: dict[str, Any] = {}
             if was_pruned and h not in self.done:  # the rung decided already: not retrained
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 number = self.pruned_hashes[h]
@@ -177,19 +183,27 @@ class BudgetedSearcher(Searcher):
                     number = next((t.number for t in self.store.trials(
                         self.study_id, states=["PRUNED"]) if t.arch_hash == h), None)
                     self.pruned_hashes[h] = number
-                what = f"duplicate of pruned trial {number}"
+                what = "duplicate of pruned trial " + _ref(number)
             elif h in self.done:  # Optuna learns the known result without retraining
                 self.study.tell(trial, self.done[h])
                 first = self.store.find_completed(self.study_id, h)
                 number = None if first is None else first.number
-                what = f"duplicate of completed trial {number}"
+                what = "duplicate of completed trial " + _ref(number)
             else:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                number = None
-                what = (f"duplicate of running trial {self.run_name}:{running[0]}" if running
-                        else f"duplicate of candidate optuna{grouped[0]} in its pre-screen group")
+                number = None  # (`duplicate_of` names the trial whose result Optuna was told)
+                if running:  # its row exists once its worker started it (the recorder)
+                    key = f"{self.run_name}:{running[0]}"
+                    live = next((t.number for t in self.store.trials(
+                        self.study_id, states=["RUNNING"]) if t.key == key), None)
+                    what = ("duplicate of running trial " + _ref(live) if live is not None else
+                            f"duplicate of trial {key}, proposed just before it and not yet "
+                            "started")
+                    extra = {"duplicate_of_running": live}
+                else:
+                    what = f"duplicate of candidate optuna{grouped[0]} in its pre-screen group"
             self._skip(trial, arch, h, "DUPLICATE", what,
-                       {"duplicate_of": number, "duplicate_of_hash": h})
+                       {"duplicate_of": number, "duplicate_of_hash": h, **extra})
             return None
         return trial, arch, h
 

@@ -37,7 +37,7 @@ TRIALS = {
     3: ("PRUNED", None, 3_000, 30, "pruned at epoch 1: val acc 0.5000 on front 2"),
     4: ("COMPLETE", 0.75, 3_000, 30, None),  # best within 4000 MACs, ties with #5 on accuracy
     5: ("COMPLETE", 0.75, 3_500, 35, None),
-    6: ("DUPLICATE", None, None, None, "duplicate of completed trial 0"),
+    6: ("DUPLICATE", None, None, None, "duplicate of completed trial #0"),
 }
 
 
@@ -97,7 +97,7 @@ def test_pick_best_knee_and_numbered(study_db) -> None:
                    "epoch 1); only COMPLETE trials can be exported; completed trials: "
                    "#0, #1, #4, #5"),
     ({"trial": 3}, "trial #3 of study 's' is PRUNED (pruned at epoch 1"),
-    ({"trial": 6}, "is DUPLICATE (duplicate of completed trial 0); only COMPLETE trials can be "
+    ({"trial": 6}, "is DUPLICATE (duplicate of completed trial #0); only COMPLETE trials can be "
                    "exported; export the trial it repeats instead"),
     ({"pick": "best", "max_macs": 1_000}, "no completed trial of study 's' has MACs <= 1000; "
                                           "the cheapest is #0 with 2000"),

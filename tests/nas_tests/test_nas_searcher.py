@@ -39,11 +39,33 @@ def test_skipped_proposals_are_recorded_and_counts_agree(setup):
         if t.state == "DUPLICATE":
             first = store.find_completed(study.id, t.arch_hash)
             assert t.metrics["duplicate_of"] == first.number, (t.metrics, first.number)
-            assert t.error == f"duplicate of completed trial {first.number}"
+            assert t.error == f"duplicate of completed trial #{first.number}"
     pruned = [t for t in ot.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert len(pruned) == searcher.infeasible, "infeasible proposals are told to Optuna as PRUNED"
     told = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(told) == 12 + searcher.duplicates, "duplicates of done trials learn the result"
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_a_duplicate_of_a_running_trial_names_it_by_number(setup, started):
+    space, store, study, ot = setup
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=3,
+                                done={}, max_attempts=10, num_classes=10)
+    first = searcher.suggest("a")
+    if started:  # its worker began it: the recorder wrote its row
+        store.start_trial(study.id, key="run:a", arch_hash=first["arch_hash"],
+                          arch=first["arch"], params=first["params"])
+    ot.enqueue_trial(first["params"])  # the sampler proposes it again while it runs
+    assert isinstance(searcher.suggest("b"), dict)
+    [dup] = store.trials("s", states=["DUPLICATE"])
+    if started:
+        assert dup.error == "duplicate of running trial #0", dup.error
+        assert dup.metrics["duplicate_of_running"] == 0
+    else:
+        assert dup.error == ("duplicate of trial run:a, proposed just before it and not yet "
+                             "started"), dup.error
+        assert dup.metrics["duplicate_of_running"] is None
+    assert dup.metrics["duplicate_of"] is None  # Optuna was told no result for it (FAIL)
 
 
 def test_a_failed_trial_is_told_as_fail_and_does_not_count(setup):
