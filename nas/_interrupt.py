@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM stop a search cleanly: a flag that Tune polls, our handlers around the run.
+"""Ctrl-C and SIGTERM (and SIGHUP) stop a search cleanly: a flag that Tune polls, our handlers
+around the run.
 
 Signal flow (driver, main thread only): the first SIGINT or SIGTERM only sets the flag; Tune asks
 :class:`StopOnSignal` ``stop_all()`` after every event, stops the running trials (without calling
@@ -45,8 +46,11 @@ from ray.tune import Stopper
 __all__ = ["ClusterLostGuard", "RayLostGuard", "StopRequest", "StopOnSignal", "catch_stop_signals",
            "ray_outside_our_group", "reinstall"]
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-LABELS = {signal.SIGINT: ("Ctrl-C", "Ctrl-C (SIGINT)"), signal.SIGTERM: ("SIGTERM", "SIGTERM")}
+#: SIGHUP (the terminal or ssh session closed) stops like SIGTERM, unless it is ignored, as
+#: under ``nohup``: a search started that way must outlive its terminal, so it stays ignored
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LABELS = {signal.SIGINT: ("Ctrl-C", "Ctrl-C (SIGINT)"), signal.SIGTERM: ("SIGTERM", "SIGTERM"),
+          signal.SIGHUP: ("SIGHUP", "SIGHUP (its terminal closed)")}
 
 
 class StopRequest:
@@ -64,7 +68,7 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
-        return 128 + (self.signum or signal.SIGINT)  # 130 for SIGINT, 143 for SIGTERM
+        return 128 + (self.signum or signal.SIGINT)  # 130 SIGINT, 143 SIGTERM, 129 SIGHUP
 
     @property
     def short(self) -> str:
@@ -128,7 +132,8 @@ def catch_stop_signals(request: StopRequest) -> Iterator[bool]:
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
         for s in SIGNALS:
-            signal.signal(s, request.handle)
+            if not (s == signal.SIGHUP and saved[s] == signal.SIG_IGN):  # nohup: kept ignored
+                signal.signal(s, request.handle)
         yield True
     finally:
         for s, handler in saved.items():

@@ -292,9 +292,10 @@ def _search(args: argparse.Namespace) -> int:
 
 class _StdoutGuard:
     """``sys.stdout`` during a search. When its reader goes away (``run_search.py ... | head``,
-    a closed ``tee``), a write would raise BrokenPipeError inside the trial bookkeeping (Ray
-    Tune's callbacks) and end the search with a traceback; instead the search goes on without
-    printing, and one line on stderr says so. Its trials are recorded as ever."""
+    a closed ``tee``, a closed terminal), a write would raise BrokenPipeError (or EIO) inside
+    the trial bookkeeping (Ray Tune's callbacks) and end the search with a traceback; instead
+    the search goes on without printing, and one line on stderr says so. Its trials are
+    recorded as ever."""
 
     def __init__(self, stream) -> None:
         self.stream, self.gone = stream, False
@@ -303,7 +304,7 @@ class _StdoutGuard:
         if not self.gone:
             try:
                 return self.stream.write(text)
-            except BrokenPipeError:
+            except OSError:  # EPIPE: the reader left; EIO: the terminal closed (SIGHUP)
                 self._drop()
         return len(text)
 
@@ -311,16 +312,17 @@ class _StdoutGuard:
         if not self.gone:
             try:
                 self.stream.flush()
-            except BrokenPipeError:
+            except OSError:
                 self._drop()
 
     def _drop(self) -> None:
         self.gone = True
         with contextlib.suppress(OSError, ValueError):  # the buffer's rest goes nowhere
             os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
-        print("stdout was closed by its reader: the search goes on without printing; its "
-              "trials are recorded in the database (`python -m nas pareto` shows the front)",
-              file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # (stderr may be the same closed terminal)
+            print("stdout was closed by its reader: the search goes on without printing; its "
+                  "trials are recorded in the database (`python -m nas pareto` shows the "
+                  "front)", file=sys.stderr, flush=True)
 
     def __getattr__(self, name: str):  # isatty, fileno, encoding, ...
         return getattr(self.stream, name)

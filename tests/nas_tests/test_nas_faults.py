@@ -37,6 +37,10 @@ def test_first_signal_asks_tune_to_stop_and_a_second_forces_it():
     term = StopRequest()
     term.handle(signal.SIGTERM, None)
     assert (term.exit_code, term.short, term.reason) == (143, "SIGTERM", "interrupted by SIGTERM")
+    hup = StopRequest()
+    hup.handle(signal.SIGHUP, None)  # the terminal closed: the same stop, its own code
+    assert (hup.exit_code, hup.short, hup.reason) == (
+        129, "SIGHUP", "interrupted by SIGHUP (its terminal closed)")
 
 
 def test_handlers_and_tune_switch_are_restored_after_the_run(monkeypatch):
@@ -60,6 +64,23 @@ def test_handlers_and_tune_switch_are_restored_after_the_run(monkeypatch):
     finally:
         for s, h in saved.items():
             signal.signal(s, h)
+
+
+@pytest.mark.parametrize("before", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "nohup"])
+def test_sighup_stops_the_search_unless_nohup_ignores_it(before):
+    saved = signal.getsignal(signal.SIGHUP)
+    try:
+        signal.signal(signal.SIGHUP, before)
+        request = StopRequest()
+        with catch_stop_signals(request):
+            if before == signal.SIG_IGN:
+                assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)  # SIG_DFL here would end the test process
+            time.sleep(0.05)
+        assert request.signum == (None if before == signal.SIG_IGN else signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) == before, "restored after the run"
+    finally:
+        signal.signal(signal.SIGHUP, saved)
 
 
 def test_ray_starts_its_processes_outside_our_group_only_inside_the_block():
