@@ -154,8 +154,10 @@ def _runs_panel(store: Store, snap: Snapshot) -> Any:
     """The study's runs (read now: a run can end without changing a trial), oldest first."""
     from dash import html
 
+    from nas._run import lease_timing
+
     try:
-        rows = run_rows(store.runs(snap.study.id), snap.trials)
+        rows = run_rows(store.runs(snap.study.id), snap.trials, stale_after_s=lease_timing()[1])
     except StorageError as e:
         return html.P(f"database error: {e}", style={"color": "#b00020"})
     if not rows:

@@ -23,7 +23,7 @@ from nas._figures import (
     pareto_figure,
     plotly_js,
 )
-from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot
+from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot, run_rows
 from nas_errors import ConfigError
 
 __all__ = ["write_report", "render_report"]
@@ -81,7 +81,9 @@ def _front_table(snap: Snapshot, masked_url: str) -> str:
 
 
 def _runs_table(snap: Snapshot) -> str:
-    rows = snap.run_rows
+    from nas._run import lease_timing
+
+    rows = run_rows(snap.runs, snap.trials, stale_after_s=lease_timing()[1])
     if not rows:
         return "<p>No run is recorded for this study.</p>"
     head = ("<tr><th>run</th><th>outcome</th><th>started</th><th>wall</th><th>host:pid</th>"

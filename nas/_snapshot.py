@@ -26,7 +26,7 @@ from nas import analysis
 from nas.results import Objective, parse_objectives
 
 __all__ = ["Snapshot", "load_snapshot", "export_command", "arch_text", "RunRow", "run_rows",
-           "command_text", "utc_minute", "FANOVA_MAX_TRIALS"]
+           "silent_for", "command_text", "utc_minute", "FANOVA_MAX_TRIALS"]
 
 #: fANOVA (a random forest) takes over a minute on thousands of trials; above this many
 #: completed trials the importance panel uses PED-ANOVA, which takes about a second
@@ -67,14 +67,35 @@ def command_text(argv: Sequence[str] | None) -> str:
     return " ".join([head, *map(shlex.quote, argv[1:])])
 
 
-def run_rows(runs: Sequence[RunRecord], trials: Sequence[TrialRecord]) -> list[RunRow]:
-    """``runs`` (oldest first) as rows, each with the number of ``trials`` it started."""
+def silent_for(run: RunRecord, stale_after_s: float, now: datetime | None = None) -> str:
+    """For a 'running' run without a heartbeat for ``stale_after_s`` (its process was killed,
+    or its machine is gone): ``no heartbeat for 12 min``; else ``""``. Only the next run of
+    the study can close it (a reader never writes)."""
+    if run.outcome != "running":
+        return ""
+    age = ((now or datetime.now(run.heartbeat_at.tzinfo)) - run.heartbeat_at).total_seconds()
+    if age < stale_after_s:
+        return ""
+    text = (f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200
+            else f"{age / 3600:.1f} h" if age < 172800 else f"{age / 86400:.0f} days")
+    return f"no heartbeat for {text}"
+
+
+def run_rows(runs: Sequence[RunRecord], trials: Sequence[TrialRecord], *,
+             stale_after_s: float | None = None) -> list[RunRow]:
+    """``runs`` (oldest first) as rows, each with the number of ``trials`` it started; with
+    ``stale_after_s``, a 'running' run silent for that long says so in its message."""
     started = Counter(t.run_id for t in trials)
     out = []
     for r in runs:
         wall = None if r.ended_at is None else (r.ended_at - r.started_at).total_seconds()
+        message = r.message or ""
+        silent = "" if stale_after_s is None else silent_for(r, stale_after_s)
+        if silent:
+            message = (f"{silent}: its process is probably gone; the next run of this study "
+                       "closes it and its running trials")
         out.append(RunRow(r.id, r.outcome, utc_minute(r.started_at), wall, f"{r.host}:{r.pid}",
-                          started.get(r.id, 0), command_text(r.argv), r.message or ""))
+                          started.get(r.id, 0), command_text(r.argv), message))
     return out
 
 
@@ -136,11 +157,6 @@ class Snapshot:
     @cached_property
     def by_number(self) -> dict[int, TrialRecord]:
         return {t.number: t for t in self.trials}
-
-    @cached_property
-    def run_rows(self) -> list[RunRow]:
-        """The study's runs as rows (oldest first), each with the trials it started."""
-        return run_rows(self.runs, self.trials)
 
     @cached_property
     def features(self) -> dict[int, dict[str, Any]]:

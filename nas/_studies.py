@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas._preflight import INHERITABLE, inherit_settings
-from nas._snapshot import RunRow, utc_minute
+from nas._snapshot import RunRow, silent_for, utc_minute
 from nas._snapshot import run_rows as _run_rows
 
 __all__ = ["StudyRow", "RunRow", "study_rows", "run_rows", "continues_with", "print_studies",
@@ -35,13 +35,19 @@ class StudyRow:
 def study_rows(store) -> list[StudyRow]:
     """Every study of ``store``, oldest first."""
     from db import TRIAL_STATES
+    from nas._run import lease_timing
 
+    stale_after_s = lease_timing()[1]
     rows = []
     for study in store.list_studies():  # counted in the database: a study may hold 10,000
         states = {s: n for s in TRIAL_STATES if (n := store.count(study.id, s))}
         runs = store.runs(study.id)
-        last = (f"#{runs[-1].id} {runs[-1].outcome} {utc_minute(runs[-1].started_at)}"
-                if runs else "")
+        last = ""
+        if runs:
+            silent = silent_for(runs[-1], stale_after_s)
+            last = (f"#{runs[-1].id} {runs[-1].outcome}"
+                    + (f" ({silent}: probably gone)" if silent else "")
+                    + f" {utc_minute(runs[-1].started_at)}")
         rows.append(StudyRow(study.name, study.space, tuple(study.objectives), states,
                              len(runs), last))
     return rows
@@ -49,8 +55,11 @@ def study_rows(store) -> list[StudyRow]:
 
 def run_rows(store, name: str) -> list[RunRow]:
     """The runs of study ``name`` (StorageError naming the studies if unknown), oldest first."""
+    from nas._run import lease_timing
+
     study = store.get_study(name)
-    return _run_rows(store.runs(study.id), store.trials(study.id))
+    return _run_rows(store.runs(study.id), store.trials(study.id),
+                     stale_after_s=lease_timing()[1])
 
 
 def continues_with(store, name: str) -> list[str]:

@@ -228,22 +228,28 @@ def test_report_is_one_offline_file_with_everything_escaped() -> None:
 
 
 def test_report_lists_the_study_runs_with_their_commands_escaped() -> None:
-    trials = [dataclasses.replace(t, run_id=1 if t.number < 5 else 2) for t in random_trials(8)]
+    trials = [dataclasses.replace(t, run_id=1 if t.number < 4 else 2) for t in random_trials(8)]
+    now = datetime.now(timezone.utc)
     runs = [RunRecord(id=i, study_id=1, outcome=o, started_at=T0 + timedelta(minutes=i),
-                      heartbeat_at=T0, ended_at=end, message=msg, config={}, db_url="x",
+                      heartbeat_at=beat, ended_at=end, message=msg, config={}, db_url="x",
                       versions={}, argv=argv, host="node-1", pid=100 + i, pid_started=None)
-            for i, o, end, msg, argv in [
-                (1, "interrupted", T0 + timedelta(minutes=1, seconds=90.5), HOSTILE,
+            for i, o, beat, end, msg, argv in [
+                (1, "interrupted", T0, T0 + timedelta(minutes=1, seconds=90.5), HOSTILE,
                  ("/x/run_search.py", "--space", "tiny", "--study", "a b")),
-                (2, "running", None, None, ("/y/__main__.py", "search", "--budget", "8"))]]
+                (2, "running", now - timedelta(seconds=61), None, None, ("x",)),  # killed
+                (3, "running", now, None, None, ("/y/__main__.py", "search", "--budget", "8"))]]
     text = render_report(Snapshot(study(), trials, runs), "sqlite:////x/nas.db")
     table = re.search(r"<table id=runs>(.*?)</table>", text).group(1)
     cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", table)]
     assert cells[:8] == ["#1", "interrupted", "2025-01-01 00:01 UTC", "90.5 s", "node-1:101",
-                         "5", "<code>run_search.py --space tiny --study 'a b'</code>", HOSTILE]
-    assert cells[8:] == ["#2", "running", "2025-01-01 00:02 UTC", "running", "node-1:102", "3",
-                         "<code>python -m nas search --budget 8</code>", ""]
-    assert HOSTILE not in text and "<tr><th>runs</th><td>2 (listed at the end)</td></tr>" in text
+                         "4", "<code>run_search.py --space tiny --study 'a b'</code>", HOSTILE]
+    assert cells[8:15] == ["#2", "running", "2025-01-01 00:02 UTC", "running", "node-1:102",
+                           "4", "<code>x</code>"], cells[8:16]
+    assert re.fullmatch(r"no heartbeat for 6\d s: its process is probably gone; the next run "
+                        r"of this study closes it and its running trials", cells[15]), cells[15]
+    assert cells[16:] == ["#3", "running", "2025-01-01 00:03 UTC", "running", "node-1:103", "0",
+                          "<code>python -m nas search --budget 8</code>", ""]
+    assert HOSTILE not in text and "<tr><th>runs</th><td>3 (listed at the end)</td></tr>" in text
     assert "No run is recorded" in render_report(Snapshot(study(), trials), "sqlite:///x.db")
 
 

@@ -219,6 +219,31 @@ def test_studies_lists_every_study_and_one_studys_runs(tmp_path, capsys, monkeyp
     assert (tmp_path / "nas.db").read_bytes() == before, "studies must only read"
 
 
+def test_studies_says_when_a_running_run_has_gone_silent(tmp_path, capsys, monkeypatch) -> None:
+    """A run killed with -9 stays 'running' in the database until the study's next run; a
+    reader cannot close it, but says it has sent no heartbeat for longer than the stale limit."""
+    import time
+
+    from nas.cli import main
+
+    monkeypatch.setenv("COLUMNS", "400")
+    url = f"sqlite:///{tmp_path}/nas.db"
+    with Store(url) as store:
+        study = store.get_or_create_study("s", space="tiny", space_hash=HASH,
+                                          objectives=["accuracy:max", "macs:min"], config=FIRST)
+        store.begin_run(study.id, config=FIRST, argv=["run_search.py"], versions={}, host="h",
+                        pid=7)
+    assert main(["studies", "--db", url, "--study", "s"]) == 0
+    assert "no heartbeat" not in _out(capsys)  # alive, as far as anyone can tell
+    monkeypatch.setenv("NAS_LEASE_STALE_S", "1")
+    time.sleep(1.1)
+    assert main(["studies", "--db", url]) == 0
+    assert "#1 running (no heartbeat for 1 s: probably gone)" in _out(capsys)
+    assert main(["studies", "--db", url, "--study", "s"]) == 0
+    assert ("no heartbeat for 1 s: its process is probably gone; the next run of this study "
+            "closes it and its running trials") in _out(capsys)
+
+
 def test_studies_refuses_an_unknown_study_or_a_missing_database(tmp_path, capsys) -> None:
     from nas.cli import main
 
