@@ -382,8 +382,9 @@ class Store:
         only if it is for the same search space (``space_hash``) and the same objectives;
         otherwise StorageError, as resuming it would mix incomparable trials. A study that holds
         no trial and no running run (its first run was refused or stopped before any trial,
-        e.g. by a placement error or Ctrl-C during start-up) takes ``config`` instead: nothing
-        was measured under the old one, so it holds no one to its settings.
+        e.g. by a placement error or Ctrl-C during start-up) takes ``space``, ``space_hash``,
+        ``objectives`` and ``config`` instead: nothing was measured under the old ones, so it
+        holds no one to them.
         """
         _check_text(name, "study name", NAME_LEN)
         _check_text(space, "space", NAME_LEN)
@@ -407,6 +408,15 @@ class Store:
                     )
                     session.add(row)
                     session.flush()
+                elif (row.space_hash != space_hash or tuple(row.objectives) != objs
+                      or row.config != config_json) and not session.scalar(
+                        select(func.count()).select_from(TrialModel)
+                        .where(TrialModel.study_id == row.id)) and not session.scalar(
+                        select(func.count()).select_from(RunModel)
+                        .where(RunModel.study_id == row.id, RunModel.outcome == "running")):
+                    # never searched: the new space, objectives and settings are its first
+                    row.space, row.space_hash = space, space_hash
+                    row.objectives, row.config = list(objs), config_json
                 elif row.space_hash != space_hash:
                     raise StorageError(
                         f"study {name!r} already exists for another search space "
@@ -418,12 +428,6 @@ class Store:
                         f"study {name!r} already exists with objectives {tuple(row.objectives)}, "
                         f"not {objs}; pick another --study name"
                     )
-                elif row.config != config_json and not session.scalar(
-                        select(func.count()).select_from(TrialModel)
-                        .where(TrialModel.study_id == row.id)) and not session.scalar(
-                        select(func.count()).select_from(RunModel)
-                        .where(RunModel.study_id == row.id, RunModel.outcome == "running")):
-                    row.config = config_json  # never searched: the new settings are its first
                 return _study_record(row)
 
         return self._retry_on_conflict(attempt)

@@ -207,6 +207,14 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
                                     sampler=_make_sampler(sampler, _sampler_seed(seed, n_trials)),
                                     directions=directions)
         stored = [d.name.lower() for d in study.directions]
+        if stored != [d.lower() for d in directions] and n_trials == 0:
+            # never searched (its first run stopped before any trial): made again with the
+            # objectives our study took (Store.get_or_create_study), as nothing is lost
+            optuna.delete_study(study_name=name, storage=storage)
+            study = optuna.create_study(storage=storage, study_name=name,
+                                        sampler=_make_sampler(sampler, _sampler_seed(seed, 0)),
+                                        directions=directions)
+            stored = [d.name.lower() for d in study.directions]
     except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
         lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
         raise StorageError(f"Optuna's tables in {mask_url(url)} cannot be used for study "

@@ -64,11 +64,32 @@ def test_a_study_never_searched_takes_the_config_of_the_next_run(
     assert get({"epochs": 4}).config == {"epochs": 3}, "a study with a trial keeps its first"
 
 
+def test_a_study_never_searched_takes_a_new_space_and_objectives(
+    store: Store, name_prefix: str
+) -> None:
+    # the helper's case: a first run refused (--gpus-per-trial on a CPU machine), then the
+    # corrected command with other --objectives, or the space file edited
+    def get(space_hash: str, objectives: list[str]) -> StudyRecord:
+        return store.get_or_create_study(f"{name_prefix}new", space="tiny", space_hash=space_hash,
+                                         objectives=objectives, config={"h": space_hash})
+
+    first = get("h1", ["accuracy:max", "macs:min"])
+    again = get("h2", ["accuracy:max", "params:min"])
+    assert (again.id, again.space_hash, again.objectives, again.config) == (
+        first.id, "h2", ("accuracy:max", "params:min"), {"h": "h2"})
+    store.start_trial(first.id, key="k", arch_hash="a", arch={"x": 1}, params={})
+    with pytest.raises(StorageError, match="another search space.*pick another --study name"):
+        get("h3", ["accuracy:max", "params:min"])  # measured now: held to them
+    with pytest.raises(StorageError, match="objectives.*pick another --study name"):
+        get("h2", ["accuracy:max"])
+
+
 def test_study_for_other_space_or_objectives_is_refused(
     store: Store, name_prefix: str, new_study: NewStudy
 ) -> None:
     name = f"{name_prefix}s"
-    new_study("s", space_hash="h1")
+    held = new_study("s", space_hash="h1")
+    store.start_trial(held.id, key="k", arch_hash="a", arch={"x": 1}, params={})  # measured
     with pytest.raises(StorageError, match="another search space.*pick another --study name"):
         new_study("s", space_hash="h2")
     with pytest.raises(StorageError, match="objectives.*pick another --study name"):

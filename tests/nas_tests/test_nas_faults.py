@@ -179,6 +179,21 @@ def test_retries_are_asked_first_and_enqueued_once(tmp_path):
     assert [t.suggest_categorical("x", ["a", "b", "c"]) for t in asked] == ["b", "c"]
 
 
+def test_optunas_study_never_searched_takes_new_objectives_one_searched_does_not(tmp_path):
+    from nas.errors import StorageError
+    from nas.results import parse_search_objectives
+    from nas.search import _optuna_study
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    three = parse_search_objectives("accuracy:max,macs:min,params:min")
+    optuna.create_study(storage=url, study_name="s", directions=["maximize", "minimize"])
+    study, _ = _optuna_study(url, "s", "nsga2", 0, three)  # no trial: made again
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    study.ask()  # one trial: now held to its objectives
+    with pytest.raises(StorageError, match="has directions .*; use another --study"):
+        _optuna_study(url, "s", "nsga2", 0, DEFAULT_OBJECTIVES)
+
+
 _SLEEPER = "import time; time.sleep(120)"  # its argv names a session dir (or not)
 
 
