@@ -11,11 +11,12 @@ from __future__ import annotations
 import html
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from db import Store, mask_url
+from db import RunRecord, Store, mask_url
 from nas._figures import (
     edf_figure,
     hypervolume_figure,
@@ -80,10 +81,10 @@ def _front_table(snap: Snapshot, masked_url: str) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _runs_table(snap: Snapshot) -> str:
+def _runs_table(snap: Snapshot, runs: Sequence[RunRecord]) -> str:
     from nas._run import lease_timing
 
-    rows = run_rows(snap.runs, snap.trials, stale_after_s=lease_timing()[1])
+    rows = run_rows(runs, snap.trials, stale_after_s=lease_timing()[1])
     if not rows:
         return "<p>No run is recorded for this study.</p>"
     head = ("<tr><th>run</th><th>outcome</th><th>started</th><th>wall</th><th>host:pid</th>"
@@ -96,8 +97,9 @@ def _runs_table(snap: Snapshot) -> str:
     return f"<table id=runs>{head}{body}</table>"
 
 
-def render_report(snap: Snapshot, masked_url: str) -> str:
-    """The report of ``snap`` as one HTML document (plotly.js inlined)."""
+def render_report(snap: Snapshot, masked_url: str, runs: Sequence[RunRecord] = ()) -> str:
+    """The report of ``snap`` as one HTML document (plotly.js inlined), with the study's
+    ``runs`` (oldest first)."""
     study = snap.study
     counts = ", ".join(f"{n} {s}" for s, n in snap.counts.items()) or "no trials yet"
     knee = snap.knee
@@ -107,7 +109,7 @@ def render_report(snap: Snapshot, masked_url: str) -> str:
         ("objectives", ", ".join(str(o) for o in snap.objectives)),
         ("created", study.created_at.isoformat(timespec="seconds")),
         ("trials", f"{len(snap.trials)} ({counts})"),
-        ("runs", f"{len(snap.runs)} (listed at the end)" if snap.runs else "none recorded"),
+        ("runs", f"{len(runs)} (listed at the end)" if runs else "none recorded"),
         ("front", f"{len(snap.noisy.members)} trials: {len(snap.noisy.certain)} certain, "
                   f"{len(snap.noisy.within_noise)} within noise (z = {snap.noisy.z:g})"),
         ("knee", "–" if knee is None else f"#{knee.number}"),
@@ -130,7 +132,7 @@ def render_report(snap: Snapshot, masked_url: str) -> str:
         "<h2>Parameter importance</h2>", _figure_html(importance_figure(snap), "importance"),
         "<h2>Design choices: error EDFs at matched MACs</h2>",
         f"<div class=grid>{edfs}</div>" if edfs else "<p>No design choice varies yet.</p>",
-        "<h2>Runs</h2>", _runs_table(snap),
+        "<h2>Runs</h2>", _runs_table(snap, runs),
         "<p class=muted>Written by <code>python -m nas report</code> (metaformer-nas). "
         "Accuracies are the proxy's validation top-1; ± is its standard error.</p>",
         "</body></html>\n",
@@ -153,7 +155,8 @@ def write_report(url: str, study: str, out: str | os.PathLike[str]) -> tuple[Pat
         raise ConfigError(f"-o {out}: the folder {str(target.parent)!r} does not exist")
     with Store(url, read_only=True) as store:
         snap = load_snapshot(store, study)
-    text = render_report(snap, mask_url(url))
+        runs = store.runs(snap.study.id)
+    text = render_report(snap, mask_url(url), runs)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

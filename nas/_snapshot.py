@@ -36,7 +36,7 @@ FANOVA_MAX_TRIALS = 500
 def load_snapshot(store: Any, study: str) -> Snapshot:
     """The study ``study`` of ``store`` (a :class:`db.Store`) as it is now."""
     record = store.get_study(study)
-    return Snapshot(record, store.trials(study), store.runs(record.id))
+    return Snapshot(record, store.trials(study))
 
 
 @dataclass(frozen=True)
@@ -132,11 +132,9 @@ def _round(v: float | None, digits: int) -> float | None:
 class Snapshot:
     """A study's trials at one moment, with analyses computed on first use (thread-safe)."""
 
-    def __init__(self, study: StudyRecord, trials: Sequence[TrialRecord],
-                 runs: Sequence[RunRecord] = ()) -> None:
+    def __init__(self, study: StudyRecord, trials: Sequence[TrialRecord]) -> None:
         self.study = study
         self.trials = tuple(sorted(trials, key=lambda t: t.number))
-        self.runs = tuple(runs)  # the study's runs, oldest first
         self.objectives: tuple[Objective, ...] = parse_objectives(list(study.objectives))
         self.activity: StudyActivity = activity_of(study.name, self.trials)
         self._lock = threading.RLock()
@@ -150,7 +148,7 @@ class Snapshot:
         merged = {t.number: t for t in self.trials}
         merged.update((t.number, t) for t in store.trials(self.study.name, numbers=running,
                                                            after=last))
-        return Snapshot(self.study, merged.values(), store.runs(self.study.id))
+        return Snapshot(self.study, merged.values())
 
     # ----------------------------------------------------------------- records
 

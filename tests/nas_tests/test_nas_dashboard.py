@@ -238,7 +238,7 @@ def test_report_lists_the_study_runs_with_their_commands_escaped() -> None:
                  ("/x/run_search.py", "--space", "tiny", "--study", "a b")),
                 (2, "running", now - timedelta(seconds=61), None, None, ("x",)),  # killed
                 (3, "running", now, None, None, ("/y/__main__.py", "search", "--budget", "8"))]]
-    text = render_report(Snapshot(study(), trials, runs), "sqlite:////x/nas.db")
+    text = render_report(Snapshot(study(), trials), "sqlite:////x/nas.db", runs)
     table = re.search(r"<table id=runs>(.*?)</table>", text).group(1)
     cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", table)]
     assert cells[:8] == ["#1", "interrupted", "2025-01-01 00:01 UTC", "90.5 s", "node-1:101",
