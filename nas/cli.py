@@ -290,6 +290,17 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _to_devnull(stream) -> None:
+    """Point ``stream``'s file descriptor at os.devnull, so what is still buffered or written
+    later goes nowhere instead of raising again (Python's recipe for a closed pipe)."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
+
+
 class _StdoutGuard:
     """``sys.stdout`` during a search. When its reader goes away (``run_search.py ... | head``,
     a closed ``tee``, a closed terminal), a write would raise BrokenPipeError (or EIO) inside
@@ -317,8 +328,7 @@ class _StdoutGuard:
 
     def _drop(self) -> None:
         self.gone = True
-        with contextlib.suppress(OSError, ValueError):  # the buffer's rest goes nowhere
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        _to_devnull(self.stream)  # the buffer's rest goes nowhere
         with contextlib.suppress(OSError):  # (stderr may be the same closed terminal)
             print("stdout was closed by its reader: the search goes on without printing; its "
                   "trials are recorded in the database (`python -m nas pareto` shows the "
@@ -869,7 +879,7 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
     try:
         return args.run(args)
     except BrokenPipeError:  # `... | head`: the reader left; say nothing more (Python's recipe)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _to_devnull(sys.stdout)
         return 1
     except NasError as e:
         return _fail(str(e).splitlines()[0])
