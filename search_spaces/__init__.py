@@ -11,7 +11,7 @@ from nas_errors import SpaceError, did_you_mean
 from search_spaces._space import RandomTrial, Space, split_depth
 
 __all__ = ["Space", "ProxySpec", "RandomTrial", "load_space", "list_spaces", "split_depth",
-           "round_width", "SPACES_DIR"]
+           "round_width", "SPACES_DIR", "MAX_SPACE_BYTES"]
 
 SPACES_DIR = Path(__file__).resolve().parent
 
@@ -57,10 +57,27 @@ def _unique_keys_loader():
     return _LOADER
 
 
+MAX_SPACE_BYTES = 1 << 20  # a space file is a few KB; more is the wrong file
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (not a regular file) cannot be a space file, in a few words."""
+    if path.is_dir():
+        return "is a directory, not a space file (give a .yaml file)"
+    if path.exists():  # a pipe, a device such as /dev/zero, a socket
+        return ("is not a regular file (a pipe, device or socket); write the space to a "
+                ".yaml file")
+    return "no such space file"
+
+
 def _read_yaml(path: Path) -> Any:
     import yaml
 
     try:
+        size = path.stat().st_size
+        if size > MAX_SPACE_BYTES:
+            raise SpaceError(f"{path}: {size:,} bytes, more than a space file's limit of "
+                             f"{MAX_SPACE_BYTES:,} (is it the right file?)")
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpaceError(f"{path}: cannot read: {e.strerror}") from None
@@ -106,7 +123,7 @@ def load_space(name_or_path: str | os.PathLike) -> Space:
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or os.sep in text or "/" in text or path.is_file():
         if not path.is_file():
-            raise SpaceError(f"{path}: no such space file")
+            raise SpaceError(f"{path}: {_not_a_file(path)}")
         return Space(_read_yaml(path), str(path))
     shipped = SPACES_DIR / f"{text}.yaml"
     if not shipped.is_file():

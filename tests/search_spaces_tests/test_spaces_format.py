@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 from collections.abc import Callable
@@ -23,7 +24,14 @@ from nas.models.arch import (
 )
 from nas.models.cost import analytic_cost
 from nas.models.model import validate
-from search_spaces import ProxySpec, Space, load_space, round_width, split_depth
+from search_spaces import (
+    MAX_SPACE_BYTES,
+    ProxySpec,
+    Space,
+    load_space,
+    round_width,
+    split_depth,
+)
 
 from ._docs import ScriptedTrial, small_doc
 
@@ -489,6 +497,21 @@ def test_load_space_name_and_path_errors(tmp_path: Path) -> None:
         load_space("tinny")
     with pytest.raises(SpaceError, match=r"no such space file"):
         load_space(tmp_path / "missing.yaml")
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    with pytest.raises(SpaceError, match=r"folder.yaml: is a directory, not a space file"):
+        load_space(folder)
+    with pytest.raises(SpaceError, match=r"^/dev/zero: is not a regular file \(a pipe, device"):
+        load_space("/dev/zero")  # read, it would never end
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # reading it would block until a writer came
+    with pytest.raises(SpaceError, match=r"pipe.yaml: is not a regular file"):
+        load_space(fifo)
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"#" * (MAX_SPACE_BYTES + 1))
+    with pytest.raises(SpaceError, match=r"huge.yaml: 1,048,577 bytes, more than a space "
+                                         r"file's limit of 1,048,576 \(is it the right file\?\)$"):
+        load_space(huge)
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00name")
     with pytest.raises(SpaceError, match=r"not a UTF-8 text file"):
