@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas._preflight import (
     STUDY_NAME_RULE,
@@ -45,6 +45,9 @@ from nas.results import (
     parse_zero_cost,
     zero_cost_implied,
 )
+
+if TYPE_CHECKING:
+    from search_spaces import Space
 
 __all__ = ["SearchConfig", "SearchSummary", "run_search", "parse_prescreen", "SAMPLERS"]
 
@@ -286,6 +289,30 @@ def _versions() -> dict[str, str]:
             "timm": timm.__version__, "optuna": optuna.__version__, "ray": ray.__version__}
 
 
+def _check_budget(cfg: SearchConfig, space: Space) -> None:
+    """Refuse a --budget the space (or its constraints) cannot fill, and constraints that admit
+    nothing: one line, exit 2, before a study exists rather than after PROPOSALS_PER_SLOT
+    skipped proposals recorded in it."""
+    if cfg.budget > space.size():
+        raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
+                          f"of space '{space.name}' (before its constraints); lower --budget or "
+                          "give the space more choices")
+    # counted where the space is small (about 1 s at most), else judged on 1,000 seeded draws
+    feasible = space.feasible_size()
+    if feasible is None:
+        space.sample_random(cfg.seed)  # SpaceError naming what each constraint rejected
+    elif feasible == 0:
+        raise SpaceError(f"{space.source}: constraints: none of the {space.size():,} "
+                         "configurations meets them; loosen the constraints (`python -m nas "
+                         "spaces show SPACE` gives its cost ranges)")
+    elif cfg.budget > feasible:
+        which = ("the one distinct architecture", "meets") if feasible == 1 else \
+            (f"the {feasible:,} distinct architectures", "meet")
+        raise ConfigError(f"--budget {cfg.budget} exceeds {which[0]} of space '{space.name}' "
+                          f"that {which[1]} its constraints ({space.size():,} configurations "
+                          "before them); lower --budget or loosen the constraints")
+
+
 def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> SearchSummary:
     """Run (or continue) a study until it holds ``cfg.budget`` completed trials."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
@@ -334,6 +361,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     runs = Path(cfg.runs_dir).resolve()
     url = cfg.db_url or default_url(runs, create=False)  # (the folder is made once all is checked)
     _refuse_memory_database(url)
+    # typed (not taken from the study's runs), the budget is judged before a database opens,
+    # so of a bad --budget and an unreachable database the cheaper mistake is named first
+    budget_checked = not {"budget", "seed"} & set(cfg.inherit)
+    if budget_checked:
+        _check_budget(cfg, space)
     store = None
     if cfg.inherit and may_hold_studies(url):  # a resume takes what it is not told
         store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
@@ -345,26 +377,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             zero_cost = parse_zero_cost(cfg.zero_cost)
             prescreen = parse_prescreen(cfg.prescreen)
     check_settings(cfg, resolved=True)  # (what depends on what the study decided, too)
-    if cfg.budget > space.size():
-        raise ConfigError(f"--budget {cfg.budget} exceeds the {space.size():,} configurations "
-                          f"of space '{space.name}' (before its constraints); lower --budget or "
-                          "give the space more choices")
-    # constraints that admit nothing are refused before a study exists, not after
-    # PROPOSALS_PER_SLOT skipped proposals recorded in it (one line, exit 2): counted where the
-    # space is small (about 1 s at most), else judged on 1,000 seeded random draws
-    feasible = space.feasible_size()
-    if feasible is None:
-        space.sample_random(cfg.seed)  # SpaceError naming what each constraint rejected
-    elif feasible == 0:
-        raise SpaceError(f"{space.source}: constraints: none of the {space.size():,} "
-                         "configurations meets them; loosen the constraints (`python -m nas "
-                         "spaces show SPACE` gives its cost ranges)")
-    elif cfg.budget > feasible:
-        which = ("the one distinct architecture", "meets") if feasible == 1 else \
-            (f"the {feasible:,} distinct architectures", "meet")
-        raise ConfigError(f"--budget {cfg.budget} exceeds {which[0]} of space '{space.name}' "
-                          f"that {which[1]} its constraints ({space.size():,} configurations "
-                          "before them); lower --budget or loosen the constraints")
+    if not budget_checked:
+        _check_budget(cfg, space)
     if cfg.dataset not in dataset_kinds():  # before the database is created for nothing
         from proxies.registry import get_builder
 

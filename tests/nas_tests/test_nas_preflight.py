@@ -419,3 +419,19 @@ def test_a_stored_study_with_a_test_split_objective_is_refused_by_name(tmp_path)
         "is measured on the held-out test split, which a search never selects on; optimise "
         "accuracy (validation) and read test_accuracy in `python -m nas pareto`; start a new "
         "--study")
+
+
+def test_a_typed_budget_is_judged_before_a_damaged_database_opens(tmp_path):
+    # of two mistakes, the cheaper one is named first; an inherited budget needs the database
+    from nas.errors import StorageError
+    from nas.search import SearchConfig, run_search
+
+    db = tmp_path / "nas.db"
+    db.write_bytes(b"not a database" * 100)
+    cfg = SearchConfig(space="tiny", budget=73, db_url=f"sqlite:///{db}",
+                       runs_dir=str(tmp_path), executor="local", inherit=("epochs",))
+    with pytest.raises(ConfigError, match=r"^--budget 73 exceeds the 72 configurations"):
+        run_search(cfg, log=lambda line: None)
+    with pytest.raises(StorageError):
+        run_search(dataclasses.replace(cfg, inherit=("budget", "epochs")), log=lambda line: None)
+    assert db.read_bytes() == b"not a database" * 100
