@@ -16,7 +16,7 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 
 from __future__ import annotations
 
-from db._engine import mask_url, normalize_url, sqlite_path
+from db._engine import mask_url, normalize_url, parse_url, sqlite_path
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
 from db.errors import SchemaError, StorageError, StudyBusyError
 from db.records import (
@@ -50,6 +50,7 @@ __all__ = [
     "default_url",
     "mask_url",
     "normalize_url",
+    "parse_url",
     "schema_revision",
     "sqlite_path",
     "upgrade",

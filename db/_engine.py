@@ -29,6 +29,21 @@ def mask_url(url: str) -> str:
     return mask_text(str(url), token=True)
 
 
+_ENCODE_HINT = ("URL-encode it (@ as %40, / as %2F, : as %3A, % as %25, # as %23, ? as %3F, "
+                "space as %20) or give it through $PGPASSWORD or ~/.pgpass")
+
+
+def parse_url(url: str) -> Any:
+    """SQLAlchemy's ``make_url``, with every malformed URL an ``ArgumentError`` whose message
+    holds no part of the password (``make_url`` raises a bare ``ValueError`` quoting the text it
+    took for the port, e.g. ``pw@host:5432`` when a password holds a raw ``@`` and ``:``)."""
+    try:
+        return make_url(url)
+    except ValueError:
+        raise ArgumentError("its port is not a number; if the password holds @ : / # ? % or a "
+                            f"space, {_ENCODE_HINT}") from None
+
+
 def normalize_url(url: str) -> str:
     """``url`` with a driver-less PostgreSQL scheme pointed at psycopg (3), the installed driver.
 
@@ -107,7 +122,7 @@ def _sqlite_on_begin(conn: Any) -> None:
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite ``url``; None for other backends and in-memory ones."""
-    u = make_url(normalize_url(url))
+    u = parse_url(normalize_url(url))
     if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:") or \
             u.database.startswith("file:"):
         return None
@@ -146,7 +161,7 @@ def _read_only_url(url: str, immutable: bool = False) -> tuple[str, dict[str, An
     database in a folder this user cannot write, read as it is on disk); PostgreSQL: every
     transaction of the session is ``READ ONLY``.
     """
-    u = make_url(url)
+    u = parse_url(url)
     if u.get_backend_name() == "sqlite":
         path = sqlite_file(url)
         if path is None:
@@ -170,16 +185,14 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False,
     ``ImportError`` (driver not installed) unchanged; the caller turns them into StorageError.
     """
     url = normalize_url(url)
-    host = make_url(url).host
+    host = parse_url(url).host
     if host and "@" in host:  # SQLAlchemy ends the password at its first "@": the rest of it
         #                       would be taken, and printed in errors, as part of the host
-        raise ArgumentError("the password holds a raw '@'; URL-encode it (@ as %40, / as "
-                            "%2F, : as %3A, % as %25) or give it through $PGPASSWORD or "
-                            "~/.pgpass")
+        raise ArgumentError(f"the password holds a raw '@'; {_ENCODE_HINT}")
     connect_args: dict[str, Any] = {}
     if read_only:
         url, connect_args = _read_only_url(url, immutable)
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    is_sqlite = parse_url(url).get_backend_name() == "sqlite"
     # pre-ping: a long search must survive a server-side disconnect of an idle pooled connection
     engine = create_engine(url, echo=echo, pool_pre_ping=not is_sqlite,
                            connect_args=connect_args)

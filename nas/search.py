@@ -597,13 +597,12 @@ def _cluster_auth_env() -> None:
 def _refuse_memory_database(url: str) -> None:
     """ConfigError for an in-memory SQLite URL: each connection would see its own empty
     database, and every result would be gone when the run ends."""
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from db import mask_url
+    from db import mask_url, parse_url
 
     try:
-        parsed = make_url(url)
+        parsed = parse_url(url)
     except ArgumentError:
         return  # Store says what is wrong with it
     if parsed.get_backend_name() != "sqlite":

@@ -120,6 +120,23 @@ def test_a_raw_at_sign_in_a_password_is_refused_without_showing_any_of_it() -> N
     assert "cd" not in str(info.value).replace("encode", ""), str(info.value)
 
 
+@pytest.mark.parametrize("url, secret", [
+    ("postgresql://nas:ab@cd:TopSecret99@127.0.0.1:1/x", "TopSecret99"),  # raw "@" then ":"
+    ("postgresql://nas:p@ss:w/o%rd #x?y z@127.0.0.1:1/x", "w/o"),
+    ("postgresql://nas:pw@127.0.0.1:abc/x", None),  # a port that is not a number
+])
+def test_a_port_that_is_not_a_number_is_one_line_without_the_password(url, secret) -> None:
+    # make_url raised a bare ValueError quoting "TopSecret99@127.0.0.1:1": a traceback in every
+    # subcommand, with part of the password in it
+    for read_only in (False, True):
+        with pytest.raises(StorageError, match="its port is not a number; if the password holds "
+                                               "@ : / # \\? % or a space, URL-encode it") as info:
+            Store(url, read_only=read_only)
+        assert "\n" not in str(info.value) and "***@127.0.0.1" in str(info.value), info.value
+        assert secret is None or secret not in str(info.value), f"leaked: {info.value}"
+    assert sqlite_path(url) is None  # not SQLite, and not a traceback either
+
+
 @pytest.mark.parametrize("url", ["not a url", "nosuchdialect://x/y"])
 def test_bad_url_is_storage_error(url: str) -> None:
     with pytest.raises(StorageError, match="expected a URL such as") as info:
