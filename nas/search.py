@@ -624,6 +624,8 @@ def _probe_head(address: str) -> None:
     import socket
 
     endpoint = ray_endpoint(address)
+    if endpoint is None:  # "auto": where `ray start` on this machine (or $RAY_ADDRESS) points
+        endpoint = _auto_endpoint()
     if endpoint is not None:
         where = f"{endpoint[0]} port {endpoint[1]}"
         try:
@@ -642,6 +644,29 @@ def _probe_head(address: str) -> None:
             raise ConfigError(f"cannot join the Ray cluster at --ray-address {address}: "
                               f"{where} answers, but not as a Ray head ({answer}); give the "
                               f"head's port (`ray status` on it)")
+
+
+def _auto_endpoint() -> tuple[str, int] | None:
+    """(host, port) of the cluster ``--ray-address auto`` would join, found as ``ray.init`` finds
+    it ($RAY_ADDRESS, the last ``ray start`` on this machine, a running GCS process); a
+    ConfigError when there is none, which ``ray.init`` would say only after the study had been
+    created. None when Ray's lookup is not where this Ray version keeps it (ray.init decides)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:
+        return None
+    try:
+        found = canonicalize_bootstrap_address_or_die("auto")
+    except (ConnectionError, ValueError) as e:
+        said = " ".join(str(e).split()).split(". ")[0]
+        raise ConfigError(f"cannot join the Ray cluster at --ray-address auto: {said} on this "
+                          "machine ($RAY_ADDRESS unset, no `ray start` recorded, no Ray GCS "
+                          "process); start one with `ray start --head`, or give its "
+                          "HOST:PORT") from None
+    try:
+        return ray_endpoint(found)
+    except ConfigError:
+        return None
 
 
 _EXIT_FAILED = 1  # nas.cli.EXIT_FAILED: the run itself failed

@@ -194,6 +194,31 @@ def test_probing_an_address_where_nothing_answers_takes_no_time():
     assert time.monotonic() - start < 5
 
 
+def test_auto_is_probed_where_ray_would_go_before_the_study_exists(monkeypatch):
+    # "auto" went straight to ray.init, which failed only after the study and a run were made
+    import socket
+    import subprocess
+
+    from nas.search import _probe_head
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # where ray.init("auto") would go (Ray turns a loopback host into this node's address)
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=rf"^cannot join the Ray cluster at --ray-address auto: "
+                                          rf"nothing answers at \S+ port {port} "):
+        _probe_head("auto")
+    monkeypatch.delenv("RAY_ADDRESS")
+    gcs = subprocess.run(["pgrep", "-f", "gcs_server"], capture_output=True).stdout.strip()
+    if gcs:  # this session's own Ray (or another) is up: "auto" would join it, as Ray does
+        return
+    with pytest.raises(ConfigError, match=r"^cannot join the Ray cluster at --ray-address auto: "
+                                          r"Could not find any running Ray instance on this "
+                                          r"machine .*start one with `ray start --head`"):
+        _probe_head("auto")
+
+
 def test_a_bad_lease_limit_is_refused_before_the_study_exists(tmp_path, monkeypatch):
     from db import Store
     from nas.search import SearchConfig, run_search
