@@ -17,6 +17,7 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 from __future__ import annotations
 
 from db._engine import mask_url, normalize_url, parse_url, sqlite_path
+from db._runs import lease_limit
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
 from db.errors import SchemaError, StorageError, StudyBusyError
 from db.records import (
@@ -48,6 +49,7 @@ __all__ = [
     "TrialRecord",
     "activity_of",
     "default_url",
+    "lease_limit",
     "mask_url",
     "normalize_url",
     "parse_url",

@@ -91,6 +91,19 @@ def _utc(t: datetime) -> str:
     return f"{t:%Y-%m-%d %H:%M:%S} UTC"
 
 
+#: Key of a run's config holding the stale limit it was started with (``Store.begin_run``).
+LEASE_LIMIT_KEY = "lease_stale_after_s"
+
+
+def lease_limit(holder: RunRecord, stale_after_s: float) -> float:
+    """How long ``holder`` may go without a heartbeat before it is taken over: the larger of the
+    newcomer's limit and the one the holder recorded (absent in runs before it was recorded)."""
+    own = (holder.config or {}).get(LEASE_LIMIT_KEY)
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and math.isfinite(own):
+        return max(stale_after_s, float(own))
+    return stale_after_s
+
+
 def busy_message(study: str, holder: RunRecord, age_s: float, stale_after_s: float) -> str:
     return (f"study {study!r} is being searched by run {holder.id} (pid {holder.pid} on host "
             f"{holder.host}, started {_utc(holder.started_at)}, last heartbeat "

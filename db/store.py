@@ -22,11 +22,13 @@ from db._jsonable import to_json_object
 from db._models import HASH_LEN, NAME_LEN, RunModel, StudyModel, TrialModel
 from db._retry import retrying as _retrying
 from db._runs import (
+    LEASE_LIMIT_KEY,
     abandoned_message,
     busy_message,
     check_argv,
     check_pid,
     check_seconds,
+    lease_limit,
     mask_secrets,
     run_record,
 )
@@ -734,12 +736,15 @@ class Store:
             store.end_run(run.id, "completed")
         """
         _check_id(study_id, "study_id (StudyRecord.id)")
-        config_json = mask_secrets(to_json_object(config, "config"))
+        stale_after_s = check_seconds(stale_after_s, "stale_after_s")
+        # each run records its own limit: a newcomer with a shorter one ($NAS_LEASE_STALE_S)
+        # must not take the study from a live run whose heartbeats are further apart
+        config_json = {**mask_secrets(to_json_object(config, "config")),
+                       LEASE_LIMIT_KEY: stale_after_s}
         versions_json = to_json_object(versions, "versions")
         argv_list = check_argv(argv)
         _check_text(host, "host", NAME_LEN)
         pid, pid_started = check_pid(pid, pid_started)
-        stale_after_s = check_seconds(stale_after_s, "stale_after_s")
         if holder_is_dead is not None and not callable(holder_is_dead):
             raise TypeError(f"holder_is_dead must be callable or None, got {holder_is_dead!r}")
 
@@ -754,12 +759,13 @@ class Store:
                 if holder is not None:
                     held = run_record(holder)
                     age = (now - held.heartbeat_at).total_seconds()
-                    stale = age >= stale_after_s
+                    limit = lease_limit(held, stale_after_s)
+                    stale = age >= limit
                     # asked even when stale: a process known dead is the plainer reason
                     dead = holder_is_dead is not None and holder_is_dead(held) is True
                     if not stale and not dead:
                         raise StudyBusyError(busy_message(study.name, held, max(age, 0.0),
-                                                          stale_after_s), holder=held)
+                                                          limit), holder=held)
                     why = abandoned_message(held, age, stale and not dead)
                     swapped = session.execute(
                         update(RunModel)

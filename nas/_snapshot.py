@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from db import TRIAL_STATES, RunRecord, StudyActivity, StudyRecord, TrialRecord, activity_of
+from db import (
+    TRIAL_STATES,
+    RunRecord,
+    StudyActivity,
+    StudyRecord,
+    TrialRecord,
+    activity_of,
+    lease_limit,
+)
 from nas import analysis
 from nas.results import Objective, parse_objectives
 
@@ -68,13 +76,13 @@ def command_text(argv: Sequence[str] | None) -> str:
 
 
 def silent_for(run: RunRecord, stale_after_s: float, now: datetime | None = None) -> str:
-    """For a 'running' run without a heartbeat for ``stale_after_s`` (its process was killed,
-    or its machine is gone): ``no heartbeat for 12 min``; else ``""``. Only the next run of
-    the study can close it (a reader never writes)."""
+    """For a 'running' run without a heartbeat for ``stale_after_s`` (or the longer limit the run
+    recorded; its process was killed, or its machine is gone): ``no heartbeat for 12 min``;
+    else ``""``. Only the next run of the study can close it (a reader never writes)."""
     if run.outcome != "running":
         return ""
     age = ((now or datetime.now(run.heartbeat_at.tzinfo)) - run.heartbeat_at).total_seconds()
-    if age < stale_after_s:
+    if age < lease_limit(run, stale_after_s):
         return ""
     text = (f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200
             else f"{age / 3600:.1f} h" if age < 172800 else f"{age / 86400:.0f} days")

@@ -33,7 +33,8 @@ def test_begin_run_records_the_run_with_passwords_masked(
     assert run.started_at == run.heartbeat_at and run.started_at.tzinfo is not None
     masked = "postgresql+psycopg://nas:***@db.example/nas"
     assert run.argv == ("nas", "search", "--db", masked), run.argv
-    assert run.config == {"db": masked, "nested": {"u": [masked]}}, run.config
+    assert run.config == {"db": masked, "nested": {"u": [masked]},
+                          "lease_stale_after_s": 60.0}, run.config  # (its own stale limit)
     assert "hunter2" not in repr(store.runs(study.id))
     assert ":***@" in run.db_url or "@" not in run.db_url, run.db_url
     assert store.runs(study.name) == [run]
@@ -61,7 +62,7 @@ def test_stale_holder_is_taken_over_and_its_heartbeat_then_fails(
     store: Store, new_study: Callable[..., StudyRecord]
 ) -> None:
     study = new_study("stale")
-    old = begin(store, study)
+    old = begin(store, study, stale_after_s=0.01)
     assert store.heartbeat(old.id) is True
     time.sleep(0.05)
     new = begin(store, study, pid=7, stale_after_s=0.01)
@@ -73,6 +74,28 @@ def test_stale_holder_is_taken_over_and_its_heartbeat_then_fails(
     assert store.heartbeat(old.id) is False, "a taken-over run must learn it lost the lease"
     assert store.end_run(old.id, "completed") == gone, "ending it must not change its outcome"
     assert store.heartbeat(new.id) is True
+
+
+def test_a_shorter_limit_does_not_take_over_a_holder_that_recorded_a_longer_one(
+    store: Store, new_study: Callable[..., StudyRecord]
+) -> None:
+    # a second run with NAS_LEASE_STALE_S=2 took the study from a live run heartbeating every
+    # 10 s: each run is judged by the longer of its own recorded limit and the newcomer's
+    study = new_study("limits")
+    old = begin(store, study, stale_after_s=30)
+    time.sleep(0.05)
+    with pytest.raises(StudyBusyError, match=r"\(a run without a heartbeat for 30 s is taken "
+                                             r"over\)$"):
+        begin(store, study, pid=7, stale_after_s=0.01)
+    assert [r.outcome for r in store.runs(study.id)] == ["running"]
+    assert store.heartbeat(old.id) is True
+    # a holder recorded before runs kept their limit: the newcomer's own limit decides
+    with store._tx("test", write=True) as session:
+        row = session.get(RunModel, old.id)
+        row.config = {"budget": 3}
+    time.sleep(0.05)
+    new = begin(store, study, pid=7, stale_after_s=0.01)
+    assert [r.outcome for r in store.runs(study.id)] == ["abandoned", "running"], new
 
 
 def test_dead_holder_is_taken_over_at_once(

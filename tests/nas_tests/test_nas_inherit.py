@@ -232,7 +232,7 @@ def test_studies_says_when_a_running_run_has_gone_silent(tmp_path, capsys, monke
         study = store.get_or_create_study("s", space="tiny", space_hash=HASH,
                                           objectives=["accuracy:max", "macs:min"], config=FIRST)
         store.begin_run(study.id, config=FIRST, argv=["run_search.py"], versions={}, host="h",
-                        pid=7)
+                        pid=7, stale_after_s=1)  # (a reader judges it by the longer limit)
     assert main(["studies", "--db", url, "--study", "s"]) == 0
     assert "no heartbeat" not in _out(capsys)  # alive, as far as anyone can tell
     monkeypatch.setenv("NAS_LEASE_STALE_S", "1")

@@ -79,7 +79,7 @@ def test_a_dead_holder_on_this_host_is_detected():
 def test_a_taken_over_run_is_told_and_ends_abandoned(study):
     store, sid = study
     lost = threading.Event()
-    with run_lease(store, sid, {}, {}, on_lost=lost.set, every=0.2) as run:
+    with run_lease(store, sid, {}, {}, on_lost=lost.set, every=0.2, stale_after_s=0.01) as run:
         time.sleep(0.3)
         other = store.begin_run(sid, config={}, argv=[], versions={}, host="elsewhere", pid=1,
                                 stale_after_s=0.01)  # our heartbeat is "stale" after 10 ms
