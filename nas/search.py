@@ -366,13 +366,11 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     budget_checked = not {"budget", "seed"} & set(cfg.inherit)
     if budget_checked:
         _check_budget(cfg, space)
-    store = None
+    store, taken = None, ()
     if cfg.inherit and may_hold_studies(url):  # a resume takes what it is not told
         store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
         cfg, taken = inherit_settings(cfg, store, study_name, space.hash)
-        if taken:
-            log(f"study '{study_name}' continues with its earlier runs' settings: "
-                f"{' '.join(taken)} (options given on the command line replace them)")
+        if taken:  # (said once the run holds the study: a refused run continues nothing)
             _make_sampler(cfg.sampler, cfg.seed)
             zero_cost = parse_zero_cost(cfg.zero_cost)
             prescreen = parse_prescreen(cfg.prescreen)
@@ -428,6 +426,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     # the study's lease: a second run of it is refused here, before it touches any trial
     with run_lease(store, study.id, resolved, resolved["versions"],
                    on_lost=request.taken_over) as run:
+        if taken:
+            log(f"study '{study_name}' continues with its earlier runs' settings: "
+                f"{' '.join(taken)} (options given on the command line replace them)")
         killed = "interrupted: still RUNNING when a new run of this study started (the " \
                  "previous run was killed)"
         marked = store.interrupt_running(study.id, killed)

@@ -460,3 +460,25 @@ def test_a_typed_budget_is_judged_before_a_damaged_database_opens(tmp_path):
     with pytest.raises(StorageError):
         run_search(dataclasses.replace(cfg, inherit=("budget", "epochs")), log=lambda line: None)
     assert db.read_bytes() == b"not a database" * 100
+
+
+def test_a_run_refused_because_the_study_is_busy_does_not_say_it_continues_it(tmp_path):
+    # it printed "study ... continues with its earlier runs' settings" and then the refusal
+    from db import Store, StudyBusyError
+    from nas.search import SearchConfig, run_search
+    from search_spaces import load_space
+
+    url = f"sqlite:///{tmp_path}/nas.db"
+    with Store(url) as store:
+        study = store.get_or_create_study(
+            "busy", space="tiny", space_hash=load_space("tiny").hash,
+            objectives=["accuracy:max", "macs:min"],
+            config={"epochs": 1, "dataset": "digits", "seed": 7, "budget": 1})
+        store.begin_run(study.id, config={"epochs": 1, "dataset": "digits", "seed": 7},
+                        argv=["run_search.py"], versions={}, host="another-machine", pid=1)
+    said: list[str] = []
+    with pytest.raises(StudyBusyError, match=r"^study 'busy' is being searched by run 1 "):
+        run_search(SearchConfig(space="tiny", budget=2, db_url=url, study="busy",
+                                runs_dir=str(tmp_path), executor="local",
+                                inherit=("seed", "epochs", "dataset")), log=said.append)
+    assert not any("continues" in line for line in said), said
