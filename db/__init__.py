@@ -17,6 +17,7 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 from __future__ import annotations
 
 from db._engine import mask_url, normalize_url, parse_url, sqlite_path
+from db._retry import OUTAGE_ENV, is_connection_lost, outage_s
 from db._runs import lease_limit
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
 from db.errors import SchemaError, StorageError, StudyBusyError
@@ -34,6 +35,7 @@ from db.store import Store, default_url
 
 __all__ = [
     "optuna_storage",
+    "OUTAGE_ENV",
     "HEAD_REVISION",
     "KNOWN_REVISIONS",
     "RUN_OUTCOMES",
@@ -49,9 +51,11 @@ __all__ = [
     "TrialRecord",
     "activity_of",
     "default_url",
+    "is_connection_lost",
     "lease_limit",
     "mask_url",
     "normalize_url",
+    "outage_s",
     "parse_url",
     "schema_revision",
     "sqlite_path",

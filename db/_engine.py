@@ -189,9 +189,10 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False,
     if host and "@" in host:  # SQLAlchemy ends the password at its first "@": the rest of it
         #                       would be taken, and printed in errors, as part of the host
         raise ArgumentError(f"the password holds a raw '@'; {_ENCODE_HINT}")
-    connect_args: dict[str, Any] = {}
+    connect_args: dict[str, Any] = server_connect_args(url)
     if read_only:
-        url, connect_args = _read_only_url(url, immutable)
+        url, extra = _read_only_url(url, immutable)
+        connect_args = {**connect_args, **extra}
     is_sqlite = parse_url(url).get_backend_name() == "sqlite"
     # pre-ping: a long search must survive a server-side disconnect of an idle pooled connection
     engine = create_engine(url, echo=echo, pool_pre_ping=not is_sqlite,
@@ -201,6 +202,19 @@ def make_engine(url: str, *, echo: bool = False, read_only: bool = False,
                      _sqlite_on_connect_read_only if read_only else _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+CONNECT_TIMEOUT_S = 10  # a server host that does not answer at all (a partition, a wrong
+#                        address) fails a connect after this long, not after TCP's ~2 minutes
+
+
+def server_connect_args(url: str) -> dict[str, Any]:
+    """Connection arguments for a database server: PostgreSQL's ``connect_timeout``
+    (:data:`CONNECT_TIMEOUT_S`) unless the URL sets its own."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "postgresql" or "connect_timeout" in parsed.query:
+        return {}
+    return {"connect_timeout": CONNECT_TIMEOUT_S}
 
 
 def open_engine(url: str, *, echo: bool = False, read_only: bool = False,

@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from db._engine import normalize_url
+from db._engine import normalize_url, server_connect_args
 from db._retry import call_retrying, is_connection_lost
 
 __all__ = ["optuna_storage"]
@@ -99,5 +99,6 @@ for _name in _CALLS:
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's storage for ``url`` (normalised as db.Store's), pre-pinging and retrying."""
     url = normalize_url(url)
-    kwargs = {} if url.startswith("sqlite") else {"engine_kwargs": {"pool_pre_ping": True}}
+    kwargs = {} if url.startswith("sqlite") else {"engine_kwargs": {
+        "pool_pre_ping": True, "connect_args": server_connect_args(url)}}
     return _RetryingRDBStorage(url, **kwargs)

@@ -25,6 +25,21 @@ FIRST_DELAY_S = 0.05  # then doubled: 0.05, 0.1, 0.2, 0.4 (0.75 s in all)
 OUTAGE_S = 30.0  # a server that answered before and now refuses connections (a restart, a
 #                  failover) is waited for this long, a try every MAX_DELAY_S at most
 MAX_DELAY_S = 2.0
+OUTAGE_ENV = "NAS_DB_OUTAGE_S"  # operators may set the wait (seconds, >= 0) for their setup
+
+
+def outage_s() -> float:
+    """How long an outage is waited for: ``$NAS_DB_OUTAGE_S`` when it is a number >= 0, else
+    :data:`OUTAGE_S` (a malformed value is refused by the search's pre-flight, not here)."""
+    import math
+    import os
+
+    raw = os.environ.get(OUTAGE_ENV)
+    try:
+        value = float(raw) if raw is not None else OUTAGE_S
+    except ValueError:
+        return OUTAGE_S
+    return value if math.isfinite(value) and value >= 0 else OUTAGE_S
 
 _F = TypeVar("_F", bound=Callable[..., object])
 _T = TypeVar("_T")
@@ -82,11 +97,11 @@ def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
                   patient: bool) -> _T:
     """``fn()``, run again after a transient error of ``errors``: :data:`TRIES` times in all,
     or, when ``patient`` (the server answered before) and the connection is what failed, for
-    up to :data:`OUTAGE_S` seconds (a restart), with backoff capped at :data:`MAX_DELAY_S`."""
+    up to :func:`outage_s` seconds (a restart), with backoff capped at :data:`MAX_DELAY_S`."""
     if getattr(_inside, "active", False):  # a retried call made by a retried call: the
         return fn()                          # outer one retries (the waits do not stack)
     delay, tries = FIRST_DELAY_S, 1
-    deadline = time.monotonic() + OUTAGE_S
+    deadline = time.monotonic() + outage_s()
     _inside.active = True
     try:
         while True:

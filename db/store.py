@@ -303,6 +303,11 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def stop_waiting(self) -> None:
+        """From now on a lost connection is an error after a few quick tries, not an outage
+        waited out for ``$NAS_DB_OUTAGE_S`` (for a run that already waited once and is ending)."""
+        self.reached = False
+
     def close(self) -> None:
         """Release all connections.  Further calls on this Store raise StorageError."""
         if not self._closed:

@@ -60,6 +60,7 @@ class StopRequest:
         self.signum: int | None = None
         self.forced = False  # a second signal arrived during the shutdown
         self.lost_lease = False  # stopped because another run took over the study
+        self.database: str | None = None  # stopped because the database stopped answering: why
         self.event = threading.Event()  # set with the first stop (for threads to wait on)
 
     @property
@@ -68,6 +69,8 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
+        if self.database is not None:
+            return 1  # the run itself stopped midway
         return 128 + (self.signum or signal.SIGINT)  # 130 SIGINT, 143 SIGTERM, 129 SIGHUP
 
     @property
@@ -75,6 +78,8 @@ class StopRequest:
         """``Ctrl-C`` or ``SIGTERM``, for the one-line message."""
         if self.lost_lease:
             return "another run took over this study"
+        if self.database is not None:
+            return "the database stopped answering"
         return LABELS.get(self.signum, (f"signal {self.signum}",))[0]
 
     @property
@@ -82,6 +87,8 @@ class StopRequest:
         """Stored with every trial the stop interrupted."""
         if self.lost_lease:
             return "interrupted: another run took over the study (no heartbeat for too long)"
+        if self.database is not None:
+            return f"interrupted: the database stopped answering ({self.database})"
         name = LABELS.get(self.signum, ("", f"signal {self.signum}"))[1]
         return f"interrupted by {name}" + (" (forced by a second signal)" if self.forced else "")
 
@@ -90,6 +97,14 @@ class StopRequest:
         stop as for SIGTERM, and say why."""
         if self.signum is None:
             self.lost_lease = True
+            self.signum = signal.SIGTERM
+            self.event.set()
+
+    def lost_database(self, why: str) -> None:
+        """The database did not answer for longer than the outage wait: stop as for SIGTERM
+        (no trial result can be recorded), exit 1, and say why (``why``: one line)."""
+        if self.signum is None:
+            self.database = why
             self.signum = signal.SIGTERM
             self.event.set()
 

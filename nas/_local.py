@@ -78,13 +78,13 @@ def run_local(searcher, recorder, trainable, ctx, request, scheduler=None) -> in
                 path = Path(errors, f"{trial_id}.txt")
                 path.write_text(traceback.format_exc())
                 trial.error_file = str(path)
-                recorder.on_trial_error(0, [], trial)
+                searcher.on_trial_complete(trial_id, None, error=True)  # as Tune: searcher,
+                recorder.on_trial_error(0, [], trial)  # then the recorder (the row; settle)
             trial.error_file = None
-            searcher.on_trial_complete(trial_id, None, error=True)
             continue
         trial.last_result = trial.results[-1] if trial.results else None
         if scheduler is not None:
             scheduler.on_trial_complete(None, trial, trial.last_result)
-        recorder.on_trial_complete(0, [], trial)
         searcher.on_trial_complete(trial_id, trial.last_result)
+        recorder.on_trial_complete(0, [], trial)
     return started

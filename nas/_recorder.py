@@ -1,5 +1,9 @@
 """The Tune callback that records every trial (driver side, the single writer of the database).
 
+A trial's row is written first, then the searcher tells Optuna (``settle``). A database that
+stops answering for longer than the outage wait stops the run (``on_db_lost``): nothing more is
+written, Optuna is not told, and the next run closes what was left open.
+
 A module-level class so that Tune can pickle it without dragging a database connection along
 (Tune pickles callbacks for its own restore, which we do not use: the database is the record).
 """
@@ -43,8 +47,13 @@ class Recorder(Callback):
                  run_id: int | None = None, fence: Callable[[], bool] | None = None,
                  stopped: Mapping[str, TrialPruned] | None = None, progress=None,
                  count_pruned: bool = False, retrying: Mapping[str, str] | None = None,
-                 checkpoint_dir: str | None = None) -> None:
+                 checkpoint_dir: str | None = None,
+                 settle: Callable[[str], None] | None = None,
+                 on_db_lost: Callable[[BaseException], None] | None = None) -> None:
         self.store = store
+        self.settle = settle or (lambda trial_id: None)  # tells Optuna, once the row is written
+        self.on_db_lost = on_db_lost  # the database stopped answering: stop the run
+        self.db_lost = False
         self.checkpoint_dir = checkpoint_dir  # trials' training states (nas._trainable): a
         #                                       trial's go once it is recorded as finished
         self.progress = progress  # nas._progress.Progress: the live counts (optional)
@@ -68,19 +77,52 @@ class Recorder(Callback):
         self.retrying = {} if retrying is None else retrying  # trials whose worker went away,
         #                                                      their architecture asked again
         self.completed = already
+        self.written = 0  # trials of this run whose row was finished by this recorder
         self.pruned = 0  # trials stopped at a rung in this run
         self.t0 = time.perf_counter()
 
     def __getstate__(self) -> dict:
         return {}  # see the module docstring
 
+    def _lost(self, e: BaseException, trial, what: str) -> bool:
+        """True, with one line and the run told to stop, when ``e`` says the database stopped
+        answering (after the outage wait); False for any other error."""
+        from db import is_connection_lost
+
+        if self.on_db_lost is None or not is_connection_lost(e):
+            return False
+        if not self.db_lost:
+            self.db_lost = True
+            self.on_db_lost(e)
+        self.log(f"[ not recorded ] {self._number(trial)}{what}: the database stopped "
+                 "answering; the search stops")
+        return True
+
+    def _settle(self, trial) -> None:
+        """The searcher tells Optuna how the trial ended (its row is written, or not ours to
+        write); not once the database is lost."""
+        if self.db_lost:
+            return
+        try:
+            self.settle(trial.trial_id)
+        except Exception as e:
+            if not self._lost(e, trial, "its result was not told to Optuna"):
+                raise
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        if not self.fence():
-            return  # the study is another run's now: write nothing more
+        from db import StorageError
+
+        if self.db_lost or not self.fence():
+            return  # the study is another run's now, or gone: write nothing more
         c = trial.config
-        rec = self.store.start_trial(self.study_id, key=f"{self.run_name}:{trial.trial_id}",
-                                     arch_hash=c["arch_hash"], arch=c["arch"], params=c["params"],
-                                     run_id=self.run_id)
+        try:
+            rec = self.store.start_trial(
+                self.study_id, key=f"{self.run_name}:{trial.trial_id}", arch_hash=c["arch_hash"],
+                arch=c["arch"], params=c["params"], run_id=self.run_id)
+        except StorageError as e:
+            if self._lost(e, trial, f"trial {trial.trial_id} did not start"):
+                return
+            raise
         self.ids[trial.trial_id] = rec.id
         self.numbers[trial.trial_id] = rec.number
         if self.progress is not None:
@@ -99,6 +141,12 @@ class Recorder(Callback):
                 {k: result.get(k) for k in EPOCH_KEYS})
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        try:
+            self._complete(trial)
+        finally:
+            self._settle(trial)
+
+    def _complete(self, trial) -> None:
         res = final_result(self.last.pop(trial.trial_id, None) or trial.last_result)
         curve = self.curves.pop(trial.trial_id, [])
         if res is None and trial.trial_id in self.stopped:
@@ -150,6 +198,12 @@ class Recorder(Callback):
                  f"{describe(from_dict(trial.config['arch']))}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        try:
+            self._error(trial)
+        finally:
+            self._settle(trial)
+
+    def _error(self, trial) -> None:
         if trial.trial_id in self.retrying:  # its worker or node went away: not its failure
             reason = self.retrying[trial.trial_id]
             if trial.trial_id not in self.finished and self._finish(
@@ -185,7 +239,7 @@ class Recorder(Callback):
         closed meanwhile, e.g. by a run that took over): then one line, never a crash."""
         from db import StorageError
 
-        if trial.trial_id not in self.ids or not self.fence():
+        if self.db_lost or trial.trial_id not in self.ids or not self.fence():
             return False
         where = self.where.pop(trial.trial_id, None)
         if where is not None:
@@ -193,10 +247,12 @@ class Recorder(Callback):
         try:
             self.store.finish_trial(self.ids[trial.trial_id], **fields)
         except StorageError as e:
-            self.log(f"[ not recorded ] trial {trial.trial_id}: {str(e).splitlines()[0]}")
+            if not self._lost(e, trial, f"trial {trial.trial_id} ended {fields.get('state')}"):
+                self.log(f"[ not recorded ] trial {trial.trial_id}: {str(e).splitlines()[0]}")
             return False
         finally:
             self.finished.add(trial.trial_id)
+        self.written += 1
         if fields.get("state") != "INTERRUPTED":  # an interrupted one resumes from them
             remove_checkpoints(self.checkpoint_dir, trial.config)
         if where is not None:

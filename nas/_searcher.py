@@ -15,6 +15,11 @@ With ``--scheduler asha`` a trial stopped at a rung (``stopped``, the scheduler'
 told to Optuna as PRUNED. It counts against the budget (``count_pruned``: the budget is of
 evaluated trials, as Optuna's ``n_trials`` and Tune's ``num_samples``, so that stopping early saves
 compute), and does not use up ``max_attempts``.
+
+A trial that ran is told to Optuna only once its row is written (:meth:`BudgetedSearcher.settle`,
+called by the recorder): our table is the record, and a database lost between the two leaves
+Optuna's trial RUNNING, which the next run tells from our row (:func:`close_stale_trials`), never
+a result Optuna has and our table lacks.
 """
 
 from __future__ import annotations
@@ -64,6 +69,10 @@ class BudgetedSearcher(Searcher):
         lost: Ray trial id -> why its worker or node went away (the scheduler's notes, read when
             the trial ends): its architecture is asked again, once per run; ``retrying`` then
             holds the trial (the recorder stores it as INTERRUPTED, not FAIL).
+        stopping: True once the run is stopping (a signal, a lost database): nothing more is
+            asked of Optuna.
+        on_db_lost: called with the error when the database stops answering (after the
+            outage wait) during a proposal: the run stops, and no proposal is made.
     """
 
     def __init__(self, space, study: optuna.Study, objectives: Sequence[Objective], store,
@@ -75,8 +84,12 @@ class BudgetedSearcher(Searcher):
                  stopped: Mapping[str, TrialPruned] | None = None,
                  count_pruned: bool = False,
                  pruned_hashes: dict[str, int | None] | None = None,
-                 lost: Mapping[str, str] | None = None) -> None:
+                 lost: Mapping[str, str] | None = None,
+                 stopping: Callable[[], bool] | None = None,
+                 on_db_lost: Callable[[BaseException], None] | None = None) -> None:
         super().__init__()
+        self.on_db_lost = on_db_lost
+        self.stopping = stopping or (lambda: False)
         self.fence = fence or (lambda: True)  # False once another run took the study over
         self.run_id = run_id  # the nas_runs row the skipped proposals point to
         self.space, self.num_classes = space, num_classes  # what is proposed, and its proxy
@@ -88,6 +101,10 @@ class BudgetedSearcher(Searcher):
         self.screen_k = screen_k if screen is not None else 1
         # Ray trial id -> (hash, Optuna trial, architecture) of each trial started, not finished
         self.live: dict[str, tuple[str, optuna.trial.Trial, ArchSpec]] = {}
+        # Ray trial id -> (its live entry, what Optuna is told) of each trial that ended and
+        # whose row the recorder has not written yet (settle)
+        self.pending: dict[str, tuple[tuple[str, optuna.trial.Trial, ArchSpec],
+                                      Callable[[], None]]] = {}
         self.completed = self.failed = self.duplicates = self.infeasible = self.started = 0
         self.exhausted = False  # PROPOSALS_PER_SLOT proposals in a row were all skipped
         self.screened = 0  # candidates screened out (never trained)
@@ -110,10 +127,21 @@ class BudgetedSearcher(Searcher):
         return self.completed + (self.pruned if self.count_pruned else 0)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        from db import is_connection_lost
+
+        try:
+            return self._suggest(trial_id)
+        except Exception as e:
+            if self.on_db_lost is None or not is_connection_lost(e):
+                raise
+            self.on_db_lost(e)  # a proposal asked of Optuna meanwhile stays RUNNING there: the
+            return Searcher.FINISHED  # next run closes it (close_stale_trials)
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.used >= self.budget or self.started - self.pruned >= self.max_attempts:
             return Searcher.FINISHED
-        if not self.fence():  # the study is another run's now: ask Optuna nothing more
-            return Searcher.FINISHED
+        if not self.fence() or self.stopping():  # the study is another run's now, or the run
+            return Searcher.FINISHED                # is stopping: ask Optuna nothing more
         if self.used + len(self.live) >= self.budget:
             return None  # wait: a running trial may still fail
         group: list[tuple[optuna.trial.Trial, ArchSpec, str]] = []  # feasible, new candidates
@@ -254,41 +282,64 @@ class BudgetedSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        """Count the trial's outcome now; what Optuna is told waits for its row (settle)."""
         if not self.fence():
             return  # kept in `live`: the stop closes it where it is still open (interrupt)
-        h, trial, arch = self.live.pop(trial_id, (None, None, None))
+        entry = self.live.pop(trial_id, None)
+        h, trial, arch = entry or (None, None, None)
         res = None if error else final_result(result)
         pruned = self.stopped.get(trial_id) if res is None and not error else None
+        tell: Callable[[], None] | None = None
         if pruned is not None:  # stopped at a rung: an extra proposal, never COMPLETE
             self.pruned += 1
-            if trial is not None:
-                # multi-objective studies refuse trial.report(): the rung goes in a user attr
-                trial.set_user_attr("pruned", {**pruned.metrics(), "reason": pruned.reason})
-                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             if self.pruned_hashes is not None and h is not None:
                 self.pruned_hashes[h] = None  # its row is written after this (the recorder)
+            if trial is not None:
+                def tell() -> None:
+                    # multi-objective studies refuse trial.report(): the rung goes in a user attr
+                    trial.set_user_attr("pruned", {**pruned.metrics(), "reason": pruned.reason})
+                    self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         elif isinstance(res, TrialResult):
             values = [res.value(o.name) for o in self.objectives]
             self.completed += 1
             if trial is not None:
-                self.study.tell(trial, values)
-                self.done[h] = values
-                observe = getattr(self.screen, "observe", None)  # a screen that learns
-                if observe is not None:
-                    observe(arch, values)
+                def tell() -> None:
+                    self.study.tell(trial, values)
+                    self.done[h] = values
+                    observe = getattr(self.screen, "observe", None)  # a screen that learns
+                    if observe is not None:
+                        observe(arch, values)
         elif error and self.lost.get(trial_id) and h is not None and h not in self.retried:
             # its worker or node went away: nothing the architecture did; asked again next
             # (as a resume retries what a stop interrupted), not counted as a failure
             reason = self.lost[trial_id]
             self.retried.add(h)
-            self.retrying[trial_id] = reason
-            trial.set_user_attr("interrupted", f"lost its Ray worker: {reason}")
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            enqueue_retries(self.study, [(h, dict(trial.params))])
+            self.retrying[trial_id] = reason  # (the recorder reads it: INTERRUPTED, not FAIL)
+
+            def tell() -> None:
+                trial.set_user_attr("interrupted", f"lost its Ray worker: {reason}")
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                enqueue_retries(self.study, [(h, dict(trial.params))])
         else:  # failed (diverged, or raised): told to Optuna as FAIL, never COMPLETE
             self.failed += 1
             if trial is not None:
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                def tell() -> None:
+                    self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if tell is not None:
+            self.pending[trial_id] = (entry, tell)
+
+    def settle(self, trial_id: str) -> None:
+        """Tell Optuna how the trial ended, once the recorder wrote its row (no-op otherwise).
+
+        A trial another run closed meanwhile (it took the study over) is left as that run
+        closed it."""
+        entry = self.pending.pop(trial_id, None)
+        if entry is None:
+            return
+        try:
+            entry[1]()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
 
     def interrupt(self, reason: str, recorded: set[str]) -> int:
         """Close the trials still running when the run stopped; returns the rows it wrote.
@@ -301,7 +352,8 @@ class BudgetedSearcher(Searcher):
         """
         written = 0
         storage = self.study._storage  # noqa: SLF001 - the state as stored now, not as cached
-        for trial_id, (h, trial, arch) in sorted(self.live.items(), key=lambda x: x[1][1].number):
+        left = {**self.live, **{t: entry for t, (entry, _) in self.pending.items()}}
+        for trial_id, (h, trial, arch) in sorted(left.items(), key=lambda x: x[1][1].number):
             if storage.get_trial(trial._trial_id).state != optuna.trial.TrialState.RUNNING:
                 continue  # closed by a run that took the study over (with its row)
             try:
@@ -312,7 +364,7 @@ class BudgetedSearcher(Searcher):
             if trial_id not in recorded:
                 self._skip(trial, arch, h, "INTERRUPTED", reason, {})
                 written += 1
-        self.live = {}
+        self.live, self.pending = {}, {}
         return written
 
 

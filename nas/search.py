@@ -348,6 +348,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     prescreen = parse_prescreen(cfg.prescreen)
     space = load_space(cfg.space)
     lease_timing()  # a bad $NAS_LEASE_STALE_S is refused before the study is created
+    _check_outage_env()  # and a bad $NAS_DB_OUTAGE_S
     if cfg.ray_address and cfg.executor != "local" and not ray.is_initialized():
         _probe_head(cfg.ray_address)  # likewise an address where no Ray head answers
     if cfg.study is None:  # the space's name is the study's: say so if it cannot be one
@@ -527,7 +528,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     try:
                         interrupted = _close_running(store, study.id, searcher, recorder,
                                                      request, error, run.id)
-                        if request.requested:  # recorded now: Ray's own exit may still end us
+                        # recorded now: Ray's own exit may still end us
+                        if request.requested and request.database is None:
                             with contextlib.suppress(Exception):  # run_lease ends it otherwise
                                 store.end_run(run.id, "interrupted", request.reason)
                     finally:
@@ -537,6 +539,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                     ray.shutdown()  # (with Ray's processes gone it could hang: the reaper ends
                     #                the rest when this process exits)
                 stop_reaper(reaper)
+        if request.database is not None:  # nothing more can be read or written here
+            raise _lost_database(request, cfg, store, study_name, objectives, searcher,
+                                 recorder, run, time.perf_counter() - t_start)
         total = store.count(study.id, "COMPLETE")
         used = _budget_used(store, study.id, cfg)
         if not request.requested and error is None and interrupted == 0:
@@ -560,6 +565,27 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             raise SearchInterrupted(_interrupted_line(request, total, interrupted), summary,
                                     request.exit_code)
         return summary
+
+
+def _lost_database(request, cfg: SearchConfig, store, study_name: str, objectives, searcher,
+                   recorder, run, seconds: float) -> SearchInterrupted:
+    """The stop of a run whose database stopped answering: exit 1 and one line that says what
+    was recorded (counted here, in memory: the database cannot be asked) and how to resume."""
+    from db import mask_url
+
+    written = recorder.written if recorder is not None else 0
+    open_now = len(recorder.ids) - written if recorder is not None else 0  # rows started
+    what = f"the database {mask_url(store.url)} stopped answering ({request.database})"
+    run.outcome, run.message = "failed", what[:1000]  # stored if it answers again in time
+    summary = SearchSummary(study_name, store.url, 0, _n(searcher, "failed"),
+                            _n(searcher, "duplicates"), _n(searcher, "infeasible"), seconds,
+                            objectives, _n(searcher, "screened"), 0, _n(searcher, "pruned"),
+                            config=cfg)
+    return SearchInterrupted(
+        f"error: {what}; the search stopped: {written} trial(s) of this run recorded before "
+        f"it, {open_now} left RUNNING (the next run of this study closes them as INTERRUPTED "
+        "and trains them again); re-run the same command once the database answers, to resume",
+        summary, request.exit_code)
 
 
 def _interrupted_line(request, completed: int, interrupted: int) -> str:
@@ -860,6 +886,8 @@ def _close_running(store, study_id: int, searcher, recorder, request, error,
     frozen between its lease check and Optuna's ``ask``). Best effort when the run is already
     failing: the original error is the one to report.
     """
+    if request.database is not None:
+        return 0  # nothing can be written: the next run closes both tables' open trials
     if request.requested:
         reason = request.reason
     elif error is not None:
@@ -963,7 +991,9 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                 screen_name=prescreen[0] if prescreen else "",
                                 run_id=run_id, fence=fence, stopped=stopped,
                                 count_pruned=cfg.scheduler == "asha",
-                                pruned_hashes=pruned_hashes, lost=lost_notes.lost)
+                                pruned_hashes=pruned_hashes, lost=lost_notes.lost,
+                                stopping=lambda: request.requested,
+                                on_db_lost=lambda e: _database_lost(store, request, e))
     ckpt_dir = (checkpoint_dir(runs, masked_url, study_name) if cfg.trial_checkpoints
                 else None)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
@@ -981,7 +1011,9 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     recorder = Recorder(store, study.id, run_name, cfg.budget, used, progress.log,
                         log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence,
                         stopped=stopped, progress=progress, count_pruned=asha,
-                        retrying=searcher.retrying, checkpoint_dir=ckpt_dir)
+                        retrying=searcher.retrying, checkpoint_dir=ckpt_dir,
+                        settle=searcher.settle,
+                        on_db_lost=lambda e: _database_lost(store, request, e))
     if cfg.executor == "local":
         from nas._local import run_local
 
@@ -996,6 +1028,37 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                   callbacks=[recorder], stop=StopOnSignal(request)),
     )
     return searcher, recorder, _showing(progress, tuner.fit)
+
+
+def _check_outage_env() -> None:
+    """ConfigError (one line) unless ``$NAS_DB_OUTAGE_S`` is unset or a number of seconds >= 0
+    (elsewhere a malformed value falls back to the default wait)."""
+    import math
+
+    from db import OUTAGE_ENV
+
+    raw = os.environ.get(OUTAGE_ENV)
+    if raw is None:
+        return
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"${OUTAGE_ENV} must be a number of seconds >= 0 (how long a lost "
+                          f"database server is waited for; default 30); got {raw!r}")
+
+
+def _database_lost(store, request, error: BaseException) -> None:
+    """The database did not answer for longer than the outage wait: the run stops (exit 1),
+    writes nothing more, and waits for the database no more (its close-out fails fast)."""
+    from db import outage_s
+
+    cause = error.__cause__ or error  # ours or Optuna's wrapper: SQLAlchemy's error, whose
+    cause = getattr(cause, "orig", None) or cause  # .orig holds the driver's own words
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    store.stop_waiting()
+    request.lost_database(f"no answer for {outage_s():g} s: {text}"[:300])
 
 
 def _showing(progress, run: Callable[[], Any]) -> Callable[[], Any]:

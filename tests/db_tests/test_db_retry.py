@@ -130,3 +130,22 @@ def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns
             storage.set_trial_state_values(other._trial_id, optuna.trial.TrialState.COMPLETE
                                            if values else optuna.trial.TrialState.FAIL, values)
         assert lost_once == [other._trial_id]
+
+
+@pytest.mark.parametrize("raw, wait", [(None, 30.0), ("5", 5.0), ("0", 0.0), ("abc", 30.0),
+                                       ("-2", 30.0)])
+def test_the_outage_wait_comes_from_the_environment(monkeypatch, raw, wait):
+    if raw is None:
+        monkeypatch.delenv(retry.OUTAGE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(retry.OUTAGE_ENV, raw)
+    assert retry.outage_s() == wait  # (the search refuses a malformed value up front)
+
+
+def test_a_server_connection_gives_up_after_a_timeout_unless_the_url_sets_one():
+    from db._engine import CONNECT_TIMEOUT_S, server_connect_args
+
+    assert server_connect_args("postgresql+psycopg://u:p@h/db") == {
+        "connect_timeout": CONNECT_TIMEOUT_S}
+    assert server_connect_args("postgresql://u:p@h/db?connect_timeout=3") == {}
+    assert server_connect_args("sqlite:////tmp/x.db") == {}

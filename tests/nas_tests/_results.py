@@ -43,4 +43,5 @@ def complete_slot(searcher, store, study_id: int, i: int) -> dict:
     r = result(accuracy=0.5 + i / 100, macs=1000 + i)
     store.finish_trial(rec.id, state="COMPLETE", metrics=r.metrics(), **r.columns())
     searcher.on_trial_complete(f"t{i}", r.report())
+    searcher.settle(f"t{i}")  # Optuna is told once the row is written (the recorder's call)
     return cfg

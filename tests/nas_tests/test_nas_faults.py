@@ -386,6 +386,7 @@ def test_a_lost_trial_is_asked_again_once_and_not_counted_as_failed(tmp_path):
     lost["a"] = "ActorDiedError: The actor died unexpectedly before finishing this task."
     searcher.on_trial_complete("a", None, error=True)
     assert searcher.failed == 0 and searcher.retrying == {"a": lost["a"]}
+    searcher.settle("a")
     told = ot.trials[0]
     assert told.state == optuna.trial.TrialState.FAIL
     assert told.user_attrs["interrupted"].startswith("lost its Ray worker: ActorDiedError")
@@ -393,5 +394,6 @@ def test_a_lost_trial_is_asked_again_once_and_not_counted_as_failed(tmp_path):
     assert again["arch_hash"] == first["arch_hash"] and again["params"] == first["params"]
     lost["b"] = lost["a"]  # lost again: once per run, so now a failure like any other
     searcher.on_trial_complete("b", None, error=True)
+    searcher.settle("b")
     assert searcher.failed == 1 and "b" not in searcher.retrying
     assert searcher.suggest("c")["arch_hash"] != first["arch_hash"]

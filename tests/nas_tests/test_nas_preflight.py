@@ -232,6 +232,21 @@ def test_a_bad_lease_limit_is_refused_before_the_study_exists(tmp_path, monkeypa
     assert Store(url).list_studies() == []
 
 
+@pytest.mark.parametrize("raw", ["abc", "-1", "nan", "inf"])
+def test_a_bad_outage_wait_is_refused_before_the_study_exists(tmp_path, monkeypatch, raw):
+    from db import Store
+    from nas.search import SearchConfig, run_search
+
+    monkeypatch.setenv("NAS_DB_OUTAGE_S", raw)
+    url = f"sqlite:///{tmp_path}/nas.db"
+    Store(url)
+    with pytest.raises(ConfigError, match=r"^\$NAS_DB_OUTAGE_S must be a number of seconds "
+                                          rf">= 0 .*; got '{raw}'$"):
+        run_search(SearchConfig(space="tiny", db_url=url, runs_dir=str(tmp_path)),
+                   log=lambda line: None)
+    assert Store(url).list_studies() == []
+
+
 def test_the_local_executor_names_this_machine_when_placement_does_not_fit():
     from nas.search import placement
 

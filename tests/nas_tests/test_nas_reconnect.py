@@ -87,3 +87,59 @@ def test_a_server_that_stays_away_is_reported_after_the_outage_limit(private_pos
     with pytest.raises(StorageError, match=r"failed on postgresql\+psycopg://nas:\*\*\*@"):
         store.runs("nothing")
     assert 1.0 < time.monotonic() - start < 10  # it waited for the server, up to the limit
+
+
+def test_a_database_lost_past_the_wait_stops_the_run_and_optuna_is_not_told(private_postgres,
+                                                                            monkeypatch):
+    """A trial ends while the server is down for longer than the wait: its row cannot be
+    written, so Optuna is not told its result either (our table is the record), the run is
+    asked to stop once, and no proposal is asked of Optuna after that."""
+    from dataclasses import dataclass
+
+    import db._retry
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+    from search_spaces import load_space
+
+    from ._results import result
+
+    @dataclass
+    class Trial:  # the attributes of a Ray Tune trial the recorder reads
+        trial_id: str
+        config: dict
+        last_result: dict | None = None
+
+    server, url = private_postgres
+    monkeypatch.setattr(db._retry, "OUTAGE_S", 0.5)
+    space = load_space("tiny")
+    store = Store(url, decode_arch=from_dict)
+    study = store.get_or_create_study("lost", space="tiny", space_hash="0" * 16,
+                                      objectives=("accuracy:max", "macs:min"), config={})
+    ot_study, _ = _optuna_study(url, "lost", "random", 0, DEFAULT_OBJECTIVES)
+    lost: list[BaseException] = []
+    stopping = []
+    searcher = BudgetedSearcher(space, ot_study, DEFAULT_OBJECTIVES, store, study.id, "run",
+                                budget=3, done={}, max_attempts=10, num_classes=10,
+                                stopping=lambda: bool(stopping), on_db_lost=lost.append)
+    lines: list[str] = []
+    recorder = Recorder(store, study.id, "run", 3, 0, lines.append, settle=searcher.settle,
+                        on_db_lost=lambda e: (lost.append(e), stopping.append(1)))
+    trials = [Trial(t, searcher.suggest(t)) for t in "ab"]
+    for t in trials:
+        recorder.on_trial_start(0, [], t)
+    report = result(accuracy=0.7, macs=10**6).report()
+    for t in trials:
+        recorder.on_trial_result(0, [], t, report)
+    searcher.on_trial_complete("a", report)  # as Tune does: the searcher, then the recorder
+    recorder.on_trial_complete(0, [], trials[0])
+    server.halt()
+    searcher.on_trial_complete("b", report)
+    recorder.on_trial_complete(0, [], trials[1])
+    assert len(lost) == 1 and db._retry.is_connection_lost(lost[0]), lost
+    assert lines[-1].startswith("[ not recorded ] #1 trial b ended COMPLETE: the database "
+                                "stopped answering"), lines
+    assert searcher.suggest("c") == "FINISHED" and len(lost) == 1  # nothing more is asked
+    server.resume()
+    states = {t.number: t.state.name for t in ot_study.trials}
+    assert states == {0: "COMPLETE", 1: "RUNNING"}, states
+    assert {t.number: t.state for t in store.trials("lost")} == {0: "COMPLETE", 1: "RUNNING"}

@@ -268,7 +268,8 @@ def test_a_pruned_trial_is_pruned_in_both_tables_counted_by_the_budget_not_an_at
                                 done={}, max_attempts=2, num_classes=10, stopped=sched.stopped,
                                 count_pruned=True, pruned_hashes={})
     lines: list[str] = []
-    recorder = Recorder(store, study.id, "run", 2, 0, lines.append, stopped=sched.stopped)
+    recorder = Recorder(store, study.id, "run", 2, 0, lines.append, stopped=sched.stopped,
+                        settle=searcher.settle)
     cfgs = [searcher.suggest("x"), searcher.suggest("y")]
     # the cheaper one reaches rung 1 first and is more accurate: the other is dominated
     cfgs.sort(key=lambda c: analytic_cost(from_dict(c["arch"])).macs)

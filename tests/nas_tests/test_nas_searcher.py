@@ -76,4 +76,6 @@ def test_a_failed_trial_is_told_as_fail_and_does_not_count(setup):
     searcher.on_trial_complete("a", {"done_training": True, "failure": "diverged", "curve": [],
                                      "total_seconds": 1.0})
     assert searcher.failed == 1 and searcher.completed == 0
+    assert ot.trials[-1].state == optuna.trial.TrialState.RUNNING, "told once its row is written"
+    searcher.settle("a")
     assert ot.trials[-1].state == optuna.trial.TrialState.FAIL

@@ -122,6 +122,7 @@ def test_the_searcher_asks_one_candidate_until_the_screen_is_ready_then_k(tmp_pa
         r = result(accuracy=acc, macs=int(known_costs(cfg["arch"])["macs"]))
         store.finish_trial(rec.id, state="COMPLETE", metrics=r.metrics(), **r.columns())
         searcher.on_trial_complete(f"t{i}", r.report())
+        searcher.settle(f"t{i}")
     assert searcher.completed == budget and len(screen.rows) == budget  # it learned each one
     out = [t for t in store.trials("s") if t.metrics.get("screened_out")]
     assert searcher.screened == len(out) > 0
