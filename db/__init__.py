@@ -17,10 +17,10 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 from __future__ import annotations
 
 from db._engine import mask_url, normalize_url, parse_url, sqlite_path
-from db._retry import OUTAGE_ENV, is_connection_lost, outage_s
+from db._retry import OUTAGE_ENV, is_connection_lost, is_database_lost, outage_s
 from db._runs import lease_limit
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
-from db.errors import SchemaError, StorageError, StudyBusyError
+from db.errors import DatabaseGoneError, SchemaError, StorageError, StudyBusyError
 from db.records import (
     RUN_OUTCOMES,
     TERMINAL_STATES,
@@ -41,6 +41,7 @@ __all__ = [
     "RUN_OUTCOMES",
     "TERMINAL_STATES",
     "TRIAL_STATES",
+    "DatabaseGoneError",
     "RunRecord",
     "SchemaError",
     "StorageError",
@@ -52,6 +53,7 @@ __all__ = [
     "activity_of",
     "default_url",
     "is_connection_lost",
+    "is_database_lost",
     "lease_limit",
     "mask_url",
     "normalize_url",

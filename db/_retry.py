@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from db.errors import StorageError
+from db.errors import DatabaseGoneError, StorageError
 
 TRIES = 5  # attempts in all
 FIRST_DELAY_S = 0.05  # then doubled: 0.05, 0.1, 0.2, 0.4 (0.75 s in all)
@@ -86,6 +86,12 @@ def _kind(exc: BaseException) -> str | None:
 def is_connection_lost(exc: BaseException) -> bool:
     """Whether ``exc`` says the server could not be reached (not a lock or a conflict)."""
     return _kind(exc) == "connection"
+
+
+def is_database_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is out of reach: its server could not be reached, or
+    its SQLite file was deleted or replaced (:class:`db.errors.DatabaseGoneError`)."""
+    return isinstance(exc, DatabaseGoneError) or is_connection_lost(exc)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from nas_errors import NasError
 
-__all__ = ["SchemaError", "StorageError", "StudyBusyError"]
+__all__ = ["DatabaseGoneError", "SchemaError", "StorageError", "StudyBusyError"]
 
 
 class StorageError(NasError):
@@ -31,3 +31,8 @@ class StudyBusyError(StorageError):
     def __init__(self, message: str, holder: Any = None) -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class DatabaseGoneError(StorageError):
+    """The SQLite file a Store opened was deleted, or replaced under a writing Store, by
+    another program: nothing written now would be read by anyone. Never retried."""

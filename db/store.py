@@ -34,7 +34,7 @@ from db._runs import (
 )
 from db._schema import check_revision, current_revision, upgrade_connection
 from db._session import transaction
-from db.errors import StorageError, StudyBusyError
+from db.errors import DatabaseGoneError, StorageError, StudyBusyError
 from db.records import (
     RUN_OUTCOMES,
     TERMINAL_STATES,
@@ -211,6 +211,17 @@ def _trial_record(row: TrialModel, decode_arch: Callable[[dict[str, Any]], Any] 
 # --------------------------------------------------------------------------- the store
 
 
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a SQLite file; None for a server, or a file that is not there."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class Store:
     """All studies and trials of the NAS engine, in one SQL database.
 
@@ -269,6 +280,9 @@ class Store:
             self._engine.dispose()
             raise
         self.reached = True  # from now on a lost connection is a restart to wait for
+        self._path = path  # the SQLite file (None on a server)
+        self._identity = _file_identity(path)  # which file it is: a deleted or replaced one is
+        #                                        told apart from the one opened (_check_file)
 
     def _connect(self, url: str, echo: bool, read_only: bool, immutable: bool = False) -> None:
         """The engine and the reading and writing session factories over it."""
@@ -320,9 +334,31 @@ class Store:
             raise StorageError(f"{what} failed: the Store for {self._masked} is closed")
         if write and self.read_only:
             raise StorageError(f"{what} refused: the Store for {self._masked} is read-only")
+        if getattr(self, "_identity", None) is not None:
+            self._check_file(what, write)
         factory = self._writer if write else self._reader
         with transaction(factory, url=self.url, what=what) as session:
             yield session
+
+    def _check_file(self, what: str, write: bool) -> None:
+        """DatabaseGoneError when the SQLite file was deleted since it was opened, or replaced
+        (``mv``) under a writing Store: its connections would go on with the old file, which no
+        one reads. A read-only Store follows a replaced file: it reopens, and reads the new one.
+        """
+        identity = _file_identity(self._path)
+        if identity == self._identity:
+            return
+        if identity is None:
+            raise DatabaseGoneError(f"{what} failed: the database file {str(self._path)!r} was "
+                                    "deleted or moved while open; nothing more can be read or "
+                                    "written there")
+        if write or not self.read_only:
+            raise DatabaseGoneError(f"{what} failed: the database file {str(self._path)!r} was "
+                                    "replaced by another file while open; not writing to the "
+                                    "old one, which no one reads")
+        self._engine.dispose()  # its connections are to the old file: new ones open the new
+        self._identity = identity
+        self._open_schema()  # which may not be a metaformer-nas database at all
 
     @staticmethod
     def _retry_on_conflict(attempt: Callable[[], _T], tries: int = 3) -> _T:

@@ -344,6 +344,8 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
         "{plotly_url}", _PLOTLY_URL_JS % app.get_relative_path(_PLOTLY_PATH))
     app.layout = _layout(masked, refresh_s)
 
+    _guard_requests(app)
+
     @app.server.route(_PLOTLY_PATH)
     def plotly_js():  # versioned name: cached for a year
         from flask import send_file
@@ -442,16 +444,17 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
     def select(click, cell, stamp, grid_study):
         if not stamp:
             return no_update
-        if ctx.triggered_id == "pareto":
-            points = (click or {}).get("points") or [{}]
-            number = (points[0].get("customdata") or [None])[0]
-        elif grid_study != stamp[0]:  # a row of the study shown before: not this one's trial
-            return no_update
-        else:
-            number = (cell or {}).get("rowId")
-        if number is None:
-            return no_update
-        return {"study": stamp[0], "number": int(number)}
+        try:
+            if ctx.triggered_id == "pareto":
+                points = (click or {}).get("points") or [{}]
+                number = (points[0].get("customdata") or [None])[0]
+            elif grid_study != stamp[0]:  # a row of the study shown before: not its trial
+                return no_update
+            else:
+                number = (cell or {}).get("rowId")
+            return no_update if number is None else {"study": stamp[0], "number": int(number)}
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            return no_update  # not a click the page makes
 
     @app.callback(Output("trial", "children"), Input("selected", "data"),
                   Input("stamp", "data"))
@@ -461,6 +464,105 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
         return _trial_panel(snapshot(stamp), selected["number"], masked)
 
     return app
+
+
+MAX_REQUEST_BYTES = 1 << 20  # a callback request is a few KB; more is refused (413)
+
+
+def _guard_requests(app: Any) -> None:
+    """Requests the app cannot serve are the client's error (4xx), not a server error with a
+    traceback: a file outside Dash's registered scripts (``../`` included) is 404, a callback
+    request that is not one the page makes (malformed, nested past the JSON parser's depth,
+    naming no callback of this app) is 400, a body over :data:`MAX_REQUEST_BYTES` is 413."""
+    import json
+
+    from dash.exceptions import DependencyException
+    from flask import request
+
+    server = app.server
+    server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    update = app.get_relative_path("/_dash-update-component")
+
+    @server.errorhandler(DependencyException)
+    def not_a_script(_e):
+        return "not found\n", 404, {"Content-Type": "text/plain; charset=utf-8"}
+
+    def refuse(why: str):
+        return f"bad callback request: {why}\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
+
+    @server.before_request
+    def check_callback_request():
+        if request.path != update or request.method != "POST":
+            return None
+        try:
+            body = json.loads(request.get_data(cache=True))
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
+            return refuse(f"not JSON ({type(e).__name__})")
+        if not isinstance(body, dict):
+            return refuse("not a JSON object")
+        spec = app.callback_map.get(body.get("output")) if isinstance(
+            body.get("output"), str) else None
+        if spec is None:
+            return refuse("no such callback")
+        if not isinstance(body.get("changedPropIds"), list):
+            return refuse("'changedPropIds' must be a list")
+        outputs = body.get("outputs")
+        wanted = [(o.component_id, o.component_property) for o in spec["output"]] \
+            if isinstance(spec["output"], list) else None
+        if wanted is None:
+            outputs = [outputs]
+        if not (isinstance(outputs, list) and _ids(outputs) == (
+                wanted or [(spec["output"].component_id, spec["output"].component_property)])):
+            return refuse("'outputs' are not this callback's")
+        for key in ("inputs", "state"):
+            if _ids(body.get(key, [])) != [(i["id"], i["property"]) for i in spec[key]]:
+                return refuse(f"'{key}' are not this callback's")
+            for item in body.get(key, []):
+                name = f"{item['id']}.{item['property']}"
+                if not _VALUES.get(name, _any)(item.get("value")):
+                    return refuse(f"{name} is not a value the page holds")
+        return None
+
+
+def _any(_v: Any) -> bool:
+    return True
+
+
+def _of(*types: type) -> Any:
+    """A check: None, or an instance of ``types`` (bool is not an int here)."""
+    return lambda v: v is None or (isinstance(v, types) and not (
+        isinstance(v, bool) and bool not in types))
+
+
+def _is_stamp(v: Any) -> bool:
+    """None, or what :func:`_stamp` makes: [name, trials, finished, complete, iso time]."""
+    return v is None or (isinstance(v, list) and len(v) == 5 and isinstance(v[0], str) and all(
+        type(x) is int for x in v[1:4]) and _of(str)(v[4]))
+
+
+#: what each value a callback reads may be (the page only ever holds these)
+_VALUES = {
+    "stamp.data": _is_stamp,
+    "listed.data": _of(list),
+    "selected.data": lambda v: v is None or (isinstance(v, dict) and isinstance(
+        v.get("study"), str) and type(v.get("number")) is int),
+    "grid-study.data": _of(str),
+    "url.search": _of(str),
+    "tabs.value": _of(str),
+    "edf-choice.value": _of(str),
+    "poll.n_intervals": _of(int),
+    "pareto.clickData": _of(dict),
+    "grid.cellClicked": _of(dict),
+}
+
+
+def _ids(items: Any) -> list[tuple[Any, Any]] | None:
+    """[(id, property), ...] of a callback request's inputs, state or outputs; None when they
+    are not a list of objects that name both."""
+    if not isinstance(items, list) or not all(
+            isinstance(i, dict) and "id" in i and "property" in i for i in items):
+        return None
+    return [(i["id"], i["property"]) for i in items]
 
 
 def _local_addresses(most: int = 8) -> str:

@@ -60,7 +60,8 @@ class StopRequest:
         self.signum: int | None = None
         self.forced = False  # a second signal arrived during the shutdown
         self.lost_lease = False  # stopped because another run took over the study
-        self.database: str | None = None  # stopped because the database stopped answering: why
+        self.database: str | None = None  # stopped because the database is out of reach: why
+        self.database_gone = False  # ... because its SQLite file was deleted or replaced
         self.event = threading.Event()  # set with the first stop (for threads to wait on)
 
     @property
@@ -79,7 +80,7 @@ class StopRequest:
         if self.lost_lease:
             return "another run took over this study"
         if self.database is not None:
-            return "the database stopped answering"
+            return "lost the database"
         return LABELS.get(self.signum, (f"signal {self.signum}",))[0]
 
     @property
@@ -88,7 +89,7 @@ class StopRequest:
         if self.lost_lease:
             return "interrupted: another run took over the study (no heartbeat for too long)"
         if self.database is not None:
-            return f"interrupted: the database stopped answering ({self.database})"
+            return f"interrupted: lost the database ({self.database})"
         name = LABELS.get(self.signum, ("", f"signal {self.signum}"))[1]
         return f"interrupted by {name}" + (" (forced by a second signal)" if self.forced else "")
 
@@ -100,11 +101,12 @@ class StopRequest:
             self.signum = signal.SIGTERM
             self.event.set()
 
-    def lost_database(self, why: str) -> None:
-        """The database did not answer for longer than the outage wait: stop as for SIGTERM
-        (no trial result can be recorded), exit 1, and say why (``why``: one line)."""
+    def lost_database(self, why: str, gone: bool = False) -> None:
+        """The database is out of reach (no answer for longer than the outage wait, or its
+        SQLite file gone): stop as for SIGTERM (no trial result can be recorded), exit 1, and
+        say why (``why``: one line)."""
         if self.signum is None:
-            self.database = why
+            self.database, self.database_gone = why, gone
             self.signum = signal.SIGTERM
             self.event.set()
 

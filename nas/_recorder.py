@@ -52,7 +52,7 @@ class Recorder(Callback):
                  on_db_lost: Callable[[BaseException], None] | None = None) -> None:
         self.store = store
         self.settle = settle or (lambda trial_id: None)  # tells Optuna, once the row is written
-        self.on_db_lost = on_db_lost  # the database stopped answering: stop the run
+        self.on_db_lost = on_db_lost  # the database is out of reach: stop the run
         self.db_lost = False
         self.checkpoint_dir = checkpoint_dir  # trials' training states (nas._trainable): a
         #                                       trial's go once it is recorded as finished
@@ -85,17 +85,17 @@ class Recorder(Callback):
         return {}  # see the module docstring
 
     def _lost(self, e: BaseException, trial, what: str) -> bool:
-        """True, with one line and the run told to stop, when ``e`` says the database stopped
-        answering (after the outage wait); False for any other error."""
-        from db import is_connection_lost
+        """True, with one line and the run told to stop, when ``e`` says the database is out of
+        reach (no answer after the outage wait, or its SQLite file gone); False otherwise."""
+        from db import is_database_lost
 
-        if self.on_db_lost is None or not is_connection_lost(e):
+        if self.on_db_lost is None or not is_database_lost(e):
             return False
         if not self.db_lost:
             self.db_lost = True
             self.on_db_lost(e)
-        self.log(f"[ not recorded ] {self._number(trial)}{what}: the database stopped "
-                 "answering; the search stops")
+        self.log(f"[ not recorded ] {self._number(trial)}{what}: the database is out of "
+                 "reach; the search stops")
         return True
 
     def _settle(self, trial) -> None:

@@ -127,12 +127,12 @@ class BudgetedSearcher(Searcher):
         return self.completed + (self.pruned if self.count_pruned else 0)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        from db import is_connection_lost
+        from db import is_database_lost
 
         try:
             return self._suggest(trial_id)
         except Exception as e:
-            if self.on_db_lost is None or not is_connection_lost(e):
+            if self.on_db_lost is None or not is_database_lost(e):
                 raise
             self.on_db_lost(e)  # a proposal asked of Optuna meanwhile stays RUNNING there: the
             return Searcher.FINISHED  # next run closes it (close_stale_trials)

@@ -569,18 +569,23 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
 
 def _lost_database(request, cfg: SearchConfig, store, study_name: str, objectives, searcher,
                    recorder, run, seconds: float) -> SearchInterrupted:
-    """The stop of a run whose database stopped answering: exit 1 and one line that says what
+    """The stop of a run whose database is out of reach: exit 1 and one line that says what
     was recorded (counted here, in memory: the database cannot be asked) and how to resume."""
     from db import mask_url
 
     written = recorder.written if recorder is not None else 0
     open_now = len(recorder.ids) - written if recorder is not None else 0  # rows started
-    what = f"the database {mask_url(store.url)} stopped answering ({request.database})"
+    what = f"lost the database {mask_url(store.url)} ({request.database})"
     run.outcome, run.message = "failed", what[:1000]  # stored if it answers again in time
     summary = SearchSummary(study_name, store.url, 0, _n(searcher, "failed"),
                             _n(searcher, "duplicates"), _n(searcher, "infeasible"), seconds,
                             objectives, _n(searcher, "screened"), 0, _n(searcher, "pruned"),
                             config=cfg)
+    if request.database_gone:
+        return SearchInterrupted(
+            f"error: {what}; the search stopped ({written} trial(s) of this run were recorded "
+            "in that file): put the file back and re-run the same command to resume",
+            summary, request.exit_code)
     return SearchInterrupted(
         f"error: {what}; the search stopped: {written} trial(s) of this run recorded before "
         f"it, {open_now} left RUNNING (the next run of this study closes them as INTERRUPTED "
@@ -1050,15 +1055,20 @@ def _check_outage_env() -> None:
 
 
 def _database_lost(store, request, error: BaseException) -> None:
-    """The database did not answer for longer than the outage wait: the run stops (exit 1),
-    writes nothing more, and waits for the database no more (its close-out fails fast)."""
-    from db import outage_s
+    """The database is out of reach (no answer after the outage wait, or its SQLite file was
+    deleted or replaced): the run stops (exit 1), writes nothing more, and waits for the
+    database no more (its close-out fails fast)."""
+    from db import DatabaseGoneError, outage_s
 
-    cause = error.__cause__ or error  # ours or Optuna's wrapper: SQLAlchemy's error, whose
-    cause = getattr(cause, "orig", None) or cause  # .orig holds the driver's own words
-    text = " ".join(str(cause).split()) or type(cause).__name__
+    if isinstance(error, DatabaseGoneError):
+        why = str(error).splitlines()[0]
+    else:
+        cause = error.__cause__ or error  # ours or Optuna's wrapper: SQLAlchemy's error, whose
+        cause = getattr(cause, "orig", None) or cause  # .orig holds the driver's own words
+        text = " ".join(str(cause).split()) or type(cause).__name__
+        why = f"no answer for {outage_s():g} s: {text}"
     store.stop_waiting()
-    request.lost_database(f"no answer for {outage_s():g} s: {text}"[:300])
+    request.lost_database(why[:300], gone=isinstance(error, DatabaseGoneError))
 
 
 def _showing(progress, run: Callable[[], Any]) -> Callable[[], Any]:

@@ -373,3 +373,41 @@ def test_driver_errors_become_one_line_storage_errors(sqlite_url: str) -> None:
     assert "no such table: nas_trials" in msg and "\n" not in msg, f"got {msg!r}"
     assert isinstance(info.value.__cause__, SQLAlchemyError)
     store.close()
+
+
+def test_a_deleted_or_replaced_file_is_never_read_or_written_as_if_it_were_there(tmp_path):
+    """SQLite keeps writing to a deleted file (its open connections hold it), and no one would
+    ever read what it wrote: the Store refuses instead. A read-only Store follows a file
+    replaced by ``mv`` (the dashboard then shows the new one); a writing Store refuses it."""
+    import os
+
+    from db import DatabaseGoneError, is_database_lost
+
+    path = tmp_path / "nas.db"
+    url = f"sqlite:///{path}"
+
+    def new_file(study: str) -> None:
+        other = tmp_path / "other.db"
+        with Store(f"sqlite:///{other}") as o:
+            o.get_or_create_study(study, space="tiny", space_hash="h",
+                                  objectives=("accuracy:max",), config={})
+        os.replace(other, path)
+
+    new_file("first")
+    ro = Store(url, read_only=True)
+    assert [a.name for a in ro.activity()] == ["first"]
+    new_file("second")
+    assert [a.name for a in ro.activity()] == ["second"], "the new file is read"
+    w = Store(url)
+    study_id = w.get_study("second").id
+    new_file("third")
+    with pytest.raises(DatabaseGoneError, match=r"^start_trial failed: the database file "
+                                                r".*nas\.db' was replaced by another file"):
+        w.start_trial(study_id, key="k", arch_hash="a" * 16, arch={}, params={})
+    path.unlink()
+    for call in (ro.activity, lambda: w.trials("second")):
+        with pytest.raises(DatabaseGoneError, match=r"was deleted or moved while open") as e:
+            call()
+        assert is_database_lost(e.value)
+    w.close()
+    ro.close()

@@ -389,6 +389,45 @@ def test_a_study_deleted_under_the_page_is_an_error_line_not_a_server_error(tmp_
         assert response["stamp"]["data"] is None
 
 
+def test_requests_the_page_never_makes_are_client_errors_not_server_errors(tmp_path) -> None:
+    """A path outside Dash's scripts (``../`` included), a callback body nested past the JSON
+    parser's depth, one naming no callback or another callback's inputs, and values the page
+    never holds are 4xx with one line, never 500 with a traceback; a real request still works."""
+    from nas._dashboard import MAX_REQUEST_BYTES, make_app
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    Store(url).close()
+    with Store(url, read_only=True) as ro:
+        client = make_app(ro).server.test_client()
+        for path in ("/_dash-component-suites/../../etc/passwd",
+                     "/_dash-component-suites/..%2f..%2fetc%2fpasswd",
+                     "/_dash-component-suites/dash/..%2f..%2f..%2fetc%2fpasswd",
+                     "/_dash-component-suites/dash/deps/nope.js",
+                     "/_dash-component-suites/nopkg/x.js"):
+            assert client.get(path).status_code == 404, path
+        update = "/_dash-update-component"
+        for body in ("[" * 100_000 + "]" * 100_000, "{not json", "[]", '{"output": "x"}',
+                     '{"output": "hv.figure", "inputs": [], "changedPropIds": []}'):
+            r = client.post(update, data=body, content_type="application/json")
+            assert r.status_code == 400 and r.data.startswith(b"bad callback request: "), \
+                (body[:40], r.status_code, r.data[:200])
+        r = client.post(update, data="[" + " " * MAX_REQUEST_BYTES + "]",
+                        content_type="application/json")
+        assert r.status_code == 413
+        hv = [("hv", "figure")]
+        for inputs in ([("tabs", "value", 5), ("stamp", "data", None)],
+                       [("tabs", "value", "runs"), ("stamp", "data", {"x": 1})],
+                       [("tabs", "value", "runs"), ("stamp", "data", ["s", "1", 1, 1, None])],
+                       [("stamp", "data", None), ("tabs", "value", "runs")]):
+            r = _post(client, hv, inputs)
+            assert r.status_code == 400, (inputs, r.status_code, r.data[:200])
+        r = _post(client, [("trial", "children")], [("selected", "data", {"study": "s"}),
+                                                    ("stamp", "data", None)])
+        assert r.status_code == 400, r.data[:200]
+        r = _post(client, hv, [("tabs", "value", "hypervolume"), ("stamp", "data", None)])
+        assert r.status_code == 200 and r.get_json()["response"]["hv"]["figure"] == {}
+
+
 def test_quotes_are_numeric_entities_plotly_decodes() -> None:
     from nas._figures import esc
 

@@ -397,3 +397,39 @@ def test_a_lost_trial_is_asked_again_once_and_not_counted_as_failed(tmp_path):
     searcher.settle("b")
     assert searcher.failed == 1 and "b" not in searcher.retrying
     assert searcher.suggest("c")["arch_hash"] != first["arch_hash"]
+
+
+def test_a_sqlite_file_deleted_mid_search_stops_it_and_optuna_is_not_told(tmp_path):
+    """Deleted while a search runs, the file's rows would go on into a file no one can open:
+    the trial's row is refused, so Optuna is not told its result, and the run is stopped."""
+    from dataclasses import dataclass
+
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+
+    from ._results import result, study_setup
+
+    @dataclass
+    class Trial:  # the attributes of a Ray Tune trial the recorder reads
+        trial_id: str
+        config: dict
+        last_result: dict | None = None
+
+    space, store, study, ot = study_setup(tmp_path)
+    lost: list[BaseException] = []
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run",
+                                budget=3, done={}, max_attempts=10, num_classes=10)
+    lines: list[str] = []
+    recorder = Recorder(store, study.id, "run", 3, 0, lines.append, settle=searcher.settle,
+                        on_db_lost=lost.append)
+    trial = Trial("a", searcher.suggest("a"))
+    recorder.on_trial_start(0, [], trial)
+    report = result().report()
+    recorder.on_trial_result(0, [], trial, report)
+    (tmp_path / "nas.db").unlink()
+    searcher.on_trial_complete("a", report)
+    recorder.on_trial_complete(0, [], trial)
+    assert len(lost) == 1 and "was deleted or moved while open" in str(lost[0])
+    assert lines == ["[ not recorded ] #0 trial a ended COMPLETE: the database is out of "
+                     "reach; the search stops"], lines
+    assert [t.state for t in ot.trials] == [optuna.trial.TrialState.RUNNING]

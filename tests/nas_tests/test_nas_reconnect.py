@@ -137,7 +137,7 @@ def test_a_database_lost_past_the_wait_stops_the_run_and_optuna_is_not_told(priv
     recorder.on_trial_complete(0, [], trials[1])
     assert len(lost) == 1 and db._retry.is_connection_lost(lost[0]), lost
     assert lines[-1].startswith("[ not recorded ] #1 trial b ended COMPLETE: the database "
-                                "stopped answering"), lines
+                                "is out of reach"), lines
     assert searcher.suggest("c") == "FINISHED" and len(lost) == 1  # nothing more is asked
     server.resume()
     states = {t.number: t.state.name for t in ot_study.trials}
