@@ -62,6 +62,8 @@ class StopRequest:
         self.lost_lease = False  # stopped because another run took over the study
         self.database: str | None = None  # stopped because the database is out of reach: why
         self.database_gone = False  # ... because its SQLite file was deleted or replaced
+        self.database_stop = False  # the lost database, not a signal, stopped the run
+        self.signalled_after = False  # a signal came after that stop
         self.event = threading.Event()  # set with the first stop (for threads to wait on)
 
     @property
@@ -70,7 +72,7 @@ class StopRequest:
 
     @property
     def exit_code(self) -> int:
-        if self.database is not None:
+        if self.database_stop:
             return 1  # the run itself stopped midway
         return 128 + (self.signum or signal.SIGINT)  # 130 SIGINT, 143 SIGTERM, 129 SIGHUP
 
@@ -79,7 +81,7 @@ class StopRequest:
         """``Ctrl-C`` or ``SIGTERM``, for the one-line message."""
         if self.lost_lease:
             return "another run took over this study"
-        if self.database is not None:
+        if self.database_stop:
             return "lost the database"
         return LABELS.get(self.signum, (f"signal {self.signum}",))[0]
 
@@ -88,7 +90,7 @@ class StopRequest:
         """Stored with every trial the stop interrupted."""
         if self.lost_lease:
             return "interrupted: another run took over the study (no heartbeat for too long)"
-        if self.database is not None:
+        if self.database_stop:
             return f"interrupted: lost the database ({self.database})"
         name = LABELS.get(self.signum, ("", f"signal {self.signum}"))[1]
         return f"interrupted by {name}" + (" (forced by a second signal)" if self.forced else "")
@@ -105,8 +107,11 @@ class StopRequest:
         """The database is out of reach (no answer for longer than the outage wait, or its
         SQLite file gone): stop as for SIGTERM (no trial result can be recorded), exit 1, and
         say why (``why``: one line)."""
-        if self.signum is None:
-            self.database, self.database_gone = why, gone
+        if self.database is not None:
+            return
+        self.database, self.database_gone = why, gone  # (also after a signal: the close-out
+        if self.signum is None:                        # then writes nothing, and says why)
+            self.database_stop = True
             self.signum = signal.SIGTERM
             self.event.set()
 
@@ -115,6 +120,9 @@ class StopRequest:
             self.signum = signum
             self.event.set()
             return
+        if self.database_stop and not self.signalled_after:  # a lost database stopped the run
+            self.signalled_after = True  # (its close-out waits for nothing): the user's first
+            return                       # signal is not a second one that forces
         self.forced = True
         raise KeyboardInterrupt  # second signal: out of whatever the driver is doing now
 

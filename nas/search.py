@@ -584,7 +584,8 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
     if request.database_gone:
         return SearchInterrupted(
             f"error: {what}; the search stopped ({written} trial(s) of this run were recorded "
-            "in that file): put the file back and re-run the same command to resume",
+            "in that file): if it was moved, put it back and re-run the same command to "
+            "resume; a deleted file took its results with it",
             summary, request.exit_code)
     return SearchInterrupted(
         f"error: {what}; the search stopped: {written} trial(s) of this run recorded before "

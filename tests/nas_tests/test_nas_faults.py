@@ -433,3 +433,21 @@ def test_a_sqlite_file_deleted_mid_search_stops_it_and_optuna_is_not_told(tmp_pa
     assert lines == ["[ not recorded ] #0 trial a ended COMPLETE: the database is out of "
                      "reach; the search stops"], lines
     assert [t.state for t in ot.trials] == [optuna.trial.TrialState.RUNNING]
+
+
+def test_a_lost_database_stop_and_signals_in_either_order():
+    """Lost first: exit 1, and the user's first Ctrl-C does not force (the close-out waits for
+    nothing), a second does. A signal first: its exit code, and the database still named."""
+    import signal
+
+    request = StopRequest()
+    request.lost_database("no answer for 30 s: refused")
+    assert request.requested and request.exit_code == 1
+    assert request.reason == "interrupted: lost the database (no answer for 30 s: refused)"
+    request.handle(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        request.handle(signal.SIGINT, None)
+    request = StopRequest()
+    request.handle(signal.SIGINT, None)
+    request.lost_database("refused", gone=False)
+    assert request.database == "refused" and request.exit_code == 130
