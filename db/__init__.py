@@ -17,7 +17,13 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 from __future__ import annotations
 
 from db._engine import mask_url, normalize_url, parse_url, sqlite_path
-from db._retry import OUTAGE_ENV, is_connection_lost, is_database_lost, outage_s
+from db._retry import (
+    OUTAGE_ENV,
+    is_connection_lost,
+    is_database_lost,
+    outage_s,
+    parse_outage,
+)
 from db._runs import lease_limit
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
 from db.errors import DatabaseGoneError, SchemaError, StorageError, StudyBusyError
@@ -58,6 +64,7 @@ __all__ = [
     "mask_url",
     "normalize_url",
     "outage_s",
+    "parse_outage",
     "parse_url",
     "schema_revision",
     "sqlite_path",

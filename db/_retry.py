@@ -28,18 +28,26 @@ MAX_DELAY_S = 2.0
 OUTAGE_ENV = "NAS_DB_OUTAGE_S"  # operators may set the wait (seconds, >= 0) for their setup
 
 
+def parse_outage(raw: str) -> float | None:
+    """``$NAS_DB_OUTAGE_S`` as seconds; None unless it is a finite number >= 0."""
+    import math
+
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def outage_s() -> float:
     """How long an outage is waited for: ``$NAS_DB_OUTAGE_S`` when it is a number >= 0, else
     :data:`OUTAGE_S` (a malformed value is refused by the search's pre-flight, not here)."""
-    import math
     import os
 
     raw = os.environ.get(OUTAGE_ENV)
-    try:
-        value = float(raw) if raw is not None else OUTAGE_S
-    except ValueError:
-        return OUTAGE_S
-    return value if math.isfinite(value) and value >= 0 else OUTAGE_S
+    value = None if raw is None else parse_outage(raw)
+    return OUTAGE_S if value is None else value
+
 
 _F = TypeVar("_F", bound=Callable[..., object])
 _T = TypeVar("_T")

@@ -474,10 +474,9 @@ def _guard_requests(app: Any) -> None:
     traceback: a file outside Dash's registered scripts (``../`` included) is 404, a callback
     request that is not one the page makes (malformed, nested past the JSON parser's depth,
     naming no callback of this app) is 400, a body over :data:`MAX_REQUEST_BYTES` is 413."""
-    import json
-
     from dash.exceptions import DependencyException
     from flask import request
+    from werkzeug.exceptions import BadRequest
 
     server = app.server
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -494,9 +493,9 @@ def _guard_requests(app: Any) -> None:
     def check_callback_request():
         if request.path != update or request.method != "POST":
             return None
-        try:
-            body = json.loads(request.get_data(cache=True))
-        except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
+        try:  # parsed once: Dash's own get_json() reads the cached result
+            body = request.get_json(cache=True)
+        except (BadRequest, RecursionError) as e:  # RecursionError: nested too deep
             return refuse(f"not JSON ({type(e).__name__})")
         if not isinstance(body, dict):
             return refuse("not a JSON object")

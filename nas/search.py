@@ -990,6 +990,9 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
         earlier = scheduler.seed_rungs([*completed, *pruned])
         if earlier:
             log(f"scheduler: {earlier} rung value(s) of earlier runs' trials join the rungs")
+    def db_lost(error: BaseException) -> None:  # the searcher's and the recorder's
+        _database_lost(store, request, error)
+
     searcher = BudgetedSearcher(space, ot_study, objectives, store, study.id, run_name,
                                 remaining, done, remaining + max_failures,
                                 dataset.num_classes, screen=screen,
@@ -998,8 +1001,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                 run_id=run_id, fence=fence, stopped=stopped,
                                 count_pruned=cfg.scheduler == "asha",
                                 pruned_hashes=pruned_hashes, lost=lost_notes.lost,
-                                stopping=lambda: request.requested,
-                                on_db_lost=lambda e: _database_lost(store, request, e))
+                                stopping=lambda: request.requested, on_db_lost=db_lost)
     ckpt_dir = (checkpoint_dir(runs, masked_url, study_name) if cfg.trial_checkpoints
                 else None)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
@@ -1018,8 +1020,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                         log_dir=runs / "logs" / run_name, run_id=run_id, fence=fence,
                         stopped=stopped, progress=progress, count_pruned=asha,
                         retrying=searcher.retrying, checkpoint_dir=ckpt_dir,
-                        settle=searcher.settle,
-                        on_db_lost=lambda e: _database_lost(store, request, e))
+                        settle=searcher.settle, on_db_lost=db_lost)
     if cfg.executor == "local":
         from nas._local import run_local
 
@@ -1039,18 +1040,10 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
 def _check_outage_env() -> None:
     """ConfigError (one line) unless ``$NAS_DB_OUTAGE_S`` is unset or a number of seconds >= 0
     (elsewhere a malformed value falls back to the default wait)."""
-    import math
-
-    from db import OUTAGE_ENV
+    from db import OUTAGE_ENV, parse_outage
 
     raw = os.environ.get(OUTAGE_ENV)
-    if raw is None:
-        return
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
+    if raw is not None and parse_outage(raw) is None:
         raise ConfigError(f"${OUTAGE_ENV} must be a number of seconds >= 0 (how long a lost "
                           f"database server is waited for; default 30); got {raw!r}")
 
