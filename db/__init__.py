@@ -23,6 +23,8 @@ from db._retry import (
     is_database_lost,
     outage_s,
     parse_outage,
+    refuses_writes,
+    stops_recording,
 )
 from db._runs import lease_limit
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
@@ -66,8 +68,10 @@ __all__ = [
     "outage_s",
     "parse_outage",
     "parse_url",
+    "refuses_writes",
     "schema_revision",
     "sqlite_path",
+    "stops_recording",
     "upgrade",
 ]
 

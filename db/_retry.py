@@ -4,8 +4,9 @@ Transient: SQLite "database is locked"/"busy"; PostgreSQL serialization failure 
 deadlock (40P01), a connection-class error (08xxx), a server shutting down or starting up
 (57P01-03), a connection the pool found dead, or a failed connect (server restarting). Lost
 connections to a server that answered before are waited for up to OUTAGE_S seconds. Never
-retried: IntegrityError (the Store's own conflict logic handles the races it expects) and
-every other error.
+retried: IntegrityError (the Store's own conflict logic handles the races it expects), a
+database that refuses writes (disk full, read-only, I/O error: :func:`refuses_writes`, on which
+a search stops) and every other error.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ _F = TypeVar("_F", bound=Callable[..., object])
 _T = TypeVar("_T")
 _SQLITE_TRANSIENT = ("database is locked", "database is busy", "database table is locked")
 _PG_TRANSIENT_STATES = ("40001", "40P01")
+# the database is there but takes no writes: full, read-only, an I/O error, out of resources
+_SQLITE_REFUSED = ("database or disk is full", "attempt to write a readonly database",
+                   "disk i/o error", "unable to open database file")
+_PG_REFUSED_STATES = ("25006", "42501")  # read-only transaction (a standby), no privilege
+_PG_REFUSED_CLASSES = ("53", "58")  # insufficient resources (53100 disk full), system error
 
 
 def _cause(exc: BaseException) -> BaseException | None:
@@ -68,7 +74,8 @@ _PG_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash, st
 
 def _kind(exc: BaseException) -> str | None:
     """'connection' (the server could not be reached), 'conflict' (a lock, a serialization
-    failure or deadlock: run it again) or None (running it again will not help)."""
+    failure or deadlock: run it again), 'refused' (the database takes no writes: full,
+    read-only, an I/O error; not retried) or None (running it again will not help)."""
     cause = _cause(exc)
     if not isinstance(cause, DBAPIError) or isinstance(cause, IntegrityError):
         return None
@@ -79,11 +86,15 @@ def _kind(exc: BaseException) -> str | None:
     if sqlstate:
         if sqlstate.startswith("08") or sqlstate in _PG_CONNECTION_STATES:
             return "connection"
+        if sqlstate in _PG_REFUSED_STATES or sqlstate[:2] in _PG_REFUSED_CLASSES:
+            return "refused"
         return "conflict" if sqlstate in _PG_TRANSIENT_STATES else None
     if not isinstance(cause, OperationalError):
         return None
     message = str(orig).lower()
     if type(orig).__module__.startswith("sqlite3"):
+        if any(s in message for s in _SQLITE_REFUSED):
+            return "refused"
         return "conflict" if any(s in message for s in _SQLITE_TRANSIENT) else None
     # psycopg: a failed connect carries no SQLSTATE; a wrong password will not get better
     if type(orig).__module__.startswith("psycopg") and "authentication" not in message:
@@ -102,9 +113,22 @@ def is_database_lost(exc: BaseException) -> bool:
     return isinstance(exc, DatabaseGoneError) or is_connection_lost(exc)
 
 
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is there but takes no writes: its disk is full, it is
+    read-only (a file's permissions, a PostgreSQL standby), or it failed an I/O or ran out of
+    resources. Not retried: a search stops on it as on a lost database."""
+    return _kind(exc) == "refused"
+
+
+def stops_recording(exc: BaseException) -> bool:
+    """Whether ``exc`` means no more results can be recorded: the database is lost
+    (:func:`is_database_lost`) or refuses writes (:func:`refuses_writes`)."""
+    return is_database_lost(exc) or refuses_writes(exc)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether running the whole transaction again may succeed."""
-    return _kind(exc) is not None
+    return _kind(exc) in ("connection", "conflict")
 
 
 def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],

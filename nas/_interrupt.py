@@ -62,6 +62,7 @@ class StopRequest:
         self.lost_lease = False  # stopped because another run took over the study
         self.database: str | None = None  # stopped because the database is out of reach: why
         self.database_gone = False  # ... because its SQLite file was deleted or replaced
+        self.database_refused = False  # ... because it takes no writes (disk full, read-only)
         self.database_stop = False  # the lost database, not a signal, stopped the run
         self.signalled_after = False  # a signal came after that stop
         self.event = threading.Event()  # set with the first stop (for threads to wait on)
@@ -82,7 +83,8 @@ class StopRequest:
         if self.lost_lease:
             return "another run took over this study"
         if self.database_stop:
-            return "lost the database"
+            return "the database refused writes" if self.database_refused else \
+                "lost the database"
         return LABELS.get(self.signum, (f"signal {self.signum}",))[0]
 
     @property
@@ -91,7 +93,7 @@ class StopRequest:
         if self.lost_lease:
             return "interrupted: another run took over the study (no heartbeat for too long)"
         if self.database_stop:
-            return f"interrupted: lost the database ({self.database})"
+            return f"interrupted: {self.short} ({self.database})"
         name = LABELS.get(self.signum, ("", f"signal {self.signum}"))[1]
         return f"interrupted by {name}" + (" (forced by a second signal)" if self.forced else "")
 
@@ -103,12 +105,14 @@ class StopRequest:
             self.signum = signal.SIGTERM
             self.event.set()
 
-    def lost_database(self, why: str, gone: bool = False) -> None:
+    def lost_database(self, why: str, gone: bool = False, refused: bool = False) -> None:
         """The database is out of reach (no answer for longer than the outage wait, or its
-        SQLite file gone): stop as for SIGTERM (no trial result can be recorded), exit 1, and
-        say why (``why``: one line)."""
+        SQLite file gone: ``gone``) or refuses writes (disk full, read-only: ``refused``): stop
+        as for SIGTERM (no trial result can be recorded), exit 1, and say why (``why``: one
+        line)."""
         if self.database is not None:
             return
+        self.database_refused = refused
         self.database, self.database_gone = why, gone  # (also after a signal: the close-out
         if self.signum is None:                        # then writes nothing, and says why)
             self.database_stop = True

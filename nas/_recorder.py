@@ -1,8 +1,9 @@
 """The Tune callback that records every trial (driver side, the single writer of the database).
 
 A trial's row is written first, then the searcher tells Optuna (``settle``). A database that
-stops answering for longer than the outage wait stops the run (``on_db_lost``): nothing more is
-written, Optuna is not told, and the next run closes what was left open.
+stops answering for longer than the outage wait, or refuses writes (disk full, read-only),
+stops the run (``on_db_lost``): nothing more is written, Optuna is not told, and the next run
+closes what was left open.
 
 A module-level class so that Tune can pickle it without dragging a database connection along
 (Tune pickles callbacks for its own restore, which we do not use: the database is the record).
@@ -85,17 +86,19 @@ class Recorder(Callback):
         return {}  # see the module docstring
 
     def _lost(self, e: BaseException, trial, what: str) -> bool:
-        """True, with one line and the run told to stop, when ``e`` says the database is out of
-        reach (no answer after the outage wait, or its SQLite file gone); False otherwise."""
-        from db import is_database_lost
+        """True, with one line and the run told to stop, when ``e`` says no more results can be
+        recorded (no answer after the outage wait, its SQLite file gone, or it refuses writes:
+        disk full, read-only); False otherwise."""
+        from db import refuses_writes, stops_recording
 
-        if self.on_db_lost is None or not is_database_lost(e):
+        if self.on_db_lost is None or not stops_recording(e):
             return False
         if not self.db_lost:
             self.db_lost = True
             self.on_db_lost(e)
-        self.log(f"[ not recorded ] {self._number(trial)}{what}: the database is out of "
-                 "reach; the search stops")
+        state = "refuses writes" if refuses_writes(e) else "is out of reach"
+        self.log(f"[ not recorded ] {self._number(trial)}{what}: the database {state}; the "
+                 "search stops")
         return True
 
     def _settle(self, trial) -> None:

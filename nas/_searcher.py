@@ -72,7 +72,8 @@ class BudgetedSearcher(Searcher):
         stopping: True once the run is stopping (a signal, a lost database): nothing more is
             asked of Optuna.
         on_db_lost: called with the error when the database stops answering (after the
-            outage wait) during a proposal: the run stops, and no proposal is made.
+            outage wait) or refuses writes during a proposal: the run stops, and no proposal
+            is made.
     """
 
     def __init__(self, space, study: optuna.Study, objectives: Sequence[Objective], store,
@@ -127,12 +128,12 @@ class BudgetedSearcher(Searcher):
         return self.completed + (self.pruned if self.count_pruned else 0)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        from db import is_database_lost
+        from db import stops_recording
 
         try:
             return self._suggest(trial_id)
         except Exception as e:
-            if self.on_db_lost is None or not is_database_lost(e):
+            if self.on_db_lost is None or not stops_recording(e):
                 raise
             self.on_db_lost(e)  # a proposal asked of Optuna meanwhile stays RUNNING there: the
             return Searcher.FINISHED  # next run closes it (close_stale_trials)

@@ -575,7 +575,9 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
 
     written = recorder.written if recorder is not None else 0
     open_now = len(recorder.ids) - written if recorder is not None else 0  # rows started
-    what = f"lost the database {mask_url(store.url)} ({request.database})"
+    url = mask_url(store.url)
+    what = (f"the database {url} refused a write ({request.database})"
+            if request.database_refused else f"lost the database {url} ({request.database})")
     run.outcome, run.message = "failed", what[:1000]  # stored if it answers again in time
     summary = SearchSummary(study_name, store.url, 0, _n(searcher, "failed"),
                             _n(searcher, "duplicates"), _n(searcher, "infeasible"), seconds,
@@ -587,10 +589,13 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
             "in that file): if it was moved, put it back and re-run the same command to "
             "resume; a deleted file took its results with it",
             summary, request.exit_code)
+    left = (f", {open_now} left RUNNING (the next run of this study closes them as INTERRUPTED "
+            "and trains them again)") if open_now else ""
+    when = ("it takes writes again (free disk space, or make it writable)"
+            if request.database_refused else "the database answers")
     return SearchInterrupted(
         f"error: {what}; the search stopped: {written} trial(s) of this run recorded before "
-        f"it, {open_now} left RUNNING (the next run of this study closes them as INTERRUPTED "
-        "and trains them again); re-run the same command once the database answers, to resume",
+        f"it{left}; re-run the same command once {when}, to resume",
         summary, request.exit_code)
 
 
@@ -1050,19 +1055,20 @@ def _check_outage_env() -> None:
 
 def _database_lost(store, request, error: BaseException) -> None:
     """The database is out of reach (no answer after the outage wait, or its SQLite file was
-    deleted or replaced): the run stops (exit 1), writes nothing more, and waits for the
-    database no more (its close-out fails fast)."""
-    from db import DatabaseGoneError, outage_s
+    deleted or replaced) or refuses writes (disk full, read-only): the run stops (exit 1),
+    writes nothing more, and waits for the database no more (its close-out fails fast)."""
+    from db import DatabaseGoneError, outage_s, refuses_writes
 
+    refused = refuses_writes(error)
     if isinstance(error, DatabaseGoneError):
         why = str(error).splitlines()[0]
     else:
         cause = error.__cause__ or error  # ours or Optuna's wrapper: SQLAlchemy's error, whose
         cause = getattr(cause, "orig", None) or cause  # .orig holds the driver's own words
         text = " ".join(str(cause).split()) or type(cause).__name__
-        why = f"no answer for {outage_s():g} s: {text}"
+        why = text if refused else f"no answer for {outage_s():g} s: {text}"
     store.stop_waiting()
-    request.lost_database(why[:300], gone=isinstance(error, DatabaseGoneError))
+    request.lost_database(why[:300], gone=isinstance(error, DatabaseGoneError), refused=refused)
 
 
 def _showing(progress, run: Callable[[], Any]) -> Callable[[], Any]:

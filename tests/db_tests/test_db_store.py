@@ -323,3 +323,47 @@ def test_interrupt_running_adds_the_given_metrics(store: Store, new_study: NewSt
                                                         10**9: {"worker": {"pid": 8}}})
     rows = {t.key: t for t in store.trials(study.id)}
     assert rows["a"].metrics == {"worker": {"pid": 7}} and rows["b"].metrics == {}
+
+
+def test_a_database_that_takes_no_writes_is_refused_at_once_and_keeps_what_it_has(
+        fresh_backend_url: str, monkeypatch) -> None:
+    """A full disk (SQLite: the file may not grow) or a read-only server (PostgreSQL: a
+    standby, or ``default_transaction_read_only``) refuses a write with one line naming it,
+    without the retries a lock gets (it will not get better by itself), and loses nothing."""
+    from sqlalchemy import event, text
+
+    import db._retry as retry
+    from db import is_database_lost, refuses_writes, stops_recording
+
+    store = Store(fresh_backend_url)
+    study = store.get_or_create_study("s", space="sp", space_hash="h", objectives=OBJECTIVES,
+                                      config={})
+    done = store.start_trial(study.id, key="a", arch_hash="a", arch={}, params={})
+    store.finish_trial(done.id, state="COMPLETE", accuracy=0.5, macs=1.0)
+    open_ = store.start_trial(study.id, key="b", arch_hash="b", arch={}, params={})
+    engine = store._engine
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def no_growth(dbapi_connection, _record) -> None:
+            dbapi_connection.execute("PRAGMA max_page_count = 1")  # clamped to its size now
+
+        expected = "database or disk is full"
+    else:
+        with engine.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{engine.url.database}" SET '
+                              "default_transaction_read_only = on"))
+            conn.commit()
+        expected = "read-only transaction"
+    engine.dispose()  # the pool's next connections see the cap or the setting
+    slept: list[float] = []
+    monkeypatch.setattr(retry.time, "sleep", slept.append)
+    with pytest.raises(StorageError, match=f"^finish_trial failed on .*{expected}") as e:
+        store.finish_trial(open_.id, state="COMPLETE", accuracy=0.6, macs=2.0,
+                           metrics={"curve": ["x" * 100] * 1000})  # needs new pages
+    assert "\n" not in str(e.value)
+    assert refuses_writes(e.value) and stops_recording(e.value)
+    assert not is_database_lost(e.value) and slept == [], "a refusal is not retried"
+    by_key = {t.key: t for t in store.trials("s")}
+    assert (by_key["a"].state, by_key["a"].accuracy) == ("COMPLETE", 0.5)
+    assert by_key["b"].state == "RUNNING"
+    store.close()

@@ -451,3 +451,63 @@ def test_a_lost_database_stop_and_signals_in_either_order():
     request.handle(signal.SIGINT, None)
     request.lost_database("refused", gone=False)
     assert request.database == "refused" and request.exit_code == 130
+
+
+def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(tmp_path):
+    """A write refused for good (here SQLite's file may not grow: a full disk) is not a result
+    to drop and go on from: the run stops as for a lost database, Optuna is not told the
+    result our table lacks, and the line says what to do."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from sqlalchemy import event
+
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+    from nas.search import _database_lost, _lost_database
+
+    from ._results import result, study_setup
+
+    @dataclass
+    class Trial:  # the attributes of a Ray Tune trial the recorder reads
+        trial_id: str
+        config: dict
+        last_result: dict | None = None
+
+    space, store, study, ot = study_setup(tmp_path)
+    request = StopRequest()
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run",
+                                budget=3, done={}, max_attempts=10, num_classes=10)
+    lines: list[str] = []
+    recorder = Recorder(store, study.id, "run", 3, 0, lines.append, settle=searcher.settle,
+                        on_db_lost=lambda e: _database_lost(store, request, e))
+    trials = [Trial(t, searcher.suggest(t)) for t in "ab"]
+    for trial in trials:
+        recorder.on_trial_start(0, [], trial)
+    report = result(curve=[[{"epoch": i, "note": "x" * 200} for i in range(200)]]).report()
+    searcher.on_trial_complete("a", report)
+    recorder.on_trial_result(0, [], trials[0], report)
+    recorder.on_trial_complete(0, [], trials[0])  # recorded, then told
+    event.listen(store._engine, "connect",
+                 lambda conn, _: conn.execute("PRAGMA max_page_count = 1"))
+    store._engine.dispose()  # from now on the file cannot grow
+    searcher.on_trial_complete("b", report)
+    recorder.on_trial_result(0, [], trials[1], report)
+    recorder.on_trial_complete(0, [], trials[1])
+    assert request.requested and request.exit_code == 1 and request.database_refused
+    assert request.database == "database or disk is full"
+    assert request.reason == "interrupted: the database refused writes (database or disk is full)"
+    assert lines[-1] == ("[ not recorded ] #1 trial b ended COMPLETE: the database refuses "
+                         "writes; the search stops"), lines
+    assert [t.state for t in ot.trials] == [optuna.trial.TrialState.COMPLETE,
+                                            optuna.trial.TrialState.RUNNING]
+    run = SimpleNamespace(outcome=None, message=None)
+    line = str(_lost_database(request, None, store, "s", DEFAULT_OBJECTIVES, searcher,
+                              recorder, run, 1.0))
+    assert line == (f"error: the database sqlite:///{tmp_path}/nas.db refused a write (database "
+                    "or disk is full); the search stopped: 1 trial(s) of this run recorded "
+                    "before it, 1 left RUNNING (the next run of this study closes them as "
+                    "INTERRUPTED and trains them again); re-run the same command once it takes "
+                    "writes again (free disk space, or make it writable), to resume"), line
+    assert [(t.key, t.state) for t in store.trials("s")] == [("run:a", "COMPLETE"),
+                                                            ("run:b", "RUNNING")]
