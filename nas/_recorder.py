@@ -247,6 +247,9 @@ class Recorder(Callback):
         where = self.where.pop(trial.trial_id, None)
         if where is not None:
             fields["metrics"] = {**(fields.get("metrics") or {}), "worker": where}
+        if "optuna_trial" in trial.config:  # its Optuna trial: a resume that finds it still
+            fields["metrics"] = {**(fields.get("metrics") or {}),  # RUNNING tells it this
+                                 "optuna_trial": trial.config["optuna_trial"]}
         try:
             self.store.finish_trial(self.ids[trial.trial_id], **fields)
         except StorageError as e:

@@ -164,7 +164,8 @@ class BudgetedSearcher(Searcher):
         self.live[trial_id] = (h, trial, arch)
         self.started += 1
         return {"arch": to_dict(arch), "arch_hash": h, "params": dict(trial.params),
-                "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes))}
+                "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes)),
+                "optuna_trial": trial.number}  # (kept in its row: close_stale_trials)
 
     def _random_fallback(self) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
         """After PROPOSALS_PER_SLOT skipped proposals: a new feasible architecture from up to
@@ -371,7 +372,8 @@ class BudgetedSearcher(Searcher):
 
 def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int,
                        recorded: set[str], reason: str, run_id: int | None = None,
-                       done: Mapping[str, Sequence[float]] | None = None) -> list:
+                       done: Mapping[str, Sequence[float]] | None = None,
+                       closed: Mapping[int, Any] | None = None) -> list:
     """Close the RUNNING Optuna trials a killed run left; returns them (as they were).
 
     Nothing else will ever finish them. Each is told FAIL with the user attr ``interrupted``
@@ -382,7 +384,10 @@ def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int
     has no architecture: it gets no row, and its attr says so. One whose architecture our
     table holds as COMPLETE (``done``: hash -> objective values; the run recorded the result,
     then died, or lost its database, before telling Optuna) is told those values instead: the
-    sampler keeps the result and no INTERRUPTED row is made for it.
+    sampler keeps the result and no INTERRUPTED row is made for it. Likewise one whose own row
+    (``closed``: Optuna trial number -> our finished row that names it in ``metrics
+    ["optuna_trial"]``) was finished PRUNED, FAIL or INTERRUPTED: told PRUNED or FAIL as that
+    row says, with no second row (which would have the resume train it again).
     """
     stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     if stale:
@@ -396,6 +401,17 @@ def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int
             why = f"{reason}; killed before its architecture was sampled (no row in nas_trials)"
         h = None if arch is None else arch_hash(arch)
         trial_id = storage.get_trial_id_from_study_id_trial_number(optuna_study_id, t.number)
+        row = (closed or {}).get(t.number)
+        if row is not None and row.state in ("PRUNED", "FAIL", "INTERRUPTED"):
+            storage.set_trial_user_attr(trial_id, "recovered", f"{reason}; recorded {row.state} "
+                                        f"in nas_trials (#{row.number}), and told now")
+            if row.state == "PRUNED":
+                study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
+                continue
+            if row.state == "INTERRUPTED":  # its worker went away: the resume retries it
+                storage.set_trial_user_attr(trial_id, "interrupted", row.error or reason)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            continue
         if done and h in done:
             storage.set_trial_user_attr(trial_id, "recovered", f"{reason}; its result was "
                                         "recorded in nas_trials, and is told now")

@@ -251,6 +251,14 @@ def _done(completed, objectives) -> dict[str, list[float]]:
     return {h: v for h, v in known.items() if None not in v}
 
 
+def _closed_rows(store, study_id: int) -> dict[int, Any]:
+    """Optuna trial number -> our row that was finished PRUNED, FAIL or INTERRUPTED for it (the
+    recorder keeps the number in ``metrics["optuna_trial"]``)."""
+    rows = store.trials(study_id, states=["PRUNED", "FAIL", "INTERRUPTED"])
+    return {t.metrics["optuna_trial"]: t for t in rows
+            if isinstance(t.metrics.get("optuna_trial"), int)}
+
+
 def _retries(store, study_id: int) -> list[tuple[str, dict]]:
     """(hash, params) of interrupted architectures that never completed nor failed since."""
     trials = store.trials(study_id)
@@ -436,7 +444,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         completed = store.trials(study.id, states=["COMPLETE"])
         close_stale_trials(ot_study, ot_storage, space, store, study.id,
                            {t.arch_hash for t in marked}, killed, run.id,
-                           done=_done(completed, objectives))
+                           done=_done(completed, objectives),
+                           closed=_closed_rows(store, study.id))
         retries = _retries(store, study.id)
         enqueue_retries(ot_study, retries)  # asked before any new proposal
         used = _budget_used(store, study.id, cfg)

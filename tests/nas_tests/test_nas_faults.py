@@ -168,6 +168,34 @@ def test_a_stale_trial_whose_result_our_table_holds_is_told_that_result(tmp_path
     assert [(r.key, r.state) for r in store.trials("s")] == [("run:ray0", "COMPLETE")]
 
 
+def test_a_stale_trial_whose_row_was_finished_is_told_how_it_ended_with_no_second_row(
+        tmp_path):
+    """The run finished the trial's row PRUNED (or FAIL), then could not tell Optuna: the
+    resume tells Optuna the same, and writes no INTERRUPTED row that would train it again."""
+    from nas.search import _closed_rows, _retries
+
+    space, store, ours, storage, study = _two_tables(tmp_path)
+    ended = {}
+    for state in ("PRUNED", "FAIL"):
+        trial = study.ask()
+        arch = space.sample(trial)
+        row = store.start_trial(ours.id, key=f"run:{state}", arch_hash=arch_hash(arch),
+                                arch=to_dict(arch), params=dict(trial.params))
+        store.finish_trial(row.id, state=state, error="stopped at a rung" if state == "PRUNED"
+                           else "diverged", metrics={"optuna_trial": trial.number})
+        ended[trial.number] = state
+    assert store.interrupt_running(ours.id, "killed") == []
+    closed = _closed_rows(store, ours.id)
+    assert {n: r.state for n, r in closed.items()} == ended
+    close_stale_trials(study, storage, space, store, ours.id, set(), "killed", closed=closed)
+    told = [(t.state.name, t.user_attrs["recovered"]) for t in study.trials]
+    assert told == [("PRUNED", "killed; recorded PRUNED in nas_trials (#0), and told now"),
+                    ("FAIL", "killed; recorded FAIL in nas_trials (#1), and told now")], told
+    assert [(r.key, r.state) for r in store.trials("s")] == [("run:PRUNED", "PRUNED"),
+                                                            ("run:FAIL", "FAIL")]
+    assert _retries(store, ours.id) == []
+
+
 def test_retries_are_asked_first_and_enqueued_once(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db", directions=["maximize"])
     retries = [("h1", {"x": "b"}), ("h2", {"x": "c"})]
@@ -509,5 +537,6 @@ def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(t
                     "before it, 1 left RUNNING (the next run of this study closes them as "
                     "INTERRUPTED and trains them again); re-run the same command once it takes "
                     "writes again (free disk space, or make it writable), to resume"), line
-    assert [(t.key, t.state) for t in store.trials("s")] == [("run:a", "COMPLETE"),
-                                                            ("run:b", "RUNNING")]
+    rows = store.trials("s")
+    assert [(t.key, t.state) for t in rows] == [("run:a", "COMPLETE"), ("run:b", "RUNNING")]
+    assert rows[0].metrics["optuna_trial"] == 0  # its Optuna trial, for a resume to match
