@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import optuna
 import pytest
@@ -21,6 +22,15 @@ from nas.search import _sampler_seed
 from search_spaces import load_space
 
 FAIL, WAITING = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING
+
+
+@dataclass
+class Trial:
+    """The attributes of a Ray Tune trial the recorder reads."""
+
+    trial_id: str
+    config: dict
+    last_result: dict | None = None
 
 
 def test_first_signal_asks_tune_to_stop_and_a_second_forces_it():
@@ -346,17 +356,10 @@ def test_ray_lost_guard_stays_silent_when_the_driver_closed_the_run_first(tmp_pa
 
 
 def test_a_trial_interrupted_after_reporting_keeps_where_it_was_running(tmp_path):
-    from dataclasses import dataclass
-
     from nas._recorder import Recorder
     from nas.search import _close_running
 
     from ._results import study_setup
-
-    @dataclass
-    class Trial:  # the attributes of a Ray Tune trial the recorder reads
-        trial_id: str
-        config: dict
 
     _, store, study, _ = study_setup(tmp_path)
     recorder = Recorder(store, study.id, "run", 3, 0, lambda line: None)
@@ -430,18 +433,10 @@ def test_a_lost_trial_is_asked_again_once_and_not_counted_as_failed(tmp_path):
 def test_a_sqlite_file_deleted_mid_search_stops_it_and_optuna_is_not_told(tmp_path):
     """Deleted while a search runs, the file's rows would go on into a file no one can open:
     the trial's row is refused, so Optuna is not told its result, and the run is stopped."""
-    from dataclasses import dataclass
-
     from nas._recorder import Recorder
     from nas._searcher import BudgetedSearcher
 
     from ._results import result, study_setup
-
-    @dataclass
-    class Trial:  # the attributes of a Ray Tune trial the recorder reads
-        trial_id: str
-        config: dict
-        last_result: dict | None = None
 
     space, store, study, ot = study_setup(tmp_path)
     lost: list[BaseException] = []
@@ -485,7 +480,6 @@ def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(t
     """A write refused for good (here SQLite's file may not grow: a full disk) is not a result
     to drop and go on from: the run stops as for a lost database, Optuna is not told the
     result our table lacks, and the line says what to do."""
-    from dataclasses import dataclass
     from types import SimpleNamespace
 
     from sqlalchemy import event
@@ -495,12 +489,6 @@ def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(t
     from nas.search import _database_lost, _lost_database
 
     from ._results import result, study_setup
-
-    @dataclass
-    class Trial:  # the attributes of a Ray Tune trial the recorder reads
-        trial_id: str
-        config: dict
-        last_result: dict | None = None
 
     space, store, study, ot = study_setup(tmp_path)
     request = StopRequest()
