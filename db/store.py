@@ -211,6 +211,20 @@ def _trial_record(row: TrialModel, decode_arch: Callable[[dict[str, Any]], Any] 
 # --------------------------------------------------------------------------- the store
 
 
+def _remove_empty(path: Path) -> None:
+    """Remove the SQLite file this process just created if it and its side files are still
+    empty (its first write was refused, e.g. on a full disk): a file another process has
+    written to meanwhile (in WAL mode its first pages are in ``-wal``) stays."""
+    files = [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))]
+    try:
+        if any(f.stat().st_size for f in files if f.exists()):
+            return
+        for f in files:
+            f.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _file_identity(path: Path | None) -> tuple[int, int] | None:
     """(device, inode) of a SQLite file; None for a server, or a file that is not there."""
     if path is None:
@@ -255,6 +269,7 @@ class Store:
         if read_only and path is not None and not path.is_file():
             raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "
                                f"(a search creates it; give --db or --runs-dir)")
+        created = path is not None and not read_only and not path.exists()
         self._connect(url, echo, read_only)
         try:
             try:
@@ -270,6 +285,8 @@ class Store:
                 self._open_schema()
         except StorageError as e:
             self._engine.dispose()
+            if created:
+                _remove_empty(path)  # (a full disk): a refused first open leaves no file
             if self._engine.dialect.name == "sqlite" and not read_only and (
                 "unable to open" in str(e) or "readonly" in str(e)
             ):
@@ -278,6 +295,8 @@ class Store:
             raise
         except BaseException:
             self._engine.dispose()
+            if created:
+                _remove_empty(path)
             raise
         self.reached = True  # from now on a lost connection is a restart to wait for
         self._path = path  # the SQLite file (None on a server)

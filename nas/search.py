@@ -219,9 +219,13 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
                                         directions=directions)
             stored = [d.name.lower() for d in study.directions]
     except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+        cause = e  # Optuna's StorageInternalError guesses ("invalid data"): the driver's words
+        if type(e).__name__ == "StorageInternalError" and e.__cause__ is not None:
+            cause = getattr(e.__cause__, "orig", None) or e.__cause__
+        lines = [ln for ln in str(cause).strip().splitlines() if ln.strip()]
         raise StorageError(f"Optuna's tables in {mask_url(url)} cannot be used for study "
-                           f"'{name}': {type(e).__name__}: {lines[0] if lines else ''}") from e
+                           f"'{name}': {type(cause).__name__}: {lines[0] if lines else ''}"
+                           ) from e
     if stored != [d.lower() for d in directions]:
         raise StorageError(f"Optuna's study '{name}' in {mask_url(url)} has directions "
                            f"{stored}, not {[d.lower() for d in directions]}; use another --study")
@@ -917,22 +921,30 @@ def _close_running(store, study_id: int, searcher, recorder, request, error,
         reason = reason[:500]
     else:
         reason = "interrupted: still RUNNING when the run ended"
+    from db import stops_recording
+
+    def failed(e: Exception) -> None:
+        if stops_recording(e):  # (e.g. a Ctrl-C came first): the line says so, and nothing
+            _database_lost(store, request, e)  # more is tried
+        elif error is None and not request.requested:
+            raise e
+
     n = 0
     try:  # Optuna's table, then ours: one failing does not keep the other from closing
         if searcher is not None:
             recorded = set(recorder.ids) if recorder is not None else set()
             n += searcher.interrupt(reason, recorded)
-    except Exception:
-        if error is None and not request.requested:
-            raise
+    except Exception as e:
+        failed(e)
+    if request.database is not None:
+        return 0
     where = {} if recorder is None else {  # where each trial was running, if it had reported
         recorder.ids[t]: {"worker": w} for t, w in recorder.where.items() if t in recorder.ids}
     try:
         n += len(store.interrupt_running(study_id, reason, run_id=run_id, metrics=where))
-    except Exception:
-        if error is None and not request.requested:
-            raise
-    return n
+    except Exception as e:
+        failed(e)
+    return 0 if request.database is not None else n
 
 
 def _ray_children() -> list:

@@ -411,3 +411,26 @@ def test_a_deleted_or_replaced_file_is_never_read_or_written_as_if_it_were_there
         assert is_database_lost(e.value)
     w.close()
     ro.close()
+
+
+def test_a_refused_first_open_leaves_no_empty_file_and_never_removes_a_written_one(tmp_path):
+    """A first run refused on a full disk would leave an empty ``nas.db`` (SQLite creates the
+    file before its first write fails); one another process has written to stays."""
+    from db.store import _remove_empty
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    (tmp_path / "empty.db-shm").touch()
+    _remove_empty(empty)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    used = tmp_path / "used.db"  # WAL mode: the first pages are in -wal, the file still empty
+    with sqlite3.connect(used) as c:
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("CREATE TABLE t (x)")
+        c.execute("INSERT INTO t VALUES (1)")
+        _remove_empty(used)
+        assert used.exists()
+    with Store(f"sqlite:///{tmp_path}/new.db"):
+        pass
+    _remove_empty(tmp_path / "new.db")
+    assert (tmp_path / "new.db").stat().st_size > 0

@@ -528,3 +528,29 @@ def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(t
     rows = store.trials("s")
     assert [(t.key, t.state) for t in rows] == [("run:a", "COMPLETE"), ("run:b", "RUNNING")]
     assert rows[0].metrics["optuna_trial"] == 0  # its Optuna trial, for a resume to match
+
+
+def test_a_ctrl_c_then_a_database_that_refuses_the_close_out_is_named_in_the_line(tmp_path):
+    """A Ctrl-C came first, then the close-out's writes were refused: the run does not claim
+    to have marked trials INTERRUPTED; the stop names the database (exit 130 all the same)."""
+    import signal
+
+    from sqlalchemy import event
+
+    from nas._recorder import Recorder
+    from nas.search import _close_running
+
+    from ._results import study_setup
+
+    _, store, study, _ = study_setup(tmp_path)
+    recorder = Recorder(store, study.id, "run", 3, 0, lambda line: None)
+    recorder.on_trial_start(0, [], Trial("a", {"arch_hash": "ha", "arch": {}, "params": {}}))
+    request = StopRequest()
+    request.handle(signal.SIGINT, None)
+    event.listen(store._engine, "connect",
+                 lambda conn, _: conn.execute("PRAGMA query_only = ON"))  # takes no writes
+    store._engine.dispose()
+    assert _close_running(store, study.id, None, recorder, request, None) == 0
+    assert request.database == "attempt to write a readonly database", request.database
+    assert request.database_refused and request.exit_code == 130
+    assert [t.state for t in store.trials("s")] == ["RUNNING"]  # the next run closes it

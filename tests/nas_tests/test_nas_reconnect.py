@@ -143,3 +143,23 @@ def test_a_database_lost_past_the_wait_stops_the_run_and_optuna_is_not_told(priv
     states = {t.number: t.state.name for t in ot_study.trials}
     assert states == {0: "COMPLETE", 1: "RUNNING"}, states
     assert {t.number: t.state for t in store.trials("lost")} == {0: "COMPLETE", 1: "RUNNING"}
+
+
+def test_a_read_only_server_at_the_start_is_named_not_guessed_at(pg_database_url):
+    """Optuna's own message for a refused commit guesses "invalid data, e.g. exceeding max
+    length"; the line names what the server said instead."""
+    import psycopg
+
+    from db import StorageError
+
+    _optuna_study(pg_database_url, "ro", "random", 0, DEFAULT_OBJECTIVES)
+    u = make_url(pg_database_url)
+    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username,
+                         password=u.password, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{u.database}" SET default_transaction_read_only = on')
+    with pytest.raises(StorageError) as e:
+        _optuna_study(pg_database_url, "ro", "random", 0, DEFAULT_OBJECTIVES)
+    assert str(e.value).startswith("Optuna's tables in postgresql"), e.value
+    assert "cannot be used for study 'ro': ReadOnlySqlTransaction: cannot execute " in \
+        str(e.value) and "read-only transaction" in str(e.value), e.value
+    assert "\n" not in str(e.value)
