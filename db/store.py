@@ -283,20 +283,14 @@ class Store:
                 self._connect(url, echo, read_only=True, immutable=True)
                 self.immutable = True
                 self._open_schema()
-        except StorageError as e:
+        except BaseException as e:
             self._engine.dispose()
             if created:
                 _remove_empty(path)  # (a full disk): a refused first open leaves no file
-            if self._engine.dialect.name == "sqlite" and not read_only and (
-                "unable to open" in str(e) or "readonly" in str(e)
-            ):
+            if isinstance(e, StorageError) and self._engine.dialect.name == "sqlite" and \
+                    not read_only and ("unable to open" in str(e) or "readonly" in str(e)):
                 hint = " (for SQLite the directory must exist and be writable)"
                 raise StorageError(f"{e}{hint}") from e.__cause__
-            raise
-        except BaseException:
-            self._engine.dispose()
-            if created:
-                _remove_empty(path)
             raise
         self.reached = True  # from now on a lost connection is a restart to wait for
         self._path = path  # the SQLite file (None on a server)

@@ -402,7 +402,7 @@ def close_stale_trials(study: optuna.Study, storage, space, store, study_id: int
         h = None if arch is None else arch_hash(arch)
         trial_id = storage.get_trial_id_from_study_id_trial_number(optuna_study_id, t.number)
         row = (closed or {}).get(t.number)
-        if row is not None and row.state in ("PRUNED", "FAIL", "INTERRUPTED"):
+        if row is not None:
             storage.set_trial_user_attr(trial_id, "recovered", f"{reason}; recorded {row.state} "
                                         f"in nas_trials (#{row.number}), and told now")
             if row.state == "PRUNED":

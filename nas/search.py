@@ -219,9 +219,8 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
                                         directions=directions)
             stored = [d.name.lower() for d in study.directions]
     except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
-        cause = e  # Optuna's StorageInternalError guesses ("invalid data"): the driver's words
-        if type(e).__name__ == "StorageInternalError" and e.__cause__ is not None:
-            cause = getattr(e.__cause__, "orig", None) or e.__cause__
+        # Optuna's StorageInternalError guesses ("invalid data"): the driver's words instead
+        cause = _driver_error(e) if type(e).__name__ == "StorageInternalError" else e
         lines = [ln for ln in str(cause).strip().splitlines() if ln.strip()]
         raise StorageError(f"Optuna's tables in {mask_url(url)} cannot be used for study "
                            f"'{name}': {type(cause).__name__}: {lines[0] if lines else ''}"
@@ -1074,6 +1073,13 @@ def _check_outage_env() -> None:
                           f"database server is waited for; default 30); got {raw!r}")
 
 
+def _driver_error(error: BaseException) -> BaseException:
+    """The database driver's own error behind ours or Optuna's wrapper (SQLAlchemy's error is
+    the wrapper's cause, and its ``.orig`` holds the driver's words), else the nearest one."""
+    cause = error.__cause__ or error
+    return getattr(cause, "orig", None) or cause
+
+
 def _database_lost(store, request, error: BaseException) -> None:
     """The database is out of reach (no answer after the outage wait, or its SQLite file was
     deleted or replaced) or refuses writes (disk full, read-only): the run stops (exit 1),
@@ -1084,8 +1090,7 @@ def _database_lost(store, request, error: BaseException) -> None:
     if isinstance(error, DatabaseGoneError):
         why = str(error).splitlines()[0]
     else:
-        cause = error.__cause__ or error  # ours or Optuna's wrapper: SQLAlchemy's error, whose
-        cause = getattr(cause, "orig", None) or cause  # .orig holds the driver's own words
+        cause = _driver_error(error)
         text = " ".join(str(cause).split()) or type(cause).__name__
         why = text if refused else f"no answer for {outage_s():g} s: {text}"
     store.stop_waiting()
