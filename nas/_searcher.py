@@ -169,8 +169,9 @@ class BudgetedSearcher(Searcher):
 
     def _random_fallback(self) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
         """After PROPOSALS_PER_SLOT skipped proposals: a new feasible architecture from up to
-        FALLBACK_DRAWS seeded uniform draws, asked through Optuna (enqueued, so it is recorded
-        and learned from like any proposal); None when the draws find none either.
+        FALLBACK_DRAWS seeded uniform draws, else from the space's local search on its
+        constraints, asked through Optuna (enqueued, so it is recorded and learned from like any
+        proposal); None when neither finds one.
 
         A space whose constraints admit ~0.1% of it makes a sampler's early, random generation
         propose hundreds of infeasible architectures in a row while feasible ones remain.
@@ -181,9 +182,13 @@ class BudgetedSearcher(Searcher):
         for _ in range(FALLBACK_DRAWS):
             arch, params = self.space.sample_random(rng, feasible=False)
             if arch_hash(arch) not in taken and not self.space.violations(arch):
-                self.study.enqueue_trial(params, skip_if_exists=False)
-                return self._propose([])
-        return None
+                break
+        else:  # a feasible share too small for the draws: descend on the constraints' excess
+            arch, params, _ = self.space.local_search(rng, taken=taken)
+            if arch is None:
+                return None
+        self.study.enqueue_trial(params, skip_if_exists=False)
+        return self._propose([])
 
     def _propose(self, group) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
         """One Optuna proposal: the candidate, or None when it was skipped (and recorded)."""

@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import sys
 from collections.abc import Sequence
@@ -281,8 +282,8 @@ def _search(args: argparse.Namespace) -> int:
                    "in an earlier run with this --sampler and --seed")
             return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what}: "
                          f"neither the sampler ({PROPOSALS_PER_SLOT} proposals in a row) nor "
-                         f"{FALLBACK_DRAWS:,} random draws found a new feasible "
-                         f"configuration ({who}; `python -m nas "
+                         f"{FALLBACK_DRAWS:,} random draws nor a local search found a new "
+                         f"feasible configuration ({who}; `python -m nas "
                          "spaces show` gives the space's size and feasible share); lower "
                          "--budget, or widen the space or loosen its constraints", EXIT_FAILED)
         return _fail(f"only {summary.budget_used} of {cfg.budget} trials {what} "
@@ -426,8 +427,16 @@ def _spaces(args: argparse.Namespace) -> int:
         print("  no configuration meets the constraints: a search of this space is refused; "
               "loosen them")
     elif exact is None and feasible == 0:
-        print(f"  none of the {args.probe} draws meets the constraints: a search (which judges "
-              "1,000 seeded draws) would likely be refused; loosen them")
+        found, _, nearest = space.local_search(random.Random(0))
+        if found is None:
+            print(f"  none of the {args.probe} draws meets the constraints, nor did a local "
+                  f"search find one (the nearest: {'; '.join(nearest)}): a search of this "
+                  "space is likely refused; loosen them")
+        else:
+            cost = analytic_cost(found)
+            print(f"  none of the {args.probe} draws meets the constraints, but a local search "
+                  f"found a configuration that does ({cost.macs / 1e9:.3f} GMACs, "
+                  f"{cost.params / 1e6:.2f} M params): a very small feasible share")
     print(f"  proxy: {space.proxy_spec}")
     return 0
 

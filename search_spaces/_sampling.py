@@ -6,7 +6,8 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-__all__ = ["TrialLike", "RandomTrial", "Picker", "FirstChoice", "NameRecorder", "every_choice"]
+__all__ = ["TrialLike", "RandomTrial", "SetTrial", "Picker", "FirstChoice", "NameRecorder",
+           "every_choice"]
 
 
 class TrialLike(Protocol):
@@ -23,6 +24,27 @@ class RandomTrial:
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         self.params[name] = self.rng.choice(list(choices))
         return self.params[name]
+
+
+class SetTrial:
+    """Answers ``given[name]`` where that is one of the parameter's choices, a seeded uniform
+    choice otherwise (a parameter asked only for some earlier answers); records what it
+    answered and each parameter's choices, for a local search over them."""
+
+    def __init__(self, given: dict[str, Any], rng: random.Random) -> None:
+        self.given, self.rng = given, rng
+        self.params: dict[str, Any] = {}
+        self.choices: dict[str, tuple[Any, ...]] = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.choices[name] = tuple(choices)
+        value = self.given.get(name, _UNSET)
+        self.params[name] = value if value is not _UNSET and value in self.choices[name] \
+            else self.rng.choice(self.choices[name])
+        return self.params[name]
+
+
+_UNSET = object()
 
 
 class Picker:

@@ -128,7 +128,8 @@ def test_a_space_run_out_of_feasible_configurations_ends_as_exhausted(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1].startswith(
         "error: only 1 of 2 trials completed: neither the sampler (200 proposals in a row) "
-        "nor 20,000 random draws found a new feasible configuration (this run skipped "), err[-3:]
+        "nor 20,000 random draws nor a local search found a new feasible configuration (this "
+        "run skipped "), err[-3:]
     store = Store(f"sqlite:///{tmp_path}/runs/nas.db")
     rows = store.trials("one")
     assert [t.state for t in rows].count("COMPLETE") == 1

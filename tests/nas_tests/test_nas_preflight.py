@@ -413,8 +413,9 @@ def test_constraints_that_admit_nothing_are_refused_before_the_study_exists(tmp_
         f"error: {space}: constraints: no feasible configuration in 1000 random draws "
         "(max_macs rejected 1000, e.g. "), line
     assert " GMACs > 0.001; conv_before_attention rejected " in line, line
-    assert line.endswith("); loosen the constraints (`python -m nas spaces show SPACE` gives "
-                         "its cost ranges and feasible share)"), line
+    assert line.endswith(") nor in a local search from 20 more (the nearest: max_macs: 0.364 "
+                         "GMACs > 0.001); loosen the constraints (`python -m nas spaces show "
+                         "SPACE` gives its cost ranges and feasible share)"), line
     assert not (tmp_path / "runs").exists()
 
 

@@ -79,3 +79,42 @@ def test_a_failed_trial_is_told_as_fail_and_does_not_count(setup):
     assert ot.trials[-1].state == optuna.trial.TrialState.RUNNING, "told once its row is written"
     searcher.settle("a")
     assert ot.trials[-1].state == optuna.trial.TrialState.FAIL
+
+
+def test_when_random_draws_miss_a_tiny_feasible_share_the_local_search_finds_it(
+        tmp_path, monkeypatch):
+    """4 of hybrid_conv_attn's 110,592 configurations cost <= 0.365 GMACs (counted once by
+    hand): with the draws cut to 100 (20,000 also usually miss 1 in 27,648), each slot's new
+    architecture comes from the space's local search, until all four are taken."""
+    from pathlib import Path
+
+    import yaml
+
+    from db import Store
+    from nas import _searcher
+    from nas.models import analytic_cost, from_dict
+    from nas.results import objective_names
+    from search_spaces import Space
+
+    monkeypatch.setattr(_searcher, "PROPOSALS_PER_SLOT", 20)
+    monkeypatch.setattr(_searcher, "FALLBACK_DRAWS", 100)
+    text = (Path(__file__).resolve().parents[2] / "search_spaces" /
+            "hybrid_conv_attn.yaml").read_text()
+    space = Space(yaml.safe_load(text.replace("max_macs: 8.0e+9", "max_macs: 3.65e+8")),
+                  "rare.yaml")
+    store = Store(f"sqlite:///{tmp_path}/nas.db", decode_arch=from_dict)
+    study = store.get_or_create_study("s", space=space.name, space_hash=space.hash,
+                                      objectives=objective_names(DEFAULT_OBJECTIVES), config={})
+    ot = optuna.create_study(directions=[o.optuna_direction for o in DEFAULT_OBJECTIVES],
+                             sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=5,
+                                done={}, max_attempts=10, num_classes=10)
+    configs = [complete_slot(searcher, store, study.id, i) for i in range(4)]
+    assert searcher.suggest("t4") == "FINISHED" and searcher.exhausted
+    assert len({c["arch_hash"] for c in configs}) == 4
+    for c in configs:
+        arch = from_dict(c["arch"])
+        assert space.violations(arch) == [] and analytic_cost(arch).macs <= 3.65e8, c["params"]
+    ours = store.trials("s")
+    assert len(ours) == len(ot.trials) and [t.state for t in ours].count("COMPLETE") == 4
+    assert [t.state for t in ours].count("INFEASIBLE") == searcher.infeasible >= 5 * 20

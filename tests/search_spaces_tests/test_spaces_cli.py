@@ -115,6 +115,20 @@ def test_show_counts_the_feasible_configurations_of_a_small_space(tmp_path) -> N
     assert "feasible under constraints: 0 of 72 configurations (0.0%)" in r.stdout, r.stdout
     assert "no configuration meets the constraints: a search of this space is refused" \
         in r.stdout, r.stdout
+    # too large to count: a share the draws miss is found by the local search, or said missing
+    doc = shipped_doc("hybrid_conv_attn")
+    for limit, line in (
+            (3.65e8, "none of the 20 draws meets the constraints, but a local search found a "
+                     "configuration that does (0.364 GMACs, 3.90 M params): a very small "
+                     "feasible share"),
+            (3.6e8, "none of the 20 draws meets the constraints, nor did a local search find "
+                    "one (the nearest: max_macs: 0.364 GMACs > 0.36): a search of this space "
+                    "is likely refused; loosen them")):
+        doc["constraints"]["max_macs"] = limit
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        r = _main(["spaces", "show", str(path), "--probe", "20"])
+        _ok(r)
+        assert f"  {line}\n" in r.stdout, r.stdout
 
 
 def test_every_choice_is_each_configuration_once() -> None:

@@ -263,6 +263,50 @@ def test_cost_constraints_reject_and_report() -> None:
         Space(doc, "<python>").sample_random(0, max_tries=20)
 
 
+def test_a_feasible_share_too_small_for_random_draws_is_found_by_the_local_search() -> None:
+    # hybrid_conv_attn's cheapest configuration costs 0.363958 GMACs; counted one by one (25 s,
+    # once by hand), 4 of its 110,592 configurations cost <= 0.365 G: 1 in 27,648, which
+    # 1,000 draws miss (they were refused as infeasible) and even 20,000 usually miss
+    import yaml
+
+    text = (Path(__file__).parents[2] / "search_spaces" / "hybrid_conv_attn.yaml").read_text()
+    assert "max_macs: 8.0e+9" in text
+
+    def limited(limit: str) -> Space:
+        return Space(yaml.safe_load(text.replace("max_macs: 8.0e+9", f"max_macs: {limit}")),
+                     "rare.yaml")
+
+    rare = limited("3.65e+8")
+    rng = random.Random(0)
+    assert not any(not rare.violations(rare.sample_random(rng, feasible=False)[0])
+                   for _ in range(1000))
+    found = set()
+    for seed in range(3):
+        arch, params = rare.sample_random(seed)
+        assert rare.violations(arch) == [] and analytic_cost(arch).macs <= 3.65e8, arch
+        assert arch_hash(rare.sample(ScriptedTrial(params))) == arch_hash(arch), params
+        found.add(arch_hash(arch))
+    # asked for new ones, it finds each of the four and then says there is none left
+    rng = random.Random(1)
+    for _ in range(8):
+        arch, params, nearest = rare.local_search(rng, taken=found)
+        if arch is None:
+            break
+        assert arch_hash(arch) not in found and rare.violations(arch) == [], arch
+        found.add(arch_hash(arch))
+    assert len(found) == 4 and nearest == [], (found, nearest)
+    # just below the cheapest configuration, nothing meets the limit, and the line says how near
+    # the search came
+    with pytest.raises(SpaceError) as e:
+        limited("3.6e+8").sample_random(0)
+    assert str(e.value).startswith("rare.yaml: constraints: no feasible configuration in 1000 "
+                                   "random draws (max_macs rejected 1000, e.g. "), e.value
+    assert str(e.value).endswith(
+        ") nor in a local search from 20 more (the nearest: max_macs: 0.364 GMACs > 0.36); "
+        "loosen the constraints (`python -m nas spaces show SPACE` gives its cost ranges and "
+        "feasible share)"), e.value
+
+
 def test_structural_constraints_are_reported() -> None:
     doc = small_doc()
     doc["stages"][3]["mixer"] = ["attention", "sepconv"]
