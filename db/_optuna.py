@@ -10,17 +10,27 @@ went through. A ``tell`` of values (``set_trial_state_values`` to a finished sta
 after a lost connection then finds its trial finished: when the stored state and values are
 the ones it was setting, that is its own commit, and it returns as the first attempt would
 have. A FAIL or PRUNED without values cannot be told from another run's and still raises.
-Elsewhere the case stays narrow: a ``create_new_trial`` run again leaves one extra RUNNING
-trial, as does a WAITING trial set RUNNING again (it returns False, and Optuna asks for another
-trial); a resume's close_stale_trials closes them. Attributes, parameters and intermediate
-values are upserts. Called inside another retried call (not done by Optuna's storage), the
-outer one retries and this check does not run.
+A new trial carries a nonce in its system attrs (:data:`CREATED_ATTR`), so a creation run again
+after a lost connection first looks for the trial its first attempt may have committed, and
+returns that one instead of making a second. The case stays only where a WAITING trial is set
+RUNNING again (it returns False, and Optuna asks for another trial, leaving one RUNNING that a
+resume's close_stale_trials closes). Attributes, parameters and intermediate values are
+upserts. Called inside another retried call (not done by Optuna's storage), the outer one
+retries and these checks do not run.
+
+A study reaches its storage through Optuna's ``_CachedStorage``, which calls some of the
+storage's private methods (``_create_new_trial`` for every ``ask``, ``_set_trial_param`` for
+every ``suggest_*``, ``_get_trials`` ...): they are retried too (:data:`_CALLS`), or an ask
+during a restart would fail at once while the tells around it waited.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime
 import functools
 import math
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from db._engine import normalize_url, server_connect_args
 from db._retry import call_retrying, is_connection_lost
 
-__all__ = ["optuna_storage"]
+__all__ = ["CREATED_ATTR", "optuna_storage"]
 
 #: the storage calls a study makes; each opens and commits (or rolls back) one session
 _CALLS = (
@@ -41,7 +51,11 @@ _CALLS = (
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial_id_from_study_id_trial_number",
     "get_trial", "get_all_trials", "get_best_trial", "get_n_trials", "record_heartbeat",
+    # what optuna.storages._CachedStorage (every study's wrapper) calls instead of the above
+    "_set_trial_param", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids",
 )
+#: a new trial's system attr holding its creation's nonce (a hex uuid)
+CREATED_ATTR = "nas:created"
 _ERRORS = (optuna.exceptions.StorageInternalError, SQLAlchemyError)
 
 
@@ -67,7 +81,45 @@ def _landed(trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
         a == b or math.isclose(a, b, rel_tol=1e-12) for a, b in zip(stored, values))
 
 
+def _with_nonce(template: optuna.trial.FrozenTrial | None,
+                nonce: str) -> optuna.trial.FrozenTrial:
+    """``template`` (what Optuna creates without one: a RUNNING trial started now) with
+    :data:`CREATED_ATTR` set to ``nonce`` among its system attrs."""
+    if template is None:
+        return optuna.trial.FrozenTrial(
+            number=-1, state=optuna.trial.TrialState.RUNNING, value=None,
+            datetime_start=datetime.datetime.now(), datetime_complete=None, params={},
+            distributions={}, user_attrs={}, system_attrs={CREATED_ATTR: nonce},
+            intermediate_values={}, trial_id=-1)
+    marked = copy.copy(template)
+    marked.system_attrs = {**template.system_attrs, CREATED_ATTR: nonce}
+    return marked
+
+
 class _RetryingRDBStorage(optuna.storages.RDBStorage):
+    def _create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial |
+                          None = None) -> optuna.trial.FrozenTrial:
+        method = optuna.storages.RDBStorage._create_new_trial
+        nonce = uuid.uuid4().hex
+        template = _with_nonce(template_trial, nonce)
+        lost = False  # the attempt before lost its connection: its commit may have gone through
+
+        def once() -> optuna.trial.FrozenTrial:
+            nonlocal lost
+            if lost:  # made already? (found by the nonce: only this call knows it)
+                made = next((t for t in optuna.storages.RDBStorage.get_all_trials(
+                    self, study_id, deepcopy=False) if t.system_attrs.get(CREATED_ATTR) ==
+                    nonce), None)
+                if made is not None:
+                    return copy.deepcopy(made)
+            try:
+                return method(self, study_id, template)
+            except _ERRORS as e:
+                lost = is_connection_lost(e)
+                raise
+
+        return call_retrying(once, _ERRORS, patient=True)
+
     def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState,
                                values: Sequence[float] | None = None) -> bool:
         method = optuna.storages.RDBStorage.set_trial_state_values

@@ -132,6 +132,68 @@ def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns
         assert lost_once == [other._trial_id]
 
 
+def test_a_trial_whose_creation_committed_before_the_connection_was_lost_is_made_once(
+        tmp_path, monkeypatch):
+    # an ask run again after its commit went through used to leave a second, orphaned RUNNING
+    # trial: the nonce its first attempt stored finds that trial instead
+    import optuna
+
+    from db import optuna_storage
+    from db._optuna import CREATED_ATTR
+
+    monkeypatch.setattr(retry, "FIRST_DELAY_S", 0.001)
+    storage = optuna_storage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(study_name="s", storage=storage,
+                                directions=["maximize", "minimize"])
+    real = optuna.storages.RDBStorage._create_new_trial
+    attempts = []
+
+    def commits_then_loses(self, study_id, template_trial=None):
+        made = real(self, study_id, template_trial)
+        attempts.append(made.number)
+        if len(attempts) == 1:
+            err = optuna.exceptions.StorageInternalError("lost")
+            err.__cause__ = _lost().__cause__
+            raise err
+        return made
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "_create_new_trial", commits_then_loses)
+    trial = study.ask()
+    assert attempts == [0], attempts  # found again, not created a second time
+    (frozen,) = study.get_trials()
+    assert frozen.number == trial.number == 0 and frozen._trial_id == trial._trial_id
+    assert frozen.state == optuna.trial.TrialState.RUNNING and CREATED_ATTR in frozen.system_attrs
+    study.tell(trial, [0.5, 1.0])
+    # an enqueued trial keeps its fixed parameters, and each creation gets its own nonce
+    study.enqueue_trial({"x": 1})
+    second = study.ask()
+    assert second.suggest_int("x", 0, 3) == 1 and attempts == [0, 1]
+    nonces = {t.system_attrs[CREATED_ATTR] for t in study.get_trials()}
+    assert len(nonces) == 2, nonces
+
+
+def test_every_storage_call_a_study_makes_is_retried():
+    # a study calls its storage through Optuna's _CachedStorage, which uses private methods;
+    # one left out fails at once during a restart (an ask did, while the tells waited)
+    import inspect
+    import re
+
+    import optuna
+    from optuna.storages._cached_storage import _CachedStorage
+
+    from db._optuna import _CALLS, _RetryingRDBStorage
+
+    used = set(re.findall(r"self\._backend\.(\w+)\(", inspect.getsource(_CachedStorage)))
+    assert {"_create_new_trial", "_get_trials", "_set_trial_param"} <= used, used
+    plain = {"get_heartbeat_interval", "get_heartbeat_stale_trial_callback"}  # no database
+    for name in used - plain:
+        assert name in _CALLS or name in _RetryingRDBStorage.__dict__, name
+    for name in _CALLS:
+        assert hasattr(optuna.storages.RDBStorage, name), f"Optuna has no {name} any more"
+        assert getattr(_RetryingRDBStorage, name) is not getattr(optuna.storages.RDBStorage,
+                                                                   name), name
+
+
 @pytest.mark.parametrize("raw, wait", [(None, 30.0), ("5", 5.0), ("0", 0.0), ("abc", 30.0),
                                        ("-2", 30.0)])
 def test_the_outage_wait_comes_from_the_environment(monkeypatch, raw, wait):

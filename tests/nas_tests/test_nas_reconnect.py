@@ -45,8 +45,10 @@ def test_writes_survive_the_server_dropping_pooled_connections(pg_database_url, 
 
 
 def test_a_server_restart_is_waited_out_by_the_store_and_by_optuna(private_postgres):
-    """The server goes down for ~3 s (pg_ctl stop -m fast, then start): a store write and an
-    Optuna tell made while it is down wait for it and succeed, and nothing is lost."""
+    """The server goes down for ~3 s (pg_ctl stop -m fast, then start): a store write, an
+    Optuna tell and the next proposal (ask and suggest, which Optuna's cached storage makes
+    through private storage methods) made while it is down wait for it and succeed, and
+    nothing is lost or made twice."""
     import threading
     import time
 
@@ -70,6 +72,21 @@ def test_a_server_restart_is_waited_out_by_the_store_and_by_optuna(private_postg
     assert 2.0 < waited < 30, waited
     assert [t.state for t in ot_study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [t.id for t in store.trials(study.id)] == [row.id]
+    server.halt()  # once more, under the next proposal
+    back = threading.Timer(3.0, server.resume)
+    back.start()
+    try:
+        start = time.monotonic()
+        trial = ot_study.ask()  # it used to fail at once, though the tells waited
+        mixer = trial.suggest_categorical("mixer", ["pooling", "attention"])
+        waited = time.monotonic() - start
+    finally:
+        back.join()
+    assert 2.0 < waited < 30, waited
+    ot_study.tell(trial, [0.7, 3.0])
+    states = [t.state for t in ot_study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 3, states
+    assert ot_study.trials[-1].params == {"mixer": mixer}
 
 
 def test_a_server_that_stays_away_is_reported_after_the_outage_limit(private_postgres,
