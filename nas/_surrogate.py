@@ -124,8 +124,15 @@ class SurrogateScreen:
         self.cost_ref: dict[str, float] = {}
         if space is not None:
             rng = random.Random(seed)
-            draws = [self.cost_of(to_dict(space.sample_random(rng)[0]))
-                     for _ in range(REF_DRAWS)]
+            draws = []  # (the same draws as REF_DRAWS calls of space.sample_random(rng))
+            for _ in range(REF_DRAWS * 100):  # a bound for a space with a tiny feasible share
+                arch, _ = space.sample_random(rng, feasible=False)
+                if not space.violations(arch):
+                    draws.append(self.cost_of(to_dict(arch)))
+                    if len(draws) == REF_DRAWS:
+                        break
+            if not draws:  # none in 25,600 draws: the space's local search finds one
+                draws.append(self.cost_of(to_dict(space.sample_random(rng)[0])))
             self.cost_ref = {o.name: (max if o.direction == "min" else min)(
                 d[o.name] for d in draws) for o in self.objectives if o.name in KNOWN_COSTS}
 

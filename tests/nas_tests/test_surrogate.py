@@ -14,7 +14,7 @@ from scipy.stats import kendalltau
 
 from nas._scheduler import known_costs
 from nas._searcher import BudgetedSearcher
-from nas._surrogate import MIN_OBSERVATIONS, SurrogateScreen, _Ridge, features
+from nas._surrogate import MIN_OBSERVATIONS, REF_DRAWS, SurrogateScreen, _Ridge, features
 from nas.models import to_dict
 from nas.results import parse_objectives
 from nas.search import parse_prescreen
@@ -158,3 +158,26 @@ def test_the_reference_of_a_cost_to_maximize_is_the_cheapest_of_the_space():
     sizes = [known_costs(d)["params"] for d in _archs("hybrid_conv_attn", 30, seed=4)]
     assert up.cost_ref["params"] <= min(sizes) and down.cost_ref["params"] >= max(sizes) * 0.9
     assert "accuracy" not in up.cost_ref  # learned, not computed
+
+
+def test_the_reference_draws_are_the_feasible_ones_and_bounded_on_a_tiny_share():
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from search_spaces import Space
+
+    space = load_space("hybrid_conv_attn")
+    rng = random.Random(0)  # the same draws as sample_random's own rejection
+    expected = max(known_costs(to_dict(space.sample_random(rng)[0]))["macs"]
+                   for _ in range(REF_DRAWS))
+    assert SurrogateScreen(OBJ, seed=0, space=space).cost_ref["macs"] == expected
+    # 4 of 110,592 configurations meet this limit: 25,600 draws, then the local search (a
+    # call of sample_random per draw, each with its own local search, took 21 s here)
+    text = (Path(__file__).resolve().parents[2] / "search_spaces" /
+            "hybrid_conv_attn.yaml").read_text()
+    rare = Space(yaml.safe_load(text.replace("max_macs: 8.0e+9", "max_macs: 3.65e+8")), "r")
+    start = time.monotonic()
+    ref = SurrogateScreen(OBJ, seed=0, space=rare).cost_ref["macs"]
+    assert 3.6e8 < ref <= 3.65e8 and time.monotonic() - start < 15
