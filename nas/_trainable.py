@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import statistics
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas._checkpoints import checkpoint_path, remove_checkpoints
+from nas._memory import available_memory, gb, is_out_of_memory, training_bytes
 from nas.models import from_dict
 from nas.results import TrialFailure, TrialResult
 
@@ -106,6 +108,10 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
     latency_ms = (measure_latency(arch, device=device, threads=ctx.threads, warmup=3, reps=10)
                   .median_ms if ctx.latency else None)
     proxy_cost = analytic_cost(proxy)
+    too_big = _too_big_to_train(proxy_cost, ctx.batch_size, device)
+    if too_big is not None:  # (a space that validates can still hold such models)
+        report(TrialFailure(too_big, [], time.perf_counter() - t0).report())
+        return
     # ---- zero-cost scores at initialisation (fixed train batch), before any training
     t_zc = time.perf_counter()
     zero_cost: dict[str, float] = {}
@@ -127,7 +133,18 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
     for repeat in range(ctx.repeats):
         seed = run_seed(ctx.seed, repeat)
         torch.manual_seed(seed)  # weight init is part of the trial's reproducible record
-        model = build_model(proxy)
+        try:
+            model = build_model(proxy)
+        except (MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e):
+                raise
+            oom = f"out of memory building the proxy: {_first_line(e)}"
+        else:
+            oom = None
+        if oom is not None:  # reported once the exception (and what it holds) is gone
+            gc.collect()
+            report(TrialFailure(oom, curves, time.perf_counter() - t0).report())
+            return
         tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
                            device=device, amp_bf16=device == "cuda",
                            channels_last=device == "cuda", compile=ctx.compile,
@@ -138,7 +155,20 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         def on_epoch(e, repeat=repeat) -> None:
             report({"repeat": repeat, **dataclasses.asdict(e)})
 
-        res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
+        try:
+            res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
+        except (MemoryError, RuntimeError) as e:
+            if not is_out_of_memory(e):
+                raise
+            oom = f"out of memory training the proxy: {_first_line(e)}"
+        else:
+            oom = None
+        if oom is not None:  # reported once the exception (and the model it holds) is gone
+            del model
+            gc.collect()
+            report(TrialFailure(oom, curves, time.perf_counter() - t0).report())
+            remove_checkpoints(ctx.checkpoint_dir, config)
+            return
         curves.append([dataclasses.asdict(e) for e in sorted((*res.checks, *res.curve),
                                                               key=lambda e: e.epoch)])
         if res.failure is not None:
@@ -174,3 +204,26 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
     # (the driver removes them too when it records the trial; this covers a worker node whose
     # files the driver does not see. A trial stopped by a signal never gets here: kept)
     remove_checkpoints(ctx.checkpoint_dir, config)
+
+
+def _too_big_to_train(cost: Any, batch: int, device: str) -> str | None:
+    """Why a proxy of ``cost`` cannot be trained here (at least :func:`training_bytes`, more
+    than the free memory of ``device``), or None."""
+    need = training_bytes(cost, batch)
+    if device == "cuda":
+        import torch
+
+        free: int | None = torch.cuda.mem_get_info()[0]
+    else:
+        free = available_memory()
+    if free is None or need <= free:
+        return None
+    return (f"the proxy needs at least {gb(need)} to train ({cost.params / 1e6:,.1f} M params, "
+            f"{cost.acts / 1e6:,.1f} M activations per image, batch {batch}), more than the "
+            f"{gb(free)} of {'GPU ' if device == 'cuda' else ''}memory free; a smaller space "
+            "(widths, depths, stages) or proxy (width_mult, depth_mult, resolution) would fit")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

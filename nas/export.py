@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas._memory import available_memory, gb, is_out_of_memory
 from nas_errors import ConfigError  # (not nas.errors: the CLI imports this module early)
 
 __all__ = ["PICKS", "EXPORT_FILES", "Selection", "ExportResult", "check_out_dir", "pick_trial",
@@ -271,14 +272,14 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
     _check_portable(spec)
     config = runtime_config(spec)
     cost = analytic_cost(spec)
-    _check_memory(cost, img_size)
+    _check_memory(cost, img_size, num_classes)
 
     try:
         with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
             torch.manual_seed(seed)
             model = build_model(spec).eval()
     except (MemoryError, RuntimeError) as e:
-        _out_of_memory(e, cost, img_size)
+        _out_of_memory(e, cost, img_size, num_classes)
         raise
     try:
         created = _make_parents(out.parent)
@@ -330,7 +331,7 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
             with contextlib.suppress(OSError):
                 d.rmdir()
         if isinstance(e, (MemoryError, RuntimeError)):
-            _out_of_memory(e, cost, img_size)
+            _out_of_memory(e, cost, img_size, num_classes)
         raise
     if not preset_name:
         register_timm(selection.name, spec)
@@ -359,44 +360,28 @@ def export_preset(preset: str, out: str | os.PathLike[str], *, name: str | None 
 # --------------------------------------------------------------------------- helpers
 
 
-def _available_memory() -> int | None:
-    """Bytes the kernel says a new allocation can get (Linux ``MemAvailable``), else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
-
-
-def _check_memory(cost: Any, img_size: int) -> None:
+def _check_memory(cost: Any, img_size: int, num_classes: int) -> None:
     """Refuse before building a model whose float32 weights alone exceed the free memory (a
-    RandFormer's frozen token-mixing matrices grow with the 4th power of ``img_size``)."""
-    need, free = 4 * cost.params, _available_memory()
+    RandFormer's frozen token-mixing matrices grow with the 4th power of ``img_size``; the head
+    with the number of classes)."""
+    need, free = 4 * cost.params, available_memory()
     if free is not None and need > free:
-        raise ConfigError(f"--img-size {img_size}: the model's weights alone need "
-                          f"{_gb(need)} ({cost.params / 1e6:,.0f} M params, float32), more "
-                          f"than the {_gb(free)} of memory available; use a smaller --img-size")
+        raise ConfigError(f"--img-size {img_size} and --num-classes {num_classes:,}: the "
+                          f"model's weights alone need {gb(need)} ({cost.params / 1e6:,.0f} M "
+                          f"params, float32), more than the {gb(free)} of memory available; "
+                          "use a smaller --img-size or --num-classes")
 
 
-def _out_of_memory(e: BaseException, cost: Any, img_size: int) -> None:
+def _out_of_memory(e: BaseException, cost: Any, img_size: int, num_classes: int) -> None:
     """Raise a one-line :class:`ConfigError` if ``e`` is an allocation failure."""
-    text = str(e)
-    if isinstance(e, MemoryError) or "can't allocate memory" in text or \
-            "out of memory" in text.lower():
-        free = _available_memory()
+    if is_out_of_memory(e):
+        free = available_memory()
         raise ConfigError(
-            f"--img-size {img_size}: out of memory while building or checking the model "
-            f"({cost.params / 1e6:,.1f} M params, {cost.acts / 1e6:,.0f} M activations per "
-            f"image, checked at batch 3"
-            + ("" if free is None else f"; {_gb(free)} available") + "); nothing was written; "
-            "use a smaller --img-size") from None
+            f"--img-size {img_size} and --num-classes {num_classes:,}: out of memory while "
+            f"building or checking the model ({cost.params / 1e6:,.1f} M params, "
+            f"{cost.acts / 1e6:,.0f} M activations per image, checked at batch 3"
+            + ("" if free is None else f"; {gb(free)} available") + "); nothing was written; "
+            "use a smaller --img-size or --num-classes") from None
 
 
 def _check_portable(spec: Any) -> None:

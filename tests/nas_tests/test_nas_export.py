@@ -149,7 +149,9 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
      "'randformer_s12' is the name of a preset; choose another name"),
     (["--preset", "test_metaformer_tiny", "--img-size", "0"], "--img-size must be an integer"),
     (["--preset", "randformer_s12", "--img-size", "8192"],  # frozen matrices: 70 TB
-     "--img-size 8192: the model's weights alone need"),
+     "--img-size 8192 and --num-classes 1,000: the model's weights alone need"),
+    (["--preset", "test_metaformer_tiny", "--num-classes", "1000000000000"],  # the head
+     "--img-size 224 and --num-classes 1,000,000,000,000: the model's weights alone need"),
     (["--pick", "knee", "--trial", "1"], "argument --trial: not allowed with argument --pick"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(study_db, tmp_path, capsys, argv,
@@ -184,8 +186,9 @@ def test_running_out_of_memory_is_one_line_and_leaves_nothing(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-c", _OOM, str(out)], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-3000:]
-    assert r.stderr.startswith("error: --img-size 2048: out of memory while building or "
-                               "checking the model") and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: --img-size 2048 and --num-classes 1,000: out of memory "
+                               "while building or checking the model") and \
+        r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "exports").exists(), list(tmp_path.rglob("*"))
 
 
