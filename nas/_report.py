@@ -133,17 +133,35 @@ def render_report(snap: Snapshot, masked_url: str, runs: Sequence[RunRecord] = (
         "<h2>Design choices: error EDFs at matched MACs</h2>",
         f"<div class=grid>{edfs}</div>" if edfs else "<p>No design choice varies yet.</p>",
         "<h2>Runs</h2>", _runs_table(snap, runs),
-        "<p class=muted>Written by <code>python -m nas report</code> (metaformer-nas). "
+        f"<p class=muted>{_SIGNATURE} "
         "Accuracies are the proxy's validation top-1; ± is its standard error.</p>",
         "</body></html>\n",
     ])
 
 
-def write_report(url: str, study: str, out: str | os.PathLike[str]) -> tuple[Path, Snapshot]:
+#: every report says so at its end; a file without it is never replaced unless forced
+_SIGNATURE = "Written by <code>python -m nas report</code> (metaformer-nas)."
+_REPORT_MAX_BYTES = 256 * 2**20  # larger than any report: not read to look for the signature
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) that an earlier report wrote."""
+    try:
+        if path.is_symlink() or not path.is_file() or \
+                path.stat().st_size > _REPORT_MAX_BYTES:
+            return False
+        return _SIGNATURE.encode() in path.read_bytes()
+    except OSError:
+        return False
+
+
+def write_report(url: str, study: str, out: str | os.PathLike[str], *,
+                 force: bool = False) -> tuple[Path, Snapshot]:
     """Write the report of ``study`` in the database ``url`` (opened read-only) to ``out``.
 
     The file appears whole or not at all (written beside it, then renamed). A folder that does
-    not exist, or cannot be written, is a one-line ConfigError.
+    not exist, or cannot be written, is a one-line ConfigError; so is an ``out`` that exists
+    and is not an earlier report (another file, or a link), unless ``force``.
     """
     target = Path(out).expanduser()
     if target.suffix.lower() not in (".html", ".htm"):
@@ -153,6 +171,10 @@ def write_report(url: str, study: str, out: str | os.PathLike[str]) -> tuple[Pat
         raise ConfigError(f"-o {out} is a directory; give a file name ending in .html")
     if not target.parent.is_dir():
         raise ConfigError(f"-o {out}: the folder {str(target.parent)!r} does not exist")
+    if (target.exists() or target.is_symlink()) and not force and not _is_report(target):
+        what = "a link" if target.is_symlink() else "a file this command did not write"
+        raise ConfigError(f"-o {out} exists and is {what}; choose another name, or pass "
+                          "--force to replace it")
     with Store(url, read_only=True) as store:
         snap = load_snapshot(store, study)
         runs = store.runs(snap.study.id)

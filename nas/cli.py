@@ -827,7 +827,10 @@ def _add_report(sub) -> argparse.ArgumentParser:
                                    "plotly.js inlined, opens offline). Read-only.")
     _add_read_db(p)
     p.add_argument("--study", required=True, help="the study to report")
-    p.add_argument("-o", "--out", default="report.html", help="the HTML file to write")
+    p.add_argument("-o", "--out", default="report.html",
+                   help="the HTML file to write (an earlier report there is replaced)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when it is not an earlier report")
     p.set_defaults(run=_report)
     return p
 
@@ -837,7 +840,7 @@ def _report(args: argparse.Namespace) -> int:
     from nas._report import write_report
 
     path, snap = write_report(args.db or default_url(args.runs_dir, create=False), args.study,
-                              args.out)
+                              args.out, force=args.force)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): study '{snap.study.name}', "
           f"{len(snap.trials)} trials, front of {len(snap.noisy.members)}")
     return 0

@@ -32,7 +32,8 @@ def test_help_shows_the_defaults_it_did_not_state_itself(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "the HTML file to write (default: report.html)" in text, text
+    assert "the HTML file to write (an earlier report there is replaced) (default: " \
+        "report.html)" in text, text
     assert "where the default database lives (default: runs)" in text, text
 
 

@@ -105,3 +105,24 @@ def test_a_host_it_cannot_serve_on_is_told_this_machine_s_addresses() -> None:
     rest = [a for a in listed[1:] if a not in ("::1", "...")]
     assert rest == sorted(rest, key=lambda a: ":" in a), f"IPv4 before IPv6: {listed}"
     assert all("%" not in a for a in listed), listed  # no zone suffix (fe80::1%eth0)
+
+
+def test_the_report_replaces_an_earlier_report_but_no_other_file_unless_forced(
+        url, tmp_path, capsys) -> None:
+    # -o used to overwrite any .html, a user's own notes included, and replace links
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html>my notes</html>")
+    link = tmp_path / "link.html"
+    link.symlink_to(tmp_path / "nas.db")
+    for path, what in ((notes, "a file this command did not write"), (link, "a link")):
+        code = main(["report", "--db", url, "--study", "present", "-o", str(path)])
+        _one_line(code, capsys.readouterr().err,
+                  f"-o {path} exists and is {what}; choose another name, or pass --force to "
+                  "replace it")
+    assert notes.read_text() == "<html>my notes</html>" and link.is_symlink()
+    report = tmp_path / "r.html"
+    for _ in range(2):  # a first report, then one over it: no --force needed
+        assert main(["report", "--db", url, "--study", "present", "-o", str(report)]) == 0
+        assert f"wrote {report} " in capsys.readouterr().out
+    assert main(["report", "--db", url, "--study", "present", "-o", str(notes), "--force"]) == 0
+    assert "my notes" not in notes.read_text() and "(metaformer-nas)." in notes.read_text()
