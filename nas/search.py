@@ -388,6 +388,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             zero_cost = parse_zero_cost(cfg.zero_cost)
             prescreen = parse_prescreen(cfg.prescreen)
     check_settings(cfg, resolved=True)  # (what depends on what the study decided, too)
+    _check_placement_here(cfg)  # (a study whose budget is met would say "nothing to run")
     if not budget_checked:
         _check_budget(cfg, space)
     if cfg.dataset not in dataset_kinds():  # before the database is created for nothing
@@ -836,6 +837,30 @@ def _stderr_silenced():
         os.close(saved)
 
 
+def _machine_resources() -> dict[str, float]:
+    import torch
+
+    return {"CPU": float(os.cpu_count() or 1),
+            "GPU": float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0}
+
+
+def _local_placement(cfg: SearchConfig) -> tuple[dict[str, float], int, str]:
+    """``--executor local``: one trial at a time, with all of this machine's cores."""
+    resources = _machine_resources()
+    return placement(resources, cfg.cpus_per_trial or resources["CPU"],
+                     cfg.gpus_per_trial or 0.0, 1, what="this machine")
+
+
+def _check_placement_here(cfg: SearchConfig) -> None:
+    """Refuse CPUs or GPUs per trial this machine does not have, before anything opens; a
+    joined cluster's (``--ray-address``) are known once joined."""
+    if cfg.executor == "local":
+        _local_placement(cfg)
+    elif not cfg.ray_address:  # (Ray's own count, checked again once it runs, may be lower)
+        placement(_machine_resources(), cfg.cpus_per_trial, cfg.gpus_per_trial,
+                  cfg.max_concurrent, what="this machine")
+
+
 def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: float | None,
               max_concurrent: int | None,
               what: str = "the Ray cluster") -> tuple[dict[str, float], int, str]:
@@ -972,13 +997,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
 
     study_name = study.name
     if cfg.executor == "local":  # one trial at a time, with all of this machine's cores
-        import torch
-
-        cores = float(os.cpu_count() or 1)
-        gpus = float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0
-        per_trial, slots, where = placement({"CPU": cores, "GPU": gpus},
-                                            cfg.cpus_per_trial or cores,
-                                            cfg.gpus_per_trial or 0.0, 1, what="this machine")
+        per_trial, slots, where = _local_placement(cfg)
         where += " in this process (--executor local)"
     else:
         per_trial, slots, where = placement(ray.cluster_resources(), cfg.cpus_per_trial,

@@ -498,3 +498,19 @@ def test_a_run_refused_because_the_study_is_busy_does_not_say_it_continues_it(tm
                                 runs_dir=str(tmp_path), executor="local",
                                 inherit=("seed", "epochs", "dataset")), log=said.append)
     assert not any("continues" in line for line in said), said
+
+
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_a_placement_this_machine_lacks_is_refused_before_anything_opens(tmp_path, executor):
+    # it was checked once Ray ran, after "nothing to run" had ended a study whose budget was
+    # met (exit 0, with the impossible request recorded as a completed run)
+    from nas.search import SearchConfig, run_search
+
+    url = f"sqlite:///{tmp_path}/runs/nas.db"
+    with pytest.raises(ConfigError, match=r"^--gpus-per-trial 5 but this machine has 0 GPU"):
+        run_search(SearchConfig(space="tiny", db_url=url, runs_dir=str(tmp_path / "runs"),
+                                gpus_per_trial=5, executor=executor), log=lambda line: None)
+    with pytest.raises(ConfigError, match=r"^--cpus-per-trial 4096 but this machine has "):
+        run_search(SearchConfig(space="tiny", db_url=url, runs_dir=str(tmp_path / "runs"),
+                                cpus_per_trial=4096, executor=executor), log=lambda line: None)
+    assert not (tmp_path / "runs").exists()
