@@ -33,6 +33,7 @@ import os
 import random
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -884,6 +885,14 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser(search_prog).parse_args(argv)
     args.argv = argv  # the command line as given (export quotes it in its model card)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _run(args)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command in ("export", "report", "pareto"):  # (a search has its own handlers)
         import signal
 
@@ -922,6 +931,20 @@ def _print_front_of(summary) -> None:
                      summary.objectives)
     except (NasError, OSError):
         pass
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """This project's warnings as one line, ``warning: ...`` (Python's own show the file, line
+    number and source line: three lines for, e.g., a bad ``$NAS_EXPORT_PATH`` entry); other
+    packages' as Python shows them."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.abspath(filename).startswith(root + os.sep) or \
+            os.sep + "site-packages" + os.sep in filename:
+        print(warnings.formatwarning(message, category, filename, lineno, line),
+              file=file or sys.stderr, end="")
+        return
+    text = str(message).strip().splitlines()
+    print(f"warning: {text[0] if text else category.__name__}", file=file or sys.stderr)
 
 
 def search_main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ tests/e2e_tests/test_export_e2e.py exports from a real search.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -338,3 +339,15 @@ def test_a_mixer_registered_at_run_time_is_refused_by_name(tmp_path) -> None:
     finally:
         MIXERS.remove("my_mixer")
     assert not list(tmp_path.iterdir()), "nothing may be written"
+
+
+def test_a_bad_export_path_entry_is_one_warning_line(tmp_path) -> None:
+    # Python's own warning display added the file, line number and source line: 3 lines
+    env = {**os.environ, "NAS_EXPORT_PATH": str(tmp_path / "nothing-here")}
+    r = subprocess.run([sys.executable, "-m", "nas", "export", "--preset", "nosuch", "--out",
+                        str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True,
+                       env=env, timeout=300)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) == 2, r.stderr
+    assert lines[0] == f"warning: NAS_EXPORT_PATH: '{tmp_path / 'nothing-here'}' holds no export"
+    assert lines[1].startswith("error: unknown preset 'nosuch'; known: "), lines
