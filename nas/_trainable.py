@@ -133,16 +133,8 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
     for repeat in range(ctx.repeats):
         seed = run_seed(ctx.seed, repeat)
         torch.manual_seed(seed)  # weight init is part of the trial's reproducible record
-        try:
-            model = build_model(proxy)
-        except (MemoryError, RuntimeError) as e:
-            if not is_out_of_memory(e):
-                raise
-            oom = f"out of memory building the proxy: {_first_line(e)}"
-        else:
-            oom = None
-        if oom is not None:  # reported once the exception (and what it holds) is gone
-            gc.collect()
+        model, oom = _unless_out_of_memory(lambda: build_model(proxy), "building the proxy")
+        if oom is not None:
             report(TrialFailure(oom, curves, time.perf_counter() - t0).report())
             return
         tcfg = TrainConfig(epochs=ctx.epochs, batch_size=ctx.batch_size, lr=ctx.lr, seed=seed,
@@ -155,16 +147,11 @@ def trainable(config: dict[str, Any], ctx: TrialContext,
         def on_epoch(e, repeat=repeat) -> None:
             report({"repeat": repeat, **dataclasses.asdict(e)})
 
-        try:
-            res = train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch)
-        except (MemoryError, RuntimeError) as e:
-            if not is_out_of_memory(e):
-                raise
-            oom = f"out of memory training the proxy: {_first_line(e)}"
-        else:
-            oom = None
-        if oom is not None:  # reported once the exception (and the model it holds) is gone
-            del model
+        res, oom = _unless_out_of_memory(
+            lambda: train_proxy(model, ctx.dataset, tcfg, on_epoch=on_epoch),
+            "training the proxy")
+        if oom is not None:
+            del model  # (its memory back before the failure is recorded)
             gc.collect()
             report(TrialFailure(oom, curves, time.perf_counter() - t0).report())
             remove_checkpoints(ctx.checkpoint_dir, config)
@@ -224,6 +211,15 @@ def _too_big_to_train(cost: Any, batch: int, device: str) -> str | None:
             "(widths, depths, stages) or proxy (width_mult, depth_mult, resolution) would fit")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def _unless_out_of_memory(fn: Callable[[], Any], what: str) -> tuple[Any, str | None]:
+    """``(fn(), None)``, or ``(None, "out of memory WHAT: ...")`` when an allocation fails;
+    other errors propagate. The exception, and what its frames held, is gone on return."""
+    try:
+        return fn(), None
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        text = str(e).strip()
+        why = f"out of memory {what}: {text.splitlines()[0] if text else type(e).__name__}"
+    gc.collect()
+    return None, why
