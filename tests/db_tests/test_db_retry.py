@@ -19,6 +19,27 @@ def _lost() -> StorageError:
     return err
 
 
+def _optuna_lost():
+    """What Optuna's storage raises for a lost connection: its error over SQLAlchemy's."""
+    import optuna
+
+    err = optuna.exceptions.StorageInternalError("lost")
+    err.__cause__ = _lost().__cause__
+    return err
+
+
+def _optuna_study(tmp_path, monkeypatch):
+    """A two-objective study over db.optuna_storage on a SQLite file, retries quick."""
+    import optuna
+
+    from db import optuna_storage
+
+    monkeypatch.setattr(retry, "FIRST_DELAY_S", 0.001)
+    storage = optuna_storage(f"sqlite:///{tmp_path}/o.db")
+    return storage, optuna.create_study(study_name="s", storage=storage,
+                                        directions=["maximize", "minimize"])
+
+
 def test_a_lost_connection_is_waited_for_only_once_the_server_answered(monkeypatch):
     monkeypatch.setattr(retry, "OUTAGE_S", 0.6)
     monkeypatch.setattr(retry, "MAX_DELAY_S", 0.1)
@@ -80,12 +101,7 @@ def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns
     # failed before the reply; run again, it finds its own result there and returns
     import optuna
 
-    from db import optuna_storage
-
-    monkeypatch.setattr(retry, "FIRST_DELAY_S", 0.001)
-    storage = optuna_storage(f"sqlite:///{tmp_path}/o.db")
-    study = optuna.create_study(study_name="s", storage=storage,
-                                directions=["maximize", "minimize"])
+    storage, study = _optuna_study(tmp_path, monkeypatch)
     real = optuna.storages.RDBStorage.set_trial_state_values
     lost_once = []
 
@@ -93,9 +109,7 @@ def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns
         done = real(self, trial_id, state, values)
         if not lost_once and state.is_finished():
             lost_once.append(trial_id)
-            err = optuna.exceptions.StorageInternalError("lost")
-            err.__cause__ = _lost().__cause__
-            raise err
+            raise _optuna_lost()
         return done
 
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
@@ -116,9 +130,7 @@ def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns
         if not lost_once:
             lost_once.append(trial_id)
             real(self, trial_id, optuna.trial.TrialState.COMPLETE, [0.5, 2e6])
-            err = optuna.exceptions.StorageInternalError("lost")
-            err.__cause__ = _lost().__cause__
-            raise err
+            raise _optuna_lost()
         return real(self, trial_id, state, values)
 
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
@@ -138,13 +150,9 @@ def test_a_trial_whose_creation_committed_before_the_connection_was_lost_is_made
     # trial: the nonce its first attempt stored finds that trial instead
     import optuna
 
-    from db import optuna_storage
     from db._optuna import CREATED_ATTR
 
-    monkeypatch.setattr(retry, "FIRST_DELAY_S", 0.001)
-    storage = optuna_storage(f"sqlite:///{tmp_path}/o.db")
-    study = optuna.create_study(study_name="s", storage=storage,
-                                directions=["maximize", "minimize"])
+    _, study = _optuna_study(tmp_path, monkeypatch)
     real = optuna.storages.RDBStorage._create_new_trial
     attempts = []
 
@@ -152,9 +160,7 @@ def test_a_trial_whose_creation_committed_before_the_connection_was_lost_is_made
         made = real(self, study_id, template_trial)
         attempts.append(made.number)
         if len(attempts) == 1:
-            err = optuna.exceptions.StorageInternalError("lost")
-            err.__cause__ = _lost().__cause__
-            raise err
+            raise _optuna_lost()
         return made
 
     monkeypatch.setattr(optuna.storages.RDBStorage, "_create_new_trial", commits_then_loses)
