@@ -57,12 +57,26 @@ def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp
         # holds the lock, and nobody can take over until it wakes)
         _wait_for(lambda: Store(url).count("frozen", "RUNNING") > 0, "a second trial running")
         time.sleep(0.5)
-        first.send_signal(signal.SIGSTOP)
+        for _ in range(20):  # frozen inside a write (its heartbeat's), it is thawed and frozen
+            assert first.poll() is None, "the first run ended before it could be frozen"
+            first.send_signal(signal.SIGSTOP)  # again a moment later: a fresh clone's
+            if not _write_locked(tmp_path / "nas.db"):  # make test hit that once in a while
+                break
+            first.send_signal(signal.SIGCONT)
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the first run held the database's write lock at every freeze")
         time.sleep(6)  # past the stale limit
         second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, cwd=ROOT, env=env)
-        _wait_for(lambda: Store(url).runs("frozen")[0].outcome == "abandoned",
-                  "the second run to take over")
+
+        def taken_over() -> bool:
+            if Store(url).runs("frozen")[0].outcome == "abandoned":
+                return True
+            assert second.poll() is None, f"the second run ended: {second.communicate()}"
+            return False
+
+        _wait_for(taken_over, "the second run to take over")
         first.send_signal(signal.SIGCONT)
         _, err1 = first.communicate(timeout=300)
         out2, err2 = second.communicate(timeout=600)
@@ -89,6 +103,23 @@ def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp
     assert all(t.run_id == second_run for t in ours if t.state == "COMPLETE"
                and t.started_at > runs[1].started_at)
     assert {t.run_id for t in ours} <= {first_run, second_run}
+
+
+def _write_locked(path) -> bool:
+    """Whether another connection holds ``path``'s SQLite write lock (a transaction open)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        return True
+    finally:
+        conn.close()
 
 
 def _wait_for(condition, what: str, timeout: float = 180.0) -> None:
