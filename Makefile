@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config postgresql chromium chromium-driver
+SYSTEM_PACKAGES := libopencv-dev libturbojpeg0-dev pkg-config postgresql chromium chromium-driver sqlite3
 BUDGET ?= 20
 SPACE ?= hybrid_conv_attn
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
@@ -88,6 +88,30 @@ _HINTS = {  # what to do about a driver message that does not say
     "file is not a database": " (it is not a SQLite file; give the nas.db a search wrote, or "
                               "a path where no file exists yet)",
 }
+
+
+def sqlite_damage(conn: Connection) -> str | None:
+    """None when SQLite's ``PRAGMA quick_check`` finds the database of ``conn`` intact (or it
+    is not SQLite), else its first finding in one line. Every open checks it: otherwise a
+    command that reads only intact pages answers from a damaged file as if nothing were wrong,
+    and a search would go on writing into it. O(file size): 15 ms for a 4.5 MB study, 45 ms
+    for 13.7 MB (warm cache)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    rows = conn.exec_driver_sql("PRAGMA quick_check(1)").fetchall()
+    first = " ".join(str(rows[0][0]).replace("*** in database main ***", "").split()) \
+        if rows else "no answer"
+    if first == "ok":
+        return None
+    return first[:200] + ("..." if len(first) > 200 else "")
+
+
+def damaged(masked_url: str, finding: str) -> StorageError:
+    """The one-line refusal of a damaged SQLite file, with the way to save its intact rows."""
+    return StorageError(
+        f"database {masked_url} is damaged (SQLite's quick_check: {finding}); it was left as "
+        f"it is; its intact rows go to a new file with: sqlite3 OLD.db .dump | "
+        f"sed 's/^ROLLBACK; -- due to errors$/COMMIT;/' | sqlite3 NEW.db")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any, *,

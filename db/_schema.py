@@ -14,10 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db._engine import (
     WRITE_OPTION,
+    damaged,
     describe,
     mask_url,
     needs_immutable,
     open_engine,
+    sqlite_damage,
     sqlite_path,
 )
 from db.errors import SchemaError, StorageError
@@ -125,6 +127,9 @@ def upgrade(url: str) -> tuple[str | None, str]:
     engine = open_engine(url)
     try:
         with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            damage = sqlite_damage(conn)
+            if damage is not None:
+                raise damaged(masked, damage)
             return upgrade_connection(conn, masked)
     except SQLAlchemyError as e:
         raise StorageError(f"upgrading {masked} failed: {describe(e)}") from e
@@ -148,6 +153,9 @@ def schema_revision(url: str, other_tables: list[str] | None = None) -> str | No
         engine = open_engine(url, read_only=True, immutable=immutable)
         try:
             with engine.connect() as conn:
+                damage = sqlite_damage(conn)
+                if damage is not None:
+                    raise damaged(masked, damage)
                 return (sorted(n for n in inspect(conn).get_table_names()
                                if not n.startswith(_PREFIX)), current_revision(conn)[0])
         finally:

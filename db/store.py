@@ -17,7 +17,15 @@ from sqlalchemy import case, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db._engine import WRITE_OPTION, mask_url, needs_immutable, open_engine, sqlite_path
+from db._engine import (
+    WRITE_OPTION,
+    damaged,
+    mask_url,
+    needs_immutable,
+    open_engine,
+    sqlite_damage,
+    sqlite_path,
+)
 from db._jsonable import to_json_object
 from db._models import HASH_LEN, NAME_LEN, RunModel, StudyModel, TrialModel
 from db._retry import retrying as _retrying
@@ -310,6 +318,9 @@ class Store:
         """Create the tables in an empty database; SchemaError if its schema is not the head."""
         with self._tx("opening the database", write=False) as session:
             rev, _ = current_revision(session.connection())
+            damage = sqlite_damage(session.connection()) if rev is not None else None
+        if damage is not None:
+            raise damaged(self._masked, damage)
         check_revision(rev, self._masked)
         if rev is None and self.read_only:
             raise StorageError(f"database {self._masked} holds no metaformer-nas tables yet "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +36,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 import db
-from db import HEAD_REVISION, SchemaError, Store, normalize_url, schema_revision, upgrade
+from db import (
+    HEAD_REVISION,
+    SchemaError,
+    StorageError,
+    Store,
+    normalize_url,
+    schema_revision,
+    upgrade,
+)
 from db._engine import mask_url
 from db._models import Base
 from db._schema import KNOWN_REVISIONS, MIGRATIONS_DIR, VERSION_TABLE, include_name
@@ -342,3 +352,52 @@ def test_cli_db_on_a_folder_or_a_file_that_is_not_sqlite_says_so(tmp_path, capsy
             "DatabaseError: file is not a database (it is not a SQLite file; give the nas.db a "
             "search wrote, or a path where no file exists yet)"), err
     assert other.read_text() == "not a database\n"
+
+
+def test_a_damaged_sqlite_file_is_refused_by_every_command_and_left_as_it_is(
+        tmp_path, capsys) -> None:
+    # one overwritten page of the trials table: `studies` (which reads no trial pages) and
+    # `pareto` on an intact study answered from the file as if nothing were wrong
+    path = tmp_path / "nas.db"
+    url = f"sqlite:///{path}"
+    with Store(url) as store:
+        for name in ("a", "b"):
+            study = store.get_or_create_study(name, space="sp", space_hash="h",
+                                              objectives=("accuracy:max", "macs:min"),
+                                              config={"seed": 1})
+            for i in range(150):
+                t = store.start_trial(study.id, key=f"k{i}", arch_hash=f"{i:08x}",
+                                      arch={"widths": [i] * 40}, params={"x": i})
+                store.finish_trial(t.id, state="COMPLETE", accuracy=i / 150, macs=10**6 + i)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        roots = {r for (r,) in conn.execute("SELECT rootpage FROM sqlite_master")}
+    pages = path.stat().st_size // page_size
+    victim = next(p for p in range(pages // 2, pages) if p not in roots)  # a leaf, not a root
+    with path.open("r+b") as f:
+        f.seek((victim - 1) * page_size)
+        f.write(bytes(range(256)) * (page_size // 256))
+    before = path.read_bytes()
+
+    for store_kwargs in ({}, {"read_only": True}):
+        with pytest.raises(StorageError, match=rf"database {url} is damaged \(SQLite's "
+                                               r"quick_check: .+\); it was left as it is"):
+            Store(url, **store_kwargs)
+    for argv in (["studies"], ["pareto", "--study", "a"], ["report", "--study", "a", "-o",
+                 str(tmp_path / "r.html")], ["db", "current"], ["db", "upgrade"]):
+        assert main([*argv, "--db", url]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"database {url} is damaged" in err, (argv, err)
+        assert "sqlite3 OLD.db .dump | sed 's/^ROLLBACK; -- due to errors$/COMMIT;/' | " \
+               "sqlite3 NEW.db" in err
+    assert path.read_bytes() == before and not (tmp_path / "r.html").exists()
+
+    # the recipe the refusal names keeps the intact rows (the sqlite3 shell is a system
+    # package of `make setup`)
+    rebuilt = tmp_path / "new.db"
+    subprocess.run(f"sqlite3 {path} .dump | sed 's/^ROLLBACK; -- due to errors$/COMMIT;/' | "
+                   f"sqlite3 {rebuilt}", shell=True, check=True)
+    with Store(f"sqlite:///{rebuilt}", read_only=True) as store:
+        kept = {s.name: store.count(s.name) for s in store.list_studies()}
+    assert set(kept) == {"a", "b"} and 150 < sum(kept.values()) < 300, kept
