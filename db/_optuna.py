@@ -12,9 +12,11 @@ the ones it was setting, that is its own commit, and it returns as the first att
 have. A FAIL or PRUNED without values cannot be told from another run's and still raises.
 A new trial carries a nonce in its system attrs (:data:`CREATED_ATTR`), so a creation run again
 after a lost connection first looks for the trial its first attempt may have committed, and
-returns that one instead of making a second. The case stays only where a WAITING trial is set
-RUNNING again (it returns False, and Optuna asks for another trial, leaving one RUNNING that a
-resume's close_stale_trials closes). Attributes, parameters and intermediate values are
+returns that one instead of making a second. A WAITING trial set RUNNING again after a lost
+connection finds it RUNNING, started since the call began: that is its own commit (only the
+study's one run asks, so nothing else pops the queue), and it returns True as the first attempt
+would have; before, it returned False, and Optuna left that trial RUNNING and asked for another,
+dropping the enqueued parameters. Attributes, parameters and intermediate values are
 upserts. Called inside another retried call (not done by Optuna's storage), the outer one
 retries and these checks do not run.
 
@@ -124,11 +126,19 @@ class _RetryingRDBStorage(optuna.storages.RDBStorage):
                                values: Sequence[float] | None = None) -> bool:
         method = optuna.storages.RDBStorage.set_trial_state_values
         lost = False  # the attempt before lost its connection: its commit may have gone through
+        began = datetime.datetime.now()  # Optuna stamps a trial it starts with its own now()
 
         def once() -> bool:
             nonlocal lost
             try:
-                return method(self, trial_id, state, values)
+                started = method(self, trial_id, state, values)
+                if not started and lost and state == optuna.trial.TrialState.RUNNING:
+                    # a WAITING trial set RUNNING since this call began: our lost commit (only
+                    # the study's one run asks, so no other process pops its queue meanwhile)
+                    trial = optuna.storages.RDBStorage.get_trial(self, trial_id)
+                    return trial.state == state and trial.datetime_start is not None and \
+                        trial.datetime_start >= began
+                return started
             except optuna.exceptions.UpdateFinishedTrialError:
                 # our own commit, or another writer's? Only values tell them apart: a FAIL or
                 # PRUNED without values stays an error (another run may have closed the trial)

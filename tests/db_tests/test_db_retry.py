@@ -217,3 +217,47 @@ def test_a_server_connection_gives_up_after_a_timeout_unless_the_url_sets_one():
         "connect_timeout": CONNECT_TIMEOUT_S}
     assert server_connect_args("postgresql://u:p@h/db?connect_timeout=3") == {}
     assert server_connect_args("sqlite:////tmp/x.db") == {}
+
+
+def test_a_waiting_trial_whose_start_committed_before_the_connection_was_lost_is_asked(
+        tmp_path, monkeypatch):
+    # an enqueued trial set RUNNING, then the connection lost before the reply: run again, the
+    # call returned False, so Optuna left it RUNNING, asked a new trial and dropped the params
+    import optuna
+
+    storage, study = _optuna_study(tmp_path, monkeypatch)
+    real = optuna.storages.RDBStorage.set_trial_state_values
+    lost_once = []
+
+    def commits_then_loses(self, trial_id, state, values=None):
+        done = real(self, trial_id, state, values)
+        if not lost_once and state == optuna.trial.TrialState.RUNNING:
+            lost_once.append(trial_id)
+            raise _optuna_lost()
+        return done
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
+                        commits_then_loses)
+    study.enqueue_trial({"x": 2})
+    trial = study.ask()
+    assert lost_once == [trial._trial_id]
+    assert trial.suggest_int("x", 0, 3) == 2  # the enqueued trial, not a new one
+    (frozen,) = study.get_trials()
+    assert frozen.state == optuna.trial.TrialState.RUNNING and frozen.number == trial.number
+    study.tell(trial, [0.5, 1.0])
+    # a trial another asker started before this call began stays another's: False, as before
+    study.enqueue_trial({"x": 3})
+    (waiting,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    real(storage, waiting._trial_id, optuna.trial.TrialState.RUNNING)
+    lost_once.clear()
+
+    def lost_then_asks(self, trial_id, state, values=None):
+        if not lost_once:
+            lost_once.append(trial_id)
+            raise _optuna_lost()
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", lost_then_asks)
+    assert storage.set_trial_state_values(waiting._trial_id,
+                                          optuna.trial.TrialState.RUNNING) is False
+    assert lost_once == [waiting._trial_id]
