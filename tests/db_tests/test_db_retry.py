@@ -95,6 +95,26 @@ def test_retried_calls_inside_a_retried_call_do_not_stack_their_waits(monkeypatc
     assert len(locked) == retry.TRIES, len(locked)
 
 
+def _tell_commits_then_loses(monkeypatch, when):
+    """Optuna's set_trial_state_values made to commit, then lose its connection, on the first
+    call whose state ``when`` accepts; returns the real method and the trial ids it lost."""
+    import optuna
+
+    real = optuna.storages.RDBStorage.set_trial_state_values
+    lost_once = []
+
+    def commits_then_loses(self, trial_id, state, values=None):
+        done = real(self, trial_id, state, values)
+        if not lost_once and when(state):
+            lost_once.append(trial_id)
+            raise _optuna_lost()
+        return done
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
+                        commits_then_loses)
+    return real, lost_once
+
+
 def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns(
         tmp_path, monkeypatch):
     # the narrow case of a retried tell: its first attempt committed, then the connection
@@ -102,18 +122,7 @@ def test_a_tell_whose_commit_went_through_before_the_connection_was_lost_returns
     import optuna
 
     storage, study = _optuna_study(tmp_path, monkeypatch)
-    real = optuna.storages.RDBStorage.set_trial_state_values
-    lost_once = []
-
-    def commits_then_loses(self, trial_id, state, values=None):
-        done = real(self, trial_id, state, values)
-        if not lost_once and state.is_finished():
-            lost_once.append(trial_id)
-            raise _optuna_lost()
-        return done
-
-    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
-                        commits_then_loses)
+    real, lost_once = _tell_commits_then_loses(monkeypatch, lambda state: state.is_finished())
     trial = study.ask()
     study.tell(trial, [0.75, 1e6])
     assert lost_once == [trial._trial_id]
@@ -226,18 +235,8 @@ def test_a_waiting_trial_whose_start_committed_before_the_connection_was_lost_is
     import optuna
 
     storage, study = _optuna_study(tmp_path, monkeypatch)
-    real = optuna.storages.RDBStorage.set_trial_state_values
-    lost_once = []
-
-    def commits_then_loses(self, trial_id, state, values=None):
-        done = real(self, trial_id, state, values)
-        if not lost_once and state == optuna.trial.TrialState.RUNNING:
-            lost_once.append(trial_id)
-            raise _optuna_lost()
-        return done
-
-    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values",
-                        commits_then_loses)
+    real, lost_once = _tell_commits_then_loses(
+        monkeypatch, lambda state: state == optuna.trial.TrialState.RUNNING)
     study.enqueue_trial({"x": 2})
     trial = study.ask()
     assert lost_once == [trial._trial_id]
