@@ -138,7 +138,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="trials at once (default: as many as the per-trial resources allow)")
     p.add_argument("--cpus-per-trial", type=float, default=None,
                    help="Ray CPUs (and torch threads) per trial (default: 1; with GPUs, the "
-                        "CPUs shared out among the trials running on them)")
+                        "CPUs shared out among the trials running on them; with --executor "
+                        "local, which runs one trial at a time, all of this machine's cores)")
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="Ray GPUs per trial; a fraction such as 0.5 runs two trials per GPU "
                         "(default: 1 when the cluster has GPUs, else 0)")
@@ -497,9 +498,9 @@ def _add_db(sub) -> argparse.ArgumentParser:
     for name, text in (("upgrade", "apply the pending migrations (one transaction)"),
                        ("current", "show the database's schema revision")):
         cmd = cmds.add_parser(name, help=text)
-        cmd.add_argument("--db", default=None,
+        cmd.add_argument("--db", default=os.environ.get("NAS_DB_URL"),
                          help="SQLAlchemy URL, e.g. postgresql://user:password@host/nas "
-                              "(default: sqlite:///<runs-dir>/nas.db)")
+                              "(default: $NAS_DB_URL, else sqlite:///<runs-dir>/nas.db)")
         cmd.add_argument("--runs-dir", default="runs", help="where the default database lives")
     p.set_defaults(run=_db)
     return p

@@ -401,3 +401,16 @@ def test_a_damaged_sqlite_file_is_refused_by_every_command_and_left_as_it_is(
     with Store(f"sqlite:///{rebuilt}", read_only=True) as store:
         kept = {s.name: store.count(s.name) for s in store.list_studies()}
     assert set(kept) == {"a", "b"} and 150 < sum(kept.values()) < 300, kept
+
+
+def test_cli_db_takes_its_default_url_from_the_environment_as_every_command(
+        tmp_path, monkeypatch, capsys) -> None:
+    # db current/upgrade read sqlite:///runs/nas.db under $NAS_DB_URL, answering for another
+    # database with exit 0
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    Store(url).close()
+    monkeypatch.setenv("NAS_DB_URL", url)
+    for cmd in ("current", "upgrade"):
+        assert main(["db", cmd, "--runs-dir", str(tmp_path / "none")]) == 0
+        assert capsys.readouterr().out.startswith(f"{url}"), cmd
+    assert not (tmp_path / "none").exists()
