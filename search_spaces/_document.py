@@ -19,8 +19,46 @@ _KIND_NAMES = {"int": "integers", "float": "numbers", "number": "numbers", "str"
 
 
 def short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """``repr(value)``, cut to ``limit`` characters. Containers are written only as far as
+    the limit: YAML aliases make a file of 1 KB hold a list whose whole repr is gigabytes."""
+    pieces: list[str] = []
+    size = 0
+
+    def put(text: str) -> None:
+        nonlocal size
+        pieces.append(text)
+        size += len(text)
+        if size > limit:
+            raise _Enough
+
+    def write(v: Any) -> None:
+        if isinstance(v, (list, tuple, dict)):
+            ends = "[]" if isinstance(v, list) else "()" if isinstance(v, tuple) else "{}"
+            put(ends[0])
+            items = v.items() if isinstance(v, dict) else v
+            for i, item in enumerate(items):
+                if i:
+                    put(", ")
+                if isinstance(v, dict):
+                    write(item[0])
+                    put(": ")
+                    write(item[1])
+                else:
+                    write(item)
+            put("," + ends[1] if isinstance(v, tuple) and len(v) == 1 else ends[1])
+        else:
+            put(repr(v))
+
+    try:
+        write(value)
+    except _Enough:
+        pass
+    text = "".join(pieces)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class _Enough(Exception):
+    """``short`` has written past its limit."""
 
 
 def _one_line(text: str) -> str:

@@ -174,3 +174,35 @@ def test_random_text(fuzz_dir: Path, text: str) -> None:
     path = fuzz_dir / "text.yaml"
     path.write_bytes(text.encode("utf-8", errors="surrogatepass"))
     _check(lambda: load_space(path), str(path))
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    # 840 bytes whose aliases nest 9 lists of 9 nine levels deep: the error's repr of the value
+    # took 37 s and 5 GB (a MemoryError traceback, exit 1, under a 6 GB limit)
+    names = "abcdefghi"
+    levels = ["&a [x,x,x,x,x,x,x,x,x]"] + [
+        f"&{names[i]} [{','.join(['*' + names[i - 1]] * 9)}]" for i in range(1, 9)]
+    text = (Path(__file__).parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text.replace(text.splitlines()[1], f"description: [{', '.join(levels)}]"))
+    assert path.stat().st_size < 1024
+    with pytest.raises(SpaceError, match=r"bomb.yaml: description: must be a string; got "
+                                         r"\[\['x', 'x', .{40,50}\.\.\.$"):
+        load_space(path)
+
+
+def test_an_error_writes_only_as_much_of_a_value_as_it_shows() -> None:
+    from search_spaces._document import short
+
+    written = []
+
+    class Item:
+        def __repr__(self) -> str:
+            written.append(1)
+            return "item"
+
+    assert short([Item()] * 10_000) == "[" + ", ".join(["item"] * 10)[:56] + "..."
+    assert len(written) <= 10, len(written)
+    for value in ([1, "a", (2,)], (), {"k": {"z": [None, 3.5]}}, "x" * 100, [list(range(50))]):
+        text = repr(value)
+        assert short(value) == (text if len(text) <= 60 else text[:57] + "..."), value
