@@ -710,9 +710,8 @@ def _add_export(sub) -> argparse.ArgumentParser:
 
 def _export(args: argparse.Namespace) -> int:
     import math
-    import re
 
-    from nas.export import check_out_dir
+    from nas.export import check_name, check_out_dir
     from nas_errors import ConfigError
 
     trial_source = args.preset is None
@@ -729,9 +728,8 @@ def _export(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be an integer >= 1; got {value}")
     if not 0 <= args.seed < 2**63:
         raise ConfigError(f"--seed must be in 0 .. 2**63-1; got {args.seed}")
-    if args.name is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", args.name):
-        raise ConfigError(f"--name must be a lowercase Python identifier (letters, digits, _); "
-                          f"got {args.name!r}")
+    if args.name is not None:
+        check_name(args.name)
     check_out_dir(args.out, args.force)  # all before torch, timm or the database load
 
     import shlex

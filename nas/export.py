@@ -36,9 +36,9 @@ from typing import Any
 from nas._memory import available_memory, gb, is_out_of_memory
 from nas_errors import ConfigError  # (not nas.errors: the CLI imports this module early)
 
-__all__ = ["PICKS", "EXPORT_FILES", "Selection", "ExportResult", "check_out_dir", "pick_trial",
-           "select_trial", "select_preset", "export", "export_trial", "export_preset",
-           "default_name"]
+__all__ = ["PICKS", "EXPORT_FILES", "Selection", "ExportResult", "check_out_dir", "check_name",
+           "pick_trial", "select_trial", "select_preset", "export", "export_trial",
+           "export_preset", "default_name"]
 
 PICKS = ("knee", "best")
 #: what an export directory holds (the marker files a --force replacement looks for first)
@@ -99,6 +99,47 @@ def check_out_dir(out: str | os.PathLike[str], force: bool) -> Path:
         raise ConfigError(f"--out {out} holds files an export does not write ({', '.join(others)})"
                           "; move them away first: --force would delete them")
     return path
+
+
+#: what model.py defines after portable.py's own names (nas._export_files._FOOTER; a test
+#: checks the two agree)
+FOOTER_NAMES = ("NAME", "CONFIG", "create_model", "_timm_entry", "is_model", "register_model")
+
+
+def reserved_names() -> frozenset[str]:
+    """Names ``--name`` may not take: model.py binds the name as a module-level function
+    (``globals()[NAME] = ...``), so one of its own module-level names (read from
+    ``nas/models/portable.py`` without importing it), a builtin or a keyword would replace
+    what the file uses (``--name torch`` broke every ``torch.*`` call in it)."""
+    import ast
+    import builtins
+    import keyword
+
+    names = {*FOOTER_NAMES, *keyword.kwlist, *dir(builtins)}
+    source = (Path(__file__).parent / "models" / "portable.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return frozenset(names)
+
+
+def check_name(name: str) -> str:
+    """``name`` when it can be the exported model's name (timm's, and model.py's ``NAME``);
+    else ConfigError, in one line, naming what is allowed."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ConfigError(f"--name must be a lowercase Python identifier (letters, digits, _); "
+                          f"got {name!r}")
+    if name.startswith("__") or name in reserved_names():
+        raise ConfigError(f"--name {name!r} is taken: model.py defines the model under its "
+                          f"name, which must not be a Python keyword, a builtin, a dunder or "
+                          f"one of model.py's own names (torch, nn, build, create_model, "
+                          f"...); e.g. --name {name.strip('_') or 'model'}_net")
+    return name
 
 
 def default_name(study: str, number: int) -> str:
@@ -248,6 +289,7 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
     Example:
         >>> export(select_preset("randformer_s12"), "exports/rf12", num_classes=10)
     """
+    check_name(selection.name)
     import torch
 
     from nas import _export_files as files

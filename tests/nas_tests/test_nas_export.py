@@ -118,6 +118,31 @@ def test_an_exact_tie_is_an_ambiguous_pick(study_db) -> None:
         pick_trial(_trials(study_db, "tied"), OBJECTIVES, study="tied", pick="best")
 
 
+def test_the_names_export_refuses_are_model_py_s_own() -> None:
+    # model.py binds NAME as a module-level function: --name torch exported (exit 0) a file
+    # whose torch.* calls then called the model's entry point
+    import ast
+    import builtins
+    import keyword
+
+    from nas._export_files import standalone_source
+    from nas.export import reserved_names
+
+    tree = ast.parse(standalone_source("x", {"img_size": 32}, "doc"))
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    assert {"torch", "nn", "build", "create_model", "NAME", "CONFIG", "_timm_entry"} <= defined
+    assert reserved_names() == defined | set(keyword.kwlist) | set(dir(builtins))
+    assert default_name("torch", 1) not in reserved_names()
+
+
 def test_default_name_is_a_timm_style_identifier() -> None:
     assert default_name("tiny", 2) == "tiny_trial2"
     assert default_name("My-Study.v2", 13) == "my_study_v2_trial13"
@@ -144,6 +169,12 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
     (["--preset", "caformer_s18", "--study", "s"], "--study is for --trial or --pick"),
     (["--preset", "cafromer_s18"], "unknown preset 'cafromer_s18'"),
     (["--preset", "caformer_s18", "--name", "Bad-Name"], "--name must be a lowercase Python"),
+    (["--preset", "caformer_s18", "--name", "torch"], "--name 'torch' is taken: model.py "
+                                                      "defines the model under its name"),
+    (["--study", "s", "--trial", "1", "--name", "create_model"], "--name 'create_model' is "
+                                                                 "taken"),
+    (["--preset", "caformer_s18", "--name", "range"], "--name 'range' is taken"),
+    (["--preset", "caformer_s18", "--name", "__init__"], "--name '__init__' is taken"),
     (["--preset", "caformer_s18", "--name", "resnet50"], "timm already has a model named "
                                                          "'resnet50'; choose another name"),
     (["--study", "s", "--trial", "1", "--name", "randformer_s12"],
