@@ -55,6 +55,9 @@ TOP_KEYS = {
 }
 CONSTRAINT_KEYS = ("conv_before_attention", "nondecreasing_widths", "max_macs", "max_params")
 PROXY_KEYS = ("width_mult", "depth_mult", "resolution", "stem_stride", "patch_size")
+#: the image sides the proxy's loaders serve (proxies.datasets.MIN_RESOLUTION, MAX_RESOLUTION;
+#: a test checks they agree): a space is refused on load, not by the search it starts
+PROXY_RESOLUTIONS = (8, 512)
 PROBE_GRID = (7, 7)  # token grid at which mixer settings are checked while parsing
 MAX_DEPTH = 1000  # blocks per stage (or ConvMixer layers)
 LOCAL_SEARCH_STARTS = 20  # draws a local search for a feasible configuration starts from
@@ -324,7 +327,7 @@ class Space:
             depth_mult=d.scalar("proxy.depth_mult", node.get("depth_mult", base.depth_mult),
                                 "float", low=1e-3, high=1),
             resolution=d.scalar("proxy.resolution", node.get("resolution", base.resolution),
-                                "int", low=1, high=1024),
+                                "int", low=PROXY_RESOLUTIONS[0], high=PROXY_RESOLUTIONS[1]),
             stem_stride=d.scalar("proxy.stem_stride", node.get("stem_stride", base.stem_stride),
                                  "int", STEM_STRIDES),
             patch_size=d.scalar("proxy.patch_size", node.get("patch_size", base.patch_size),

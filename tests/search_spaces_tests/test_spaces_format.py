@@ -481,7 +481,8 @@ BAD = [  # (mutation, key path the message names, words it must contain)
      "true/false"),
     (_mut("proxy.stem_stride", 3), "proxy.stem_stride", "must be one of 4, 2, 1"),
     (_mut("proxy.width_mult", 2), "proxy.width_mult", "<= 1"),
-    (_mut("proxy", {"resolution": 2, "stem_stride": 4}), "proxy.resolution", "leaves no pixels"),
+    (_mut("proxy.resolution", 7), "proxy.resolution", "must be >= 8"),
+    (_mut("proxy.resolution", 600), "proxy.resolution", "<= 512"),
     (_mut("proxy.resolutoin", 2), "proxy.resolutoin", "did you mean 'resolution'"),
     (_mut("a\nb", 1), "a\\nb", "unknown key"),
 ]
@@ -560,3 +561,12 @@ def test_load_space_name_and_path_errors(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00name")
     with pytest.raises(SpaceError, match=r"not a UTF-8 text file"):
         load_space(binary)
+
+
+def test_the_proxy_resolutions_a_space_allows_are_the_loaders() -> None:
+    # a space with proxy.resolution 1 or 600 loaded, and the search it started refused it
+    # naming neither the file nor the key
+    from proxies.datasets import MAX_RESOLUTION, MIN_RESOLUTION
+    from search_spaces._space import PROXY_RESOLUTIONS
+
+    assert PROXY_RESOLUTIONS == (MIN_RESOLUTION, MAX_RESOLUTION)
