@@ -231,10 +231,13 @@ class BudgetedSearcher(Searcher):
                     key = f"{self.run_name}:{running[0]}"
                     live = next((t.number for t in self.store.trials(
                         self.study_id, states=["RUNNING"]) if t.key == key), None)
+                    optuna_number = self.live[running[0]][1].number
+                    # not started: it has no row, so no number yet; its Optuna trial's number
+                    # is what its row will hold (metrics["optuna_trial"])
                     what = ("duplicate of running trial " + _ref(live) if live is not None else
-                            f"duplicate of trial {key}, proposed just before it and not yet "
-                            "started")
-                    extra = {"duplicate_of_running": live}
+                            f"duplicate of a trial proposed just before it and not yet started "
+                            f"(its row will have metrics optuna_trial {optuna_number})")
+                    extra = {"duplicate_of_running": live, "duplicate_of_optuna": optuna_number}
                 else:
                     what = f"duplicate of candidate optuna{grouped[0]} in its pre-screen group"
             self._skip(trial, arch, h, "DUPLICATE", what,

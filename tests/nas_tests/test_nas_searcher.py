@@ -62,10 +62,13 @@ def test_a_duplicate_of_a_running_trial_names_it_by_number(setup, started):
         assert dup.error == "duplicate of running trial #0", dup.error
         assert dup.metrics["duplicate_of_running"] == 0
     else:
-        assert dup.error == ("duplicate of trial run:a, proposed just before it and not yet "
-                             "started"), dup.error
+        # named as `studies` and `pareto` can find it, not by the run's internal key
+        assert dup.error == ("duplicate of a trial proposed just before it and not yet started "
+                             f"(its row will have metrics optuna_trial {first['optuna_trial']})"
+                             ), dup.error
         assert dup.metrics["duplicate_of_running"] is None
     assert dup.metrics["duplicate_of"] is None  # Optuna was told no result for it (FAIL)
+    assert dup.metrics["duplicate_of_optuna"] == first["optuna_trial"]
 
 
 def test_a_failed_trial_is_told_as_fail_and_does_not_count(setup):
