@@ -474,7 +474,8 @@ def param_importance(trials: Iterable[TrialRecord], objective: str | Objective =
     Optuna's evaluators (``fanova``: fANOVA on a random forest, seeded; ``ped_anova``:
     PED-ANOVA) on an in-memory copy of the trials: numeric parameters become numeric
     distributions over their observed range, others categorical. Importances sum to 1, largest
-    first; {} with fewer than 2 trials or no parameter that varies.
+    first; {} with fewer than 2 trials, no parameter that varies, or an objective that does not
+    (every trial with the same value: nothing to explain, and fANOVA's forest has no variance).
     """
     import optuna
     from optuna.distributions import (
@@ -485,7 +486,7 @@ def param_importance(trials: Iterable[TrialRecord], objective: str | Objective =
 
     (obj,) = _objectives([objective])
     ev = evaluated(trials, [obj])
-    if len(ev) < 2:
+    if len(ev) < 2 or np.ptp(ev.losses[:, 0]) == 0:
         return {}
     values: dict[str, list[Any]] = defaultdict(list)
     for t in ev.trials:

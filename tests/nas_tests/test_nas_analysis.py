@@ -325,5 +325,8 @@ def test_param_importance_finds_the_parameter_that_matters(evaluator) -> None:
     assert list(imp)[0] == "stage3/mixer", imp
     assert "const" not in imp and sum(imp.values()) == pytest.approx(1.0)
     assert A.param_importance(trials[:1]) == {}
+    # every trial equally good: nothing to explain (fANOVA raised "zero total variance")
+    same = [rec(t.number, 0.5, t.macs, params=t.params) for t in trials]
+    assert A.param_importance(same, "accuracy:max", evaluator=evaluator) == {}
     with pytest.raises(ValueError, match="allowed: fanova, ped_anova"):
         A.param_importance(trials, evaluator="shap")

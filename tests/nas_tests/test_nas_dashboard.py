@@ -227,6 +227,18 @@ def test_report_is_one_offline_file_with_everything_escaped() -> None:
     assert sorted(map(int, front)) == sorted(m.trial.number for m in snap.noisy.members)
 
 
+def test_a_study_whose_trials_all_score_the_same_has_a_report_without_importance() -> None:
+    """Every completed trial equally accurate (e.g. `--objectives num_val:max`): fANOVA raised
+    "zero total variance", so `report` exited 1 and the dashboard's Importance tab answered 500."""
+    trials = [dataclasses.replace(t, accuracy=0.5) if t.state == "COMPLETE" else t
+              for t in random_trials(12)]
+    snap = Snapshot(study(), trials)
+    assert snap.importance == {}
+    fig = importance_figure(snap)
+    assert fig["data"] == [] and "accuracy values that differ" in str(fig["layout"]), fig
+    assert "Parameter importance" in render_report(snap, "sqlite:////x/nas.db")
+
+
 def test_report_lists_the_study_runs_with_their_commands_escaped() -> None:
     trials = [dataclasses.replace(t, run_id=1 if t.number < 4 else 2) for t in random_trials(8)]
     now = datetime.now(timezone.utc)
