@@ -453,8 +453,8 @@ def make_app(store: Store, *, refresh_s: float = 5.0, study: str | None = None,
             else:
                 number = (cell or {}).get("rowId")
             return no_update if number is None else {"study": stamp[0], "number": int(number)}
-        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
-            return no_update  # not a click the page makes
+        except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError):
+            return no_update  # not a click the page makes (1e400 in JSON is inf: OverflowError)
 
     @app.callback(Output("trial", "children"), Input("selected", "data"),
                   Input("stamp", "data"))

@@ -471,14 +471,19 @@ def test_the_table_never_answers_for_another_study(tmp_path) -> None:
             got = r.get_json()["response"]
             assert got["grid"]["rowData"] == [] and got["grid-study"]["data"] is None, got
 
-        def click(grid_study):
+        def click(grid_study, row="0", point=None):
             return _post(client, [("selected", "data")],
-                         [("pareto", "clickData", None),
-                          ("grid", "cellClicked", {"rowId": "0", "colId": "number"})],
+                         [("pareto", "clickData", point),
+                          ("grid", "cellClicked", {"rowId": row, "colId": "number"})],
                          [("stamp", "data", stamps["two"]), ("grid-study", "data", grid_study)],
-                         changed="grid.cellClicked")
+                         changed="pareto.clickData" if point else "grid.cellClicked")
 
         assert click("one").get_json()["response"] == {}, "a stale row must open no trial"
+        # numbers the page never sends (1e400 is valid JSON and reads as inf): no trial, no 500
+        for row, point in ((float("inf"), None), ("0", {"points": [{"customdata": [1e400]}]}),
+                           (float("nan"), None), ([0], None)):
+            r = click("two", row, point)
+            assert r.status_code == 200 and r.get_json()["response"] == {}, (row, point, r.data)
         r = click("two")
         assert r.get_json()["response"]["selected"]["data"] == {"study": "two", "number": 0}
         r = _post(client, [("hv", "figure")], [("tabs", "value", "hypervolume"),
