@@ -581,6 +581,27 @@ def _local_addresses(most: int = 8) -> str:
     return ", ".join(found[:most]) + (", ..." if len(found) > most else "") or "none found"
 
 
+# waitress's defaults (100 connections, an idle one closed after 120 s) let about 100 sockets
+# that send half a request and go quiet lock every client out for two minutes
+MAX_CONNECTIONS = 1000
+IDLE_TIMEOUT_S = 20  # a connection silent this long is closed (the page polls every few s)
+
+
+def _make_server(app, host: str, port: int, threads: int, *,
+                 idle_timeout_s: int = IDLE_TIMEOUT_S):
+    """waitress's server for ``app`` (a Flask app), not yet running."""
+    import resource
+
+    from waitress import create_server
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else \
+        max(100, min(MAX_CONNECTIONS, soft // 2))  # descriptors left for the database and files
+    return create_server(app, host=host, port=port, threads=threads, ident="metaformer-nas",
+                         connection_limit=limit, channel_timeout=idle_timeout_s,
+                         cleanup_interval=max(1, idle_timeout_s // 4))
+
+
 def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
           study: str | None = None, refresh_s: float = 5.0,
           threads: int = 8) -> int:
@@ -597,11 +618,8 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
             store.get_study(study)  # StorageError naming the existing studies
         snapshots = _Snapshots(store)
         app = make_app(store, refresh_s=refresh_s, study=study, snapshots=snapshots)
-        from waitress import create_server
-
         try:
-            server = create_server(app.server, host=host, port=port, threads=threads,
-                                   ident="metaformer-nas")
+            server = _make_server(app.server, host, port, threads)
         except (OSError, ValueError) as e:
             import errno
 

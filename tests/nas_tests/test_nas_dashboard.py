@@ -512,3 +512,45 @@ def test_the_trial_panel_says_which_node_a_trial_ran_on():
     for trial, shown in ((ran, "gpu7 (10.0.0.7) node ab12ab12, GPU 0,3"), (rec(0, 0.8, 1.0), "–")):
         panel = _trial_panel(Snapshot(study(), [trial]), 0, "sqlite:///x.db")
         assert rows(panel)["ran on"] == shown
+
+
+def test_stalled_connections_neither_lock_the_page_out_nor_stay_open(tmp_path) -> None:
+    """Sockets that send half a request and go quiet: past waitress's default of 100 every
+    client waited until they timed out (two minutes). 150 of them leave the page served at once,
+    and a quiet connection is closed after the idle limit (2 s here; IDLE_TIMEOUT_S in use)."""
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    from nas._dashboard import IDLE_TIMEOUT_S, _make_server, make_app
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    Store(url).close()
+    with Store(url, read_only=True) as ro:
+        app = make_app(ro).server
+        for idle_s in (IDLE_TIMEOUT_S, 2):
+            server = _make_server(app, "127.0.0.1", 0, 4, idle_timeout_s=idle_s)
+            port = server.effective_port
+            runner = threading.Thread(target=server.run, daemon=True)
+            runner.start()
+            stalled = []
+            try:
+                for _ in range(150 if idle_s == IDLE_TIMEOUT_S else 1):
+                    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # no blank line: incomplete
+                    stalled.append(s)
+                t0 = time.monotonic()
+                if idle_s == IDLE_TIMEOUT_S:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+                        assert r.status == 200 and b"_dash-config" in r.read()
+                    assert time.monotonic() - t0 < 5, "the stalled sockets locked the page out"
+                else:
+                    stalled[0].settimeout(15)
+                    assert stalled[0].recv(1) == b"", "a quiet connection must be closed"
+                    assert time.monotonic() - t0 < 6
+            finally:
+                for s in stalled:
+                    s.close()
+                server.close()
+                runner.join(timeout=10)
