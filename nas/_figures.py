@@ -264,8 +264,9 @@ def importance_figure(snap: Snapshot) -> dict[str, Any]:
     title = (f"{snap.study.name} · parameter importance for {snap.importance_objective} "
              f"({snap.importance_evaluator})")
     if not imp:
-        return empty_figure(title, f"needs 2 or more completed trials, a parameter that varies and "
-                                   f"{snap.importance_objective.name} values that differ")
+        why = (f"needs 2 or more completed trials, a parameter that varies and "
+               f"{snap.importance_objective.name} values that differ")
+        return empty_figure(title, why)
     names = list(imp)[::-1]  # largest on top
     # a dot plot (a stem from 0 to each dot): the bundle we serve has no bar traces
     stems_x: list[float | None] = []

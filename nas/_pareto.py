@@ -24,7 +24,7 @@ import numpy as np
 
 from nas import analysis as A
 from nas.results import ZC_PREFIX, Objective, numeric_fields, parse_objectives
-from nas_errors import ConfigError
+from nas_errors import ConfigError, printable
 
 __all__ = ["StudyFront", "load_fronts", "front_rows", "trial_rows", "write_outputs",
            "write_trials_csv", "print_fronts", "plot_axes"]
@@ -124,7 +124,6 @@ def hypervolumes(fronts: Sequence[StudyFront]) -> tuple[np.ndarray | None, dict[
 def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
                  print_fn: Callable[[Any], None] | None = None) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=max(120, int(os.environ.get("COLUMNS", 0) or 0)))
@@ -132,18 +131,18 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
     for f in fronts:
         names = ", ".join(str(o) for o in f.ev.objectives)
         states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(f.counts.items()))
-        table = Table(title=escape(
+        table = Table(title=table_text(
             f"Pareto front of '{f.name}' (space {f.study.space}) over {names}: "
             f"{len(f.noisy.members)} of {len(f.ev)} completed trials; {len(f.noisy.certain)} "
             f"certain, {len(f.noisy.within_noise)} within noise (z={z:g}); "
-            f"hypervolume {hv[f.name]:.4f} of the box"), caption=escape(
+            f"hypervolume {hv[f.name]:.4f} of the box"), caption=table_text(
             f"trials: {states or 'none'}. Within noise: another trial is not significantly "
             f"worse in any objective (its numbers in 'tied with'). Knee marked *. "
             f"{len(f.noisy.band)} dominated trials lie within noise of the front."))
         extra = [o for o in f.ev.objectives if o.name not in ("accuracy", "macs", "params")]
         for col in ("#", "val acc", "± SE", "GMACs", "params (M)", *(o.name for o in extra),
                     "noise", "tied with", "architecture"):
-            table.add_column(escape(col), justify="left" if col in ("architecture", "noise",
+            table.add_column(table_text(col), justify="left" if col in ("architecture", "noise",
                                                                     "tied with") else "right")
         labels = {m.trial.id: _describe(m.trial) for m in f.noisy.members}
         shared = {v for v, n in Counter(labels.values()).items() if n > 1}
@@ -158,13 +157,21 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
                           _fmt(t.macs and t.macs / 1e9, ".3f"),
                           _fmt(t.params_count and t.params_count / 1e6, ".2f"),
                           *(_fmt(o.of(t), ".4g") for o in extra),
-                          "certain" if m.certain else "within noise", tied, escape(label))
+                          "certain" if m.certain else "within noise", tied, table_text(label))
         show(table)
     sizes = {f.name: len(f.ev) for f in fronts}
     if len(set(sizes.values())) > 1:  # hypervolume grows with the trials a search completed
-        show(escape("note: the studies completed different numbers of trials ("
+        show(table_text("note: the studies completed different numbers of trials ("
                     + ", ".join(f"{n}: {k}" for n, k in sizes.items()) + "); their hypervolumes "
                     "compare searches of different sizes, not only their samplers or spaces"))
+
+
+def table_text(s: str) -> str:
+    """A rich table's text: unprintable characters escaped (names from a database may hold any,
+    an escape sequence among them), then rich's markup."""
+    from rich.markup import escape
+
+    return escape(printable(s))
 
 
 def _fmt(v: float | None, spec: str) -> str:

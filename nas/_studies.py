@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nas._pareto import table_text
 from nas._preflight import INHERITABLE, inherit_settings
 from nas._snapshot import RunRow, silent_for, utc_minute
 from nas._snapshot import run_rows as _run_rows
@@ -80,34 +81,33 @@ def _console():
 
 def print_studies(rows: list[StudyRow], where: str,
                   print_fn: Callable[[Any], None] | None = None) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     show = print_fn or _console().print
-    table = Table(title=escape(f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'} in {where}"))
+    plural = "y" if len(rows) == 1 else "ies"
+    table = Table(title=table_text(f"{len(rows)} stud{plural} in {where}"))
     for col in ("study", "space", "objectives", "trials", "runs", "last run"):
         table.add_column(col, justify="right" if col == "runs" else "left")
     for r in rows:
         trials = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r.states.items())) or "none"
-        table.add_row(escape(r.name), escape(r.space), escape(", ".join(r.objectives)),
+        table.add_row(table_text(r.name), table_text(r.space), table_text(", ".join(r.objectives)),
                       trials, str(r.runs), r.last_run)
     show(table)
 
 
 def print_runs(name: str, rows: list[RunRow], taken: list[str],
                print_fn: Callable[[Any], None] | None = None) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     show = print_fn or _console().print
-    table = Table(title=escape(f"runs of study '{name}'"))
+    table = Table(title=table_text(f"runs of study '{name}'"))
     for col in ("run", "outcome", "started", "wall", "host:pid", "trials", "command", "message"):
         table.add_column(col, justify="right" if col in ("run", "wall", "trials") else "left")
     for r in rows:
         wall = "running" if r.wall_s is None else f"{r.wall_s:.1f} s"
-        table.add_row(f"#{r.id}", r.outcome, r.started, wall, escape(r.where), str(r.trials),
-                      escape(r.command), escape(r.message))
+        table.add_row(f"#{r.id}", r.outcome, r.started, wall, table_text(r.where), str(r.trials),
+                      table_text(r.command), table_text(r.message))
     show(table)
     said = " ".join(taken) if taken else "the defaults (no earlier run set anything else)"
-    show(escape(f"a re-run that types none of these options continues study '{name}' with: "
+    show(table_text(f"a re-run that types none of these options continues study '{name}' with: "
                 f"{said}"))

@@ -40,6 +40,7 @@ from typing import Any
 from nas_errors import (
     NasError,  # the base of every project error (db, proxies, spaces, ...)
     SearchInterrupted,  # a search stopped by a signal, its trials closed
+    printable,  # text from a database or a file, escaped to one printable line
 )
 
 __all__ = ["main", "search_main", "spaces_main", "print_pareto"]
@@ -65,7 +66,7 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 def _fail(msg: str, code: int = EXIT_USAGE) -> int:
     # text from the database (an error, a name) may hold control characters: shown escaped
-    msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
+    msg = printable(msg)
     print(f"error: {msg}", file=sys.stderr)
     return code
 
@@ -647,9 +648,9 @@ def _pareto(args: argparse.Namespace) -> int:
         if not studies:
             raise ConfigError(f"{mask_url(url)} holds no studies yet; run a search first")
         if len(studies) != 1:
+            listed = printable(", ".join(studies[:20]))  # names may hold line breaks
             raise ConfigError(f"--study is needed: {mask_url(url)} holds "
-                              f"{len(studies)} studies" + (f" ({', '.join(studies[:20])})"
-                                                           if studies else ""))
+                              f"{len(studies)} studies" + (f" ({listed})" if studies else ""))
         names = studies
     fronts = _pareto.load_fronts(store, list(dict.fromkeys(names)), objectives, z=args.z)
     if args.group_by and not all(args.group_by in f.study.config for f in fronts):

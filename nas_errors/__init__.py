@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["NasError", "ConfigError", "SpaceError", "SearchInterrupted", "did_you_mean"]
+__all__ = ["NasError", "ConfigError", "SpaceError", "SearchInterrupted", "did_you_mean",
+           "printable"]
 
 
 class NasError(Exception):
@@ -34,6 +35,13 @@ class SearchInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, summary, exit_code: int) -> None:
         super().__init__(message)
         self.summary, self.exit_code = summary, exit_code
+
+
+def printable(text: str) -> str:
+    """``text`` with line breaks, escape sequences and other unprintable characters written as
+    Python escapes (``\\n``, ``\\x1b``): names and errors read from a database or a file may
+    hold anything, and raw they would break a one-line message or drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def did_you_mean(word: object, choices: Iterable[object]) -> str:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nas_errors import SpaceError, did_you_mean
+from nas_errors import SpaceError, did_you_mean, printable
 
 __all__ = ["Doc", "short"]
 
@@ -63,7 +63,7 @@ class _Enough(Exception):
 
 def _one_line(text: str) -> str:
     """Escape line breaks and other unprintable characters (keys may hold anything)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text)
 
 
 class Doc:

@@ -167,6 +167,24 @@ def test_control_characters_in_an_error_are_shown_escaped(db, capsys) -> None:
     assert "\x1b" not in err and "x\\x1b[31mred" in err and err.count("\n") == 1, repr(err)
 
 
+def test_control_characters_in_a_stored_study_name_never_reach_the_terminal(tmp_path,
+                                                                           capsys) -> None:
+    """A name the CLI refuses, written by another tool: the "--study is needed" line was cut at
+    its line break, and the tables of `studies` and `pareto` wrote its escape sequence raw."""
+    url = f"sqlite:///{tmp_path}/nas.db"
+    ctl = "ctl\nx\x1b[31mred\x07"
+    with Store(url, decode_arch=from_dict) as store:
+        _fill(store, ctl, 0, "random", n=4)
+        _fill(store, "zz", 1, "random", n=4)
+    assert main(["pareto", "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(ctl\\nx\\x1b[31mred\\x07, zz)" in err, repr(err)
+    for argv in (["studies", "--db", url], ["pareto", "--db", url, "--study", ctl]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\x07" not in out and "ctl\\nx" in out, repr(out)
+
+
 def test_a_database_without_studies_says_so(tmp_path, capsys) -> None:
     url = f"sqlite:///{tmp_path}/nas.db"
     Store(url).close()  # our tables, no study
