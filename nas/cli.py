@@ -342,6 +342,38 @@ class _StdoutGuard:
         return getattr(self.stream, name)
 
 
+class _OutputLost(Exception):
+    """Standard output could not be written (a full disk, ``> /dev/full``, an I/O error)."""
+
+
+class _StdoutCheck:
+    """``sys.stdout`` during every command but a search (which has :class:`_StdoutGuard`): a
+    failed write ends the command with one line instead of a traceback from wherever it
+    printed. A closed pipe stays BrokenPipeError (``... | head``: Python's silent exit)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputLost(e.strerror or str(e)) from e
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputLost(e.strerror or str(e)) from e
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, ...
+        return getattr(self.stream, name)
+
+
 def print_pareto(store, study: str, objectives: Sequence | None = None) -> None:
     """The Pareto front of a study over its objectives (default: those stored with it), with
     each member marked certain or within noise (``python -m nas pareto`` shows the same)."""
@@ -658,7 +690,12 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError(f"--group-by: {args.group_by!r} is not in every study's run config; "
                           f"keys: {', '.join(keys)}")
     _, hv = _pareto.hypervolumes(fronts)
-    _pareto.print_fronts(fronts, hv, args.z)
+    try:
+        _pareto.print_fronts(fronts, hv, args.z)
+    except _OutputLost:  # the table is lost, the files need not be
+        if args.out:
+            _pareto.write_outputs(fronts, Path(args.out), z=args.z, group_by=args.group_by)
+        raise
     if args.out:
         for path in _pareto.write_outputs(fronts, Path(args.out), z=args.z,
                                           group_by=args.group_by):
@@ -897,11 +934,17 @@ def _run(args: argparse.Namespace) -> int:
         import signal
 
         signal.signal(signal.SIGTERM, _on_sigterm)
+    stdout = sys.stdout
+    if args.command != "search":
+        sys.stdout = _StdoutCheck(stdout)
     try:
         return args.run(args)
     except BrokenPipeError:  # `... | head`: the reader left; say nothing more (Python's recipe)
-        _to_devnull(sys.stdout)
+        _to_devnull(stdout)
         return 1
+    except _OutputLost as e:  # what was printed is lost; files the command wrote are whole
+        _to_devnull(stdout)  # (its buffered rest would fail again at exit)
+        return _fail(f"cannot write to standard output: {e}", EXIT_FAILED)
     except NasError as e:
         return _fail(str(e).splitlines()[0])
     except SearchInterrupted as e:  # the trials are closed: show what exists, then one line
@@ -917,6 +960,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "pareto":
             return _fail("interrupted; no output file was changed", code)
         return _fail("interrupted; finished trials are in the database", code)
+    finally:
+        sys.stdout = stdout
 
 
 def _print_front_of(summary) -> None:

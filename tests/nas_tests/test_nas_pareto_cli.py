@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ from nas.models import analytic_cost, arch_hash, from_dict, to_dict
 from search_spaces import load_space
 
 HOSTILE = "[red]x[/red]<script>alert(1)</script>"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fill(store: Store, name: str, seed: int, sampler: str, n: int = 14) -> None:
@@ -252,3 +257,20 @@ def test_front_members_with_one_short_name_are_told_apart_by_hash(tmp_path, caps
     text = " ".join(text.split())
     for a in (k3, k5):
         assert f"(arch {arch_hash(a)[:8]})" in text, text
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_an_unwritable_stdout_is_one_line_and_out_files_are_still_written(db, tmp_path) -> None:
+    """`... > /dev/full` (a full disk): a traceback from wherever the command printed, and
+    pareto's table failing first left --out unwritten."""
+    url, _ = db
+    out = tmp_path / "out"
+    for argv in (["spaces", "list"], ["pareto", "--db", url, "--study", "a0", "--out", str(out)]):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([sys.executable, "-m", "nas", *argv], stdout=full,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 1, (argv, r.returncode, r.stderr[-2000:])
+        assert r.stderr == "error: cannot write to standard output: No space left on device\n", \
+            (argv, r.stderr[-2000:])
+    assert sorted(p.name for p in out.iterdir()) == ["front.csv", "front.json",
+                                                     "hypervolume.png", "pareto.png", "trials.csv"]
