@@ -776,7 +776,7 @@ def _export(args: argparse.Namespace) -> int:
     from nas.export import export, select_preset, select_trial
 
     if trial_source:
-        selection = select_trial(args.db or default_url(args.runs_dir), args.study,
+        selection = select_trial(args.db or default_url(args.runs_dir, create=False), args.study,
                                  trial=args.trial, pick=args.pick, max_macs=args.max_macs,
                                  name=args.name)
     else:

@@ -265,6 +265,10 @@ def test_missing_sqlite_database_is_refused_not_created(tmp_path, capsys) -> Non
                       str(tmp_path / "x")], capsys)
     assert code == 2 and f"--db sqlite:///{db}: no such SQLite file" in err, err
     assert not db.exists()
+    runs = tmp_path / "runs"  # the default database's folder was created by the refusal
+    code, err = _cli(["--runs-dir", str(runs), "--study", "s", "--trial", "0", "--out",
+                      str(tmp_path / "x")], capsys)
+    assert code == 2 and "no such SQLite file" in err and not runs.exists(), err
 
 
 def test_bad_input_is_refused_before_torch_is_imported(tmp_path) -> None:
