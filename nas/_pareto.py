@@ -182,16 +182,42 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 OUTPUTS = ("front.csv", "front.json", "trials.csv", "pareto.png", "hypervolume.png")
+#: written beside them: a folder holding it is an earlier --out, whose files are replaced
+MARKER = ".nas-pareto"
+_MARKER_TEXT = ("Written by `python -m nas pareto --out` (metaformer-nas): the next pareto --out "
+                "into this folder replaces " + ", ".join(OUTPUTS) + ".\n")
+
+
+def _earlier_output(out: Path) -> bool:
+    """Whether ``out`` was written by pareto --out: its marker, or (before the marker) a
+    front.json with pareto's own reference rule."""
+    if (out / MARKER).is_file():
+        return True
+    try:
+        return '"reference_rule"' in (out / "front.json").read_text(errors="replace")[:4096]
+    except OSError:
+        return False
+
+
+def check_out(out: Path, *, force: bool = False) -> None:
+    """Refuse (ConfigError, one line) an ``out`` where writing would replace a file that pareto
+    did not write, unless ``force``; a directory where a file goes is refused even so."""
+    clash = [n for n in OUTPUTS if (out / n).is_dir()]
+    if clash:
+        raise ConfigError(f"--out {out}: {clash[0]} there is a directory; choose another --out")
+    theirs = [n for n in OUTPUTS if (out / n).exists() or (out / n).is_symlink()]
+    if theirs and not force and not _earlier_output(out):
+        raise ConfigError(f"--out {out} already holds {', '.join(theirs)}, which pareto did not "
+                          "write; choose another --out, or pass --force to replace them")
 
 
 def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
                   group_by: str | None = None) -> list[Path]:
     """front.csv, front.json, trials.csv, pareto.png and hypervolume.png in ``out`` (created),
     all or none:
-    written into a temporary folder inside ``out``, then renamed over the old ones."""
-    clash = [n for n in OUTPUTS if (out / n).is_dir()]
-    if clash:
-        raise ConfigError(f"--out {out}: {clash[0]} there is a directory; choose another --out")
+    written into a temporary folder inside ``out``, then renamed over the old ones (see
+    :func:`check_out` for which old ones may be replaced); then the folder's marker."""
+    check_out(out, force=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".pareto-partial-", dir=out))
@@ -201,6 +227,7 @@ def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
         written = _write_files(fronts, tmp, z=z, group_by=group_by)
         for path in written:
             os.replace(path, out / path.name)
+        (out / MARKER).write_text(_MARKER_TEXT)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [out / path.name for path in written]

@@ -650,6 +650,9 @@ def _add_pareto(sub) -> argparse.ArgumentParser:
     p.add_argument("--group-by", default=None, metavar="KEY",
                    help="in hypervolume.png, average the studies that share this run-config "
                         "value (e.g. sampler), with their min-max band (seeds)")
+    p.add_argument("--force", action="store_true",
+                   help="with --out: replace those five files even where pareto did not write "
+                        "them (an earlier --out's are replaced anyway)")
     p.set_defaults(run=_pareto)
     return p
 
@@ -665,11 +668,14 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError("--out must name a folder; got an empty string")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: cannot write there: it is a file, not a folder")
+    from nas import _pareto
     from nas.results import parse_objectives
+
+    if args.out:  # before the table: a refusal after it would hide the one line
+        _pareto.check_out(Path(args.out), force=args.force)
 
     objectives = parse_objectives(args.objectives) if args.objectives else None
     from db import Store, default_url, mask_url
-    from nas import _pareto
     from nas.models import from_dict
 
     url = args.db or default_url(args.runs_dir, create=False)

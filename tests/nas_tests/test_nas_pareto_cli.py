@@ -165,6 +165,34 @@ def test_out_is_all_or_nothing_and_unwritable_places_are_one_line(db, tmp_path, 
     assert "is a directory" in err[0] and "cannot write there" in err[1] and "finite" in err[2]
 
 
+def test_out_replaces_an_earlier_out_but_no_other_file_unless_forced(db, tmp_path,
+                                                                     capsys) -> None:
+    """A folder of the user's own with a trials.csv was silently overwritten."""
+    url, _ = db
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "trials.csv").write_text("my data\n")
+    (mine / "notes.txt").write_text("mine too\n")
+    argv = ["pareto", "--db", url, "--study", "a0", "--out", str(mine)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        f"error: --out {mine} already holds trials.csv, which pareto did not write; choose "
+        "another --out, or pass --force to replace them\n"), captured
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "trials.csv"]
+    assert (mine / "trials.csv").read_text() == "my data\n"
+    assert main([*argv, "--force"]) == 0
+    assert (mine / "trials.csv").read_text().startswith("study,trial,")
+    assert main(argv) == 0, "an earlier --out is replaced without --force"
+    assert (mine / "notes.txt").read_text() == "mine too\n"
+    legacy = tmp_path / "legacy"  # written before the marker: known by its front.json
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", str(legacy)]) == 0
+    (legacy / ".nas-pareto").unlink()
+    assert main(["pareto", "--db", url, "--study", "a1", "--out", str(legacy)]) == 0
+    assert '"name": "a1"' in (legacy / "front.json").read_text()
+    capsys.readouterr()
+
+
 def test_control_characters_in_an_error_are_shown_escaped(db, capsys) -> None:
     url, _ = db
     assert main(["pareto", "--db", url, "--study", "x\x1b[31mred"]) == 2
@@ -272,5 +300,5 @@ def test_an_unwritable_stdout_is_one_line_and_out_files_are_still_written(db, tm
         assert r.returncode == 1, (argv, r.returncode, r.stderr[-2000:])
         assert r.stderr == "error: cannot write to standard output: No space left on device\n", \
             (argv, r.stderr[-2000:])
-    assert sorted(p.name for p in out.iterdir()) == ["front.csv", "front.json",
+    assert sorted(p.name for p in out.iterdir()) == [".nas-pareto", "front.csv", "front.json",
                                                      "hypervolume.png", "pareto.png", "trials.csv"]
