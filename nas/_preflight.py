@@ -93,6 +93,10 @@ def check_settings(cfg: Any, *, resolved: bool = False) -> None:
     if cfg.executor == "local" and cfg.ray_address:
         raise ConfigError("--executor local runs trials in this process; it cannot be "
                           "combined with --ray-address")
+    if cfg.executor == "local" and (cfg.max_concurrent or 1) > 1:
+        raise ConfigError(f"--executor local runs one trial at a time, in this process; "
+                          f"--max-concurrent {cfg.max_concurrent} needs --executor ray (the "
+                          "default), or leave it out")
     if cfg.ray_address is not None:
         ray_endpoint(cfg.ray_address)
     if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, (int, float)) or not (

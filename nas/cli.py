@@ -766,7 +766,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.max_macs is not None and args.pick is None:
         raise ConfigError("--max-macs only applies to --pick")
     if args.max_macs is not None and not (math.isfinite(args.max_macs) and args.max_macs > 0):
-        raise ConfigError(f"--max-macs must be a positive number; got {args.max_macs}")
+        raise ConfigError(f"--max-macs must be a finite number > 0; got {args.max_macs}")
     for flag, value in (("--num-classes", args.num_classes), ("--img-size", args.img_size)):
         if value < 1:
             raise ConfigError(f"{flag} must be an integer >= 1; got {value}")

@@ -230,17 +230,38 @@ DEFAULT_OBJECTIVES: tuple[Objective, ...] = (Objective("accuracy", "max"),
                                              Objective("macs", "min"))
 
 
-def parse_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
-    """``"accuracy:max,macs:min"`` (or a list of such items) as a frozen objective list."""
+#: metrics of the test split: reported beside each trial, never used to choose one
+HELD_OUT = ("test_accuracy", "test_accuracy_se", "num_test")
+
+
+def parse_objectives(spec: str | Sequence[str], *,
+                     search: bool = False) -> tuple[Objective, ...]:
+    """``"accuracy:max,macs:min"`` (or a list of such items) as a frozen objective list.
+
+    ``search``: for what a search optimises, where the held-out test split's metrics are
+    refused (a search that selects on them leaves no unbiased estimate; ``pareto`` may still
+    show them) and left out of the metrics an error names.
+    """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
-    allowed = numeric_fields()
+    if not "".join(map(str, items)).strip():
+        raise ConfigError("--objectives is empty; give name:max or name:min items separated by "
+                          "commas, e.g. accuracy:max,macs:min")
+    allowed = [n for n in numeric_fields() if not (search and n in HELD_OUT)]
     out: list[Objective] = []
     known_zc: list[str] | None = None
     for item in items:
         name, sep, direction = str(item).strip().partition(":")
+        if not str(item).strip():
+            raise ConfigError("--objectives: an empty item (a comma too many?); give "
+                              "name:max or name:min items separated by commas, e.g. "
+                              "accuracy:max,macs:min")
         if not sep or direction not in ("max", "min"):
             raise ConfigError(f"--objectives: each item must be name:max or name:min; "
                               f"got {str(item).strip()!r}")
+        if search and name in HELD_OUT:
+            raise ConfigError(f"--objectives: {name!r} is measured on the held-out test split, "
+                              "which a search never selects on; optimise accuracy (validation) "
+                              "and read test_accuracy in `python -m nas pareto`")
         if name.startswith(ZC_PREFIX):
             known_zc = known_zc if known_zc is not None else _known_zero_cost()
             if name[len(ZC_PREFIX):] not in known_zc:
@@ -259,20 +280,9 @@ def parse_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-#: metrics of the test split: reported beside each trial, never used to choose one
-HELD_OUT = ("test_accuracy", "test_accuracy_se", "num_test")
-
-
 def parse_search_objectives(spec: str | Sequence[str]) -> tuple[Objective, ...]:
-    """:func:`parse_objectives` for what a search optimises: the held-out test split is refused
-    (a search that selects on it leaves no unbiased estimate; ``pareto`` may still show it)."""
-    out = parse_objectives(spec)
-    for o in out:
-        if o.name in HELD_OUT:
-            raise ConfigError(f"--objectives: {o.name!r} is measured on the held-out test split, "
-                              "which a search never selects on; optimise accuracy (validation) "
-                              "and read test_accuracy in `python -m nas pareto`")
-    return out
+    """:func:`parse_objectives` for what a search optimises (``search=True``)."""
+    return parse_objectives(spec, search=True)
 
 
 def objective_names(objectives: Sequence[Objective]) -> tuple[str, ...]:

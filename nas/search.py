@@ -874,7 +874,10 @@ def placement(resources: dict, cpus_per_trial: float | None, gpus_per_trial: flo
     cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     gpu = (1.0 if gpus else 0.0) if gpus_per_trial is None else float(gpus_per_trial)
     if gpu > gpus:
-        raise ConfigError(f"--gpus-per-trial {gpu:g} but {what} has {gpus:g} GPU(s)")
+        allowed = "0 or a fraction up to the GPU count" if gpus else \
+            "0, or leave it out: trials then train on CPU"
+        raise ConfigError(f"--gpus-per-trial {gpu:g} but {what} has {gpus:g} GPU(s); "
+                          f"allowed: {allowed}")
     cpu = float(cpus_per_trial) if cpus_per_trial is not None else (
         max(1.0, math.floor(cpus / math.ceil(gpus / gpu))) if gpu else 1.0)
     if cpu > cpus:

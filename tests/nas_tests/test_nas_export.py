@@ -19,7 +19,7 @@ import yaml
 
 from db import Store
 from nas.cli import main
-from nas.export import check_out_dir, default_name, pick_trial
+from nas.export import check_name, check_out_dir, default_name, pick_trial
 from nas.models import arch_hash, from_dict, get_preset, register_timm, to_dict
 from nas.models.presets import TIMM_NAMES
 from nas_errors import ConfigError
@@ -147,6 +147,11 @@ def test_default_name_is_a_timm_style_identifier() -> None:
     assert default_name("tiny", 2) == "tiny_trial2"
     assert default_name("My-Study.v2", 13) == "my_study_v2_trial13"
     assert default_name("2024_run", 0) == "nas_2024_run_trial0"
+    # names the CLI refuses, written by another tool: the default was "______etc_trial0", which
+    # check_name refused, blaming a --name the user never gave
+    for study, name in (("../../etc", "etc_trial0"), ("__init__", "init_trial0"),
+                        ("ünï cödé", "n_c_d_trial0"), ("a\x1b[31m", "a_31m_trial0")):
+        assert default_name(study, 0) == name and check_name(name) == name
 
 
 # --------------------------------------------------------------------------- bad input, CLI
@@ -164,7 +169,10 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
     (["--study", "s", "--trial", "3"], "trial #3 of study 's' is PRUNED"),
     (["--study", "tied", "--pick", "best"], "--pick best is ambiguous in study 'tied'"),
     (["--study", "s", "--trial", "1", "--max-macs", "4e9"], "--max-macs only applies to --pick"),
-    (["--study", "s", "--pick", "best", "--max-macs", "-1"], "--max-macs must be a positive"),
+    (["--study", "s", "--pick", "best", "--max-macs", "-1"],
+     "--max-macs must be a finite number > 0"),
+    (["--study", "s", "--pick", "best", "--max-macs", "inf"],
+     "--max-macs must be a finite number > 0; got inf"),
     (["--trial", "1"], "--trial needs --study"),
     (["--preset", "caformer_s18", "--study", "s"], "--study is for --trial or --pick"),
     (["--preset", "cafromer_s18"], "unknown preset 'cafromer_s18'"),

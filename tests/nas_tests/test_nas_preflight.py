@@ -96,6 +96,16 @@ def test_bad_placement_is_refused(field, value, message):
         check_settings(dataclasses.replace(BASE, **{field: value}))
 
 
+def test_the_local_executor_refuses_more_than_one_trial_at_a_time():
+    """--executor local --max-concurrent 5 ran one trial at a time, saying nothing."""
+    local = dataclasses.replace(BASE, executor="local")
+    with pytest.raises(ConfigError, match=r"^--executor local runs one trial at a time, in this "
+                                          r"process; --max-concurrent 5 needs --executor ray"):
+        check_settings(dataclasses.replace(local, max_concurrent=5))
+    check_settings(dataclasses.replace(local, max_concurrent=1))
+    check_settings(local)
+
+
 @pytest.mark.parametrize("resources, cpus, gpus, most, expected", [
     ({"CPU": 2}, None, None, None, ({"cpu": 1.0, "gpu": 0.0}, 2, "1 CPU")),
     ({"CPU": 2}, None, None, 1, ({"cpu": 1.0, "gpu": 0.0}, 1, "1 CPU")),
@@ -113,8 +123,12 @@ def test_placement_shares_the_cluster(resources, cpus, gpus, most, expected):
 def test_placement_beyond_the_cluster_is_refused():
     from nas.search import placement
 
-    with pytest.raises(ConfigError, match="--gpus-per-trial 1 but the Ray cluster has 0 GPU"):
+    with pytest.raises(ConfigError, match="--gpus-per-trial 1 but the Ray cluster has 0 GPU") \
+            as e:
         placement({"CPU": 2}, None, 1, None)
+    assert str(e.value).endswith("; allowed: 0, or leave it out: trials then train on CPU")
+    with pytest.raises(ConfigError, match="has 2 GPU.*; allowed: 0 or a fraction up to the GPU"):
+        placement({"CPU": 8, "GPU": 2}, None, 3, None)
     with pytest.raises(ConfigError, match="--cpus-per-trial 4 but the Ray cluster has 2 CPU"):
         placement({"CPU": 2}, 4, None, None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -65,9 +66,11 @@ def test_objectives_parse_any_recorded_numeric_metric():
     ("acuracy:max", "unknown metric 'acuracy'"),
     ("device:max", "unknown metric 'device'"),  # recorded, but not numeric
     ("macs:min,macs:max", "'macs' given twice"),
+    ("accuracy:max,", "an empty item (a comma too many?)"),
+    ("", "--objectives is empty; give name:max or name:min items"),
 ])
 def test_bad_objectives_say_what_is_allowed(text, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as e:
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
         parse_objectives(text)
     if "acuracy" in text:
         assert "did you mean 'accuracy'" in str(e.value)
@@ -81,6 +84,10 @@ def test_a_search_never_optimises_the_held_out_test_split(name):
     with pytest.raises(ConfigError, match=f"'{name}' is measured on the held-out test split"):
         parse_search_objectives(f"{name}:max,macs:min")
     assert parse_search_objectives("accuracy:max,macs:min") == DEFAULT_OBJECTIVES
+    with pytest.raises(ConfigError, match="unknown metric 'foo'") as e:  # named what is allowed
+        parse_search_objectives("foo:max")
+    assert "test_accuracy" not in str(e.value) and "num_test" not in str(e.value), e.value
+    assert "num_test" in str(pytest.raises(ConfigError, parse_objectives, "foo:max").value)
 
 
 def test_every_numeric_objective_is_read_back_from_a_stored_trial():
