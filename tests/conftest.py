@@ -238,17 +238,8 @@ def pg_database_url(postgres_url: str) -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under ``pytest -n 2 --dist loadgroup`` the end-to-end tests that start Ray run one after
-    another on one worker (each Ray search already uses both cores), the rest on the other.
-
-    An end-to-end test marked ``without_ray`` (trials in-process, a browser, input refused before
-    Ray starts) leaves that queue: its module's such tests form a group of their own, so the other
-    worker can run them beside the Ray tests and a module-scoped fixture still runs once.
-    """
+    """Under ``pytest -n 2 --dist loadgroup`` the end-to-end tests run one after another on one
+    worker (each already uses both cores), the rest on the other."""
     for item in items:
-        if "e2e_tests" not in item.nodeid.split("/"):
-            continue
-        if item.get_closest_marker("without_ray") is None:
+        if "e2e_tests" in item.nodeid.split("/"):
             item.add_marker(pytest.mark.xdist_group("e2e"))
-        else:
-            item.add_marker(pytest.mark.xdist_group(f"e2e-without-ray:{item.module.__name__}"))

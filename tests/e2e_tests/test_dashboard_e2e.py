@@ -21,7 +21,7 @@ from nas._figures import PLOTLY_JS
 from nas.models import to_dict
 from search_spaces import load_space
 
-pytestmark = [pytest.mark.browser, pytest.mark.without_ray]
+pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"

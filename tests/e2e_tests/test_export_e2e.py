@@ -27,7 +27,7 @@ from nas.models import analytic_cost, arch_hash, build_model, from_dict
 from nas.search import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.without_ray]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

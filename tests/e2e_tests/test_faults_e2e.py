@@ -219,7 +219,6 @@ def test_a_trial_whose_worker_is_killed_is_retried_not_failed(tmp_path):
     assert f"{budget}/{budget} done · 0 running · 0 failed" in final, final
 
 
-@pytest.mark.without_ray
 def test_a_trial_killed_mid_training_resumes_after_its_last_epoch(tmp_path):
     """kill -9 after a trial's first epoch; the re-run retries that architecture from its
     saved state and finishes it (--executor local: the trial runs in the process that is

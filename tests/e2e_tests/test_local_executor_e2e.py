@@ -13,7 +13,7 @@ import pytest
 from db import Store
 from nas.search import EXHAUSTED_MESSAGE, SearchConfig, run_search
 
-pytestmark = [pytest.mark.slow, pytest.mark.without_ray]
+pytestmark = pytest.mark.slow
 
 
 def test_local_executor_completes_and_records_like_ray(tmp_path, monkeypatch):

@@ -62,7 +62,6 @@ def test_search_on_postgresql_never_shows_the_password(pg_database_url, tmp_path
             assert password.encode() not in f.read_bytes(), f"password written to {f}"
 
 
-@pytest.mark.without_ray
 def test_a_database_lost_for_longer_than_the_wait_stops_the_search_and_the_resume_closes_it(
         private_postgres, tmp_path):
     """The server goes down after the first trial is recorded and stays down past

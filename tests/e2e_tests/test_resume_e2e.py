@@ -54,7 +54,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
-@pytest.mark.without_ray
 def test_a_study_run_again_takes_the_options_left_out_from_its_runs(tmp_path):
     # a search typed with its own settings, continued by commands that leave them out: they
     # train and count as the study did
@@ -84,7 +83,6 @@ def test_a_study_run_again_takes_the_options_left_out_from_its_runs(tmp_path):
     assert "(give --epochs 1, or leave it out: a resumed study takes its own)" in r.stderr
 
 
-@pytest.mark.without_ray
 @pytest.mark.parametrize("args, message", [
     (["--study", " x"], "--study must be"),
     (["--study", "y" * 300], "(300 characters)"),
@@ -109,7 +107,6 @@ def test_bad_input_is_one_line_exit_2_before_anything_starts(tmp_path, args, mes
     assert not runs.exists(), "nothing (database, cache, Ray) may start before the checks"
 
 
-@pytest.mark.without_ray
 def test_batch_larger_than_the_dataset_is_refused_before_ray(tmp_path):
     r = _cli("--space", "tiny", "--budget", "1", "--runs-dir", str(tmp_path),
              "--batch-size", "100000")
@@ -119,7 +116,6 @@ def test_batch_larger_than_the_dataset_is_refused_before_ray(tmp_path):
     assert not (tmp_path / "ray").exists()
 
 
-@pytest.mark.without_ray
 def test_damaged_optuna_schema_is_one_line_before_ray(tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
     Store(url).close()

@@ -150,20 +150,17 @@ def _usage_error(r: subprocess.CompletedProcess) -> str:
     return err[0]
 
 
-@pytest.mark.without_ray
 def test_cli_unknown_space_lists_known_ones_and_exits_2():
     err = _usage_error(_cli("--space", "hybrid_conv_atn", "--budget", "1"))
     assert "hybrid_conv_attn" in err and "did you mean" in err, err
 
 
-@pytest.mark.without_ray
 def test_cli_unreachable_database_is_one_line_exit_2(tmp_path):
     err = _usage_error(_cli("--space", "tiny", "--budget", "1", "--db",
                             "postgresql://nobody@127.0.0.1:1/nas", "--runs-dir", str(tmp_path)))
     assert "127.0.0.1" in err, err
 
 
-@pytest.mark.without_ray
 def test_cli_help_names_the_documented_options():
     r = _cli("--help")
     assert r.returncode == 0
@@ -171,7 +168,6 @@ def test_cli_help_names_the_documented_options():
         assert opt in r.stdout, opt
 
 
-@pytest.mark.without_ray
 def test_spaces_sample_cli_prints_canonical_json():
     r = subprocess.run([sys.executable, "-m", "nas", "spaces", "sample", "tiny", "-n", "2"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -211,7 +207,6 @@ def test_our_table_and_optunas_count_the_same_proposals(searched):
     assert n["INFEASIBLE"] == sum("infeasible" in t.user_attrs for t in ot)
 
 
-@pytest.mark.without_ray
 def test_python_m_nas_help_lists_the_subcommands():
     r = subprocess.run([sys.executable, "-m", "nas", "--help"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
@@ -219,7 +214,6 @@ def test_python_m_nas_help_lists_the_subcommands():
     assert "search" in r.stdout and "spaces" in r.stdout, r.stdout
 
 
-@pytest.mark.without_ray
 def test_cli_bad_objective_is_one_line_exit_2(tmp_path, capsys):
     # the CLI's entry point in this process (a subprocess adds ~4.5 s of imports); the exit
     # through a real process is checked by the unknown-space and unreachable-database tests
@@ -252,7 +246,6 @@ def test_latency_and_params_as_objectives(ray_session, tmp_path):
                                         trial.params_count]
 
 
-@pytest.mark.without_ray
 def test_data_cli_lists_and_prepares_a_user_dataset(tmp_path):
     import numpy as np
 

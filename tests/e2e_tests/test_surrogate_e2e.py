@@ -11,7 +11,7 @@ from db import Store
 from nas._surrogate import MIN_OBSERVATIONS
 from nas.search import SearchConfig, run_search
 
-pytestmark = [pytest.mark.slow, pytest.mark.without_ray]
+pytestmark = pytest.mark.slow
 
 
 def test_surrogate_screen_waits_for_data_then_learns_across_a_resume(tmp_path):

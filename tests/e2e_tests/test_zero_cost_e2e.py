@@ -63,7 +63,6 @@ def test_zero_cost_objective_without_zero_cost_flag(ray_session, tmp_path):
     assert told == sorted([t.metrics["zc_naswot"], t.macs] for t in done), (told, done)
 
 
-@pytest.mark.without_ray
 @pytest.mark.parametrize("flag, value, message", [
     ("--zero-cost", "synflow,nasbot", "--zero-cost: unknown zero-cost proxy 'nasbot'"),
     ("--prescreen", "synflow:1", "--prescreen must be <zero-cost proxy or surrogate>:K"),
