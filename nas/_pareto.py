@@ -191,10 +191,16 @@ _MARKER_TEXT = ("Written by `python -m nas pareto --out` (metaformer-nas): the n
 def _earlier_output(out: Path) -> bool:
     """Whether ``out`` was written by pareto --out: its marker, or (before the marker) a
     front.json with pareto's own reference rule."""
-    if (out / MARKER).is_file():
+    def plain(path: Path) -> bool:  # a regular file, not a link (nor a FIFO, a device, ...)
+        return path.is_file() and not path.is_symlink()
+
+    if plain(out / MARKER):
         return True
     try:
-        return '"reference_rule"' in (out / "front.json").read_text(errors="replace")[:4096]
+        if not plain(out / "front.json"):
+            return False
+        with open(out / "front.json", "rb") as fh:
+            return b'"reference_rule"' in fh.read(4096)
     except OSError:
         return False
 
@@ -202,7 +208,7 @@ def _earlier_output(out: Path) -> bool:
 def check_out(out: Path, *, force: bool = False) -> None:
     """Refuse (ConfigError, one line) an ``out`` where writing would replace a file that pareto
     did not write, unless ``force``; a directory where a file goes is refused even so."""
-    clash = [n for n in OUTPUTS if (out / n).is_dir()]
+    clash = [n for n in (*OUTPUTS, MARKER) if (out / n).is_dir()]
     if clash:
         raise ConfigError(f"--out {out}: {clash[0]} there is a directory; choose another --out")
     theirs = [n for n in OUTPUTS if (out / n).exists() or (out / n).is_symlink()]
@@ -225,9 +231,9 @@ def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
         raise ConfigError(f"--out {out}: cannot write there: {e.strerror or e}") from None
     try:
         written = _write_files(fronts, tmp, z=z, group_by=group_by)
-        for path in written:
+        (tmp / MARKER).write_text(_MARKER_TEXT)
+        for path in [*written, tmp / MARKER]:  # (a link there is replaced, not written through)
             os.replace(path, out / path.name)
-        (out / MARKER).write_text(_MARKER_TEXT)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [out / path.name for path in written]

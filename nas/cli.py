@@ -941,10 +941,13 @@ def _run(args: argparse.Namespace) -> int:
 
         signal.signal(signal.SIGTERM, _on_sigterm)
     stdout = sys.stdout
-    if args.command != "search":
+    if args.command != "search" and stdout is not None:  # (None: started with fd 1 closed)
         sys.stdout = _StdoutCheck(stdout)
     try:
-        return args.run(args)
+        code = args.run(args)
+        if sys.stdout is not None:  # what is still buffered fails here, not at exit (120)
+            sys.stdout.flush()
+        return code
     except BrokenPipeError:  # `... | head`: the reader left; say nothing more (Python's recipe)
         _to_devnull(stdout)
         return 1

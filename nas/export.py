@@ -145,8 +145,8 @@ def check_name(name: str) -> str:
 def default_name(study: str, number: int) -> str:
     """``<study>_trial<N>`` as a lowercase identifier (timm style) that :func:`check_name`
     takes, whatever the study's name (one written by another tool may be ``../../etc``)."""
-    name = re.sub(r"[^a-z0-9]+", "_", f"{study}_trial{number}".lower()).strip("_")
-    return f"nas_{name}" if name[0].isdigit() or name in reserved_names() else name
+    name = re.sub(r"[^a-z0-9_]", "_", f"{study}_trial{number}".lower()).lstrip("_")
+    return f"nas_{name}" if name[0].isdigit() else name
 
 
 # --------------------------------------------------------------------------- choosing a trial

@@ -518,6 +518,7 @@ def test_stalled_connections_neither_lock_the_page_out_nor_stay_open(tmp_path) -
     """Sockets that send half a request and go quiet: past waitress's default of 100 every
     client waited until they timed out (two minutes). 150 of them leave the page served at once,
     and a quiet connection is closed after the idle limit (2 s here; IDLE_TIMEOUT_S in use)."""
+    import resource
     import socket
     import threading
     import time
@@ -525,6 +526,9 @@ def test_stalled_connections_neither_lock_the_page_out_nor_stay_open(tmp_path) -
 
     from nas._dashboard import IDLE_TIMEOUT_S, _make_server, make_app
 
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1024:  # the server then takes soft // 2
+        pytest.skip(f"needs a file-descriptor limit of 1024 or more (ulimit -n: {soft})")
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     Store(url).close()
     with Store(url, read_only=True) as ro:

@@ -190,6 +190,16 @@ def test_out_replaces_an_earlier_out_but_no_other_file_unless_forced(db, tmp_pat
     (legacy / ".nas-pareto").unlink()
     assert main(["pareto", "--db", url, "--study", "a1", "--out", str(legacy)]) == 0
     assert '"name": "a1"' in (legacy / "front.json").read_text()
+    linked = tmp_path / "linked"  # a marker that is a link is not pareto's, nor written through
+    linked.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (linked / ".nas-pareto").symlink_to(victim)
+    (linked / "front.csv").write_text("mine\n")
+    argv = ["pareto", "--db", url, "--study", "a0", "--out", str(linked)]
+    assert main(argv) == 2
+    assert main([*argv, "--force"]) == 0
+    assert victim.read_text() == "keep me\n" and not (linked / ".nas-pareto").is_symlink()
     capsys.readouterr()
 
 
@@ -293,12 +303,18 @@ def test_an_unwritable_stdout_is_one_line_and_out_files_are_still_written(db, tm
     pareto's table failing first left --out unwritten."""
     url, _ = db
     out = tmp_path / "out"
+    # buffered, as in a shell: a short output is written only at exit, which failed there (120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     for argv in (["spaces", "list"], ["pareto", "--db", url, "--study", "a0", "--out", str(out)]):
         with open("/dev/full", "w") as full:
             r = subprocess.run([sys.executable, "-m", "nas", *argv], stdout=full,
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120, env=env)
         assert r.returncode == 1, (argv, r.returncode, r.stderr[-2000:])
         assert r.stderr == "error: cannot write to standard output: No space left on device\n", \
             (argv, r.stderr[-2000:])
     assert sorted(p.name for p in out.iterdir()) == [".nas-pareto", "front.csv", "front.json",
                                                      "hypervolume.png", "pareto.png", "trials.csv"]
+    # started with its stdout closed (`>&-`, some supervisors): Python's stdout is None there
+    r = subprocess.run([sys.executable, "-m", "nas", "spaces", "list"], stderr=subprocess.PIPE,
+                       text=True, cwd=ROOT, timeout=120, env=env, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stderr[-2000:])
