@@ -536,7 +536,13 @@ def test_stalled_connections_neither_lock_the_page_out_nor_stay_open(tmp_path) -
         for idle_s in (IDLE_TIMEOUT_S, 2):
             server = _make_server(app, "127.0.0.1", 0, 4, idle_timeout_s=idle_s)
             port = server.effective_port
-            runner = threading.Thread(target=server.run, daemon=True)
+            stop = threading.Event()
+
+            def loop(server=server, stop=stop) -> None:  # server.run(), but one that stops:
+                while not stop.is_set():  # closing its socket under run() broke its select
+                    server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+
+            runner = threading.Thread(target=loop, daemon=True)
             runner.start()
             stalled = []
             try:
@@ -556,5 +562,6 @@ def test_stalled_connections_neither_lock_the_page_out_nor_stay_open(tmp_path) -
             finally:
                 for s in stalled:
                     s.close()
-                server.close()
+                stop.set()
                 runner.join(timeout=10)
+                server.close()

@@ -4,6 +4,8 @@ and one-line errors."""
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 import os
 import subprocess
@@ -298,23 +300,33 @@ def test_front_members_with_one_short_name_are_told_apart_by_hash(tmp_path, caps
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_an_unwritable_stdout_is_one_line_and_out_files_are_still_written(db, tmp_path) -> None:
+def test_an_unwritable_stdout_is_one_line_and_out_files_are_still_written(db, tmp_path,
+                                                                          monkeypatch,
+                                                                          capsys) -> None:
     """`... > /dev/full` (a full disk): a traceback from wherever the command printed, and
     pareto's table failing first left --out unwritten."""
-    url, _ = db
-    out = tmp_path / "out"
     # buffered, as in a shell: a short output is written only at exit, which failed there (120)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    for argv in (["spaces", "list"], ["pareto", "--db", url, "--study", "a0", "--out", str(out)]):
-        with open("/dev/full", "w") as full:
-            r = subprocess.run([sys.executable, "-m", "nas", *argv], stdout=full,
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120, env=env)
-        assert r.returncode == 1, (argv, r.returncode, r.stderr[-2000:])
-        assert r.stderr == "error: cannot write to standard output: No space left on device\n", \
-            (argv, r.stderr[-2000:])
-    assert sorted(p.name for p in out.iterdir()) == [".nas-pareto", "front.csv", "front.json",
-                                                     "hypervolume.png", "pareto.png", "trials.csv"]
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "nas", "spaces", "list"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120, env=env)
+    assert (r.returncode, r.stderr) == (
+        1, "error: cannot write to standard output: No space left on device\n"), r.stderr[-2000:]
     # started with its stdout closed (`>&-`, some supervisors): Python's stdout is None there
     r = subprocess.run([sys.executable, "-m", "nas", "spaces", "list"], stderr=subprocess.PIPE,
                        text=True, cwd=ROOT, timeout=120, env=env, preexec_fn=lambda: os.close(1))
     assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stderr[-2000:])
+
+    class Full(io.StringIO):  # pareto in this process (a subprocess takes 11 s), stdout full
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    url, _ = db
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "stdout", Full())
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", str(out)]) == 1
+    monkeypatch.undo()
+    assert capsys.readouterr().err == \
+        "error: cannot write to standard output: No space left on device\n"
+    assert sorted(p.name for p in out.iterdir()) == [".nas-pareto", "front.csv", "front.json",
+                                                     "hypervolume.png", "pareto.png", "trials.csv"]
