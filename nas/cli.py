@@ -355,16 +355,15 @@ class _StdoutCheck:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise _OutputLost(e.strerror or str(e)) from e
+        return self._checked(self.stream.write, text)
 
     def flush(self) -> None:
+        self._checked(self.stream.flush)
+
+    @staticmethod
+    def _checked(call, *args):
         try:
-            self.stream.flush()
+            return call(*args)
         except BrokenPipeError:
             raise
         except OSError as e:
@@ -696,16 +695,17 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError(f"--group-by: {args.group_by!r} is not in every study's run config; "
                           f"keys: {', '.join(keys)}")
     _, hv = _pareto.hypervolumes(fronts)
+    lost = None
     try:
         _pareto.print_fronts(fronts, hv, args.z)
-    except _OutputLost:  # the table is lost, the files need not be
-        if args.out:
-            _pareto.write_outputs(fronts, Path(args.out), z=args.z, group_by=args.group_by)
-        raise
-    if args.out:
-        for path in _pareto.write_outputs(fronts, Path(args.out), z=args.z,
-                                          group_by=args.group_by):
-            print(f"wrote {path}")
+    except _OutputLost as e:  # the table is lost, the files need not be
+        lost = e
+    written = _pareto.write_outputs(fronts, Path(args.out), z=args.z,
+                                    group_by=args.group_by) if args.out else []
+    if lost is not None:
+        raise lost
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
