@@ -1,9 +1,9 @@
 # One-command set-up, search and tests (see README.md).
 #   make setup   installs missing system packages (apt, when root), creates .venv, installs the project
 #   make search  set-up + a 20-trial search of hybrid_conv_attn on the embedded clutter task
-#   make test    set-up + the test suite in 2 pytest-xdist workers: the end-to-end tests one after
-#                another on one, the rest on the other (db tests on SQLite and a throw-away
-#                PostgreSQL server, the dashboard in headless chromium)
+#   make test    set-up + the test suite in 2 pytest-xdist workers, each taking the next test as it
+#                finishes one (db tests on SQLite and a throw-away PostgreSQL server, the
+#                dashboard in headless chromium)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -46,7 +46,7 @@ search: setup
 	$(PY) run_search.py --space $(SPACE) --budget $(BUDGET)
 
 test: setup
-	NAS_REQUIRE_POSTGRES=1 NAS_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
+	NAS_REQUIRE_POSTGRES=1 NAS_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check nas nas_errors search_spaces proxies db tests run_search.py benchmarks

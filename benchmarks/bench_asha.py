@@ -31,9 +31,11 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/bench_asha.py --arms fifo asha:1:3:val_accuracy asha:1/3
     .venv/bin/python benchmarks/bench_asha.py --arms fifo asha asha@tpe   # sampler per arm
 
-The two runs differ in more than the scheduler: ASHA validates after every epoch (a little more
-time per epoch), and its pruned trials change which proposals the sampler sees, so one seed is
-one sample of each; compare several seeds before drawing conclusions.
+The two runs differ in more than the scheduler: ASHA validates at each rung as well as after
+the last epoch (a little more time per trial), and its pruned trials change which proposals the
+sampler sees, so one seed is one sample of each; compare several seeds before drawing
+conclusions. An ``asha`` arm takes today's defaults for what it leaves out (the late rung
+included): ``asha:1:3:val_accuracy:nolate`` is the one-rung ASHA of the earliest runs.
 """
 
 from __future__ import annotations

@@ -172,7 +172,8 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="fifo: every trial trains all epochs; asha: validate at each rung (and "
                         "after the last epoch) and stop a trial at a rung (epochs min*eta^k, "
                         "and one epoch before the last) unless it is on the first "
-                        "non-dominated front of (val loss, MACs) there or within the top "
+                        "non-dominated front of (the --asha-metric, the study's cost objectives "
+                        "such as MACs) there or within the top "
                         "1/eta (stored as PRUNED; --budget then counts evaluated trials, "
                         "completed or pruned, so stopping early saves compute)")
     p.add_argument("--asha-eta", type=int, default=SearchConfig.asha_eta,

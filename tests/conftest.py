@@ -235,11 +235,3 @@ def pg_database_url(postgres_url: str) -> Iterator[str]:
     finally:
         with _admin_connect(postgres_url) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under ``pytest -n 2 --dist loadgroup`` the end-to-end tests run one after another on one
-    worker (each already uses both cores), the rest on the other."""
-    for item in items:
-        if "e2e_tests" in item.nodeid.split("/"):
-            item.add_marker(pytest.mark.xdist_group("e2e"))
