@@ -19,10 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_resume_with_changed_epochs_is_refused_unless_allowed(ray_session, tmp_path):
+def test_resume_with_changed_epochs_is_refused_unless_allowed(tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
+    # the mechanics: small and fast, in this process (the resume rule is checked before the
+    # executor starts; a resume through Ray is test_faults_e2e's)
     cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
-                       study="resume", dataset="digits")  # the mechanics: small and fast
+                       study="resume", dataset="digits", executor="local")
     assert run_search(cfg, log=lambda s: None).completed == 1
     store = Store(url)
     before = [(t.number, t.state) for t in store.trials("resume")]
