@@ -453,9 +453,15 @@ def _spaces(args: argparse.Namespace) -> int:
     print(f"  full-model MACs at {space.resolution}px over {args.probe} random draws: "
           f"{macs[0] / 1e9:.3f} .. {macs[-1] / 1e9:.3f} G "
           f"(median {macs[len(macs) // 2] / 1e9:.3f})")
-    exact = space.feasible_size()  # None: too many to count one by one
-    share = (f"{exact:,} of {space.size():,} configurations ({exact / space.size():.1%})"
-             if exact is not None else f"{feasible / args.probe:.1%} of {args.probe} random draws")
+    counts = space.feasible_counts()  # None: too many to count one by one
+    exact = None if counts is None else counts[1]
+    if counts is None:
+        share = f"{feasible / args.probe:.1%} of {args.probe} random draws"
+    else:
+        share = (f"{counts[0]:,} of {space.size():,} configurations "
+                 f"({counts[0] / space.size():.1%})")
+        if counts[1] != counts[0]:  # what a search can train: duplicates are trained once
+            share += f", {counts[1]:,} distinct architectures"
     print(f"  params: {params[0] / 1e6:.2f} .. {params[-1] / 1e6:.2f} M; "
           f"feasible under constraints: {share}")
     if exact == 0:
@@ -510,6 +516,12 @@ def _data(args: argparse.Namespace) -> int:
                 f"--data-path: {get_source(name).expects}"
             print(f"{name:<12} {needs}")
         return 0
+    from nas_errors import ConfigError
+    from proxies.datasets import MAX_RESOLUTION, MIN_RESOLUTION
+
+    if not MIN_RESOLUTION <= args.resolution <= MAX_RESOLUTION:  # (the API's words: its name)
+        raise ConfigError(f"--resolution must be an integer in {MIN_RESOLUTION}.."
+                          f"{MAX_RESOLUTION}; got {args.resolution}")
     cache = default_cache_dir(Path(args.runs_dir).resolve() / "cache")
     info = prepare_dataset(args.dataset, cache, resolution=args.resolution,
                            data_path=args.data_path)
@@ -753,6 +765,23 @@ def _add_export(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _studies_hint(args: argparse.Namespace) -> str:
+    """``; sqlite:///... holds studies 'a', 'b'`` for a one-line refusal that lacks a study, or
+    "" when the database cannot be read (the refusal stays the same)."""
+    try:
+        from db import Store, default_url, mask_url
+
+        url = args.db or default_url(args.runs_dir, create=False)
+        with contextlib.closing(Store(url, read_only=True)) as store:
+            names = [s.name for s in store.list_studies()]
+    except Exception:  # noqa: BLE001 - only a hint: no database, or none readable
+        return ""
+    if not names:
+        return f"; {mask_url(url)} holds no studies yet"
+    listed = printable(", ".join(repr(n) for n in names[:20]))
+    return f"; {mask_url(url)} holds {listed}" + (" ..." if len(names) > 20 else "")
+
+
 def _export(args: argparse.Namespace) -> int:
     import math
 
@@ -761,7 +790,8 @@ def _export(args: argparse.Namespace) -> int:
 
     trial_source = args.preset is None
     if trial_source and not args.study:
-        raise ConfigError(f"--{'trial' if args.trial is not None else 'pick'} needs --study")
+        raise ConfigError(f"--{'trial' if args.trial is not None else 'pick'} needs --study"
+                          f"{_studies_hint(args)}")
     if not trial_source and args.study:
         raise ConfigError("--study is for --trial or --pick, not --preset")
     if args.max_macs is not None and args.pick is None:

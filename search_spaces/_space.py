@@ -508,10 +508,17 @@ class Space:
         """How many distinct architectures (by :func:`arch_hash`, as a search tells duplicates)
         meet the constraints, counted one by one; None when the space has more than ``limit``
         configurations (about 0.15 ms each)."""
+        counts = self.feasible_counts(limit)
+        return None if counts is None else counts[1]
+
+    def feasible_counts(self, limit: int = 10_000) -> tuple[int, int] | None:
+        """(configurations, distinct architectures) that meet the constraints, counted one by
+        one; they differ where choices give the same model (depths that round alike). None
+        when the space has more than ``limit`` configurations."""
         if self.size() > limit:
             return None
-        return len({arch_hash(arch) for arch, _ in every_choice(self.sample)
-                    if not self.violations(arch)})
+        feasible = [arch for arch, _ in every_choice(self.sample) if not self.violations(arch)]
+        return len(feasible), len({arch_hash(arch) for arch in feasible})
 
     # ---------------------------------------------------------------- constraints
 

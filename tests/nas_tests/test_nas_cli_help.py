@@ -60,3 +60,13 @@ def test_every_option_with_a_default_shows_it(monkeypatch, capsys) -> None:
             value = WRITTEN.get(action.dest, str(action.default))
             assert "%(default)s" in shown or f"default {value}" in shown or \
                 f"default: {value}" in shown, (argv, action.dest, shown)
+
+
+@pytest.mark.parametrize("side", ["600", "4"])
+def test_data_prepare_names_its_resolution_option(tmp_path, capsys, side) -> None:
+    # the API's refusal says "resolution"; the command line's names the option typed
+    assert main(["data", "prepare", "--dataset", "digits", "--resolution", side,
+                 "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == (f"error: --resolution must be an integer in 8..512; "
+                                       f"got {side}\n")
+    assert not (tmp_path / "runs").exists()

@@ -173,7 +173,8 @@ def _cli(argv: list[str], capsys) -> tuple[int, str]:
      "--max-macs must be a finite number > 0"),
     (["--study", "s", "--pick", "best", "--max-macs", "inf"],
      "--max-macs must be a finite number > 0; got inf"),
-    (["--trial", "1"], "--trial needs --study"),
+    (["--trial", "1"], "--trial needs --study; sqlite:///"),  # ... holds 's', 'tied'
+    (["--pick", "knee"], "holds 's', 'tied'"),
     (["--preset", "caformer_s18", "--study", "s"], "--study is for --trial or --pick"),
     (["--preset", "cafromer_s18"], "unknown preset 'cafromer_s18'"),
     (["--preset", "caformer_s18", "--name", "Bad-Name"], "--name must be a lowercase Python"),

@@ -106,6 +106,17 @@ def test_show_counts_the_feasible_configurations_of_a_small_space(tmp_path) -> N
     assert feasible == sum(not space.violations(arch) for arch, _ in every_choice(space.sample))
     assert (f"feasible under constraints: {feasible:,} of {space.size():,} configurations "
             f"({feasible / space.size():.1%})") in small.stdout, small.stdout
+    # choices that give the same model: every configuration meets the constraints, and half
+    # of them repeat another's architecture (depth totals 4 and 5 both round to 1-1-1-1)
+    doc = shipped_doc("tiny")
+    doc["depth"] = {"total": [4, 5], "ratios": ["1:1:1:1"]}
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert load_space(str(path)).feasible_counts() == (72, 36)
+    r = _main(["spaces", "show", str(path), "--probe", "20"])
+    _ok(r)
+    assert ("feasible under constraints: 72 of 72 configurations (100.0%), 36 distinct "
+            "architectures") in r.stdout, r.stdout
     doc = shipped_doc("tiny")
     doc["constraints"] = {"max_macs": 1.0}  # nothing is that small
     path = tmp_path / "none.yaml"
