@@ -75,8 +75,25 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM in a command that writes files: unwound like Ctrl-C, so nothing is half-written."""
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise _Terminated()
+_STOP_SIGNALS: list[int] = []  # what a file-writing command received (export, report, pareto)
+
+
+def _on_stop_signal(signum, frame) -> None:
+    """Ctrl-C or SIGTERM in a command that writes files: recorded, then raised. The record
+    stops the command even where a library swallowed the KeyboardInterrupt (an export seen
+    to finish with exit 0 after a Ctrl-C): see :func:`_raise_if_signalled`."""
+    import signal
+
+    _STOP_SIGNALS.append(signum)
+    raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _raise_if_signalled() -> None:
+    """Raise what a stop signal received earlier raised, if it did not reach us."""
+    import signal
+
+    if _STOP_SIGNALS:
+        raise _Terminated() if _STOP_SIGNALS[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 # --------------------------------------------------------------------------- search
@@ -819,7 +836,7 @@ def _export(args: argparse.Namespace) -> int:
     else:
         selection = select_preset(args.preset, name=args.name)
     result = export(selection, args.out, num_classes=args.num_classes, img_size=args.img_size,
-                    force=args.force, seed=args.seed,
+                    force=args.force, seed=args.seed, before_commit=_raise_if_signalled,
                     command=" ".join(["python -m nas", *(shlex.quote(mask_url(a))
                                                           for a in args.argv)]))
     what = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
@@ -967,10 +984,14 @@ def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command in ("export", "report", "pareto"):  # (a search has its own handlers)
-        import signal
+    import signal
 
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    handlers = {}
+    if args.command in ("export", "report", "pareto"):  # (a search has its own handlers)
+        _STOP_SIGNALS.clear()
+        handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_stop_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not if ignored)
+            handlers[signal.SIGINT] = signal.signal(signal.SIGINT, _on_stop_signal)
     stdout = sys.stdout
     if args.command != "search" and stdout is not None:  # (None: started with fd 1 closed)
         sys.stdout = _StdoutCheck(stdout)
@@ -1002,6 +1023,8 @@ def _run(args: argparse.Namespace) -> int:
         return _fail("interrupted; finished trials are in the database", code)
     finally:
         sys.stdout = stdout
+        for signum, handler in handlers.items():  # (main() called in a process of the caller's)
+            signal.signal(signum, handler)
 
 
 def _print_front_of(summary) -> None:

@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,7 +271,7 @@ def select_preset(preset: str, *, name: str | None = None) -> Selection:
 
 def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: int = 1000,
            img_size: int = 224, force: bool = False, seed: int = 0,
-           command: str = "") -> ExportResult:
+           command: str = "", before_commit: Callable[[], None] | None = None) -> ExportResult:
     """Write ``selection`` as a full model into ``out`` (module docstring); atomic.
 
     Args:
@@ -282,6 +282,9 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         force: replace an existing export in ``out``.
         seed: torch seed of the initialised weights.
         command: the command line, quoted in the model card.
+        before_commit: called once every file is written and checked, just before they are
+            moved into ``out``; what it raises aborts the export with nothing written (the CLI's
+            check for a Ctrl-C whose KeyboardInterrupt a library swallowed).
 
     Returns:
         :class:`ExportResult`. Afterwards ``timm.create_model(result.name)`` works in this
@@ -366,6 +369,8 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         )
         (tmp / "README.md").write_text(render_card(card))
         _usual_permissions(tmp)
+        if before_commit is not None:
+            before_commit()
         _move_into_place(tmp, out)
     except BaseException as e:
         if tmp is not None:

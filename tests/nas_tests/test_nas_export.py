@@ -395,3 +395,41 @@ def test_a_bad_export_path_entry_is_one_warning_line(tmp_path) -> None:
     assert r.returncode == 2 and len(lines) == 2, r.stderr
     assert lines[0] == f"warning: NAS_EXPORT_PATH: '{tmp_path / 'nothing-here'}' holds no export"
     assert lines[1].startswith("error: unknown preset 'nosuch'; known: "), lines
+
+
+@pytest.mark.parametrize("sig, code, said", [("SIGINT", 130, "interrupted"),
+                                             ("SIGTERM", 143, "interrupted")])
+def test_a_stop_signal_a_library_swallowed_still_stops_the_export(tmp_path, capsys, monkeypatch,
+                                                                   sig, code, said) -> None:
+    """A Ctrl-C (or SIGTERM) whose exception a step of the export caught and dropped, as a
+    library may: the export still ends with the signal's exit code and writes nothing (make
+    test once saw an export stopped mid-way by SIGINT finish and exit 0)."""
+    import signal
+
+    from nas import _export_files
+
+    signum = getattr(signal, sig)
+    checked = _export_files.check_standalone
+
+    def swallowing(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signum)  # the CLI's handler raises here ...
+            for _ in range(100):  # (delivered at the next bytecodes)
+                pass
+        except KeyboardInterrupt:  # ... and a library drops it
+            pass
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(_export_files, "check_standalone", swallowing)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (as in a terminal)
+    try:
+        out = tmp_path / "exports" / "x"
+        rc = main(["export", "--preset", "test_metaformer_tiny", "--img-size", "32",
+                   "--out", str(out)])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "not restored"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert rc == code, err
+    assert err == f"error: {said}; nothing was written to {out}\n", err
+    assert not out.exists() and not list((tmp_path / "exports").glob(".x.partial-*"))
