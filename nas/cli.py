@@ -783,7 +783,7 @@ def _add_export(sub) -> argparse.ArgumentParser:
 
 
 def _studies_hint(args: argparse.Namespace) -> str:
-    """``; sqlite:///... holds studies 'a', 'b'`` for a one-line refusal that lacks a study, or
+    """``; sqlite:///... holds 'a', 'b'`` (its studies) for a one-line refusal that lacks one, or
     "" when the database cannot be read (the refusal stays the same)."""
     try:
         from db import Store, default_url, mask_url
