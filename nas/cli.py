@@ -82,10 +82,8 @@ def _on_stop_signal(signum, frame) -> None:
     """Ctrl-C or SIGTERM in a command that writes files: recorded, then raised. The record
     stops the command even where a library swallowed the KeyboardInterrupt (an export seen
     to finish with exit 0 after a Ctrl-C): see :func:`_raise_if_signalled`."""
-    import signal
-
     _STOP_SIGNALS.append(signum)
-    raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    _raise_if_signalled()
 
 
 def _raise_if_signalled() -> None:
@@ -471,7 +469,6 @@ def _spaces(args: argparse.Namespace) -> int:
           f"{macs[0] / 1e9:.3f} .. {macs[-1] / 1e9:.3f} G "
           f"(median {macs[len(macs) // 2] / 1e9:.3f})")
     counts = space.feasible_counts()  # None: too many to count one by one
-    exact = None if counts is None else counts[1]
     if counts is None:
         share = f"{feasible / args.probe:.1%} of {args.probe} random draws"
     else:
@@ -481,10 +478,10 @@ def _spaces(args: argparse.Namespace) -> int:
             share += f", {counts[1]:,} distinct architectures"
     print(f"  params: {params[0] / 1e6:.2f} .. {params[-1] / 1e6:.2f} M; "
           f"feasible under constraints: {share}")
-    if exact == 0:
+    if counts is not None and counts[0] == 0:
         print("  no configuration meets the constraints: a search of this space is refused; "
               "loosen them")
-    elif exact is None and feasible == 0:
+    elif counts is None and feasible == 0:
         found, _, nearest = space.local_search(random.Random(0))
         if found is None:
             print(f"  none of the {args.probe} draws meets the constraints, nor did a local "
