@@ -107,14 +107,26 @@ def front_rows(fronts: Sequence[StudyFront]) -> list[dict]:
     return rows
 
 
-def hypervolumes(fronts: Sequence[StudyFront]) -> tuple[np.ndarray | None, dict[str, float]]:
-    """The shared reference point and each study's hypervolume as a fraction of the box."""
+def hv_box(fronts: Sequence[StudyFront], reference: str | None = None,
+           ideal: str | None = None) -> A.Box | None:
+    """The comparison's hypervolume box: the one given (``--reference``, ``--ideal``: see
+    :func:`nas.analysis.given_box`), else the data rule over every study's completed trials
+    (None when no study has one)."""
+    if reference is not None:
+        try:
+            return A.given_box(fronts[0].ev.objectives, reference, ideal)
+        except ValueError as e:
+            raise ConfigError(printable(str(e))) from None
     sets = [f.ev for f in fronts if len(f.ev)]
-    if not sets:
-        return None, {f.name: 0.0 for f in fronts}
-    ref = A.reference_point(*sets)
-    ideal = np.concatenate([s.losses for s in sets]).min(axis=0)
-    return ref, {f.name: A.normalized_hypervolume(f.ev.losses, ref, ideal) if len(f.ev) else 0.0
+    return A.data_box(*sets) if sets else None
+
+
+def hypervolumes(fronts: Sequence[StudyFront], box: A.Box | None = None,
+                 ) -> tuple[A.Box | None, dict[str, float]]:
+    """The box (``box``, else the data rule's shared one) and each study's hypervolume as a
+    fraction of it."""
+    box = box if box is not None else hv_box(fronts)
+    return box, {f.name: box.fraction(f.ev.losses) if box is not None and len(f.ev) else 0.0
                  for f in fronts}
 
 
@@ -122,7 +134,8 @@ def hypervolumes(fronts: Sequence[StudyFront]) -> tuple[np.ndarray | None, dict[
 
 
 def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
-                 print_fn: Callable[[Any], None] | None = None) -> None:
+                 print_fn: Callable[[Any], None] | None = None,
+                 box: A.Box | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -164,6 +177,30 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
         show(table_text("note: the studies completed different numbers of trials ("
                     + ", ".join(f"{n}: {k}" for n, k in sizes.items()) + "); their hypervolumes "
                     "compare searches of different sizes, not only their samplers or spaces"))
+    if box is not None and box.given:
+        for line in box_notes(fronts, box):
+            show(table_text(line))
+
+
+def box_notes(fronts: Sequence[StudyFront], box: A.Box) -> list[str]:
+    """What a given box means for these fronts: its corners, and the front members outside it
+    (beyond the reference they add nothing; beyond the ideal the fraction can pass 1)."""
+    notes = [f"hypervolume box (given): {box.describe()}"]
+    for f in fronts:
+        idx = [i for i, t in enumerate(f.ev.trials)
+               if any(t.id == m.trial.id for m in f.noisy.members)]
+        losses = f.ev.losses[idx] if idx else np.zeros((0, len(box.reference)))
+        for rows, what in ((~np.all(losses < box.reference, axis=1), "outside the reference "
+                            "and add nothing"),
+                           (np.any(losses < box.ideal, axis=1), "better than the ideal in some "
+                            "objective, so the fraction can pass 1")):
+            numbers = [f.ev.trials[idx[i]].number for i in np.flatnonzero(rows)]
+            if numbers:
+                notes.append(f"note: {len(numbers)} of the {len(idx)} front members of "
+                             f"'{f.name}' are {what} (trials "
+                             + ", ".join(map(str, numbers[:10]))
+                             + (" …" if len(numbers) > 10 else "") + ")")
+    return notes
 
 
 def table_text(s: str) -> str:
@@ -217,7 +254,7 @@ def check_out(out: Path, *, force: bool = False) -> None:
                           "write; choose another --out, or pass --force to replace them")
 
 
-def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
+def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float, box: A.Box | None = None,
                   group_by: str | None = None) -> list[Path]:
     """front.csv, front.json, trials.csv, pareto.png and hypervolume.png in ``out`` (created),
     all or none:
@@ -230,7 +267,7 @@ def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot write there: {e.strerror or e}") from None
     try:
-        written = _write_files(fronts, tmp, z=z, group_by=group_by)
+        written = _write_files(fronts, tmp, z=z, group_by=group_by, box=box)
         (tmp / MARKER).write_text(_MARKER_TEXT)
         for path in [*written, tmp / MARKER]:  # (a link there is replaced, not written through)
             os.replace(path, out / path.name)
@@ -240,8 +277,8 @@ def write_outputs(fronts: Sequence[StudyFront], out: Path, *, z: float,
 
 
 def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
-                 group_by: str | None) -> list[Path]:
-    ref, hv = hypervolumes(fronts)
+                 group_by: str | None, box: A.Box | None = None) -> list[Path]:
+    box, hv = hypervolumes(fronts, box)
     rows = front_rows(fronts)
     written = []
     cols: list[str] = list(dict.fromkeys(k for r in rows for k in r)) or [
@@ -254,10 +291,10 @@ def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
             w.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v)
                         for k, v in r.items()})
     written.append(path)
-    doc = {"z": z, "reference_point": None if ref is None else ref.tolist(),
-           "reference_rule": "per objective (as a loss: value for min, -value for max): the "
-                             "worst over every evaluated trial of the studies compared, plus "
-                             "10% of its range",
+    doc = {"z": z, "reference_point": None if box is None else box.reference.tolist(),
+           "reference_rule": A.DATA_RULE if box is None else box.rule,
+           "ideal_point": None if box is None else box.ideal.tolist(),
+           "box": None if box is None else box.in_units(),
            "studies": [{"name": f.name, "space": f.study.space,
                         "objectives": [str(o) for o in f.ev.objectives],
                         "states": f.counts, "completed": len(f.ev),
@@ -273,7 +310,7 @@ def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
     written.append(path)
     written.append(write_trials_csv(fronts, out / "trials.csv"))
     written.append(plot_fronts(fronts, out / "pareto.png"))
-    written.append(plot_hypervolume(fronts, ref, out / "hypervolume.png", group_by=group_by))
+    written.append(plot_hypervolume(fronts, box, out / "hypervolume.png", group_by=group_by))
     return written
 
 
@@ -397,34 +434,35 @@ def plot_fronts(fronts: Sequence[StudyFront], path: Path) -> Path:
     return path
 
 
-def plot_hypervolume(fronts: Sequence[StudyFront], ref: np.ndarray | None, path: Path, *,
+def plot_hypervolume(fronts: Sequence[StudyFront], box: A.Box | None, path: Path, *,
                      group_by: str | None = None) -> Path:
     """Hypervolume (fraction of the shared box) after each evaluated trial, per study; with
     ``group_by`` (a study-config key such as ``sampler``), the mean and min-max band over the
     studies of each group (seeds)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    if ref is not None:
-        ideal = np.concatenate([f.ev.losses for f in fronts if len(f.ev)]).min(axis=0)
-        box = float(np.prod(ref - ideal)) or 1.0
-        curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, ref) for f in fronts}
+    if box is not None:
+        volume = box.volume or 1.0
+        curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, box.reference)
+                  for f in fronts}
         if group_by:
             groups: dict[str, list] = defaultdict(list)
             for f in fronts:
                 groups[str(f.study.config.get(group_by))].append(curves[f.name])
             for i, (g, cs) in enumerate(sorted(groups.items())):
-                s = A.summarize_curves([(x, y / box) for x, y in cs])
+                s = A.summarize_curves([(x, y / volume) for x, y in cs])
                 ax.plot(s["x"], s["mean"], color=f"C{i}",
                         label=f"{group_by}={g}: mean of {len(cs)}")
                 ax.fill_between(s["x"], s["min"], s["max"], color=f"C{i}", alpha=0.2)
         else:
             for i, f in enumerate(fronts):
                 x, y = curves[f.name]
-                ax.step(x, y / box, where="post", color=f"C{i}", label=f.name)
+                ax.step(x, y / volume, where="post", color=f"C{i}", label=f.name)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel("evaluated trials (completed, pruned or failed)")
     ax.set_ylabel("hypervolume (fraction of the box)")
-    ax.set_title("Hypervolume over trials (shared reference point)", fontsize=9)
+    ax.set_title("Hypervolume over trials (" + ("given box" if box is not None and box.given
+                                                 else "shared reference point") + ")", fontsize=9)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

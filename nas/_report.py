@@ -25,7 +25,8 @@ from nas._figures import (
     plotly_js,
 )
 from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot, run_rows
-from nas_errors import ConfigError
+from nas.analysis import given_box
+from nas_errors import ConfigError, printable
 
 __all__ = ["write_report", "render_report"]
 
@@ -114,7 +115,9 @@ def render_report(snap: Snapshot, masked_url: str, runs: Sequence[RunRecord] = (
                   f"{len(snap.noisy.within_noise)} within noise (z = {snap.noisy.z:g})"),
         ("knee", "–" if knee is None else f"#{knee.number}"),
         ("hypervolume", "–" if hv is None else f"{hv:.4f} of the box from the ideal point "
-                                               f"to the reference point"),
+                                               f"to the reference point" + (
+                                                   f" (given: {snap.box.describe()})"
+                                                   if snap.box is not None else "")),
         ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds")),
     ]
     facts_html = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
@@ -156,8 +159,12 @@ def _is_report(path: Path) -> bool:
 
 
 def write_report(url: str, study: str, out: str | os.PathLike[str], *,
-                 force: bool = False) -> tuple[Path, Snapshot]:
+                 force: bool = False, reference: str | None = None,
+                 ideal: str | None = None) -> tuple[Path, Snapshot]:
     """Write the report of ``study`` in the database ``url`` (opened read-only) to ``out``.
+
+    ``reference`` (and ``ideal``) fix the hypervolume box (:func:`nas.analysis.given_box`);
+    by default it comes from the study's trials.
 
     The file appears whole or not at all (written beside it, then renamed). A folder that does
     not exist, or cannot be written, is a one-line ConfigError; so is an ``out`` that exists
@@ -175,9 +182,18 @@ def write_report(url: str, study: str, out: str | os.PathLike[str], *,
         what = "a link" if target.is_symlink() else "a file this command did not write"
         raise ConfigError(f"-o {out} exists and is {what}; choose another name, or pass "
                           "--force to replace it")
+    if ideal is not None and reference is None:
+        raise ConfigError("--ideal needs --reference (without them both corners of the "
+                          "hypervolume box come from the study's trials)")
     with Store(url, read_only=True) as store:
         snap = load_snapshot(store, study)
         runs = store.runs(snap.study.id)
+    if reference is not None:
+        try:
+            box = given_box(snap.objectives, reference, ideal)
+        except ValueError as e:
+            raise ConfigError(printable(str(e))) from None
+        snap = Snapshot(snap.study, snap.trials, box=box)
     text = render_report(snap, mask_url(url), runs)
     tmp = None
     try:

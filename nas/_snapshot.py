@@ -140,8 +140,10 @@ def _round(v: float | None, digits: int) -> float | None:
 class Snapshot:
     """A study's trials at one moment, with analyses computed on first use (thread-safe)."""
 
-    def __init__(self, study: StudyRecord, trials: Sequence[TrialRecord]) -> None:
+    def __init__(self, study: StudyRecord, trials: Sequence[TrialRecord], *,
+                 box: analysis.Box | None = None) -> None:
         self.study = study
+        self.box = box  # a hypervolume box given by the user; None: the data rule
         self.trials = tuple(sorted(trials, key=lambda t: t.number))
         self.objectives: tuple[Objective, ...] = parse_objectives(list(study.objectives))
         self.activity: StudyActivity = activity_of(study.name, self.trials)
@@ -156,7 +158,7 @@ class Snapshot:
         merged = {t.number: t for t in self.trials}
         merged.update((t.number, t) for t in store.trials(self.study.name, numbers=running,
                                                            after=last))
-        return Snapshot(self.study, merged.values())
+        return Snapshot(self.study, merged.values(), box=self.box)
 
     # ----------------------------------------------------------------- records
 
@@ -205,14 +207,14 @@ class Snapshot:
     @cached_property
     def hypervolume(self) -> dict[str, Any]:
         """The hypervolume after each evaluated trial, as a fraction of the box from the ideal
-        point to the reference point (:func:`nas.analysis.reference_point` of this study)."""
+        point to the reference point (:attr:`box` when given, else
+        :func:`nas.analysis.data_box` of this study)."""
         ev = self.evaluated
         if not len(ev):
             return {"x": np.zeros(0), "y": np.zeros(0), "final": None}
-        ref = analysis.reference_point(ev)
-        box = float(np.prod(ref - ev.losses.min(axis=0)))
-        x, y = analysis.hypervolume_curve(self.trials, self.objectives, reference=ref)
-        y = y / box if box > 0 else np.zeros_like(y)
+        box = self.box if self.box is not None else analysis.data_box(ev)
+        x, y = analysis.hypervolume_curve(self.trials, self.objectives, reference=box.reference)
+        y = y / box.volume if box.volume > 0 else np.zeros_like(y)
         return {"x": x, "y": y, "final": float(y[-1]) if len(y) else None}
 
     @cached_property

@@ -30,6 +30,7 @@ Conventions (also in the README, "Reading the results"):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import defaultdict
@@ -55,6 +56,10 @@ __all__ = [
     "reference_point",
     "hypervolume",
     "normalized_hypervolume",
+    "Box",
+    "data_box",
+    "given_box",
+    "parse_point",
     "knee_point",
     "hypervolume_curve",
     "summarize_curves",
@@ -198,6 +203,133 @@ def normalized_hypervolume(losses: np.ndarray, reference: np.ndarray,
     """:func:`hypervolume` as a fraction of the box from ``ideal`` to ``reference`` (0..1)."""
     box = float(np.prod(np.asarray(reference, float) - np.asarray(ideal, float)))
     return hypervolume(losses, reference) / box if box > 0 else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class Box:
+    """The hypervolume box: ``ideal`` and ``reference`` points as losses (``-value`` for max
+    objectives), and how they were chosen (``rule``; ``given`` when a user fixed them)."""
+
+    objectives: tuple[Objective, ...]
+    ideal: np.ndarray
+    reference: np.ndarray
+    rule: str
+    given: bool = False
+
+    @property
+    def volume(self) -> float:
+        return float(np.prod(self.reference - self.ideal))
+
+    def fraction(self, losses: np.ndarray) -> float:
+        """The hypervolume of ``losses`` as a fraction of this box (0 for an empty box)."""
+        volume = self.volume
+        return hypervolume(losses, self.reference) / volume if volume > 0 else 0.0
+
+    def in_units(self) -> dict[str, dict[str, float]]:
+        """``{objective: {"ideal": value, "reference": value}}`` in the objectives' own units."""
+        sign = [-1.0 if o.direction == "max" else 1.0 for o in self.objectives]
+        return {o.name: {"ideal": float(s * i), "reference": float(s * r)}
+                for o, s, i, r in zip(self.objectives, sign, self.ideal, self.reference)}
+
+    def describe(self) -> str:
+        """One line: each objective's ideal -> reference, in its own units."""
+        return ", ".join(f"{name} {v['ideal']:.6g} -> {v['reference']:.6g}"
+                         for name, v in self.in_units().items())
+
+
+#: the data rule's text (front.json's ``reference_rule`` when no box is given)
+DATA_RULE = ("per objective (as a loss: value for min, -value for max): the worst over every "
+             "evaluated trial of the studies compared, plus 10% of its range; the ideal point is "
+             "the best over them")
+
+
+def data_box(*sets: Evaluated) -> Box:
+    """The documented box of ``sets``: their best values to :func:`reference_point` (which
+    raises ``ValueError`` when no set has an evaluated trial)."""
+    ref = reference_point(*sets)
+    full = [s for s in sets if len(s)]
+    ideal = np.concatenate([s.losses for s in full]).min(axis=0)
+    return Box(full[0].objectives, ideal, ref, DATA_RULE)
+
+
+#: the best value an objective can take, where it has one: the ideal a --reference implies
+_NATURAL_BEST = {("accuracy", "max"): 1.0, ("test_accuracy", "max"): 1.0}
+
+
+def _natural_best(o: Objective) -> float | None:
+    if (o.name, o.direction) in _NATURAL_BEST:
+        return _NATURAL_BEST[o.name, o.direction]
+    # costs, times, counts and losses are >= 0; a zero-cost score can have any sign
+    return 0.0 if o.direction == "min" and not o.name.startswith("zc_") else None
+
+
+def parse_point(spec: str, objectives: Sequence[Objective], option: str) -> dict[str, float]:
+    """``"accuracy=0,macs=3.4e9"`` as ``{name: value}`` over ``objectives`` (each named once).
+
+    Raises ``ValueError`` with one line naming what is wrong and what is allowed.
+    """
+    names = [o.name for o in objectives]
+    allowed = ", ".join(names)
+    out: dict[str, float] = {}
+    for item in str(spec).split(","):
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise ValueError(f"{option}: {item.strip()!r} is not NAME=VALUE; give one per "
+                             f"objective ({allowed}), e.g. "
+                             + ",".join(f"{n}={_example(o)}" for n, o in zip(names, objectives)))
+        if name not in names:
+            raise ValueError(f"{option}: {name!r} is not an objective here; the objectives are "
+                             f"{allowed}")
+        if name in out:
+            raise ValueError(f"{option}: {name} is given twice")
+        try:
+            v = float(value)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v):
+            raise ValueError(f"{option}: {name}={value} is not a finite number")
+        out[name] = v
+    return out
+
+
+def _example(o: Objective) -> str:
+    return {"accuracy": "0", "test_accuracy": "0", "macs": "3.4e9", "params": "3e7"}.get(
+        o.name, "VALUE")
+
+
+def given_box(objectives: Sequence[str | Objective], reference: str,
+              ideal: str | None = None) -> Box:
+    """The box a user fixed: ``reference`` gives every objective's worst value (``"accuracy=0,
+    macs=3.4e9"``, the objectives' own units); ``ideal`` its best, by default the best it can
+    take where it has one (accuracy 1, any cost or loss to minimise 0). Figures over one given
+    box are comparable between commands and over time, unlike the data rule's.
+
+    Raises ``ValueError`` with one line naming what is wrong and what is allowed.
+    """
+    objs = _objectives(objectives)
+    ref = parse_point(reference, objs, "--reference")
+    missing = [o.name for o in objs if o.name not in ref]
+    if missing:
+        names = ", ".join(o.name for o in objs)
+        raise ValueError(f"--reference must give every objective ({names}); missing: "
+                         + ", ".join(missing))
+    best = parse_point(ideal, objs, "--ideal") if ideal is not None else {}
+    for o in objs:
+        if o.name not in best:
+            natural = _natural_best(o)
+            if natural is None:
+                raise ValueError(f"--ideal is needed for {o} (it has no known best value); "
+                                 f"e.g. --ideal {o.name}=VALUE")
+            best[o.name] = natural
+        worse = ref[o.name] < best[o.name] if o.direction == "max" else ref[o.name] > best[o.name]
+        if not worse:
+            raise ValueError(f"--reference {o.name}={ref[o.name]:g} must be worse than the ideal "
+                             f"{best[o.name]:g} ({o}); the box would be empty")
+    sign = np.array([-1.0 if o.direction == "max" else 1.0 for o in objs])
+    box = Box(objs, sign * np.array([best[o.name] for o in objs]),
+              sign * np.array([ref[o.name] for o in objs]), "", given=True)
+    return dataclasses.replace(box, rule=f"given: {box.describe()}")
 
 
 def hypervolume_curve(trials: Iterable[TrialRecord], objectives: Sequence[str | Objective],

@@ -676,11 +676,23 @@ def _add_pareto(sub) -> argparse.ArgumentParser:
     p.add_argument("--group-by", default=None, metavar="KEY",
                    help="in hypervolume.png, average the studies that share this run-config "
                         "value (e.g. sampler), with their min-max band (seeds)")
+    _add_box(p)
     p.add_argument("--force", action="store_true",
                    help="with --out: replace those five files even where pareto did not write "
                         "them (an earlier --out's are replaced anyway)")
     p.set_defaults(run=_pareto)
     return p
+
+
+def _add_box(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", default=None, metavar="NAME=VALUE,...",
+                   help="fix the hypervolume box's worst corner, every objective in its own "
+                        "units (e.g. accuracy=0,macs=3.4e9), so that hypervolumes compare "
+                        "between commands and over time (default: from the trials read)")
+    p.add_argument("--ideal", default=None, metavar="NAME=VALUE,...",
+                   help="with --reference: the box's best corner (default: the best each "
+                        "objective can take: accuracy 1, a cost or loss to minimise 0; other "
+                        "objectives must be given)")
 
 
 def _pareto(args: argparse.Namespace) -> int:
@@ -694,6 +706,9 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError("--out must name a folder; got an empty string")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: cannot write there: it is a file, not a folder")
+    if args.ideal is not None and args.reference is None:
+        raise ConfigError("--ideal needs --reference (without them both corners of the "
+                          "hypervolume box come from the trials compared)")
     from nas import _pareto
     from nas.results import parse_objectives
 
@@ -721,13 +736,14 @@ def _pareto(args: argparse.Namespace) -> int:
         keys = sorted(fronts[0].study.config)
         raise ConfigError(f"--group-by: {args.group_by!r} is not in every study's run config; "
                           f"keys: {', '.join(keys)}")
-    _, hv = _pareto.hypervolumes(fronts)
+    box, hv = _pareto.hypervolumes(
+        fronts, _pareto.hv_box(fronts, args.reference, args.ideal) if args.reference else None)
     lost = None
     try:
-        _pareto.print_fronts(fronts, hv, args.z)
+        _pareto.print_fronts(fronts, hv, args.z, box=box)
     except _OutputLost as e:  # the table is lost, the files need not be
         lost = e
-    written = _pareto.write_outputs(fronts, Path(args.out), z=args.z,
+    written = _pareto.write_outputs(fronts, Path(args.out), z=args.z, box=box,
                                     group_by=args.group_by) if args.out else []
     if lost is not None:
         raise lost
@@ -920,6 +936,7 @@ def _add_report(sub) -> argparse.ArgumentParser:
                    help="the HTML file to write (an earlier report there is replaced)")
     p.add_argument("--force", action="store_true",
                    help="replace --out even when it is not an earlier report")
+    _add_box(p)
     p.set_defaults(run=_report)
     return p
 
@@ -929,7 +946,8 @@ def _report(args: argparse.Namespace) -> int:
     from nas._report import write_report
 
     path, snap = write_report(args.db or default_url(args.runs_dir, create=False), args.study,
-                              args.out, force=args.force)
+                              args.out, force=args.force, reference=args.reference,
+                              ideal=args.ideal)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): study '{snap.study.name}', "
           f"{len(snap.trials)} trials, front of {len(snap.noisy.members)}")
     return 0

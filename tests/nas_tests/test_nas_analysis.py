@@ -330,3 +330,23 @@ def test_param_importance_finds_the_parameter_that_matters(evaluator) -> None:
     assert A.param_importance(same, "accuracy:max", evaluator=evaluator) == {}
     with pytest.raises(ValueError, match="allowed: fanova, ped_anova"):
         A.param_importance(trials, evaluator="shap")
+
+
+def test_data_box_is_the_documented_rule_and_a_given_box_is_in_the_objectives_units() -> None:
+    rng = np.random.default_rng(5)
+    accs, macs = rng.uniform(0.3, 0.9, 12), rng.uniform(1e6, 9e6, 12)
+    trials = [rec(i, float(a), int(m)) for i, (a, m) in enumerate(zip(accs, macs))]
+    ev = A.evaluated(trials, OBJ2)
+    box = A.data_box(ev)
+    assert np.array_equal(box.reference, A.reference_point(ev)) and not box.given
+    assert np.array_equal(box.ideal, ev.losses.min(axis=0))
+    assert box.fraction(ev.losses) == A.normalized_hypervolume(ev.losses, box.reference,
+                                                               box.ideal)
+    given = A.given_box(OBJ2, "macs=1e7, accuracy=0.25")
+    assert given.given and given.in_units() == {"accuracy": {"ideal": 1.0, "reference": 0.25},
+                                                "macs": {"ideal": 0.0, "reference": 1e7}}
+    assert np.array_equal(given.reference, [-0.25, 1e7]) and given.volume == 0.75 * 1e7
+    assert A.given_box(OBJ2, "accuracy=0.25,macs=1e7", "accuracy=0.95").in_units()[
+        "accuracy"] == {"ideal": 0.95, "reference": 0.25}
+    with pytest.raises(ValueError, match="--ideal is needed for zc_synflow:max"):
+        A.given_box(("accuracy:max", "zc_synflow:max"), "accuracy=0,zc_synflow=0")

@@ -115,6 +115,73 @@ def test_several_studies_share_one_reference_point_and_group_by(db, tmp_path, ca
     assert "note: the studies completed different numbers of trials (a0: 12, " in text, text
 
 
+def test_a_given_box_makes_hypervolumes_comparable_between_commands(db, tmp_path,
+                                                                    capsys) -> None:
+    """Under the data rule a study's hypervolume depends on what else the command read; under
+    --reference it is the study's alone: the same number in any company, as front.json and the
+    table say, and the fraction of the box it names (checked against the analysis module)."""
+    url, store = db
+    objs = ("accuracy:max", "macs:min")
+
+    def hv(*argv: str, out: Path | None = None) -> dict[str, float]:
+        extra = ["--out", str(out)] if out else []
+        assert main(["pareto", "--db", url, *argv, *extra]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        if out is None:
+            return {}
+        return {s["name"]: s["hypervolume_fraction"]
+                for s in json.loads((out / "front.json").read_text())["studies"]}
+
+    alone = hv("--study", "a0", out=tmp_path / "alone")
+    shared = hv("--study", "a0", "--study", "b0", out=tmp_path / "shared")
+    assert alone["a0"] != pytest.approx(shared["a0"]), "the data rule should differ here"
+    macs = max(t.macs for t in store.trials("b0") if t.macs) * 0.8  # some trials outside
+    box = ["--reference", f"accuracy=0.2,macs={macs!r}"]
+    fixed_alone = hv("--study", "a0", *box, out=tmp_path / "fa")
+    fixed_shared = hv("--study", "a0", "--study", "b0", *box, out=tmp_path / "fs")
+    assert fixed_alone["a0"] == pytest.approx(fixed_shared["a0"], abs=0, rel=1e-12)
+    ev = A.evaluated(store.trials("a0"), objs)
+    inside = ev.losses[np.all(ev.losses < [-0.2, macs], axis=1)]
+    expected = A.hypervolume(inside, np.array([-0.2, macs])) / ((1 - 0.2) * macs)
+    assert fixed_alone["a0"] == pytest.approx(expected, rel=1e-12) and 0 < expected < 1
+    doc = json.loads((tmp_path / "fs" / "front.json").read_text())
+    assert doc["box"] == {"accuracy": {"ideal": 1.0, "reference": 0.2},
+                          "macs": {"ideal": 0.0, "reference": macs}}
+    assert doc["reference_point"] == [-0.2, macs] and doc["ideal_point"] == [-1.0, 0.0]
+    assert doc["reference_rule"].startswith("given: accuracy 1 -> 0.2, macs 0 -> ")
+    # the table says which box, and which front members fall outside it
+    assert main(["pareto", "--db", url, "--study", "b0", *box]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"hypervolume {fixed_shared['b0']:.4f} of the box" in text
+    assert "hypervolume box (given): accuracy 1 -> 0.2, macs 0 -> " in text
+    nf = A.noisy_front(store.trials("b0"), objs)
+    outside = [m.trial.number for m in nf.members if m.trial.macs >= macs]
+    assert outside and (f"note: {len(outside)} of the {len(nf.members)} front members of 'b0' "
+                        "are outside the reference and add nothing (trials "
+                        + ", ".join(map(str, outside)) + ")") in text, text
+    # an ideal short of the best trial: said, and the fraction may pass 1
+    assert main(["pareto", "--db", url, "--study", "b0", *box, "--ideal", "accuracy=0.3"]) == 0
+    assert "better than the ideal in some objective, so the fraction can pass 1" in " ".join(
+        capsys.readouterr().out.split())
+
+
+def test_report_takes_the_same_box(db, tmp_path, capsys) -> None:
+    url, store = db
+    box = ["--reference", "accuracy=0.2,macs=3e8"]
+    out = tmp_path / "a0.html"
+    assert main(["pareto", "--db", url, "--study", "a0", *box, "--out", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    fraction = json.loads((tmp_path / "p" / "front.json").read_text())["studies"][0][
+        "hypervolume_fraction"]
+    assert main(["report", "--db", url, "--study", "a0", "-o", str(out), *box]) == 0
+    html = out.read_text()
+    assert (f"{fraction:.4f} of the box from the ideal point to the reference point (given: "
+            "accuracy 1 -&gt; 0.2, macs 0 -&gt; 3e+08)") in html
+    assert main(["report", "--db", url, "--study", "a0", "-o", str(out), "--reference",
+                 "accuracy=0.2"]) == 2
+    assert "missing: macs" in capsys.readouterr().err
+
+
 def test_hostile_study_name_is_printed_as_text(db, capsys) -> None:
     url, _ = db
     assert main(["pareto", "--db", url, "--study", HOSTILE]) == 0
@@ -132,6 +199,21 @@ def test_hostile_study_name_is_printed_as_text(db, capsys) -> None:
     (["--study", "a0", "--objectives", "zc_synflow:max,accuracy:max"],
      "no completed trial of study 'a0' recorded zc_synflow"),
     (["--study", "a0", "--z", "0"], "--z must be a finite number > 0"),
+    (["--study", "a0", "--ideal", "accuracy=1"], "--ideal needs --reference"),
+    (["--study", "a0", "--reference", "macs=1e6"],
+     "--reference must give every objective (accuracy, macs); missing: accuracy"),
+    (["--study", "a0", "--reference", "accuracy=0,macs=1e6,params=3"],
+     "--reference: 'params' is not an objective here; the objectives are accuracy, macs"),
+    (["--study", "a0", "--reference", "accuracy=0,macs"], "--reference: 'macs' is not NAME=VALUE"),
+    (["--study", "a0", "--reference", "accuracy=0,macs=nan"], "macs=nan is not a finite number"),
+    (["--study", "a0", "--reference", "accuracy=0,accuracy=0.1"], "accuracy is given twice"),
+    (["--study", "a0", "--reference", "accuracy=1.5,macs=1e6"],
+     "--reference accuracy=1.5 must be worse than the ideal 1 (accuracy:max)"),
+    (["--study", "a0", "--reference", "accuracy=0,macs=1e6", "--ideal", "macs=2e6"],
+     "--reference macs=1e+06 must be worse than the ideal 2e+06 (macs:min)"),
+    (["--study", "a0", "--objectives", "accuracy:max,num_val:min,params:max",
+      "--reference", "accuracy=0,num_val=9,params=0"],
+     "--ideal is needed for params:max (it has no known best value)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(db, capsys, argv, message) -> None:
     url, _ = db
