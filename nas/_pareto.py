@@ -184,22 +184,10 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
 
 def box_notes(fronts: Sequence[StudyFront], box: A.Box) -> list[str]:
     """What a given box means for these fronts: its corners, and the front members outside it
-    (beyond the reference they add nothing; beyond the ideal the fraction can pass 1)."""
+    (beyond the reference they add nothing; beyond the ideal they count as at it)."""
     notes = [f"hypervolume box (given): {box.describe()}"]
     for f in fronts:
-        idx = [i for i, t in enumerate(f.ev.trials)
-               if any(t.id == m.trial.id for m in f.noisy.members)]
-        losses = f.ev.losses[idx] if idx else np.zeros((0, len(box.reference)))
-        for rows, what in ((~np.all(losses < box.reference, axis=1), "outside the reference "
-                            "and add nothing"),
-                           (np.any(losses < box.ideal, axis=1), "better than the ideal in some "
-                            "objective, so the fraction can pass 1")):
-            numbers = [f.ev.trials[idx[i]].number for i in np.flatnonzero(rows)]
-            if numbers:
-                notes.append(f"note: {len(numbers)} of the {len(idx)} front members of "
-                             f"'{f.name}' are {what} (trials "
-                             + ", ".join(map(str, numbers[:10]))
-                             + (" …" if len(numbers) > 10 else "") + ")")
+        notes += box.front_notes(f.name, f.ev, (m.trial for m in f.noisy.members))
     return notes
 
 
@@ -442,22 +430,21 @@ def plot_hypervolume(fronts: Sequence[StudyFront], box: A.Box | None, path: Path
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     if box is not None:
-        volume = box.volume or 1.0
-        curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, box.reference)
+        curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, box=box)
                   for f in fronts}
         if group_by:
             groups: dict[str, list] = defaultdict(list)
             for f in fronts:
                 groups[str(f.study.config.get(group_by))].append(curves[f.name])
             for i, (g, cs) in enumerate(sorted(groups.items())):
-                s = A.summarize_curves([(x, y / volume) for x, y in cs])
+                s = A.summarize_curves(cs)
                 ax.plot(s["x"], s["mean"], color=f"C{i}",
                         label=f"{group_by}={g}: mean of {len(cs)}")
                 ax.fill_between(s["x"], s["min"], s["max"], color=f"C{i}", alpha=0.2)
         else:
             for i, f in enumerate(fronts):
                 x, y = curves[f.name]
-                ax.step(x, y / volume, where="post", color=f"C{i}", label=f.name)
+                ax.step(x, y, where="post", color=f"C{i}", label=f.name)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel("evaluated trials (completed, pruned or failed)")
     ax.set_ylabel("hypervolume (fraction of the box)")

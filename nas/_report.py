@@ -118,6 +118,8 @@ def render_report(snap: Snapshot, masked_url: str, runs: Sequence[RunRecord] = (
                                                f"to the reference point" + (
                                                    f" (given: {snap.box.describe()})"
                                                    if snap.box is not None else "")),
+        *(("", line) for line in (() if snap.box is None else snap.box.front_notes(
+            study.name, snap.evaluated, (m.trial for m in snap.noisy.members)))),
         ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds")),
     ]
     facts_html = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)

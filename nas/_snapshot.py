@@ -213,8 +213,7 @@ class Snapshot:
         if not len(ev):
             return {"x": np.zeros(0), "y": np.zeros(0), "final": None}
         box = self.box if self.box is not None else analysis.data_box(ev)
-        x, y = analysis.hypervolume_curve(self.trials, self.objectives, reference=box.reference)
-        y = y / box.volume if box.volume > 0 else np.zeros_like(y)
+        x, y = analysis.hypervolume_curve(self.trials, self.objectives, box=box)
         return {"x": x, "y": y, "final": float(y[-1]) if len(y) else None}
 
     @cached_property

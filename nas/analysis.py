@@ -208,7 +208,12 @@ def normalized_hypervolume(losses: np.ndarray, reference: np.ndarray,
 @dataclass(frozen=True, eq=False)
 class Box:
     """The hypervolume box: ``ideal`` and ``reference`` points as losses (``-value`` for max
-    objectives), and how they were chosen (``rule``; ``given`` when a user fixed them)."""
+    objectives), and how they were chosen (``rule``; ``given`` when a user fixed them).
+
+    Fractions of the box are computed in its own coordinates (each objective scaled to 0 at the
+    ideal and 1 at the reference), so no box is too large or too small to compute, and a point
+    better than the ideal in an objective counts as at the ideal there: a fraction is in [0, 1].
+    """
 
     objectives: tuple[Objective, ...]
     ideal: np.ndarray
@@ -217,24 +222,63 @@ class Box:
     given: bool = False
 
     @property
-    def volume(self) -> float:
-        return float(np.prod(self.reference - self.ideal))
+    def span(self) -> np.ndarray:
+        with np.errstate(over="ignore"):  # (inf: given_box refuses such a box)
+            return self.reference - self.ideal
+
+    def scaled(self, losses: np.ndarray) -> np.ndarray:
+        """``losses`` (n, k) in the box's coordinates: 0 at the ideal (or better), 1 at the
+        reference; NaN rows for an empty box."""
+        losses = np.asarray(losses, dtype=float).reshape(-1, len(self.reference))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.maximum(losses - self.ideal, 0.0) / self.span
 
     def fraction(self, losses: np.ndarray) -> float:
         """The hypervolume of ``losses`` as a fraction of this box (0 for an empty box)."""
-        volume = self.volume
-        return hypervolume(losses, self.reference) / volume if volume > 0 else 0.0
+        if not np.all(self.span > 0):
+            return 0.0
+        return hypervolume(self.scaled(losses), np.ones(len(self.reference)))
+
+    def outside(self, losses: np.ndarray) -> np.ndarray:
+        """Which rows of ``losses`` are not strictly inside the reference (they add nothing)."""
+        return ~np.all(np.asarray(losses, dtype=float) < self.reference, axis=1)
+
+    def beyond_ideal(self, losses: np.ndarray) -> np.ndarray:
+        """Which rows of ``losses`` are better than the ideal in some objective (counted at it)."""
+        return np.any(np.asarray(losses, dtype=float) < self.ideal, axis=1)
+
+    def front_notes(self, name: str, ev: Evaluated, members: Iterable[TrialRecord]) -> list[str]:
+        """Lines naming the front ``members`` (of ``ev``, study ``name``) that lie outside the
+        reference (they add nothing) or beyond the ideal (counted at it)."""
+        ids = {t.id for t in members}
+        idx = [i for i, t in enumerate(ev.trials) if t.id in ids]
+        losses = ev.losses[idx].reshape(-1, len(self.reference))
+        notes = []
+        for rows, what in ((self.outside(losses), "outside the reference and add nothing"),
+                           (self.beyond_ideal(losses), "better than the ideal in some objective "
+                                                       "and count as at the ideal there")):
+            numbers = [ev.trials[idx[i]].number for i in np.flatnonzero(rows)]
+            if numbers:
+                notes.append(f"note: {len(numbers)} of the {len(idx)} front members of '{name}' "
+                             f"are {what} (trials " + ", ".join(map(str, numbers[:10]))
+                             + (" …" if len(numbers) > 10 else "") + ")")
+        return notes
 
     def in_units(self) -> dict[str, dict[str, float]]:
         """``{objective: {"ideal": value, "reference": value}}`` in the objectives' own units."""
         sign = [-1.0 if o.direction == "max" else 1.0 for o in self.objectives]
-        return {o.name: {"ideal": float(s * i), "reference": float(s * r)}
+        return {o.name: {"ideal": float(s * i) + 0.0, "reference": float(s * r) + 0.0}
                 for o, s, i, r in zip(self.objectives, sign, self.ideal, self.reference)}
 
     def describe(self) -> str:
         """One line: each objective's ideal -> reference, in its own units."""
-        return ", ".join(f"{name} {v['ideal']:.6g} -> {v['reference']:.6g}"
+        return ", ".join(f"{name} {_num(v['ideal'])} -> {_num(v['reference'])}"
                          for name, v in self.in_units().items())
+
+
+def _num(v: float) -> str:
+    """A number as given (up to 12 significant digits): 0.2, 3400000001, 1e+200; never -0."""
+    return f"{v + 0.0:.12g}"
 
 
 #: the data rule's text (front.json's ``reference_rule`` when no box is given)
@@ -274,6 +318,9 @@ def parse_point(spec: str, objectives: Sequence[Objective], option: str) -> dict
     for item in str(spec).split(","):
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.strip()
+        if not item.strip():
+            raise ValueError(f"{option}: an empty item (a comma too many?); give NAME=VALUE "
+                             f"for each objective ({allowed}), separated by ','")
         if not sep or not name or not value:
             raise ValueError(f"{option}: {item.strip()!r} is not NAME=VALUE; give one per "
                              f"objective ({allowed}), e.g. "
@@ -283,14 +330,15 @@ def parse_point(spec: str, objectives: Sequence[Objective], option: str) -> dict
                              f"{allowed}")
         if name in out:
             raise ValueError(f"{option}: {name} is given twice")
-        try:
-            v = float(value)
-        except ValueError:
-            v = math.nan
+        v = float(value) if _NUMBER.fullmatch(value) else math.nan
         if not math.isfinite(v):
-            raise ValueError(f"{option}: {name}={value} is not a finite number")
-        out[name] = v
+            raise ValueError(f"{option}: {name}={value} is not a finite decimal number; give "
+                             "one such as 0 or 3.4e9, items separated by ','")
+        out[name] = v + 0.0  # (never -0)
     return out
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def _example(o: Objective) -> str:
@@ -324,25 +372,36 @@ def given_box(objectives: Sequence[str | Objective], reference: str,
             best[o.name] = natural
         worse = ref[o.name] < best[o.name] if o.direction == "max" else ref[o.name] > best[o.name]
         if not worse:
-            raise ValueError(f"--reference {o.name}={ref[o.name]:g} must be worse than the ideal "
-                             f"{best[o.name]:g} ({o}); the box would be empty")
+            raise ValueError(f"--reference {o.name}={_num(ref[o.name])} must be worse than the "
+                             f"ideal {_num(best[o.name])} ({o}); the box would be empty")
     sign = np.array([-1.0 if o.direction == "max" else 1.0 for o in objs])
     box = Box(objs, sign * np.array([best[o.name] for o in objs]),
               sign * np.array([ref[o.name] for o in objs]), "", given=True)
+    too_wide = [o.name for o, w in zip(objs, box.span) if not math.isfinite(w)]
+    if too_wide:
+        raise ValueError(f"the box from --ideal to --reference is too wide to compute in "
+                         f"{', '.join(too_wide)}; give corners within about 1e300 of each other")
     return dataclasses.replace(box, rule=f"given: {box.describe()}")
 
 
 def hypervolume_curve(trials: Iterable[TrialRecord], objectives: Sequence[str | Objective],
-                      reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      reference: np.ndarray | None = None, *,
+                      box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Hypervolume of the evaluated trials after each trial, in proposal (``number``) order.
 
     x counts the trials that cost a training (COMPLETE, PRUNED, FAIL: :data:`EVALUATED_STATES`);
     y is the hypervolume of the COMPLETE ones among them. The reference point defaults to
-    :func:`reference_point` of this study alone: pass a shared one to compare studies.
+    :func:`reference_point` of this study alone: pass a shared one to compare studies. With
+    ``box``, y is the fraction of that box instead (:meth:`Box.fraction`; ``reference`` unused).
     """
     ordered = sorted((t for t in trials if t.state in EVALUATED_STATES), key=lambda t: t.number)
     ev = evaluated(ordered, objectives)
-    if reference is None:
+    losses = ev.losses
+    if box is not None:
+        if not np.all(box.span > 0):
+            return np.arange(1, len(ordered) + 1), np.zeros(len(ordered))
+        losses, reference = box.scaled(ev.losses), np.ones(len(box.reference))
+    elif reference is None:
         if not len(ev):
             return np.arange(1, len(ordered) + 1), np.zeros(len(ordered))
         reference = reference_point(ev)
@@ -351,7 +410,7 @@ def hypervolume_curve(trials: Iterable[TrialRecord], objectives: Sequence[str | 
     for t in ordered:
         i = pos.get(id(t))
         if i is not None:
-            p = ev.losses[i]
+            p = losses[i]
             if np.all(p < reference) and not np.any(np.all(front <= p, axis=1)):
                 keep = ~np.all(p <= front, axis=1)  # drop points p dominates (or equals)
                 front = np.vstack([front[keep], p])

@@ -737,7 +737,8 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError(f"--group-by: {args.group_by!r} is not in every study's run config; "
                           f"keys: {', '.join(keys)}")
     box, hv = _pareto.hypervolumes(
-        fronts, _pareto.hv_box(fronts, args.reference, args.ideal) if args.reference else None)
+        fronts, None if args.reference is None else _pareto.hv_box(fronts, args.reference,
+                                                                   args.ideal))
     lost = None
     try:
         _pareto.print_fronts(fronts, hv, args.z, box=box)

@@ -340,12 +340,21 @@ def test_data_box_is_the_documented_rule_and_a_given_box_is_in_the_objectives_un
     box = A.data_box(ev)
     assert np.array_equal(box.reference, A.reference_point(ev)) and not box.given
     assert np.array_equal(box.ideal, ev.losses.min(axis=0))
-    assert box.fraction(ev.losses) == A.normalized_hypervolume(ev.losses, box.reference,
-                                                               box.ideal)
+    assert box.fraction(ev.losses) == pytest.approx(
+        A.normalized_hypervolume(ev.losses, box.reference, box.ideal), rel=1e-12)
     given = A.given_box(OBJ2, "macs=1e7, accuracy=0.25")
     assert given.given and given.in_units() == {"accuracy": {"ideal": 1.0, "reference": 0.25},
                                                 "macs": {"ideal": 0.0, "reference": 1e7}}
-    assert np.array_equal(given.reference, [-0.25, 1e7]) and given.volume == 0.75 * 1e7
+    assert np.array_equal(given.reference, [-0.25, 1e7]) and list(given.span) == [0.75, 1e7]
+    # computed in the box's own coordinates: any finite box, a fraction in [0, 1]
+    wide = A.given_box(OBJ2, "accuracy=-1e200,macs=1e300")
+    assert 0.999 < wide.fraction(ev.losses) <= 1  # every point near the ideal corner
+    assert A.given_box(OBJ2, "accuracy=0.5,macs=1e7", "accuracy=0.6").fraction(ev.losses) <= 1
+    best = ev.losses.min(axis=0)  # an ideal at the best point: one point dominates everything
+    tight = A.Box(ev.objectives, best, best + 1.0, "", given=True)
+    assert tight.fraction(np.vstack([best - 5.0])) == 1.0
+    with pytest.raises(ValueError, match="too wide to compute in accuracy"):
+        A.given_box(OBJ2, "accuracy=-1e308,macs=1", "accuracy=1e308")
     assert A.given_box(OBJ2, "accuracy=0.25,macs=1e7", "accuracy=0.95").in_units()[
         "accuracy"] == {"ideal": 0.95, "reference": 0.25}
     with pytest.raises(ValueError, match="--ideal is needed for zc_synflow:max"):
