@@ -107,25 +107,22 @@ def front_rows(fronts: Sequence[StudyFront]) -> list[dict]:
     return rows
 
 
-def hv_box(fronts: Sequence[StudyFront], reference: str | None = None,
-           ideal: str | None = None) -> A.Box | None:
-    """The comparison's hypervolume box: the one given (``--reference``, ``--ideal``: see
-    :func:`nas.analysis.given_box`), else the data rule over every study's completed trials
-    (None when no study has one)."""
-    if reference is not None:
-        try:
-            return A.given_box(fronts[0].ev.objectives, reference, ideal)
-        except ValueError as e:
-            raise ConfigError(printable(str(e))) from None
-    sets = [f.ev for f in fronts if len(f.ev)]
-    return A.data_box(*sets) if sets else None
+def hv_box(objectives: Sequence[Objective], reference: str, ideal: str | None = None) -> A.Box:
+    """The hypervolume box given by ``--reference`` (and ``--ideal``) over ``objectives`` (see
+    :func:`nas.analysis.given_box`); a ConfigError in one line when it is not one."""
+    try:
+        return A.given_box(objectives, reference, ideal)
+    except ValueError as e:
+        raise ConfigError(printable(str(e))) from None
 
 
 def hypervolumes(fronts: Sequence[StudyFront], box: A.Box | None = None,
                  ) -> tuple[A.Box | None, dict[str, float]]:
-    """The box (``box``, else the data rule's shared one) and each study's hypervolume as a
-    fraction of it."""
-    box = box if box is not None else hv_box(fronts)
+    """The box (``box``, else the data rule's, shared by the studies: None when none has a
+    completed trial) and each study's hypervolume as a fraction of it."""
+    if box is None:
+        sets = [f.ev for f in fronts if len(f.ev)]
+        box = A.data_box(*sets) if sets else None
     return box, {f.name: box.fraction(f.ev.losses) if box is not None and len(f.ev) else 0.0
                  for f in fronts}
 

@@ -731,14 +731,17 @@ def _pareto(args: argparse.Namespace) -> int:
             raise ConfigError(f"--study is needed: {mask_url(url)} holds "
                               f"{len(studies)} studies" + (f" ({listed})" if studies else ""))
         names = studies
+    box = None
+    if args.reference is not None:  # checked before the trials are read (a large study's take
+        # seconds): over the objectives given, else the first study's, as load_fronts takes them
+        box = _pareto.hv_box(objectives or parse_objectives(store.get_study(names[0]).objectives),
+                             args.reference, args.ideal)
     fronts = _pareto.load_fronts(store, list(dict.fromkeys(names)), objectives, z=args.z)
     if args.group_by and not all(args.group_by in f.study.config for f in fronts):
         keys = sorted(fronts[0].study.config)
         raise ConfigError(f"--group-by: {args.group_by!r} is not in every study's run config; "
                           f"keys: {', '.join(keys)}")
-    box, hv = _pareto.hypervolumes(
-        fronts, None if args.reference is None else _pareto.hv_box(fronts, args.reference,
-                                                                   args.ideal))
+    box, hv = _pareto.hypervolumes(fronts, box)
     lost = None
     try:
         _pareto.print_fronts(fronts, hv, args.z, box=box)
