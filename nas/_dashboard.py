@@ -13,11 +13,13 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from db import StorageError, Store, StudyActivity, mask_url
+from nas import analysis
 from nas._figures import (
     PLOTLY_JS,
     curve_figure,
@@ -28,8 +30,8 @@ from nas._figures import (
     pareto_figure,
 )
 from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot, run_rows
-from nas.results import worker_label
-from nas_errors import ConfigError
+from nas.results import Objective, parse_objectives, worker_label
+from nas_errors import ConfigError, printable
 
 __all__ = ["serve", "make_app"]
 
@@ -77,9 +79,12 @@ class _Snapshots:
     """One snapshot per study (the last few), brought up to date only when the study's activity
     changed, by reading its new and running trials."""
 
-    def __init__(self, store: Store, keep: int = _KEEP) -> None:
+    def __init__(self, store: Store, keep: int = _KEEP, *, reference: str | None = None,
+                 ideal: str | None = None) -> None:
         self._store = store
         self._keep = keep
+        self._box_spec = (reference, ideal)  # --reference, --ideal: a box for every study
+        # whose objectives they name; the others keep the data rule
         self._lock = threading.Lock()  # one load at a time: callbacks arrive together
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
 
@@ -94,11 +99,42 @@ class _Snapshots:
                     snap = None
             if snap is None:
                 snap = load_snapshot(self._store, study)
+                box = self.box_for(snap.objectives)
+                if box is not None:
+                    snap = Snapshot(snap.study, snap.trials, box=box)
             self._cache[study] = snap
             self._cache.move_to_end(study)
             while len(self._cache) > self._keep:
                 self._cache.popitem(last=False)
             return snap
+
+    def box_for(self, objectives: Sequence[Objective]) -> analysis.Box | None:
+        """The given box over ``objectives``; None without --reference, or for objectives it
+        does not fit (another study's: that study keeps the data rule)."""
+        reference, ideal = self._box_spec
+        if reference is None:
+            return None
+        try:
+            return analysis.given_box(objectives, reference, ideal)
+        except ValueError:
+            return None
+
+    def check_box(self, study: str | None) -> None:
+        """A ConfigError in one line when --reference/--ideal do not make a box over the
+        objectives of ``study`` (default: the newest), the study the page opens on."""
+        reference, ideal = self._box_spec
+        if ideal is not None and reference is None:
+            raise ConfigError("--ideal needs --reference (without them both corners of the "
+                              "hypervolume box come from each study's trials)")
+        if reference is None:
+            return
+        names = [study] if study else [a.name for a in self._store.activity()[-1:]]
+        for name in names:
+            objectives = parse_objectives(list(self._store.get_study(name).objectives))
+            try:
+                analysis.given_box(objectives, reference, ideal)
+            except ValueError as e:
+                raise ConfigError(printable(f"{e} (study '{name}')")) from None
 
     def warm(self, study: str | None) -> None:
         """Read and analyse ``study`` (default: the newest), as the first page will ask."""
@@ -604,10 +640,12 @@ def _make_server(app, host: str, port: int, threads: int, *,
 
 def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
           study: str | None = None, refresh_s: float = 5.0,
-          threads: int = 8) -> int:
+          threads: int = 8, reference: str | None = None, ideal: str | None = None) -> int:
     """Open ``url`` read-only and serve the dashboard until Ctrl-C; returns the exit code.
 
-    An unknown ``study``, an unreachable database and an address that cannot be bound raise
+    ``reference`` (and ``ideal``) fix the hypervolume box of every study whose objectives
+    they name (:func:`nas.analysis.given_box`). An unknown ``study``, a box that does not fit
+    the study shown first, an unreachable database and an address that cannot be bound raise
     a one-line :class:`nas_errors.NasError` before anything is served.
     """
     if not 0.5 <= refresh_s <= 86400:
@@ -616,7 +654,8 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8050,
     try:
         if study is not None:
             store.get_study(study)  # StorageError naming the existing studies
-        snapshots = _Snapshots(store)
+        snapshots = _Snapshots(store, reference=reference, ideal=ideal)
+        snapshots.check_box(study)
         app = make_app(store, refresh_s=refresh_s, study=study, snapshots=snapshots)
         try:
             server = _make_server(app.server, host, port, threads)

@@ -205,7 +205,8 @@ def pareto_figure(snap: Snapshot, *, gl_threshold: int = GL_THRESHOLD) -> dict[s
 def hypervolume_figure(snap: Snapshot) -> dict[str, Any]:
     """Hypervolume after each evaluated trial (fraction of the ideal-to-reference box)."""
     hv = snap.hypervolume
-    title = f"{snap.study.name} · hypervolume over trials"
+    title = f"{snap.study.name} · hypervolume over trials" + (
+        "" if snap.box is None else f" · given box: {snap.box.describe()}")
     if not len(hv["x"]):
         return empty_figure(title, "no completed trials yet")
     # only the steps: the curve is flat between improvements

@@ -917,6 +917,7 @@ def _add_dashboard(sub) -> argparse.ArgumentParser:
     p.add_argument("--refresh", type=float, default=5.0, metavar="SECONDS",
                    help="how often the page asks the database for new trials "
                         "(default %(default)s)")
+    _add_box(p)
     p.set_defaults(run=_dashboard)
     return p
 
@@ -926,7 +927,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     from nas._dashboard import serve
 
     return serve(args.db or default_url(args.runs_dir, create=False), host=args.host,
-                 port=args.port, study=args.study, refresh_s=args.refresh)
+                 port=args.port, study=args.study, refresh_s=args.refresh,
+                 reference=args.reference, ideal=args.ideal)
 
 
 def _add_report(sub) -> argparse.ArgumentParser:

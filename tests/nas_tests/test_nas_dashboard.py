@@ -28,6 +28,7 @@ from nas._figures import (
 )
 from nas._report import render_report
 from nas._snapshot import Snapshot, export_command, load_snapshot
+from nas_errors import ConfigError
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 HOSTILE = "<script>alert(1)</script>"
@@ -565,3 +566,35 @@ def test_stalled_connections_neither_lock_the_page_out_nor_stay_open(tmp_path) -
                 stop.set()
                 runner.join(timeout=10)
                 server.close()
+
+
+def test_a_given_box_applies_to_the_studies_whose_objectives_it_names(tmp_path) -> None:
+    """dashboard --reference: the hypervolume curve of a study over accuracy and MACs is the
+    fraction of the given box (as pareto and report compute it), and says so in its title; a
+    study over other objectives keeps the data rule."""
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    with Store(url) as w:
+        for name, objectives in (("am", ("accuracy:max", "macs:min")),
+                                 ("ap", ("accuracy:max", "params:min"))):
+            s = w.get_or_create_study(name, space="tiny", space_hash="h",
+                                      objectives=objectives, config={})
+            for i, acc in enumerate((0.5, 0.6, 0.7)):
+                t = w.start_trial(s.id, key=f"{name}{i}", arch_hash=f"{name}{i}" * 8,
+                                  arch=arch(MIXERS), params={})
+                w.finish_trial(t.id, state="COMPLETE", accuracy=acc, accuracy_se=0.01,
+                               macs=(i + 1) * 10**9, params_count=(i + 1) * 10**6)
+    with Store(url, read_only=True) as ro:
+        cache = _Snapshots(ro, reference="accuracy=0.4,macs=5e9")
+        am = cache.get(_stamp(next(a for a in ro.activity() if a.name == "am")))
+        ap = cache.get(_stamp(next(a for a in ro.activity() if a.name == "ap")))
+        box = A.given_box(("accuracy:max", "macs:min"), "accuracy=0.4,macs=5e9")
+        assert am.box is not None and am.box.describe() == box.describe()
+        assert am.hypervolume["final"] == pytest.approx(box.fraction(am.evaluated.losses))
+        assert "given box: accuracy 1 -&gt; 0.4, macs 0 -&gt; 5000000000" in \
+            hypervolume_figure(am)["layout"]["title"]["text"]
+        assert ap.box is None and ap.hypervolume["final"] == pytest.approx(
+            A.data_box(ap.evaluated).fraction(ap.evaluated.losses))
+        _Snapshots(ro, reference="accuracy=0.4,macs=5e9").check_box("am")
+        with pytest.raises(ConfigError, match=r"'macs' is not an objective here; the "
+                                              r"objectives are accuracy, params \(study 'ap'\)"):
+            _Snapshots(ro, reference="accuracy=0.4,macs=5e9").check_box("ap")
