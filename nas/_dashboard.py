@@ -99,9 +99,7 @@ class _Snapshots:
                     snap = None
             if snap is None:
                 snap = load_snapshot(self._store, study)
-                box = self.box_for(snap.objectives)
-                if box is not None:
-                    snap = Snapshot(snap.study, snap.trials, box=box)
+                snap.box = self.box_for(snap.objectives)  # (before anything reads it)
             self._cache[study] = snap
             self._cache.move_to_end(study)
             while len(self._cache) > self._keep:
@@ -124,8 +122,7 @@ class _Snapshots:
         objectives of ``study`` (default: the newest), the study the page opens on."""
         reference, ideal = self._box_spec
         if ideal is not None and reference is None:
-            raise ConfigError("--ideal needs --reference (without them both corners of the "
-                              "hypervolume box come from each study's trials)")
+            raise ConfigError(analysis.IDEAL_NEEDS_REFERENCE)
         if reference is None:
             return
         names = [study] if study else [a.name for a in self._store.activity()[-1:]]
@@ -133,8 +130,8 @@ class _Snapshots:
             objectives = parse_objectives(list(self._store.get_study(name).objectives))
             try:
                 analysis.given_box(objectives, reference, ideal)
-            except ValueError as e:
-                raise ConfigError(printable(f"{e} (study '{name}')")) from None
+            except ConfigError as e:
+                raise ConfigError(f"{e} (study {printable(repr(name))})") from None
 
     def warm(self, study: str | None) -> None:
         """Read and analyse ``study`` (default: the newest), as the first page will ask."""

@@ -107,15 +107,6 @@ def front_rows(fronts: Sequence[StudyFront]) -> list[dict]:
     return rows
 
 
-def hv_box(objectives: Sequence[Objective], reference: str, ideal: str | None = None) -> A.Box:
-    """The hypervolume box given by ``--reference`` (and ``--ideal``) over ``objectives`` (see
-    :func:`nas.analysis.given_box`); a ConfigError in one line when it is not one."""
-    try:
-        return A.given_box(objectives, reference, ideal)
-    except ValueError as e:
-        raise ConfigError(printable(str(e))) from None
-
-
 def hypervolumes(fronts: Sequence[StudyFront], box: A.Box | None = None,
                  ) -> tuple[A.Box | None, dict[str, float]]:
     """The box (``box``, else the data rule's, shared by the studies: None when none has a

@@ -25,8 +25,8 @@ from nas._figures import (
     plotly_js,
 )
 from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot, run_rows
-from nas.analysis import given_box
-from nas_errors import ConfigError, printable
+from nas.analysis import IDEAL_NEEDS_REFERENCE, given_box
+from nas_errors import ConfigError
 
 __all__ = ["write_report", "render_report"]
 
@@ -185,17 +185,12 @@ def write_report(url: str, study: str, out: str | os.PathLike[str], *,
         raise ConfigError(f"-o {out} exists and is {what}; choose another name, or pass "
                           "--force to replace it")
     if ideal is not None and reference is None:
-        raise ConfigError("--ideal needs --reference (without them both corners of the "
-                          "hypervolume box come from the study's trials)")
+        raise ConfigError(IDEAL_NEEDS_REFERENCE)
     with Store(url, read_only=True) as store:
         snap = load_snapshot(store, study)
         runs = store.runs(snap.study.id)
     if reference is not None:
-        try:
-            box = given_box(snap.objectives, reference, ideal)
-        except ValueError as e:
-            raise ConfigError(printable(str(e))) from None
-        snap = Snapshot(snap.study, snap.trials, box=box)
+        snap.box = given_box(snap.objectives, reference, ideal)  # (before anything reads it)
     text = render_report(snap, mask_url(url), runs)
     tmp = None
     try:

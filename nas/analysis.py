@@ -42,6 +42,7 @@ import numpy as np
 
 from db.records import TrialRecord
 from nas.results import Objective, parse_objectives
+from nas_errors import ConfigError, printable
 
 __all__ = [
     "EVALUATED_STATES",
@@ -307,10 +308,20 @@ def _natural_best(o: Objective) -> float | None:
     return 0.0 if o.direction == "min" and not o.name.startswith("zc_") else None
 
 
+#: the one-line refusal of --ideal alone (pareto, report, dashboard)
+IDEAL_NEEDS_REFERENCE = ("--ideal needs --reference (without them both corners of the "
+                         "hypervolume box come from the trials read)")
+
+
+def _refusal(message: str) -> ConfigError:
+    return ConfigError(printable(message))  # (the message quotes what the user typed)
+
+
 def parse_point(spec: str, objectives: Sequence[Objective], option: str) -> dict[str, float]:
     """``"accuracy=0,macs=3.4e9"`` as ``{name: value}`` over ``objectives`` (each named once).
 
-    Raises ``ValueError`` with one line naming what is wrong and what is allowed.
+    Raises :class:`nas_errors.ConfigError` (a ``ValueError``) with one line naming what is
+    wrong and what is allowed.
     """
     names = [o.name for o in objectives]
     allowed = ", ".join(names)
@@ -319,20 +330,20 @@ def parse_point(spec: str, objectives: Sequence[Objective], option: str) -> dict
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.strip()
         if not item.strip():
-            raise ValueError(f"{option}: an empty item (a comma too many?); give NAME=VALUE "
+            raise _refusal(f"{option}: an empty item (a comma too many?); give NAME=VALUE "
                              f"for each objective ({allowed}), separated by ','")
         if not sep or not name or not value:
-            raise ValueError(f"{option}: {item.strip()!r} is not NAME=VALUE; give one per "
+            raise _refusal(f"{option}: {item.strip()!r} is not NAME=VALUE; give one per "
                              f"objective ({allowed}), e.g. "
                              + ",".join(f"{n}={_example(o)}" for n, o in zip(names, objectives)))
         if name not in names:
-            raise ValueError(f"{option}: {name!r} is not an objective here; the objectives are "
+            raise _refusal(f"{option}: {name!r} is not an objective here; the objectives are "
                              f"{allowed}")
         if name in out:
-            raise ValueError(f"{option}: {name} is given twice")
+            raise _refusal(f"{option}: {name} is given twice")
         v = float(value) if _NUMBER.fullmatch(value) else math.nan
         if not math.isfinite(v):
-            raise ValueError(f"{option}: {name}={value} is not a finite decimal number; give "
+            raise _refusal(f"{option}: {name}={value} is not a finite decimal number; give "
                              "one such as 0 or 3.4e9, items separated by ','")
         out[name] = v + 0.0  # (never -0)
     return out
@@ -353,33 +364,34 @@ def given_box(objectives: Sequence[str | Objective], reference: str,
     take where it has one (accuracy 1, any cost or loss to minimise 0). Figures over one given
     box are comparable between commands and over time, unlike the data rule's.
 
-    Raises ``ValueError`` with one line naming what is wrong and what is allowed.
+    Raises :class:`nas_errors.ConfigError` (a ``ValueError``) with one line naming what is
+    wrong and what is allowed.
     """
     objs = _objectives(objectives)
     ref = parse_point(reference, objs, "--reference")
     missing = [o.name for o in objs if o.name not in ref]
     if missing:
         names = ", ".join(o.name for o in objs)
-        raise ValueError(f"--reference must give every objective ({names}); missing: "
+        raise _refusal(f"--reference must give every objective ({names}); missing: "
                          + ", ".join(missing))
     best = parse_point(ideal, objs, "--ideal") if ideal is not None else {}
     for o in objs:
         if o.name not in best:
             natural = _natural_best(o)
             if natural is None:
-                raise ValueError(f"--ideal is needed for {o} (it has no known best value); "
+                raise _refusal(f"--ideal is needed for {o} (it has no known best value); "
                                  f"e.g. --ideal {o.name}=VALUE")
             best[o.name] = natural
         worse = ref[o.name] < best[o.name] if o.direction == "max" else ref[o.name] > best[o.name]
         if not worse:
-            raise ValueError(f"--reference {o.name}={_num(ref[o.name])} must be worse than the "
+            raise _refusal(f"--reference {o.name}={_num(ref[o.name])} must be worse than the "
                              f"ideal {_num(best[o.name])} ({o}); the box would be empty")
     sign = np.array([-1.0 if o.direction == "max" else 1.0 for o in objs])
     box = Box(objs, sign * np.array([best[o.name] for o in objs]),
               sign * np.array([ref[o.name] for o in objs]), "", given=True)
     too_wide = [o.name for o, w in zip(objs, box.span) if not math.isfinite(w)]
     if too_wide:
-        raise ValueError(f"the box from --ideal to --reference is too wide to compute in "
+        raise _refusal(f"the box from --ideal to --reference is too wide to compute in "
                          f"{', '.join(too_wide)}; give corners within about 1e300 of each other")
     return dataclasses.replace(box, rule=f"given: {box.describe()}")
 

@@ -706,9 +706,10 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError("--out must name a folder; got an empty string")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: cannot write there: it is a file, not a folder")
+    from nas import analysis as A
+
     if args.ideal is not None and args.reference is None:
-        raise ConfigError("--ideal needs --reference (without them both corners of the "
-                          "hypervolume box come from the trials compared)")
+        raise ConfigError(A.IDEAL_NEEDS_REFERENCE)
     from nas import _pareto
     from nas.results import parse_objectives
 
@@ -734,8 +735,8 @@ def _pareto(args: argparse.Namespace) -> int:
     box = None
     if args.reference is not None:  # checked before the trials are read (a large study's take
         # seconds): over the objectives given, else the first study's, as load_fronts takes them
-        box = _pareto.hv_box(objectives or parse_objectives(store.get_study(names[0]).objectives),
-                             args.reference, args.ideal)
+        box = A.given_box(objectives or parse_objectives(store.get_study(names[0]).objectives),
+                          args.reference, args.ideal)
     fronts = _pareto.load_fronts(store, list(dict.fromkeys(names)), objectives, z=args.z)
     if args.group_by and not all(args.group_by in f.study.config for f in fronts):
         keys = sorted(fronts[0].study.config)
