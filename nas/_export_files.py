@@ -86,7 +86,8 @@ def standalone_source(name: str, config: Mapping[str, Any], docstring: str) -> s
     if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)):
         raise AssertionError("portable.py must open with its docstring")
     body = "".join(source.splitlines(keepends=True)[first.end_lineno:])
-    doc = '"""' + docstring.strip().replace('"""', "'''") + '\n"""\n'
+    # a backslash (a study's name may hold one) is escaped: the docstring reads as it was given
+    doc = '"""' + docstring.strip().replace("\\", "\\\\").replace('"""', "'''") + '\n"""\n'
     config_text = pprint.pformat(json.loads(json.dumps(dict(config))), width=95,
                                  sort_dicts=False)
     return doc + body + _FOOTER.format(name=name, config=config_text)
@@ -156,7 +157,10 @@ def write_torchscript(path: Path, model: nn.Module, config: Mapping[str, Any]) -
     """Trace ``model`` at batch 1, save it, reload it and compare at batch 3; the max |diff|."""
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace(model, example_input(config, 1, seed=1))
-        torch.jit.save(traced, str(path))
+        buffer = io.BytesIO()  # (saved to a file, a full disk aborts the process in C++)
+        torch.jit.save(traced, buffer)
+        path.write_bytes(buffer.getbuffer())
+        del buffer
         loaded = torch.jit.load(str(path))
         x = example_input(config, 3, seed=2)
         return _agree("TorchScript", loaded(x), model(x))

@@ -17,6 +17,7 @@ import numpy as np
 from db.records import StudyRecord, TrialRecord
 from nas.analysis import evaluated, noisy_front, non_dominated_sort, pareto_front
 from nas.models import ArchSpec, Cost, arch_hash, describe
+from nas_errors import printable
 
 __all__ = ["CardInfo", "render_card", "front_position", "FrontPosition", "TRAIN_SETTINGS"]
 
@@ -101,7 +102,8 @@ def render_card(info: CardInfo) -> str:
     spec, t = info.spec, info.trial
     out = [f"# {info.name}", ""]
     if t is not None and info.study is not None:
-        out += [f"Trial #{t.number} of study `{info.study.name}` (space `{info.study.space}`), "
+        out += [f"Trial #{t.number} of study `{printable(info.study.name)}` "
+                f"(space `{printable(info.study.space)}`), "
                 f"chosen by `{info.how}`, exported by metaformer-nas as a full model: "
                 f"`{describe(spec)}`.", ""]
     else:
@@ -133,7 +135,7 @@ def render_card(info: CardInfo) -> str:
 def _search_section(info: CardInfo, t: TrialRecord, study: StudyRecord) -> list[str]:
     m = t.metrics
     rows = [
-        ("study", f"`{study.name}`" + (f" in `{info.db_url}`" if info.db_url else "")),
+        ("study", f"`{printable(study.name)}`" + (f" in `{info.db_url}`" if info.db_url else "")),
         ("search space", f"`{study.space}` (hash `{study.space_hash}`)"),
         ("trial", f"#{t.number} ({t.state}), architecture hash `{t.arch_hash}`"),
         ("chosen by", f"`{info.how}`"),
@@ -202,6 +204,11 @@ def _files_section(info: CardInfo) -> list[str]:
                       f"{c['onnx']['max_abs_diff']:.2e}",
         "README.md": "this model card",
     }
+    if "model.onnx.data" in info.files:  # weights past ONNX's 2 GB limit: the exporter's file
+        what = {**{k: v for k, v in what.items() if k != "README.md"},
+                "model.onnx.data": "the ONNX model's weights (past ONNX's 2 GB limit for one "
+                                   "file); `model.onnx` needs it beside it",
+                "README.md": what["README.md"]}
     out = ["## Files", "", "| file | bytes | what |", "|---|---|---|"]
     for f, text in what.items():
         size = f"{info.files[f]:,}" if f in info.files else ""
@@ -212,6 +219,27 @@ def _files_section(info: CardInfo) -> list[str]:
     out += [f"Exported with {versions}" + (f": `{info.command}`" if info.command else "") + ".",
             ""]
     return out
+
+
+def _in_the_project(info: CardInfo) -> list[str]:
+    """How a process that imports metaformer-nas gets the same model: a preset under its own
+    name is already a timm model there (at the preset's own size), anything else is
+    registered from config.yaml."""
+    name, spec = info.name, info.spec
+    if info.preset is not None and info.preset == name:
+        from nas.models._timm import registered_here
+
+        if not registered_here(name):
+            return [f"`{name}` is timm's own model, which `timm.create_model(\"{name}\", "
+                    f"num_classes={spec.num_classes})` builds with or without this project "
+                    "(its layers do not depend on the input size)."]
+        return [f"In a process that imports metaformer-nas, `{name}` is already a timm model "
+                f"(the preset, at its own input size): `timm.create_model(\"{name}\", "
+                f"num_classes={spec.num_classes}, img_size={spec.img_size})` builds this "
+                "export's architecture there, and the `import model` above does not replace "
+                "it."]
+    return [f"In a process that imports metaformer-nas, `nas.models.register_timm(\"{name}\", "
+            "yaml.safe_load(open(\"config.yaml\")))` registers the same architecture."]
 
 
 def _usage_section(info: CardInfo) -> list[str]:
@@ -231,8 +259,7 @@ def _usage_section(info: CardInfo) -> list[str]:
         f"logits = net.eval()(torch.randn(1, {spec.in_chans}, {spec.img_size}, "
         f"{spec.img_size}))",
         "```", "",
-        f"In a process that imports metaformer-nas, `nas.models.register_timm(\"{name}\", "
-        "yaml.safe_load(open(\"config.yaml\")))` registers the same architecture.", "",
+        *_in_the_project(info), "",
         "### Train it with timm's train.py", "",
         "`train.py` is in timm's repository (not in its wheel); `model.py` must be imported "
         "first so that timm knows the name:", "",

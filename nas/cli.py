@@ -48,7 +48,7 @@ __all__ = ["main", "search_main", "spaces_main", "print_pareto"]
 EXIT_USAGE = 2  # bad usage or bad input: one line on stderr, no traceback
 EXIT_FAILED = 1  # the run itself failed (e.g. every trial failed)
 EXIT_INTERRUPTED = 130  # Ctrl-C (a search stopped by SIGTERM exits 143)
-EXIT_TERMINATED = 143  # SIGTERM
+EXIT_TERMINATED = 143  # SIGTERM (SIGHUP: 129, 128 + its number)
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -72,18 +72,27 @@ def _fail(msg: str, code: int = EXIT_USAGE) -> int:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM in a command that writes files: unwound like Ctrl-C, so nothing is half-written."""
+    """SIGTERM or SIGHUP in a command that writes files: unwound like Ctrl-C, so nothing is
+    half-written; exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.code = 128 + signum
 
 
 _STOP_SIGNALS: list[int] = []  # what a file-writing command received (export, report, pareto)
+_HOLD_SIGNALS: list[bool] = []  # non-empty: a stop signal is recorded, raised when the hold ends
+_EXPORTED: list[object] = []  # the export's files are in place (a later stop must not deny it)
 
 
 def _on_stop_signal(signum, frame) -> None:
-    """Ctrl-C or SIGTERM in a command that writes files: recorded, then raised. The record
-    stops the command even where a library swallowed the KeyboardInterrupt (an export seen
-    to finish with exit 0 after a Ctrl-C): see :func:`_raise_if_signalled`."""
+    """Ctrl-C, SIGTERM or SIGHUP in a command that writes files: recorded, then raised (unless
+    held: :func:`_holding_stop_signals`). The record stops the command even where a library
+    swallowed the KeyboardInterrupt (an export seen to finish with exit 0 after a Ctrl-C):
+    see :func:`_raise_if_signalled`."""
     _STOP_SIGNALS.append(signum)
-    _raise_if_signalled()
+    if not _HOLD_SIGNALS:
+        _raise_if_signalled()
 
 
 def _raise_if_signalled() -> None:
@@ -91,7 +100,20 @@ def _raise_if_signalled() -> None:
     import signal
 
     if _STOP_SIGNALS:
-        raise _Terminated() if _STOP_SIGNALS[-1] == signal.SIGTERM else KeyboardInterrupt()
+        signum = _STOP_SIGNALS[-1]
+        raise KeyboardInterrupt() if signum == signal.SIGINT else _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _holding_stop_signals():
+    """A stop signal received inside the block is raised when it ends, not inside it (the
+    export's move into place: an earlier export moved aside is put back or replaced whole)."""
+    _HOLD_SIGNALS.append(True)
+    try:
+        yield
+    finally:
+        _HOLD_SIGNALS.pop()
+    _raise_if_signalled()
 
 
 # --------------------------------------------------------------------------- search
@@ -855,15 +877,17 @@ def _export(args: argparse.Namespace) -> int:
         selection = select_preset(args.preset, name=args.name)
     result = export(selection, args.out, num_classes=args.num_classes, img_size=args.img_size,
                     force=args.force, seed=args.seed, before_commit=_raise_if_signalled,
+                    commit_guard=_holding_stop_signals, on_commit=_EXPORTED.append,
                     command=" ".join(["python -m nas", *(shlex.quote(mask_url(a))
                                                           for a in args.argv)]))
     what = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
             if selection.trial is not None else f"preset {selection.preset}")
     checks = result.checks
     worst = max(checks["onnx"]["max_abs_diff"], checks["torchscript"], checks["standalone"])
-    print(f"exported {what} as '{result.name}' to {result.out} in {result.seconds:.1f} s: "
-          f"{', '.join(sorted(result.files))} (checked: model.py stand-alone, TorchScript, "
-          f"ONNX in onnxruntime; max |diff| {worst:.1e})")
+    print(printable(f"exported {what} as '{result.name}' to {result.out} in "
+                    f"{result.seconds:.1f} s: {', '.join(sorted(result.files))} (checked: "
+                    "model.py stand-alone, TorchScript, ONNX in onnxruntime; max |diff| "
+                    f"{worst:.1e})"))
     return 0
 
 
@@ -1011,9 +1035,12 @@ def _run(args: argparse.Namespace) -> int:
     handlers = {}
     if args.command in ("export", "report", "pareto"):  # (a search has its own handlers)
         _STOP_SIGNALS.clear()
+        _EXPORTED.clear()
         handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_stop_signal)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not if ignored)
             handlers[signal.SIGINT] = signal.signal(signal.SIGINT, _on_stop_signal)
+        if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # (nohup ignores it)
+            handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_stop_signal)
     stdout = sys.stdout
     if args.command != "search" and stdout is not None:  # (None: started with fd 1 closed)
         sys.stdout = _StdoutCheck(stdout)
@@ -1035,7 +1062,10 @@ def _run(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
-        code = EXIT_TERMINATED if isinstance(e, _Terminated) else EXIT_INTERRUPTED
+        code = e.code if isinstance(e, _Terminated) else EXIT_INTERRUPTED
+        if args.command == "export" and _EXPORTED:
+            return _fail(f"interrupted once the export was in place; {_EXPORTED[0]} holds it "
+                         "whole", code)
         if args.command == "export":
             return _fail(f"interrupted; nothing was written to {args.out}", code)
         if args.command == "report":

@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from nas._memory import available_memory, gb, is_out_of_memory
-from nas_errors import ConfigError  # (not nas.errors: the CLI imports this module early)
+
+# (not nas.errors: the CLI imports this module early)
+from nas_errors import ConfigError, printable
 
 __all__ = ["PICKS", "EXPORT_FILES", "Selection", "ExportResult", "check_out_dir", "check_name",
            "pick_trial", "select_trial", "select_preset", "export", "export_trial",
@@ -44,6 +46,10 @@ PICKS = ("knee", "best")
 #: what an export directory holds (the marker files a --force replacement looks for first)
 EXPORT_FILES = ("config.yaml", "model.py", "model.safetensors", "model.torchscript.pt",
                 "model.onnx", "README.md")
+#: written beside model.onnx when the weights pass ONNX's 2 GB limit (the ONNX exporter's name)
+ONNX_DATA = "model.onnx.data"
+#: what model.py's docstring says in its first line; an earlier export is recognised by it
+EXPORT_MARK = "exported by metaformer-nas"
 
 
 @dataclass(frozen=True)
@@ -77,28 +83,66 @@ def check_out_dir(out: str | os.PathLike[str], force: bool) -> Path:
     """``out`` as a path, if an export may be written there; else :class:`ConfigError`.
 
     A missing directory is fine (its parents are created). An existing one is replaced only with
-    ``force``, and only if it is empty or an earlier export (it holds ``config.yaml`` and
-    ``model.py``, and nothing an export does not write), so ``--force`` cannot delete anything
-    else.
+    ``force``, and only if it is empty or an earlier export (its ``model.py`` says it was
+    exported by metaformer-nas, it has ``config.yaml``, and it holds nothing an export does not
+    write), so ``--force`` cannot delete anything else. The export checks again just before it
+    moves its files into place (:func:`_move_into_place`).
     """
     if not str(out).strip():
         raise ConfigError("--out must name a directory; got an empty path")
     path = Path(os.path.abspath(out))
-    if not path.exists() and not path.is_symlink():
-        return path
-    if path.is_symlink() or not path.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory; choose another path")
-    if not force:
-        raise ConfigError(f"--out {out} already exists; pass --force to replace it")
-    contents = {p.name for p in path.iterdir()}
-    if contents and not {"config.yaml", "model.py"} <= contents:
-        raise ConfigError(f"--out {out} exists and is not an export (no config.yaml and model.py)"
-                          "; --force only replaces an earlier export or an empty directory")
-    others = sorted(contents - set(EXPORT_FILES) - {"__pycache__"})
+    try:
+        _check_name_length(path)
+        if not path.exists() and not path.is_symlink():
+            return path
+        if path.is_symlink() or not path.is_dir():
+            raise ConfigError(f"--out {out} exists and is not a directory; choose another path")
+        if not force:
+            raise ConfigError(f"--out {out} already exists; pass --force to replace it")
+        contents = {p.name for p in path.iterdir()}
+        if contents and not {"config.yaml", "model.py"} <= contents:
+            raise ConfigError(f"--out {out} exists and is not an export (no config.yaml and "
+                              "model.py); --force only replaces an earlier export or an empty "
+                              "directory")
+        if contents and not _written_by_export(path):
+            raise ConfigError(f"--out {out} exists and is not an export (its model.py does not "
+                              f"say '{EXPORT_MARK}'); --force only replaces an earlier export "
+                              "or an empty directory")
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise ConfigError(f"--out {out}: {e.strerror or e}") from None
+    others = sorted(contents - set(EXPORT_FILES) - {ONNX_DATA, "__pycache__"})
     if others:
         raise ConfigError(f"--out {out} holds files an export does not write ({', '.join(others)})"
                           "; move them away first: --force would delete them")
     return path
+
+
+def _written_by_export(path: Path) -> bool:
+    """Whether the directory ``path`` holds an export: its ``model.py`` opens with the
+    docstring an export writes (:func:`_model_py_doc`) and ``config.yaml`` is a file."""
+    try:
+        with open(path / "model.py", encoding="utf-8", errors="replace") as f:
+            first = f.readline(4096)
+    except OSError:
+        return False
+    return first.startswith('"""') and EXPORT_MARK in first and (path / "config.yaml").is_file()
+
+
+def _check_name_length(path: Path) -> None:
+    """Refuse an ``--out`` whose last part leaves no room for the temporary directory the export
+    writes first, beside it (``.NAME.partial-XXXXXXXX``, 18 bytes more)."""
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    n = len(os.fsencode(path.name))
+    if n + 18 > limit:
+        raise ConfigError(f"--out {path}: its last part is {n} bytes long; at most {limit - 18} "
+                          f"here (the file system allows {limit}, and the export first writes "
+                          "'.NAME.partial-XXXXXXXX' beside it)")
 
 
 #: what model.py defines after portable.py's own names (nas._export_files._FOOTER; a test
@@ -271,7 +315,9 @@ def select_preset(preset: str, *, name: str | None = None) -> Selection:
 
 def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: int = 1000,
            img_size: int = 224, force: bool = False, seed: int = 0,
-           command: str = "", before_commit: Callable[[], None] | None = None) -> ExportResult:
+           command: str = "", before_commit: Callable[[], None] | None = None,
+           commit_guard: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+           on_commit: Callable[[Path], None] | None = None) -> ExportResult:
     """Write ``selection`` as a full model into ``out`` (module docstring); atomic.
 
     Args:
@@ -285,6 +331,10 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         before_commit: called once every file is written and checked, just before they are
             moved into ``out``; what it raises aborts the export with nothing written (the CLI's
             check for a Ctrl-C whose KeyboardInterrupt a library swallowed).
+        commit_guard: a context manager around the move into ``out`` (the CLI's holds a stop
+            signal back until the files are in place or the move failed, so a Ctrl-C cannot
+            leave an earlier export moved aside).
+        on_commit: called with ``out`` inside ``commit_guard``, once the files are in place.
 
     Returns:
         :class:`ExportResult`. Afterwards ``timm.create_model(result.name)`` works in this
@@ -339,7 +389,9 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         except OSError as e:
             raise ConfigError(f"--out {out}: cannot write in {str(out.parent)!r}: "
                               f"{e.strerror or e}") from None
-        origin = (f"trial #{selection.trial.number} of study '{selection.study.name}'"
+        _check_disk(out, cost)
+        origin = (f"trial #{selection.trial.number} of study "
+                  f"'{printable(selection.study.name)}'"
                   if selection.trial is not None else f"preset {selection.preset}")
         header = (f"{selection.name}: {origin}, exported by metaformer-nas\n"
                   f"architecture hash {arch_hash(spec)}; build it with "
@@ -371,7 +423,10 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         _usual_permissions(tmp)
         if before_commit is not None:
             before_commit()
-        _move_into_place(tmp, out)
+        with commit_guard():
+            _move_into_place(tmp, out, force)
+            if on_commit is not None:
+                on_commit(out)
     except BaseException as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -380,6 +435,9 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
                 d.rmdir()
         if isinstance(e, (MemoryError, RuntimeError)):
             _out_of_memory(e, cost, img_size, num_classes)
+        if _disk_full(e):
+            raise ConfigError(f"--out {out}: no space left in {str(out.parent)!r} while the "
+                              "export was written; nothing was written") from None
         raise
     if not preset_name:
         register_timm(selection.name, spec)
@@ -418,6 +476,32 @@ def _check_memory(cost: Any, img_size: int, num_classes: int) -> None:
                           f"model's weights alone need {gb(need)} ({cost.params / 1e6:,.0f} M "
                           f"params, float32), more than the {gb(free)} of memory available; "
                           "use a smaller --img-size or --num-classes")
+
+
+def _check_disk(out: Path, cost: Any) -> None:
+    """Refuse before writing when the disk under ``out`` has less room than the export takes:
+    its weights three times (safetensors, TorchScript, ONNX, float32) and 2 MB of code, card
+    and headers."""
+    need = 3 * 4 * cost.params + 2 * 2**20
+    try:
+        usage = shutil.disk_usage(out.parent)
+    except OSError:
+        return
+    free = usage.free
+    if usage.total and need > free:  # (a pseudo file system such as /proc reports no size)
+        raise ConfigError(f"--out {out}: the export needs about {need / 2**20:,.0f} MB "
+                          f"({cost.params / 1e6:,.1f} M params, three copies of the weights) and "
+                          f"{str(out.parent)!r} has {free / 2**20:,.0f} MB free; nothing was "
+                          "written")
+
+
+def _disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says the disk (or the user's quota) is full; some writers (safetensors)
+    raise their own error type with the system's message."""
+    import errno
+
+    return (getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            or "No space left on device" in str(e) or "Disk quota exceeded" in str(e))
 
 
 def _out_of_memory(e: BaseException, cost: Any, img_size: int, num_classes: int) -> None:
@@ -494,19 +578,47 @@ def _usual_permissions(directory: Path) -> None:
         p.chmod(0o666 & ~umask)
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
+def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
     """Rename ``tmp`` to ``out``; an earlier export there is moved aside first and deleted only
-    once the new one is in place."""
+    once the new one is in place.
+
+    ``out`` is checked again first (:func:`check_out_dir`): something may have appeared there
+    while the export ran (another export into the same folder, another program). Without
+    ``force`` it is left as it is and the export refused; with it, only an earlier export is
+    replaced, checked once more after it was moved aside (a rename replaces nothing that is
+    not empty).
+    """
+    appeared = (f"--out {out} appeared while the export ran (another export or another program "
+                "wrote it); it was left as it is and nothing was written")
+    if not force and (out.exists() or out.is_symlink()):
+        raise ConfigError(appeared)
+    check_out_dir(out, force)
     if not out.exists():
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)  # fails on a non-empty directory or a file that appeared since
+        except OSError as e:
+            raise ConfigError(f"{appeared} ({e.strerror or e})") from None
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, aside / out.name)
+    moved = aside / out.name
     try:
+        os.rename(out, moved)
+    except OSError as e:
+        aside.rmdir()
+        raise ConfigError(f"{appeared} ({e.strerror or e})") from None
+    try:
+        try:
+            check_out_dir(moved, force=True)  # what was moved is still an earlier export
+        except ConfigError:
+            raise ConfigError(appeared) from None
         os.rename(tmp, out)
-    except BaseException:
-        os.rename(aside / out.name, out)
+    except BaseException as e:
+        try:
+            os.rename(moved, out)
+            aside.rmdir()
+        except OSError:
+            raise ConfigError(f"{appeared}; what was there is kept in {moved}") from None
+        if isinstance(e, OSError):
+            raise ConfigError(f"{appeared} ({e.strerror or e})") from None
         raise
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
-
+    shutil.rmtree(aside, ignore_errors=True)

@@ -116,6 +116,12 @@ def register_exports(paths: str | None = None) -> list[str]:
     return found
 
 
+def registered_here(name: str) -> bool:
+    """Whether timm's entry ``name`` is this project's (a preset timm lacks, or an export
+    registered in this process), not timm's own."""
+    return name in _OURS
+
+
 def register_timm_preset(name: str) -> bool:
     """Register the preset ``name`` with timm unless timm has a model of that name (then it
     warns and keeps timm's); True if registered. Called by ``register_preset``."""

@@ -7,6 +7,7 @@ tests/e2e_tests/test_export_e2e.py exports from a real search.
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -249,11 +250,21 @@ def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(t
     empty = tmp_path / "empty"
     empty.mkdir()
     assert check_out_dir(empty, force=True) == empty
-    for name in ("config.yaml", "model.py", "checkpoint-best.pth"):
-        (empty / name).write_text("")
+    empty.rmdir()
+    _fake_export(empty, "")  # an earlier export, then a checkpoint of the user's in it
+    (empty / "checkpoint-best.pth").write_text("")
     with pytest.raises(ConfigError, match=r"holds files an export does not write "
                                           r"\(checkpoint-best.pth\); move them away first"):
         check_out_dir(empty, force=True)
+
+
+def _fake_export(d: Path, text: str) -> None:
+    """A directory an export wrote, as far as ``check_out_dir`` looks: config.yaml and a
+    model.py whose docstring says who wrote it."""
+    d.mkdir()
+    (d / "config.yaml").write_text(text)
+    (d / "model.py").write_text('"""x: preset p, exported by metaformer-nas; needs only torch '
+                                'and timm.\n"""\n')
 
 
 def test_force_keeps_the_old_export_until_the_new_one_is_in_place(tmp_path) -> None:
@@ -261,11 +272,83 @@ def test_force_keeps_the_old_export_until_the_new_one_is_in_place(tmp_path) -> N
 
     old, new = tmp_path / "out", tmp_path / ".out.partial-1"
     for d, text in ((old, "old"), (new, "new")):
-        d.mkdir()
-        (d / "config.yaml").write_text(text)
-    _move_into_place(new, old)
+        _fake_export(d, text)
+    _move_into_place(new, old, force=True)
     assert [p.name for p in tmp_path.iterdir()] == ["out"], list(tmp_path.iterdir())
     assert (old / "config.yaml").read_text() == "new"
+
+
+def test_force_replaces_only_what_an_export_wrote(tmp_path) -> None:
+    """File names alone do not make an export: a project of the user's with a config.yaml,
+    model.py and README.md of its own is refused (their model.py does not say who wrote it)."""
+    mine = tmp_path / "myproj"
+    mine.mkdir()
+    for name in ("config.yaml", "model.py", "README.md"):
+        (mine / name).write_text(f"my own {name}\n")
+    with pytest.raises(ConfigError, match=r"is not an export \(its model.py does not say "
+                                          r"'exported by metaformer-nas'\)"):
+        check_out_dir(mine, force=True)
+    _fake_export(tmp_path / "earlier", "old")
+    (tmp_path / "earlier" / "model.onnx.data").write_bytes(b"")  # weights past ONNX's 2 GB
+    assert check_out_dir(tmp_path / "earlier", force=True) == tmp_path / "earlier"
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_an_out_that_appears_while_exporting_is_left_as_it_is(tmp_path, force) -> None:
+    """Something written at --out after the export's first check (another export, another
+    program) is not replaced: checked again at the move, refused in one line, kept whole."""
+    from nas.export import export, select_preset
+
+    out = tmp_path / "out"
+    if force:
+        _fake_export(out, "an earlier export")
+
+    def appear() -> None:  # just before the move into place
+        if force:
+            (out / "model.py").write_text("# the user's own, written meanwhile\n")
+        else:
+            out.mkdir()
+        (out / "precious.txt").write_text("my thesis")
+
+    with pytest.raises(ConfigError, match="appeared while the export ran|is not an export"):
+        export(select_preset("test_metaformer_tiny"), out, img_size=32, force=force,
+               before_commit=appear)
+    assert (out / "precious.txt").read_text() == "my thesis"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "temporary dirs left"
+
+
+def test_names_that_do_not_fit_are_refused_before_anything_runs(tmp_path) -> None:
+    for n in (238, 300):  # 238 + 18 > 255: no room for '.NAME.partial-XXXXXXXX' beside it
+        with pytest.raises(ConfigError, match=rf"its last part is {n} bytes long; at most 237"):
+            check_out_dir(tmp_path / ("a" * n), force=False)
+    assert check_out_dir(tmp_path / ("a" * 237), force=False) == tmp_path / ("a" * 237)
+
+
+def test_a_disk_without_room_is_refused_before_writing(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from nas.export import _check_disk, _disk_full
+
+    with pytest.raises(ConfigError, match=r"the export needs about [\d,]+ MB .* MB free; "
+                                          "nothing was written"):
+        _check_disk(tmp_path / "x", SimpleNamespace(params=10**15))
+    _check_disk(tmp_path / "x", SimpleNamespace(params=1000))
+    assert _disk_full(OSError(28, "No space left on device"))
+    assert _disk_full(RuntimeError("Error while serializing: IoError(Os { code: 28, kind: "
+                                   "StorageFull, message: \"No space left on device\" })"))
+    assert not _disk_full(OSError(13, "Permission denied"))
+
+
+def test_a_study_name_with_backslashes_and_escapes_makes_a_valid_model_py() -> None:
+    from nas._export_files import standalone_source
+    from nas.export import _model_py_doc
+    from nas_errors import printable
+
+    origin = f"trial #0 of study '{printable(chr(27) + 'C:' + chr(92) + 'xruns' + chr(92) + 'N')}'"
+    source = standalone_source("x", {"img_size": 32}, _model_py_doc("x", origin))
+    first = ast.get_docstring(ast.parse(source)).splitlines()[0]  # (a SyntaxError before)
+    assert first == ("x: trial #0 of study '" + chr(92) + "x1bC:" + chr(92) + "xruns" + chr(92)
+                     + "N', exported by metaformer-nas; needs only torch and timm."), first
 
 
 def test_missing_sqlite_database_is_refused_not_created(tmp_path, capsys) -> None:
@@ -329,6 +412,9 @@ def test_preset_card_states_its_numbers(preset_export) -> None:
     assert card_value(card, "classes") == "10"
     assert "The preset `test_randformer_tiny`" in card and "no proxy accuracy" in card
     assert "--model test_randformer_tiny --num-classes 10 --img-size 32" in card
+    # a preset under its own name is already a timm model in the project: not register_timm
+    assert 'timm.create_model(\"test_randformer_tiny\", num_classes=10, img_size=32)' in card
+    assert "register_timm" not in card
     assert (f"`python -m nas export --preset test_randformer_tiny --num-classes 10 --img-size 32 "
             f"--out {preset_export} --force`") in card, "the card quotes the command as given"
 
@@ -432,3 +518,54 @@ def test_a_stop_signal_a_library_swallowed_still_stops_the_export(tmp_path, caps
     assert rc == code, err
     assert err == f"error: interrupted; nothing was written to {out}\n", err
     assert not out.exists() and not list((tmp_path / "exports").glob(".x.partial-*"))
+
+
+def test_a_stop_signal_during_the_move_into_place_waits_for_it(tmp_path, capsys,
+                                                                monkeypatch) -> None:
+    """A SIGHUP (a closed terminal) while the files move into --out, replacing an earlier export
+    with --force: held until the move is done, so neither export is lost half-way; then the
+    command stops with 129 and says the export is in place (it said nothing was written)."""
+    import signal
+
+    import nas.export
+
+    moved = nas.export._move_into_place
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGHUP)  # the CLI's handler records it ...
+        for _ in range(100):  # (delivered at the next bytecodes)
+            pass
+        return moved(*args, **kwargs)  # ... and it is raised once this returned
+
+    monkeypatch.setattr(nas.export, "_move_into_place", signalled)
+    out = tmp_path / "out"
+    _fake_export(out, "the earlier export")
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        rc = main(["export", "--preset", "test_metaformer_tiny", "--img-size", "32",
+                   "--out", str(out), "--force"])
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL, "not restored"
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    err = capsys.readouterr().err
+    assert (rc, err) == (129, f"error: interrupted once the export was in place; {out} holds "
+                              "it whole\n"), err
+    assert "test_metaformer_tiny" in (out / "config.yaml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "a moved-aside export was left"
+
+
+def test_the_card_lists_the_onnx_weights_file_when_there_is_one() -> None:
+    from types import SimpleNamespace
+
+    from nas._model_card import _files_section
+
+    checks = {"standalone": 0.0, "torchscript": 0.0,
+              "onnx": {"opset": 18, "onnxruntime": "1", "max_abs_diff": 0.0}}
+    info = SimpleNamespace(checks=checks, spec=SimpleNamespace(in_chans=3, img_size=32),
+                           files={"model.onnx": 10, "model.onnx.data": 2_200_000_000},
+                           versions={}, command="")
+    rows = [line for line in _files_section(info) if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows][-3:] == ["model.onnx", "model.onnx.data", "README.md"]
+    assert "| 2,200,000,000 |" in rows[-2]
+    info.files.pop("model.onnx.data")
+    assert "model.onnx.data" not in "\n".join(_files_section(info))
