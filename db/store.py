@@ -189,6 +189,10 @@ def _study_record(row: StudyModel) -> StudyRecord:
     )
 
 
+#: what a trial row whose JSON or architecture was changed by hand raises when it loads
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
+
+
 def _trial_record(row: TrialModel, decode_arch: Callable[[dict[str, Any]], Any] | None = None
                   ) -> TrialRecord:
     arch = dict(row.arch)
@@ -700,7 +704,31 @@ class Store:
                     which.append(TrialModel.number > after)
                 query = query.where(or_(false(), *which))
             rows = session.scalars(query.order_by(TrialModel.number))
-            return [_trial_record(r, self._decode) for r in rows]
+            try:
+                return [_trial_record(r, self._decode) for r in rows]
+            except _UNREADABLE:
+                raise self._unreadable_trial(session, study_row) from None
+
+    def _unreadable_trial(self, session: Session, study_row: StudyModel) -> StorageError:
+        """The one-line error for a trial row that does not load: its JSON is not valid, or
+        its architecture is not one (the row was changed outside this project); found by
+        loading the study's rows one at a time."""
+        numbers = session.scalars(select(TrialModel.number)
+                                  .where(TrialModel.study_id == study_row.id)
+                                  .order_by(TrialModel.number)).all()
+        for n in numbers:
+            try:
+                _trial_record(session.scalars(select(TrialModel).where(
+                    TrialModel.study_id == study_row.id, TrialModel.number == n)).one(),
+                    self._decode)
+            except _UNREADABLE as e:
+                why = " ".join(str(e).split())[:200]
+                return StorageError(
+                    f"database {self._masked}: trial #{n} of study {study_row.name!r} cannot be "
+                    f"read ({type(e).__name__}: {why}); its row was changed outside "
+                    "metaformer-nas and was left as it is")
+        return StorageError(f"database {self._masked}: a trial of study {study_row.name!r} "
+                            "cannot be read; it was left as it is")
 
     @_retrying
     def count(self, study: str | int, state: str | None = "COMPLETE") -> int:

@@ -367,3 +367,33 @@ def test_a_database_that_takes_no_writes_is_refused_at_once_and_keeps_what_it_ha
     assert (by_key["a"].state, by_key["a"].accuracy) == ("COMPLETE", 0.5)
     assert by_key["b"].state == "RUNNING"
     store.close()
+
+
+def test_a_trial_row_changed_by_hand_is_one_line_naming_it(tmp_path) -> None:
+    """A row whose JSON was edited outside the project (not valid JSON; an architecture that
+    is not one) is named in one StorageError; the file is left as it is. SQLite only: a
+    PostgreSQL JSON column refuses such text when it is written."""
+    import sqlite3
+
+    from nas.models import from_dict, to_dict
+    from search_spaces import load_space
+
+    db = tmp_path / "nas.db"
+    space = load_space("tiny")
+    with Store(f"sqlite:///{db}") as store:
+        study = store.get_or_create_study("s", space="tiny", space_hash=space.hash,
+                                          objectives=("accuracy:max", "macs:min"), config={})
+        for n in range(3):
+            arch, _ = space.sample_random(n)
+            rec = store.start_trial(study.id, key=f"k{n}", arch_hash=f"h{n}",
+                                    arch=to_dict(arch), params={})
+            store.finish_trial(rec.id, state="COMPLETE", accuracy=0.5, macs=1, params_count=1)
+    for text, what in (("{not json", "JSONDecodeError"), ('{"stages": 5}', "TypeError")):
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE nas_trials SET arch = ? WHERE number = 1", (text,))
+        with Store(f"sqlite:///{db}", decode_arch=from_dict, read_only=True) as store:
+            with pytest.raises(StorageError, match=rf"trial #1 of study 's' cannot be read "
+                                                   rf"\({what}: .*\); its row was changed "
+                                                   "outside metaformer-nas"):
+                store.trials("s")
+            assert [t.number for t in store.trials("s", numbers=[0, 2])] == [0, 2]
