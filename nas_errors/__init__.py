@@ -45,7 +45,13 @@ def printable(text: str) -> str:
 
 
 def did_you_mean(word: object, choices: Iterable[object]) -> str:
-    """Return " (did you mean 'x'?)" for the closest choice, or "" when nothing is close."""
+    """Return " (did you mean 'x'?)" for the closest choice, or "" when nothing is close (or
+    ``word`` is no name: a list, a mapping, a long text; such a value from a YAML alias bomb
+    would take minutes and gigabytes to turn into a string)."""
+    if isinstance(word, int) and not isinstance(word, bool) and word.bit_length() > 600:
+        return ""
+    if not isinstance(word, (str, int, float)) or len(str(word)) > 200:
+        return ""
     names = [str(c) for c in choices]
     close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

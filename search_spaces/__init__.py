@@ -121,12 +121,18 @@ def load_space(name_or_path: str | os.PathLike) -> Space:
     """
     text = os.fspath(name_or_path)
     path = Path(text)
-    if path.suffix in (".yaml", ".yml") or os.sep in text or "/" in text or path.is_file():
-        if not path.is_file():
+    try:
+        is_path = (path.suffix in (".yaml", ".yml") or os.sep in text or "/" in text
+                   or path.is_file())
+        if is_path and not path.is_file():
             raise SpaceError(f"{path}: {_not_a_file(path)}")
+        shipped = SPACES_DIR / f"{text}.yaml"
+        is_shipped = not is_path and shipped.is_file()
+    except OSError as e:  # a name too long, a folder on the way that cannot be searched
+        raise SpaceError(f"{path}: cannot read: {e.strerror or e}") from None
+    if is_path:
         return Space(_read_yaml(path), str(path))
-    shipped = SPACES_DIR / f"{text}.yaml"
-    if not shipped.is_file():
+    if not is_shipped:
         known = list_spaces()
         raise SpaceError(f"unknown space '{text}'; known: {', '.join(known)}"
                          f"{did_you_mean(text, known)} (or give a path to a .yaml file)")

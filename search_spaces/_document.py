@@ -102,7 +102,11 @@ class Doc:
                                   f"got {short(v)}")
         if kind in ("int", "float", "number"):
             if isinstance(v, str) and _NUMERIC.fullmatch(v.strip()):
-                v = float(v) if any(c in v for c in ".eE") else int(v)
+                try:
+                    v = float(v) if any(c in v for c in ".eE") else int(v)
+                except ValueError:  # more digits than Python converts (4,300): far too large
+                    raise self.fail(path, f"values must be finite and at most {MAX_NUMBER:.0e} "
+                                          f"in magnitude; got {short(v)}") from None
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 null = " or null" if nullable else ""
                 raise self.fail(path, f"values must be {_KIND_NAMES[kind]}{null}; got {short(v)}")

@@ -176,19 +176,39 @@ def test_random_text(fuzz_dir: Path, text: str) -> None:
     _check(lambda: load_space(path), str(path))
 
 
-def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key, rule", [("description", "must be a string"),
+                                       ("family", "must be one of metaformer, convmixer")])
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path, key: str, rule: str) -> None:
     # 840 bytes whose aliases nest 9 lists of 9 nine levels deep: the error's repr of the value
-    # took 37 s and 5 GB (a MemoryError traceback, exit 1, under a 6 GB limit)
+    # took 37 s and 5 GB (a MemoryError traceback, exit 1, under a 6 GB limit); under `family`
+    # its "did you mean" turned the whole value into a string (a MemoryError again)
     names = "abcdefghi"
     levels = ["&a [x,x,x,x,x,x,x,x,x]"] + [
         f"&{names[i]} [{','.join(['*' + names[i - 1]] * 9)}]" for i in range(1, 9)]
     text = (Path(__file__).parents[2] / "search_spaces" / "tiny.yaml").read_text()
     path = tmp_path / "bomb.yaml"
-    path.write_text(text.replace(text.splitlines()[1], f"description: [{', '.join(levels)}]"))
+    line = next(x for x in text.splitlines() if x.startswith(f"{key}:"))
+    path.write_text(text.replace(line, f"{key}: [{', '.join(levels)}]"))
     assert path.stat().st_size < 1024
-    with pytest.raises(SpaceError, match=r"bomb.yaml: description: must be a string; got "
+    with pytest.raises(SpaceError, match=rf"bomb.yaml: {key}: {rule}; got "
                                          r"\[\['x', 'x', .{40,50}\.\.\.$"):
         load_space(path)
+
+
+def test_a_number_past_python_s_digit_limit_is_one_line(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    path = tmp_path / "big.yaml"
+    path.write_text(text.replace("num_classes: 1000", 'num_classes: "' + "9" * 5000 + '"'))
+    with pytest.raises(SpaceError, match=r"big.yaml: num_classes: values must be finite and at "
+                                         r"most 1e\+15 in magnitude; got '999"):
+        load_space(path)
+
+
+def test_a_path_the_system_refuses_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match=r"^a{300}: cannot read: File name too long$"):
+        load_space("a" * 300)
+    with pytest.raises(SpaceError, match=r"/x{300}/tiny.yaml: cannot read: File name too long$"):
+        load_space(tmp_path / ("x" * 300) / "tiny.yaml")
 
 
 def test_an_error_writes_only_as_much_of_a_value_as_it_shows() -> None:
