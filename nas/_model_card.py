@@ -17,6 +17,7 @@ import numpy as np
 from db.records import StudyRecord, TrialRecord
 from nas.analysis import evaluated, noisy_front, non_dominated_sort, pareto_front
 from nas.models import ArchSpec, Cost, arch_hash, describe
+from nas.models._timm import registered_here
 from nas_errors import printable
 
 __all__ = ["CardInfo", "render_card", "front_position", "FrontPosition", "TRAIN_SETTINGS"]
@@ -202,13 +203,11 @@ def _files_section(info: CardInfo) -> list[str]:
                       f"{info.spec.img_size}, {info.spec.img_size}), output `logits`; run in "
                       f"onnxruntime {c['onnx']['onnxruntime']} and checked: max abs. difference "
                       f"{c['onnx']['max_abs_diff']:.2e}",
-        "README.md": "this model card",
     }
     if "model.onnx.data" in info.files:  # weights past ONNX's 2 GB limit: the exporter's file
-        what = {**{k: v for k, v in what.items() if k != "README.md"},
-                "model.onnx.data": "the ONNX model's weights (past ONNX's 2 GB limit for one "
-                                   "file); `model.onnx` needs it beside it",
-                "README.md": what["README.md"]}
+        what["model.onnx.data"] = ("the ONNX model's weights (past ONNX's 2 GB limit for one "
+                                   "file); `model.onnx` needs it beside it")
+    what["README.md"] = "this model card"
     out = ["## Files", "", "| file | bytes | what |", "|---|---|---|"]
     for f, text in what.items():
         size = f"{info.files[f]:,}" if f in info.files else ""
@@ -227,8 +226,6 @@ def _in_the_project(info: CardInfo) -> list[str]:
     registered from config.yaml."""
     name, spec = info.name, info.spec
     if info.preset is not None and info.preset == name:
-        from nas.models._timm import registered_here
-
         if not registered_here(name):
             return [f"`{name}` is timm's own model, which `timm.create_model(\"{name}\", "
                     f"num_classes={spec.num_classes})` builds with or without this project "

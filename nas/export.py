@@ -590,10 +590,12 @@ def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
     """
     appeared = (f"--out {out} appeared while the export ran (another export or another program "
                 "wrote it); it was left as it is and nothing was written")
-    if not force and (out.exists() or out.is_symlink()):
+    there = out.exists() or out.is_symlink()
+    if there and not force:
         raise ConfigError(appeared)
-    check_out_dir(out, force)
-    if not out.exists():
+    if there:
+        check_out_dir(out, force=True)  # only an earlier export is replaced
+    else:
         try:
             os.rename(tmp, out)  # fails on a non-empty directory or a file that appeared since
         except OSError as e:
