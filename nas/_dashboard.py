@@ -249,6 +249,9 @@ def _trial_panel(snap: Snapshot, number: int, masked_url: str) -> Any:
     ]
     if t.error:
         children.append(html.Pre(t.error, className="error"))
+    twin = snap.twin_note(t)
+    if twin:
+        children.append(html.Div(twin, className="muted", id="trial-twins"))
     children += [
         dcc.Graph(figure=curve_figure(t), config=_GRAPH_CONFIG, id="trial-curve"),
         html.H4("Costs and results"), _value_table(costs),

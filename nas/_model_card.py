@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from db.records import StudyRecord, TrialRecord
-from nas.analysis import evaluated, noisy_front, non_dominated_sort, pareto_front
+from nas.analysis import evaluated, noisy_front, non_dominated_sort, pareto_front, proxy_twins
 from nas.models import ArchSpec, Cost, arch_hash, describe
 from nas.models._timm import registered_here
 from nas_errors import printable
@@ -38,6 +38,7 @@ class FrontPosition:
     index: int | None  # 1-based place on the front, cheapest first (None: not on it)
     dominated_by: tuple[int, ...]  # numbers of the front trials that dominate it
     within_noise: tuple[int, ...]  # trials that could, within noise, be at least as good
+    same_proxy: tuple[int, ...] = ()  # other completed trials that trained the same proxy
 
 
 def front_position(trial: TrialRecord, trials: Sequence[TrialRecord],
@@ -61,7 +62,7 @@ def front_position(trial: TrialRecord, trials: Sequence[TrialRecord],
                  ())
     index = on_front.index(trial.number) + 1 if trial.number in on_front else None
     return FrontPosition(tuple(objectives), len(ev), int(ranks[i]) + 1, len(front), index,
-                         dominated_by, tuple(noise))
+                         dominated_by, tuple(noise), proxy_twins(trials).get(trial.number, ()))
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,11 @@ def _search_section(info: CardInfo, t: TrialRecord, study: StudyRecord) -> list[
                        + " (at least as good in every objective, within 1.96 standard errors).")
         else:
             out.append("No other trial is at least as good in every objective within noise.")
+        if p.same_proxy:
+            out.append("It trained the same proxy as trial(s) " + ", ".join(
+                f"#{n}" for n in p.same_proxy) + ": the space's choices that tell these full "
+                "models apart vanish in the proxy's rounding, so its accuracy is evidence for "
+                "none of them over the others; its place on the front rests on its cost.")
         out.append("")
 
     settings = {k: study.config[k] for k in TRAIN_SETTINGS if k in study.config}

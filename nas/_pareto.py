@@ -41,6 +41,7 @@ class StudyFront:
     noisy: A.NoisyFront
     knee: Any  # TrialRecord | None
     counts: dict[str, int]  # state -> trials
+    twins: dict[int, tuple[int, ...]]  # number -> trials that trained the same proxy
 
 
 def load_fronts(store, names: Sequence[str], objectives: Sequence[Objective] | None = None,
@@ -59,7 +60,7 @@ def load_fronts(store, names: Sequence[str], objectives: Sequence[Objective] | N
         for t in trials:
             counts[t.state] += 1
         out.append(StudyFront(name, study, trials, ev, A.noisy_front(ev, z=z),
-                              A.knee_point(ev), dict(counts)))
+                              A.knee_point(ev), dict(counts), A.proxy_twins(trials)))
     return out
 
 
@@ -102,6 +103,7 @@ def front_rows(fronts: Sequence[StudyFront]) -> list[dict]:
             row.update({"noise": "certain" if m.certain else "within_noise",
                         "tied_with": list(m.tied_with),
                         "knee": f.knee is not None and t.id == f.knee.id,
+                        "same_proxy_as": list(f.twins.get(t.number, ())),
                         "arch_hash": t.arch_hash, "architecture": _describe(t)})
             rows.append(row)
     return rows
@@ -160,6 +162,9 @@ def print_fronts(fronts: Sequence[StudyFront], hv: dict[str, float], z: float,
                           *(_fmt(o.of(t), ".4g") for o in extra),
                           "certain" if m.certain else "within noise", tied, table_text(label))
         show(table)
+        by_number = {t.number: t for t in f.trials}
+        for line in A.twin_notes((m.trial for m in f.noisy.members), f.twins, by_number):
+            show(table_text("note: " + line))
     sizes = {f.name: len(f.ev) for f in fronts}
     if len(set(sizes.values())) > 1:  # hypervolume grows with the trials a search completed
         show(table_text("note: the studies completed different numbers of trials ("
@@ -291,7 +296,8 @@ def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
 
 
 TRIAL_COLUMNS = ("study", "trial", "state", "on_front", "accuracy", "accuracy_se",
-                 "test_accuracy", "macs", "params", "duration_s", "arch_hash", "architecture")
+                 "test_accuracy", "macs", "params", "duration_s", "arch_hash", "architecture",
+                 "same_proxy_as")
 
 
 def trial_rows(fronts: Sequence[StudyFront]) -> list[dict]:
@@ -306,7 +312,8 @@ def trial_rows(fronts: Sequence[StudyFront]) -> list[dict]:
                    "on_front": t.id in members, "accuracy": t.accuracy,
                    "accuracy_se": t.accuracy_se, "test_accuracy": t.test_accuracy,
                    "macs": t.macs, "params": t.params_count, "duration_s": t.duration_s,
-                   "arch_hash": t.arch_hash, "architecture": _describe(t)}
+                   "arch_hash": t.arch_hash, "architecture": _describe(t),
+                   "same_proxy_as": " ".join(map(str, f.twins.get(t.number, ())))}
             for o in f.ev.objectives:
                 row.setdefault(o.name, o.of(t))
             for k, v in A.design_features(t).items():

@@ -25,7 +25,7 @@ from nas._figures import (
     plotly_js,
 )
 from nas._snapshot import Snapshot, arch_text, export_command, load_snapshot, run_rows
-from nas.analysis import IDEAL_NEEDS_REFERENCE, given_box
+from nas.analysis import IDEAL_NEEDS_REFERENCE, given_box, twin_notes
 from nas_errors import ConfigError
 
 __all__ = ["write_report", "render_report"]
@@ -69,6 +69,10 @@ def _front_table(snap: Snapshot, masked_url: str) -> str:
         status = "certain" if m.certain else \
             "within noise of " + ", ".join(f"#{n}" for n in m.tied_with[:8]) + \
             (" …" if len(m.tied_with) > 8 else "")
+        twins = snap.twins.get(t.number, ())
+        if twins:  # one proxy model for several full ones: the note under the table says more
+            status += "; same proxy as " + ", ".join(f"#{n}" for n in twins[:8]) + \
+                (" …" if len(twins) > 8 else "")
         rows.append(
             f"<tr><td class=num>{t.number}</td><td>{_e(status)}</td>"
             f"<td class=num>{_num(t.accuracy, '.4f')}</td>"
@@ -79,7 +83,9 @@ def _front_table(snap: Snapshot, masked_url: str) -> str:
             f"<td>{_e(arch_text(snap.features[t.number]))}</td>"
             f"<td><code>{_e(export_command(masked_url, snap.study.name, t.number))}</code></td>"
             "</tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+    notes = twin_notes((m.trial for m in members), snap.twins, snap.by_number)
+    notes_html = "".join(f"<p class=muted>{_e(n)}</p>" for n in notes)
+    return f"<table>{head}{''.join(rows)}</table>{notes_html}"
 
 
 def _runs_table(snap: Snapshot, runs: Sequence[RunRecord]) -> str:

@@ -201,6 +201,16 @@ class Snapshot:
                 for m in self.noisy.members}
 
     @cached_property
+    def twins(self) -> dict[int, tuple[int, ...]]:
+        """Trial number -> the other COMPLETE trials that trained the same proxy."""
+        return analysis.proxy_twins(self.trials)
+
+    def twin_note(self, t: TrialRecord) -> str:
+        """What sharing its proxy means for ``t`` ('' when it shares none)."""
+        notes = analysis.twin_notes([t], self.twins, self.by_number)
+        return notes[0] if notes else ""
+
+    @cached_property
     def knee(self) -> TrialRecord | None:
         return analysis.knee_point(self.evaluated)
 

@@ -65,6 +65,8 @@ __all__ = [
     "hypervolume_curve",
     "summarize_curves",
     "noisy_front",
+    "proxy_twins",
+    "twin_notes",
     "design_features",
     "design_choices",
     "edf",
@@ -540,6 +542,53 @@ def _cross_sig_dominates(ev: Evaluated, sub: Evaluated, z: float) -> np.ndarray:
     diff = ev.losses[:, None, :] - sub.losses[None, :, :]  # b - a
     bound = z * np.sqrt(ev.se[:, None, :] ** 2 + sub.se[None, :, :] ** 2)
     return np.all(diff <= bound, axis=2) & np.any(-diff > bound, axis=2)
+
+
+# --------------------------------------------------------------------------- proxy twins
+
+
+def proxy_twins(trials: Iterable[TrialRecord]) -> dict[int, tuple[int, ...]]:
+    """Trial number -> the other COMPLETE trials that trained the same proxy (``metrics
+    ["proxy_arch"]``), for the COMPLETE trials that have any.
+
+    The proxy rounds widths and depths, so different full architectures can reduce to one
+    trained model (``search_spaces._resolution``): their accuracies are then one measurement,
+    and a front that keeps the cheaper of them does so on cost alone."""
+    import json
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    for t in trials:
+        proxy = t.metrics.get("proxy_arch") if t.state == "COMPLETE" else None
+        if isinstance(proxy, dict):
+            groups[json.dumps(proxy, sort_keys=True, default=str)].append(t.number)
+    return {n: tuple(m for m in sorted(g) if m != n)
+            for g in groups.values() if len(g) > 1 for n in g}
+
+
+def twin_notes(members: Iterable[TrialRecord], twins: dict[int, tuple[int, ...]],
+               by_number: dict[int, TrialRecord], limit: int = 6) -> list[str]:
+    """One line per front member that shares its proxy with other trials: which, at what cost
+    and accuracy, and what that means for reading the front."""
+    notes = []
+    for t in members:
+        others = twins.get(t.number, ())
+        if not others:
+            continue
+        shown = [by_number[n] for n in others[:limit] if n in by_number]
+        listed = ", ".join(f"#{o.number} ({_gmacs(o.macs)}, acc {_acc(o.accuracy)})"
+                           for o in shown) + (" …" if len(others) > limit else "")
+        notes.append(f"#{t.number} ({_gmacs(t.macs)}, acc {_acc(t.accuracy)}) trained the same "
+                     f"proxy as {listed}: the proxy does not tell these full models apart, so "
+                     "the front's choice among them rests on cost alone")
+    return notes
+
+
+def _gmacs(macs: int | None) -> str:
+    return "? GMACs" if macs is None else f"{macs / 1e9:.3f} GMACs"
+
+
+def _acc(acc: float | None) -> str:
+    return "?" if acc is None else f"{acc:.4f}"
 
 
 # --------------------------------------------------------------------------- design space

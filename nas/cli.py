@@ -515,7 +515,10 @@ def _spaces(args: argparse.Namespace) -> int:
                   f"found a configuration that does ({cost.macs / 1e9:.3f} GMACs, "
                   f"{cost.params / 1e6:.2f} M params): a very small feasible share")
     print(f"  proxy: {space.proxy_spec}")
+    for line in space.proxy_resolution().lines():
+        print("  " + line)
     return 0
+
 
 
 # --------------------------------------------------------------------------- data

@@ -544,6 +544,13 @@ class Space:
         """The reduced model that is trained: narrower, shallower, smaller input, adapted stem."""
         return reduce_to_proxy(arch, self.proxy_spec, num_classes)
 
+    def proxy_resolution(self, **kwargs: Any):
+        """Which choices the proxy does not tell apart (:func:`search_spaces._resolution.
+        proxy_resolution`; ``draws``, ``pair_draws``, ``seed``)."""
+        from search_spaces._resolution import proxy_resolution
+
+        return proxy_resolution(self, **kwargs)
+
     # ---------------------------------------------------------------- describing
 
     def parameters(self) -> dict[str, tuple[Any, ...]]:

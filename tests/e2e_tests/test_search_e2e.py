@@ -56,6 +56,21 @@ def test_trials_are_real_measurements(searched):
 
 
 
+def test_the_search_names_what_its_proxy_cannot_tell_apart(searched):
+    """tiny's two total depths train one proxy: said at the start, and every row's proxy_arch
+    (what the pareto table, report and card group twins by) is the space's proxy of its arch."""
+    from nas.models import to_dict
+    from search_spaces import load_space
+
+    _, summary, store, lines = searched
+    note = [ln for ln in lines if ln.startswith("note: proxy twins:")]
+    assert note and note[0].startswith("note: proxy twins: 72 of the space's 72"), lines
+    space = load_space("tiny")
+    for t in store.trials(summary.study, states=["COMPLETE"]):
+        proxy = space.proxy(from_dict(t.arch), t.metrics["proxy_arch"]["num_classes"])
+        assert t.metrics["proxy_arch"] == json.loads(json.dumps(to_dict(proxy))), t.number
+
+
 def test_ray_workers_save_training_state_and_nothing_is_left(searched):
     cfg, summary, store, _ = searched
     assert all(t.metrics["resumed_epochs"] == [0]
