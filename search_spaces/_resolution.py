@@ -23,6 +23,7 @@ __all__ = ["ChoicePair", "ProxyResolution", "proxy_resolution"]
 
 EXACT_LIMIT = 2_000  # spaces at most this large are examined configuration by configuration
 PAIR_DRAWS = 200  # configurations whose one-parameter changes are tried (about 2 s on hca)
+NEIGHBOURS = 6  # of each parameter's other choices, the nearest this many in its list are tried
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,9 @@ def proxy_resolution(space, *, draws: int = 2_000, pair_draws: int = PAIR_DRAWS,
     """The proxy's resolution of ``space`` (constraints ignored: they do not change the proxy).
 
     Every configuration is examined when the space has at most ``EXACT_LIMIT`` (and
-    ``draws``), else ``draws`` seeded uniform draws. For the first ``pair_draws`` of them each
-    other choice of each parameter is tried with the rest held (a change that makes the space
+    ``draws``), else ``draws`` seeded uniform draws. For ``pair_draws`` of them, spread evenly,
+    each parameter's other choices nearest in its list (``NEIGHBOURS``, so a parameter with
+    hundreds of values costs no more than one with seven) are tried with the rest held (a change that makes the space
     ask other parameters, a mixer for one, is not a one-parameter change and is skipped); a
     pair is reported when the proxy stayed the same while the full architecture changed.
     """
@@ -167,10 +169,9 @@ def proxy_resolution(space, *, draws: int = 2_000, pair_draws: int = PAIR_DRAWS,
         for name, value in params.items():
             choices = probe.choices[name]
             i = choices.index(value)
-            for j, other in enumerate(choices):
-                if j == i:
-                    continue
-                changed = SetTrial({**params, name: other}, rng)
+            near = sorted((j for j in range(len(choices)) if j != i), key=lambda j: abs(j - i))
+            for j in near[:NEIGHBOURS]:  # rounding merges neighbouring values of a list
+                changed = SetTrial({**params, name: choices[j]}, rng)
                 arch2 = space.sample(changed)
                 if changed.params.keys() != params.keys():
                     continue  # other parameters asked: not a change of this one alone
