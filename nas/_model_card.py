@@ -181,9 +181,10 @@ def _search_section(info: CardInfo, t: TrialRecord, study: StudyRecord) -> list[
             out.append("No other trial is at least as good in every objective within noise.")
         if p.same_proxy:
             out.append("It trained the same proxy as trial(s) " + ", ".join(
-                f"#{n}" for n in p.same_proxy) + ": the space's choices that tell these full "
-                "models apart vanish in the proxy's rounding, so its accuracy is evidence for "
-                "none of them over the others; its place on the front rests on its cost.")
+                f"#{n}" for n in p.same_proxy) + ": the choices that tell these full models "
+                "apart are lost in the proxy (rounded away, or set by the proxy itself), so its "
+                "accuracy is evidence for none of them over the others; only their costs "
+                "differ.")
         out.append("")
 
     settings = {k: study.config[k] for k in TRAIN_SETTINGS if k in study.config}

@@ -559,7 +559,7 @@ def proxy_twins(trials: Iterable[TrialRecord]) -> dict[int, tuple[int, ...]]:
     groups: dict[str, list[int]] = defaultdict(list)
     for t in trials:
         proxy = t.metrics.get("proxy_arch") if t.state == "COMPLETE" else None
-        if isinstance(proxy, dict):
+        if isinstance(proxy, dict) and proxy:
             groups[json.dumps(proxy, sort_keys=True, default=str)].append(t.number)
     return {n: tuple(m for m in sorted(g) if m != n)
             for g in groups.values() if len(g) > 1 for n in g}
@@ -579,7 +579,7 @@ def twin_notes(members: Iterable[TrialRecord], twins: dict[int, tuple[int, ...]]
                            for o in shown) + (" …" if len(others) > limit else "")
         notes.append(f"#{t.number} ({_gmacs(t.macs)}, acc {_acc(t.accuracy)}) trained the same "
                      f"proxy as {listed}: the proxy does not tell these full models apart, so "
-                     "the front's choice among them rests on cost alone")
+                     "their accuracies are one measurement and only their costs differ")
     return notes
 
 

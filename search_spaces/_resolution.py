@@ -23,6 +23,7 @@ __all__ = ["ChoicePair", "ProxyResolution", "proxy_resolution"]
 
 EXACT_LIMIT = 2_000  # spaces at most this large are examined configuration by configuration
 PAIR_DRAWS = 200  # configurations whose one-parameter changes are tried (about 2 s on hca)
+MIN_ALWAYS = 3  # configurations a pair must be tried in before "always" is said of it
 NEIGHBOURS = 6  # of each parameter's other choices, the nearest this many in its list are tried
 
 
@@ -39,7 +40,8 @@ class ChoicePair:
 
     @property
     def always(self) -> bool:
-        return self.same == self.tried
+        """Kept the proxy every time, in at least ``MIN_ALWAYS`` configurations."""
+        return self.same == self.tried >= MIN_ALWAYS
 
     def describe(self) -> str:
         """``depth/total 4 and 6 (always)``, ``width/base 64 and 72 (12 of 40 tried)``."""
@@ -91,6 +93,8 @@ class ProxyResolution:
 
     def summary(self) -> str:
         """One line: how much of the space shares a proxy."""
+        if self.resolves_all and self.architectures == 1:
+            return "the space has one architecture: nothing for the proxy to tell apart"
         if self.resolves_all:
             return ("the proxy trains a different model for every one of the "
                     f"{self.architectures:,} distinct architectures "
@@ -132,10 +136,11 @@ def proxy_resolution(space, *, draws: int = 2_000, pair_draws: int = PAIR_DRAWS,
     """The proxy's resolution of ``space`` (constraints ignored: they do not change the proxy).
 
     Every configuration is examined when the space has at most ``EXACT_LIMIT`` (and
-    ``draws``), else ``draws`` seeded uniform draws. For ``pair_draws`` of them, spread evenly,
-    each parameter's other choices nearest in its list (``NEIGHBOURS``, so a parameter with
-    hundreds of values costs no more than one with seven) are tried with the rest held (a change that makes the space
-    ask other parameters, a mixer for one, is not a one-parameter change and is skipped); a
+    ``draws``), else ``draws`` seeded uniform draws. For ``pair_draws`` of them, drawn at
+    random, each parameter's other choices nearest in its list (``NEIGHBOURS``, so a parameter
+    with hundreds of values costs no more than one with seven) are tried with the rest held (a
+    change that makes the space ask other parameters, a mixer for one, is not a one-parameter
+    change and is skipped); a
     pair is reported when the proxy stayed the same while the full architecture changed.
     """
     exact = space.size() <= min(EXACT_LIMIT, draws)
@@ -159,8 +164,9 @@ def proxy_resolution(space, *, draws: int = 2_000, pair_draws: int = PAIR_DRAWS,
     counts: dict[tuple[str, int, int], list[int]] = defaultdict(lambda: [0, 0])
     values: dict[tuple[str, int, int], tuple[Any, Any]] = {}
     rng = random.Random(seed + 1)
-    step = max(1, len(configs) // pair_draws)
-    probes = list(zip(configs, keys))[::step][:pair_draws]
+    chosen = sorted(rng.sample(range(len(configs)), min(pair_draws, len(configs))))
+    probes = [(configs[k], keys[k]) for k in chosen]  # random: a stride through every_choice's
+    # depth-first order would keep landing on the same value of the fastest-changing parameter
     twinned = 0
     for (arch, params), (full, proxy) in probes:
         has_twin = False
@@ -186,6 +192,6 @@ def proxy_resolution(space, *, draws: int = 2_000, pair_draws: int = PAIR_DRAWS,
         twinned += has_twin
     pairs = [ChoicePair(name, *values[(name, i, j)], same, tried)
              for (name, i, j), (same, tried) in counts.items() if same]
-    pairs.sort(key=lambda p: (-p.same / p.tried, p.param, str(p.a), str(p.b)))
+    pairs.sort(key=lambda p: (not p.always, -p.same, p.param, str(p.a), str(p.b)))
     return ProxyResolution(len(configs), exact, architectures, len(by_proxy), shared,
                            tuple(pairs), len(probes), twinned)

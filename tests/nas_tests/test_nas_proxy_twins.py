@@ -68,7 +68,7 @@ def test_twins_are_grouped_by_the_proxy_they_trained(study) -> None:
     (note,) = A.twin_notes((m.trial for m in front), A.proxy_twins(trials),
                            {t.number: t for t in trials})
     assert note.startswith("#0 (") and "trained the same proxy as #1 (" in note
-    assert "acc 0.6100" in note and "rests on cost alone" in note
+    assert "acc 0.6100" in note and "only their costs differ" in note
 
 
 def test_a_trial_that_did_not_complete_has_no_twin(study) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from nas.models import arch_hash
@@ -97,3 +98,34 @@ def test_spaces_show_prints_the_twins_and_the_advice() -> None:
     assert lines[-3].startswith("  proxy twins: 72 of the space's 72 distinct architectures")
     assert lines[-2] == "    choices the proxy trains as one model: depth/total 4 and 6 (always)"
     assert "a larger proxy.depth_mult would tell them apart" in lines[-1]
+
+
+@pytest.mark.parametrize("stage4", [["attention", "pooling"], ["pooling", "attention"]])
+def test_pairs_of_an_enumerated_space_are_judged_on_a_fair_sample(stage4) -> None:
+    """Two width lists that differ only at stage 4 (288, 336) share a proxy only where stage 4
+    is attention (head_dim 48 -> 16, so widths are multiples of 16: both 80), in half the
+    configurations, whichever order the mixers are listed in. A stride through the
+    enumeration's depth-first order saw the pair in every probe or in none."""
+    doc = {"name": "stride", "description": "d", "family": "metaformer", "resolution": 64,
+           "num_classes": 10, "stem": "v2", "head": "linear",
+           "depth": {"per_stage": [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4], 1]},
+           "width": {"lists": ["48:96:192:288", "48:96:192:336"]},
+           "norm": "ln_nobias", "act": "starrelu",
+           "stages": [{"mixer": "pooling"}] * 3 + [{"mixer": stage4}],
+           "mixers": {"attention": {"head_dim": 48}},
+           "proxy": {"width_mult": 0.25, "depth_mult": 1.0, "resolution": 32, "stem_stride": 2}}
+    space = Space(doc)
+    res = space.proxy_resolution()
+    assert (res.architectures, res.proxies, res.shared) == _brute_force(space) == (400, 300, 200)
+    (pair,) = res.pairs
+    assert pair.param == "width/lists" and not pair.always
+    assert 0.35 < pair.same / pair.tried < 0.65, pair  # the truth: 200 of 400
+
+
+def test_always_needs_more_than_one_sighting() -> None:
+    from search_spaces._resolution import ChoicePair
+
+    assert not ChoicePair("depth/total", 10, 20, 1, 1).always
+    assert ChoicePair("depth/total", 4, 6, 3, 3).always
+    assert ChoicePair("depth/total", 10, 20, 1, 1).describe() == \
+        "depth/total 10 and 20 (in 1 of 1 configurations tried)"
