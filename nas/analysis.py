@@ -31,6 +31,7 @@ Conventions (also in the README, "Reading the results"):
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections import defaultdict
@@ -554,8 +555,6 @@ def proxy_twins(trials: Iterable[TrialRecord]) -> dict[int, tuple[int, ...]]:
     The proxy rounds widths and depths, so different full architectures can reduce to one
     trained model (``search_spaces._resolution``): their accuracies are then one measurement,
     and a front that keeps the cheaper of them does so on cost alone."""
-    import json
-
     groups: dict[str, list[int]] = defaultdict(list)
     for t in trials:
         proxy = t.metrics.get("proxy_arch") if t.state == "COMPLETE" else None

@@ -140,8 +140,8 @@ def proxy_resolution(space, *, draws: int = 2_000, pair_draws: int = PAIR_DRAWS,
     random, each parameter's other choices nearest in its list (``NEIGHBOURS``, so a parameter
     with hundreds of values costs no more than one with seven) are tried with the rest held (a
     change that makes the space ask other parameters, a mixer for one, is not a one-parameter
-    change and is skipped); a
-    pair is reported when the proxy stayed the same while the full architecture changed.
+    change and is skipped); a pair is reported when the proxy stayed the same while the full
+    architecture changed.
     """
     exact = space.size() <= min(EXACT_LIMIT, draws)
     if exact:
