@@ -3,10 +3,12 @@
 #   make search  set-up + a 20-trial search of hybrid_conv_attn on the embedded clutter task
 #   make test    set-up + the test suite in 2 pytest-xdist workers, each taking the next test as it
 #                finishes one (db tests on SQLite and a throw-away PostgreSQL server, the
-#                dashboard in headless chromium). --dist loadgroup with no group declared hands
-#                out one test at a time; plain -n 2 (load) gives each worker a quarter of the
-#                suite in collection order up front, which queued the end-to-end tests on one
-#                worker: 848.8 s in pytest against 740.0 s (README "Measured performance")
+#                dashboard in headless chromium). --dist loadgroup hands out one test at a time,
+#                except that the tests marked with one xdist_group (those sharing a module's
+#                search) go to one worker, which runs that search once (pytest < 9.2: see
+#                pyproject.toml). Plain -n 2 (load) gives each worker a quarter of the suite in
+#                collection order up front, which queued the end-to-end tests on one worker:
+#                848.8 s in pytest against 740.0 s (README "Measured performance")
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv

@@ -27,7 +27,8 @@ from nas.models import analytic_cost, arch_hash, build_model, from_dict
 from nas.search import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+# one xdist worker runs them all: each worker would run the module's search and export again
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("export_e2e")]
 
 
 @pytest.fixture(scope="module")
