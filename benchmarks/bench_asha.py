@@ -81,12 +81,16 @@ def parse_arm(text: str) -> dict:
     """``fifo``, or ``asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]]`` (``asha:1/3:3:val_loss``;
     ``nolate``: without the rung one epoch before the last), either with an optional
     ``@SAMPLER`` (``asha@tpe``: that arm searches with ``--sampler tpe``), then an optional
-    ``+PRESCREEN`` (``asha+surrogate:4``: that arm runs with ``--prescreen surrogate:4``)."""
+    ``+PRESCREEN`` (``asha+surrogate:4``: that arm runs with ``--prescreen surrogate:4``), and
+    last an optional ``-retrain`` (``fifo-retrain``: that arm trains its proxy twins, as before
+    ``--retrain-twins`` existed, instead of reusing their twin's result)."""
     from fractions import Fraction
 
-    text_arm, plus, screen = text.partition("+")
+    extra: dict = {}
+    if text.endswith("-retrain"):
+        extra["retrain_twins"] = True
+    text_arm, plus, screen = text.removesuffix("-retrain").partition("+")
     base, at, sampler = text_arm.partition("@")
-    extra = {}
     if plus:
         try:
             parse_prescreen(screen)
@@ -105,7 +109,7 @@ def parse_arm(text: str) -> dict:
                                                  and parts[4] not in ("late", "nolate")):
         raise SystemExit(f"--arms: {text!r} is not fifo or "
                          f"asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]], "
-                         f"then [@SAMPLER][+PRESCREEN]")
+                         f"then [@SAMPLER][+PRESCREEN][-retrain]")
     r_min = float(Fraction(parts[1])) if len(parts) > 1 else SearchConfig.asha_min_epochs
     return {"name": text, "scheduler": "asha",
             "asha_min_epochs": int(r_min) if float(r_min).is_integer() else r_min,
@@ -165,7 +169,8 @@ def summarize(arm: dict, store: Store, study: str, wall: float, kept: bool = Fal
     for t in trials:
         states[t.state] = states.get(t.state, 0) + 1
     seconds = sum(float(t.metrics.get("total_seconds") or 0.0) for t in trials)
-    epochs = sum(epochs_trained(t.metrics.get("curve")) for t in trials)
+    epochs = sum(epochs_trained(t.metrics.get("curve")) for t in trials  # a twin's reused
+                 if "reused_from" not in t.metrics)                        # result: none
     front = pareto_front(trials, ("accuracy:max", "macs:min"))
     completed = sorted((t for t in trials if t.state == "COMPLETE"),
                        key=lambda t: t.finished_at or start)
@@ -213,7 +218,8 @@ def main() -> None:
                    help="what to compare, the first against the others: fifo, or "
                         "asha[:MIN_EPOCHS[:ETA[:METRIC[:late|nolate]]]], either followed by "
                         "@SAMPLER for that arm's --sampler, then +PRESCREEN for its "
-                        "--prescreen (default: fifo asha, with the search's defaults)")
+                        "--prescreen, then -retrain for its --retrain-twins (default: fifo "
+                        "asha, with the search's defaults)")
     p.add_argument("--executor", choices=("ray", "local"), default="ray")
     p.add_argument("--max-concurrent", type=int, default=None)
     p.add_argument("--gpus-per-trial", type=float, default=None,

@@ -66,7 +66,8 @@ def _engine(args, runs: Path, reuse: bool) -> dict:
     url = f"sqlite:///{runs}/nas.db"
     cfg = SearchConfig(space=args.space, budget=args.trials, epochs=args.epochs, seed=args.seed,
                        db_url=url, runs_dir=str(runs), max_concurrent=args.slots,
-                       reuse_workers=reuse, study="overhead")
+                       reuse_workers=reuse, study="overhead",
+                       retrain_twins=True)  # the plain loop trains every trial the engine did
     began = time.time()
     t0 = time.perf_counter()
     run_search(cfg, log=lambda s: None)

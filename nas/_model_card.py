@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from db.records import StudyRecord, TrialRecord
-from nas.analysis import evaluated, noisy_front, non_dominated_sort, pareto_front, proxy_twins
+from nas.analysis import (
+    evaluated,
+    noisy_front,
+    non_dominated_sort,
+    pareto_front,
+    proxy_twins,
+    reused_from,
+)
 from nas.models import ArchSpec, Cost, arch_hash, describe
 from nas.models._timm import registered_here
 from nas_errors import printable
@@ -39,6 +46,7 @@ class FrontPosition:
     dominated_by: tuple[int, ...]  # numbers of the front trials that dominate it
     within_noise: tuple[int, ...]  # trials that could, within noise, be at least as good
     same_proxy: tuple[int, ...] = ()  # other completed trials that trained the same proxy
+    reused_from: int | None = None  # the twin whose proxy result it was recorded with
 
 
 def front_position(trial: TrialRecord, trials: Sequence[TrialRecord],
@@ -62,7 +70,8 @@ def front_position(trial: TrialRecord, trials: Sequence[TrialRecord],
                  ())
     index = on_front.index(trial.number) + 1 if trial.number in on_front else None
     return FrontPosition(tuple(objectives), len(ev), int(ranks[i]) + 1, len(front), index,
-                         dominated_by, tuple(noise), proxy_twins(trials).get(trial.number, ()))
+                         dominated_by, tuple(noise), proxy_twins(trials).get(trial.number, ()),
+                         reused_from(trial))
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,10 @@ def _search_section(info: CardInfo, t: TrialRecord, study: StudyRecord) -> list[
         else:
             out.append("No other trial is at least as good in every objective within noise.")
         if p.same_proxy:
-            out.append("It trained the same proxy as trial(s) " + ", ".join(
+            how = ("It trained the same proxy as trial(s) " if p.reused_from is None else
+                   f"It was recorded with trial #{p.reused_from}'s proxy result, not trained "
+                   "(a proxy twin), and has the same proxy as trial(s) ")
+            out.append(how + ", ".join(
                 f"#{n}" for n in p.same_proxy) + ": the choices that tell these full models "
                 "apart are lost in the proxy (rounded away, or set by the proxy itself), so its "
                 "accuracy is evidence for none of them over the others; only their costs "

@@ -104,6 +104,7 @@ def front_rows(fronts: Sequence[StudyFront]) -> list[dict]:
                         "tied_with": list(m.tied_with),
                         "knee": f.knee is not None and t.id == f.knee.id,
                         "same_proxy_as": list(f.twins.get(t.number, ())),
+                        "reused_from": A.reused_from(t),
                         "arch_hash": t.arch_hash, "architecture": _describe(t)})
             rows.append(row)
     return rows
@@ -297,7 +298,7 @@ def _write_files(fronts: Sequence[StudyFront], out: Path, *, z: float,
 
 TRIAL_COLUMNS = ("study", "trial", "state", "on_front", "accuracy", "accuracy_se",
                  "test_accuracy", "macs", "params", "duration_s", "arch_hash", "architecture",
-                 "same_proxy_as")
+                 "same_proxy_as", "reused_from")
 
 
 def trial_rows(fronts: Sequence[StudyFront]) -> list[dict]:
@@ -313,7 +314,8 @@ def trial_rows(fronts: Sequence[StudyFront]) -> list[dict]:
                    "accuracy_se": t.accuracy_se, "test_accuracy": t.test_accuracy,
                    "macs": t.macs, "params": t.params_count, "duration_s": t.duration_s,
                    "arch_hash": t.arch_hash, "architecture": _describe(t),
-                   "same_proxy_as": " ".join(map(str, f.twins.get(t.number, ())))}
+                   "same_proxy_as": " ".join(map(str, f.twins.get(t.number, ()))),
+                   "reused_from": A.reused_from(t)}
             for o in f.ev.objectives:
                 row.setdefault(o.name, o.of(t))
             for k, v in A.design_features(t).items():

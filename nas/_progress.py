@@ -80,6 +80,7 @@ class Progress:
             live = log is print and bool(getattr(self.stream, "isatty", lambda: False)())
         self.live = live
         self.done = self.running = self.failed = self.done_here = 0
+        self.reused_here = 0  # of done_here, recorded with a proxy twin's result (no training)
         self.pruned, self.count_pruned = pruned_before, count_pruned
         self.best: tuple[float, float, int | None] | None = None  # (accuracy, macs, number)
         self.front = ParetoSet()
@@ -104,6 +105,16 @@ class Progress:
             self.running = max(0, self.running - 1)
             self.done += 1
             self.done_here += 1
+            self._add([res.value(o.name) for o in self.objectives], res.accuracy, res.macs,
+                      number)
+
+    def reused(self, res: TrialResult, number: int | None = None) -> None:
+        """A trial recorded with its proxy twin's result: completed, never running (and left
+        out of the ETA's rate: it took no training)."""
+        with self._lock:
+            self.done += 1
+            self.done_here += 1
+            self.reused_here += 1
             self._add([res.value(o.name) for o in self.objectives], res.accuracy, res.macs,
                       number)
 
@@ -156,8 +167,9 @@ class Progress:
         left = self.budget - used
         if left <= 0:
             parts.append("ETA 0 s")
-        elif self.done_here:
-            parts.append(f"ETA {format_duration(elapsed / self.done_here * left)}")
+        elif self.done_here > self.reused_here:  # the rate of the trials that trained
+            rate = elapsed / (self.done_here - self.reused_here)
+            parts.append(f"ETA {format_duration(rate * left)}")
         else:
             parts.append("ETA -")
         return " · ".join(parts)

@@ -113,10 +113,18 @@ class Recorder(Callback):
                 raise
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        from db import StorageError
-
         if self.db_lost or not self.fence():
             return  # the study is another run's now, or gone: write nothing more
+        if not self._start_row(trial):
+            return
+        if self.progress is not None:
+            self.progress.started()
+        self.began[trial.trial_id] = time.perf_counter()
+
+    def _start_row(self, trial) -> bool:
+        """The trial's RUNNING row (its number: ``self.numbers``); False if none was written."""
+        from db import StorageError
+
         c = trial.config
         try:
             rec = self.store.start_trial(
@@ -124,13 +132,11 @@ class Recorder(Callback):
                 arch=c["arch"], params=c["params"], run_id=self.run_id)
         except StorageError as e:
             if self._lost(e, trial, f"trial {trial.trial_id} did not start"):
-                return
+                return False
             raise
         self.ids[trial.trial_id] = rec.id
         self.numbers[trial.trial_id] = rec.number
-        if self.progress is not None:
-            self.progress.started()
-        self.began[trial.trial_id] = time.perf_counter()
+        return True
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.last[trial.trial_id] = result
@@ -172,6 +178,20 @@ class Recorder(Callback):
                  f"trial {res.total_seconds:5.1f} s  elapsed {elapsed:6.1f} s  "
                  f"{describe(from_dict(trial.config['arch']))}")
 
+    def reused(self, number: int, res, arch, source: int | None) -> None:
+        """A proposal the searcher recorded COMPLETE with its proxy twin's result (#source's):
+        counted and shown like a trained trial, with what it reused."""
+        self.completed += 1
+        if self.progress is not None:
+            self.progress.reused(res, number)
+        elapsed = time.perf_counter() - self.t0
+        twin = "?" if source is None else f"#{source}"
+        self.log(f"[{self.completed:>3}/{self.budget}] #{number} "
+                 f"acc {res.accuracy:.4f} ± {res.accuracy_se:.4f}  "
+                 f"{res.macs / 1e9:7.3f} GMACs  {res.params / 1e6:7.2f} M params  "
+                 f"reused {twin}'s proxy result (same proxy)  elapsed {elapsed:6.1f} s  "
+                 f"{describe(arch)}")
+
     def _number(self, trial) -> str:
         """``#N `` (the study's trial number, as in the Pareto table), or nothing if unknown."""
         number = self.numbers.get(trial.trial_id)
@@ -209,9 +229,13 @@ class Recorder(Callback):
     def _error(self, trial) -> None:
         if trial.trial_id in self.retrying:  # its worker or node went away: not its failure
             reason = self.retrying[trial.trial_id]
+            started = trial.trial_id in self.began  # else it died before Tune told us it began:
+            if trial.trial_id not in self.ids and trial.trial_id not in self.finished \
+                    and not self.db_lost and self.fence():  # its row now (Optuna is told FAIL
+                self._start_row(trial)  # and asked it again), so both tables count it
             if trial.trial_id not in self.finished and self._finish(
                     trial, state="INTERRUPTED", error=f"lost its Ray worker, retried: {reason}") \
-                    and self.progress is not None:
+                    and self.progress is not None and started:
                 self.progress.lost_one()
             self.log(f"[ lost ] {self._number(trial)}{reason.rstrip('.')}; its architecture "
                      "is trained again")

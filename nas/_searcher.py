@@ -11,6 +11,11 @@ candidates, scores each with a zero-cost proxy (``screen``, in the driver) and l
 the best; the others are told to Optuna as PRUNED and written to our table as FAIL with the
 reason (see :meth:`BudgetedSearcher._screen`).
 
+A proposal whose proxy a completed trial already trained (a proxy twin, ``nas._twins``) is
+not trained again: it is recorded COMPLETE at once with that trial's proxy results and its own
+costs, told to Optuna, and counted against the budget (``twins``; ``--retrain-twins`` turns it
+off).
+
 With ``--scheduler asha`` a trial stopped at a rung (``stopped``, the scheduler's record) is
 told to Optuna as PRUNED. It counts against the budget (``count_pruned``: the budget is of
 evaluated trials, as Optuna's ``n_trials`` and Tune's ``num_samples``, so that stopping early saves
@@ -26,12 +31,14 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
 
+from nas._twins import TwinSource, proxy_key, reused_result
 from nas.models import ArchSpec, arch_hash, to_dict
 from nas.results import Objective, TrialPruned, TrialResult, final_result
 
@@ -39,6 +46,7 @@ __all__ = ["BudgetedSearcher", "close_stale_trials", "enqueue_retries"]
 
 PROPOSALS_PER_SLOT = 200  # skipped proposals in a row before random draws are tried
 FALLBACK_DRAWS = 20_000  # random draws then for a new feasible one (3.2 s on hybrid_conv_attn)
+REUSED = object()  # what _propose returns for a proposal recorded with its twin's result
 
 
 def _ref(number: int | None) -> str:
@@ -74,6 +82,11 @@ class BudgetedSearcher(Searcher):
         on_db_lost: called with the error when the database stops answering (after the
             outage wait) or refuses writes during a proposal: the run stops, and no proposal
             is made.
+        twins: proxy hash -> the completed trial that trained that proxy with this run's
+            settings (``nas._twins.twin_sources``); this run's completed trials join it. A
+            proposal found there is recorded COMPLETE with that result, not trained. None: off.
+        on_reused: called with (our row's number, its result, its architecture, the number of
+            the trial it reused) after each such row is written (the progress lines).
     """
 
     def __init__(self, space, study: optuna.Study, objectives: Sequence[Objective], store,
@@ -87,8 +100,12 @@ class BudgetedSearcher(Searcher):
                  pruned_hashes: dict[str, int | None] | None = None,
                  lost: Mapping[str, str] | None = None,
                  stopping: Callable[[], bool] | None = None,
-                 on_db_lost: Callable[[BaseException], None] | None = None) -> None:
+                 on_db_lost: Callable[[BaseException], None] | None = None,
+                 twins: dict[str, TwinSource] | None = None,
+                 on_reused: Callable[[int, TrialResult, ArchSpec, int | None], None] | None
+                 = None) -> None:
         super().__init__()
+        self.twins, self.on_reused, self.reused = twins, on_reused, 0  # proxy twins reused
         self.on_db_lost = on_db_lost
         self.stopping = stopping or (lambda: False)
         self.fence = fence or (lambda: True)  # False once another run took the study over
@@ -147,16 +164,32 @@ class BudgetedSearcher(Searcher):
             return None  # wait: a running trial may still fail
         group: list[tuple[optuna.trial.Trial, ArchSpec, str]] = []  # feasible, new candidates
         k = self.screen_k if getattr(self.screen, "ready", True) else 1  # nothing learned yet
-        for _ in range(PROPOSALS_PER_SLOT):
+        skipped = 0
+        while skipped < PROPOSALS_PER_SLOT:
             candidate = self._propose(group)
-            if candidate is not None:
+            if candidate is REUSED:  # a completed trial more: the budget may be reached (never
+                # with a pre-screen group waiting: a reuse then leaves room for its winner)
+                if self.used + len(self.live) >= self.budget:
+                    return self._after_reuse()
+                if not self.fence() or self.stopping():
+                    if not group:
+                        return Searcher.FINISHED
+                    break  # the group's asked candidates: launched, then closed by the stop
+            elif candidate is None:
+                skipped += 1
+            else:
                 group.append(candidate)
                 if len(group) >= k:
                     break
-        if not group:  # a small feasible share, or a space used up: random draws tell which
+        while not group:  # a small feasible share, or a space used up: random draws tell which
             fallback = self._random_fallback()
-            if fallback is not None:
+            if fallback is None:
+                break
+            if fallback is not REUSED:
                 group.append(fallback)
+            elif self.used + len(self.live) >= self.budget or not self.fence() \
+                    or self.stopping():
+                return self._after_reuse()
         if not group:
             self.exhausted = True  # no new feasible architecture from the sampler or the draws
             return Searcher.FINISHED
@@ -167,18 +200,28 @@ class BudgetedSearcher(Searcher):
                 "proxy_arch": to_dict(self.space.proxy(arch, self.num_classes)),
                 "optuna_trial": trial.number}  # (kept in its row: close_stale_trials)
 
-    def _random_fallback(self) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
+    def _after_reuse(self) -> dict[str, Any] | None:
+        """What ``suggest`` returns, with no candidate in hand, once a reused twin reached the
+        budget (FINISHED, or None while running trials may still fail) or the run stopped or
+        lost the study (FINISHED)."""
+        if self.used >= self.budget or not self.fence() or self.stopping():
+            return Searcher.FINISHED
+        return None
+
+    def _random_fallback(self) -> tuple[optuna.trial.Trial, ArchSpec, str] | object | None:
         """After PROPOSALS_PER_SLOT skipped proposals: a new feasible architecture from up to
         FALLBACK_DRAWS seeded uniform draws, else from the space's local search on its
         constraints, asked through Optuna (enqueued, so it is recorded and learned from like any
-        proposal); None when neither finds one.
+        proposal); None when neither finds one, REUSED when it was recorded with its twin's
+        result.
 
         A space whose constraints admit ~0.1% of it makes a sampler's early, random generation
         propose hundreds of infeasible architectures in a row while feasible ones remain.
         """
         taken = {*self.done, *(h for h, _, _ in self.live.values()), *(self.pruned_hashes or ())}
         # seeded by this run's counts (deterministic; no read of the whole study)
-        rng = random.Random(f"fallback:{self.started}:{self.infeasible}:{self.duplicates}")
+        rng = random.Random(f"fallback:{self.started}:{self.infeasible}:{self.duplicates}"
+                            + (f":{self.reused}" if self.reused else ""))  # (new draws after one)
         for _ in range(FALLBACK_DRAWS):
             arch, params = self.space.sample_random(rng, feasible=False)
             if arch_hash(arch) not in taken and not self.space.violations(arch):
@@ -190,8 +233,9 @@ class BudgetedSearcher(Searcher):
         self.study.enqueue_trial(params, skip_if_exists=False)
         return self._propose([])
 
-    def _propose(self, group) -> tuple[optuna.trial.Trial, ArchSpec, str] | None:
-        """One Optuna proposal: the candidate, or None when it was skipped (and recorded)."""
+    def _propose(self, group) -> tuple[optuna.trial.Trial, ArchSpec, str] | object | None:
+        """One Optuna proposal: the candidate, None when it was skipped (and recorded), or
+        REUSED when it was recorded COMPLETE with its proxy twin's result."""
         trial = self.study.ask()
         arch = self.space.sample(trial)
         h = arch_hash(arch)
@@ -243,7 +287,43 @@ class BudgetedSearcher(Searcher):
             self._skip(trial, arch, h, "DUPLICATE", what,
                        {"duplicate_of": number, "duplicate_of_hash": h, **extra})
             return None
+        # a twin joins a pre-screen group (and may be trained) only when its row would use the
+        # budget the group's winner is to have
+        if self.twins is not None and (not group or self.used + len(self.live) + 1 < self.budget):
+            proxy = self.space.proxy(arch, self.num_classes)
+            source = self.twins.get(proxy_key(proxy))
+            if source is not None:
+                self._reuse(trial, arch, h, proxy, source)
+                return REUSED
         return trial, arch, h
+
+    def _reuse(self, trial, arch: ArchSpec, h: str, proxy: ArchSpec, source: TwinSource) -> None:
+        """Record ``arch`` COMPLETE with the proxy results of ``source`` (its twin) and its own
+        costs, then tell Optuna (our row first, as for a trained trial)."""
+        t0 = time.perf_counter()
+        number = source.number
+        if number is None:  # a trial of this run: its row has the number
+            first = self.store.find_completed(self.study_id, source.arch_hash)
+            number = None if first is None else first.number
+            self.twins[proxy_key(proxy)] = TwinSource(source.result, number, source.arch_hash)
+        rec = self.store.start_trial(self.study_id, key=f"{self.run_name}:optuna{trial.number}",
+                                     arch_hash=h, arch=to_dict(arch), params=dict(trial.params),
+                                     run_id=self.run_id)
+        res = reused_result(source, arch, time.perf_counter() - t0)
+        values = [res.value(o.name) for o in self.objectives]
+        self.store.finish_trial(rec.id, state="COMPLETE", **res.columns(), metrics={
+            **res.metrics(), "proxy_arch": to_dict(proxy), "reused_from": number,
+            "optuna_trial": trial.number})
+        trial.set_user_attr("reused_from", number)
+        self.study.tell(trial, values)
+        self.done[h] = values
+        self.completed += 1
+        self.reused += 1
+        observe = getattr(self.screen, "observe", None)  # a screen that learns
+        if observe is not None:
+            observe(arch, values)
+        if self.on_reused is not None:
+            self.on_reused(rec.number, res, arch, number)
 
     def _screen(self, group) -> tuple[optuna.trial.Trial, ArchSpec, str]:
         """The best-scored candidate of ``group``; the others are recorded as screened out.
@@ -316,6 +396,9 @@ class BudgetedSearcher(Searcher):
                 def tell() -> None:
                     self.study.tell(trial, values)
                     self.done[h] = values
+                    if self.twins is not None:  # its proxy's result, for its twins to come
+                        self.twins.setdefault(proxy_key(self.space.proxy(
+                            arch, self.num_classes)), TwinSource(res, None, h))
                     observe = getattr(self.screen, "observe", None)  # a screen that learns
                     if observe is not None:
                         observe(arch, values)

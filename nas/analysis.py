@@ -68,6 +68,7 @@ __all__ = [
     "noisy_front",
     "proxy_twins",
     "twin_notes",
+    "reused_from",
     "design_features",
     "design_choices",
     "edf",
@@ -564,6 +565,13 @@ def proxy_twins(trials: Iterable[TrialRecord]) -> dict[int, tuple[int, ...]]:
             for g in groups.values() if len(g) > 1 for n in g}
 
 
+def reused_from(trial: TrialRecord) -> int | None:
+    """The trial whose proxy result ``trial`` was recorded with instead of training (a proxy
+    twin, ``nas._twins``), else None."""
+    number = trial.metrics.get("reused_from")
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
 def twin_notes(members: Iterable[TrialRecord], twins: dict[int, tuple[int, ...]],
                by_number: dict[int, TrialRecord], limit: int = 6) -> list[str]:
     """One line per front member that shares its proxy with other trials: which, at what cost
@@ -576,9 +584,12 @@ def twin_notes(members: Iterable[TrialRecord], twins: dict[int, tuple[int, ...]]
         shown = [by_number[n] for n in others[:limit] if n in by_number]
         listed = ", ".join(f"#{o.number} ({_gmacs(o.macs)}, acc {_acc(o.accuracy)})"
                            for o in shown) + (" …" if len(others) > limit else "")
-        notes.append(f"#{t.number} ({_gmacs(t.macs)}, acc {_acc(t.accuracy)}) trained the same "
-                     f"proxy as {listed}: the proxy does not tell these full models apart, so "
-                     "their accuracies are one measurement and only their costs differ")
+        source = reused_from(t)
+        how = ("trained the same proxy as" if source is None else
+               f"was recorded with #{source}'s proxy result, not trained; same proxy as")
+        notes.append(f"#{t.number} ({_gmacs(t.macs)}, acc {_acc(t.accuracy)}) {how} {listed}: "
+                     "the proxy does not tell these full models apart, so their accuracies are "
+                     "one measurement and only their costs differ")
     return notes
 
 

@@ -232,6 +232,11 @@ def _add_search(sub, prog: str | None = None) -> argparse.ArgumentParser:
                    help="save each trial's training state after every epoch under "
                         "RUNS_DIR/checkpoints, so a trial run again after Ctrl-C, a kill or a "
                         "lost worker resumes after its last epoch (default on)")
+    p.add_argument("--retrain-twins", action="store_true",
+                   help="train a proposal whose proxy a completed trial already trained with "
+                        "this run's settings (a proxy twin; `python -m nas spaces show` lists "
+                        "the space's); default: record it at once with that trial's proxy "
+                        "result and its own costs, which the training would have repeated")
     p.add_argument("--progress-every", type=float, default=SearchConfig.progress_every,
                    metavar="SECONDS",
                    help="on a terminal a live status line (done / running / failed / pruned, "
@@ -278,6 +283,7 @@ def _search(args: argparse.Namespace) -> int:
                        asha_eta=args.asha_eta, asha_min_epochs=args.asha_min_epochs,
                        asha_metric=args.asha_metric, asha_late_rung=args.asha_late_rung,
                        trial_checkpoints=args.trial_checkpoints,
+                       retrain_twins=args.retrain_twins,
                        progress_every=args.progress_every,
                        # a study run again takes what the command line leaves out from its runs
                        inherit=tuple(f for f in INHERITABLE if f not in typed))
@@ -300,12 +306,14 @@ def _search(args: argparse.Namespace) -> int:
     print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study, summary.objectives)
     screened = f", {summary.screened} screened out" if cfg.prescreen else ""
     pruned = f"{summary.pruned} pruned, " if cfg.scheduler == "asha" else ""
+    reused = (f", {summary.reused} recorded with a proxy twin's result (not trained)"
+              if summary.reused else "")
     evaluated = (f", {summary.budget_used} of budget {cfg.budget} evaluated (completed or "
                  f"pruned)" if cfg.scheduler == "asha" else "")
     # the study's totals first, then what this run did (a resumed run adds to earlier ones)
     print(f"{summary.completed} completed trials in study '{summary.study}'{evaluated}; "
           f"this run: {pruned}{summary.failed} failed, {summary.duplicates} duplicate and "
-          f"{summary.infeasible} infeasible proposals skipped{screened}, in "
+          f"{summary.infeasible} infeasible proposals skipped{screened}{reused}, in "
           f"{summary.seconds:.1f} s; "
           f"database {mask_url(summary.db_url)}")
     if len(summary.nodes) > 1:  # a cluster: where the trials ran (each trial's metrics["worker"])

@@ -95,6 +95,24 @@ class TrialResult:
         out.update({ZC_PREFIX + name: score for name, score in self.zero_cost.items()})
         return out
 
+    @classmethod
+    def from_record(cls, record: Any) -> TrialResult | None:
+        """The result a stored COMPLETE trial holds (its columns and ``metrics``), or None when
+        its row lacks a field (one written by an older version)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in COLUMNS:
+                values[f.name] = getattr(record, COLUMNS[f.name])
+            elif f.name in record.metrics:
+                value = record.metrics[f.name]
+                values[f.name] = tuple(value) if isinstance(value, list) and f.name in (
+                    "accuracies", "test_accuracies", "resumed_epochs") else value
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                return None
+        if None in (values["accuracy"], values["macs"], values["params"]):
+            return None
+        return cls(**values)
+
     def value(self, name: str) -> float:
         if name.startswith(ZC_PREFIX):
             return float(self.zero_cost[name[len(ZC_PREFIX):]])

@@ -78,6 +78,9 @@ class SearchConfig:
     executor: str = "ray"  # ray | local (trials one by one in this process, for debugging)
     reuse_workers: bool = True  # a Ray worker runs trial after trial (imports and FFCV's JIT
     #                             paid once per worker, not per trial); False: one per trial
+    retrain_twins: bool = False  # train a proposal whose proxy a completed trial already
+    #                              trained with this run's settings (default: record it with
+    #                              that trial's proxy result and its own costs; nas/_twins.py)
     max_failures: int | None = None  # give up after this many failed trials; default = budget
     objectives: str | None = None  # "accuracy:max,macs:min"; default: the study's, else that
     zero_cost: tuple[str, ...] = ()  # zero-cost proxies each trial scores at initialisation
@@ -122,6 +125,7 @@ class SearchSummary:
     exhausted: bool = False  # the run stopped because the sampler's proposals were all
     #                          duplicates or infeasible (nas._searcher.PROPOSALS_PER_SLOT in a row)
     config: SearchConfig | None = None  # the settings the run used (with what it inherited)
+    reused: int = 0  # proposals of this run recorded with a proxy twin's result, not trained
 
     @property
     def budget_used(self) -> int:
@@ -570,7 +574,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                 evaluated=used, nodes=tuple(sorted(
                                     recorder.nodes.items())) if recorder is not None else (),
                                 exhausted=bool(getattr(searcher, "exhausted", False)),
-                                config=cfg)
+                                config=cfg, reused=_n(searcher, "reused"))
         run.outcome = "completed" if used >= cfg.budget else "failed"
         if summary.exhausted and used < cfg.budget:  # a rerun with these settings is refused
             run.message = EXHAUSTED_MESSAGE
@@ -589,6 +593,7 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
 
     written = recorder.written if recorder is not None else 0
     open_now = len(recorder.ids) - written if recorder is not None else 0  # rows started
+    written += _n(searcher, "reused")  # rows the searcher wrote with a twin's result
     url = mask_url(store.url)
     what = (f"the database {url} refused a write ({request.database})"
             if request.database_refused else f"lost the database {url} ({request.database})")
@@ -997,6 +1002,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
     from nas._scheduler import Fifo
     from nas._searcher import BudgetedSearcher
     from nas._trainable import TrialContext, trainable
+    from nas._twins import reusable, twin_sources
 
     study_name = study.name
     if cfg.executor == "local":  # one trial at a time, with all of this machine's cores
@@ -1042,6 +1048,19 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
         earlier = scheduler.seed_rungs([*completed, *pruned])
         if earlier:
             log(f"scheduler: {earlier} rung value(s) of earlier runs' trials join the rungs")
+    twins = None
+    if not cfg.retrain_twins and reusable(objectives, cfg.scheduler):
+        import torch
+
+        # where the trials train: in this process, or on Ray workers with or without GPUs (a
+        # worker given none sees none); a GPU trains in bf16, so its results are not the CPU's
+        local_gpu = cfg.executor == "local" and torch.cuda.is_available()
+        device = "cuda" if local_gpu or (cfg.executor != "local" and per_trial.get(
+            "gpu", 0.0) > 0) else "cpu"
+        runs_config = {r.id: r.config for r in store.runs(study.id)}
+        twins = twin_sources(completed, runs_config, runs_config.get(run_id, {}), zero_cost,
+                             device)
+
     def db_lost(error: BaseException) -> None:  # the searcher's and the recorder's
         _database_lost(store, request, error)
 
@@ -1053,7 +1072,8 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                                 run_id=run_id, fence=fence, stopped=stopped,
                                 count_pruned=cfg.scheduler == "asha",
                                 pruned_hashes=pruned_hashes, lost=lost_notes.lost,
-                                stopping=lambda: request.requested, on_db_lost=db_lost)
+                                stopping=lambda: request.requested, on_db_lost=db_lost,
+                                twins=twins)
     ckpt_dir = (checkpoint_dir(runs, masked_url, study_name) if cfg.trial_checkpoints
                 else None)
     ctx = TrialContext(dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.repeats,
@@ -1073,6 +1093,7 @@ def _build_tuner(cfg: SearchConfig, space, dataset, store, study, ot_study, comp
                         stopped=stopped, progress=progress, count_pruned=asha,
                         retrying=searcher.retrying, checkpoint_dir=ckpt_dir,
                         settle=searcher.settle, on_db_lost=db_lost)
+    searcher.on_reused = recorder.reused
     if cfg.executor == "local":
         from nas._local import run_local
 

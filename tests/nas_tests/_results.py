@@ -45,3 +45,17 @@ def complete_slot(searcher, store, study_id: int, i: int) -> dict:
     searcher.on_trial_complete(f"t{i}", r.report())
     searcher.settle(f"t{i}")  # Optuna is told once the row is written (the recorder's call)
     return cfg
+
+
+def twin_pairs(space) -> list[tuple[dict, dict]]:
+    """The feasible pairs of parameters that train one proxy (proxy twins), one pair per
+    proxy, each ordered by ``depth/total`` (in ``tiny``: 4, then 6)."""
+    from nas._twins import proxy_key
+    from search_spaces._sampling import every_choice
+
+    groups: dict[str, list[dict]] = {}
+    for arch, params in every_choice(space.sample):
+        if not space.violations(arch):
+            groups.setdefault(proxy_key(space.proxy(arch, 10)), []).append(dict(params))
+    return [tuple(sorted(g, key=lambda p: p["depth/total"])) for g in groups.values()
+            if len(g) == 2]

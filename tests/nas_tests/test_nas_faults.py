@@ -430,6 +430,43 @@ def test_a_lost_trial_is_asked_again_once_and_not_counted_as_failed(tmp_path):
     assert searcher.suggest("c")["arch_hash"] != first["arch_hash"]
 
 
+def test_a_trial_lost_before_tune_said_it_began_still_gets_its_row(tmp_path):
+    """A worker killed before Tune's on_trial_start for its trial (seen in a fresh clone's run of
+    test_a_trial_whose_worker_is_killed_...): Optuna is told FAIL and asks it again, so our table
+    gets its INTERRUPTED row too, and both count the same proposals; no running trial is
+    uncounted in the progress view."""
+    from nas._progress import Progress
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+
+    from ._results import study_setup
+
+    space, store, study, ot = study_setup(tmp_path)
+    lost: dict[str, str] = {}
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=3,
+                                done={}, max_attempts=10, num_classes=10, lost=lost)
+    progress = Progress(3, DEFAULT_OBJECTIVES, log=lambda line: None, every=0)
+    lines: list[str] = []
+    recorder = Recorder(store, study.id, "run", 3, 0, lines.append, settle=searcher.settle,
+                        retrying=searcher.retrying, progress=progress)
+    running = Trial("a", searcher.suggest("a"))
+    recorder.on_trial_start(0, [], running)  # a trial that did begin, still running
+    early = Trial("b", searcher.suggest("b"))  # asked, never said to have begun
+    lost["b"] = "ActorDiedError: The actor died unexpectedly before finishing this task."
+    searcher.on_trial_complete("b", None, error=True)
+    recorder.on_trial_error(0, [], early)
+    rows = {t.key: t for t in store.trials("s")}
+    assert rows["run:b"].state == "INTERRUPTED", rows
+    assert rows["run:b"].error.startswith("lost its Ray worker, retried: ActorDiedError")
+    assert rows["run:b"].arch_hash == early.config["arch_hash"]
+    asked = [t for t in ot.trials if t.state != optuna.trial.TrialState.WAITING]  # (its retry)
+    assert len(rows) == len(asked) == 2
+    assert progress.running == 1, "the trial still running stays counted"
+    assert lines == [f"[ lost ] #{rows['run:b'].number} ActorDiedError: The actor died "
+                     "unexpectedly before finishing this task; its architecture is trained "
+                     "again"], lines
+
+
 def test_a_sqlite_file_deleted_mid_search_stops_it_and_optuna_is_not_told(tmp_path):
     """Deleted while a search runs, the file's rows would go on into a file no one can open:
     the trial's row is refused, so Optuna is not told its result, and the run is stopped."""

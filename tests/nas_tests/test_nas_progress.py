@@ -116,3 +116,15 @@ def test_an_accuracy_tie_shows_the_cheaper_trial():
     p.completed(_res(0.5, 1e9), number=1)
     p.completed(_res(0.5, 3e9), number=2)
     assert p.best == (0.5, 1e9, 1)
+
+
+def test_a_reused_twin_counts_as_done_never_running_and_not_in_the_eta_rate():
+    p = Progress(5, DEFAULT_OBJECTIVES, log=lambda s: None, every=0)
+    p.started()
+    p.reused(_res(0.7, 1e9), number=1)  # recorded at once, while #0 trains
+    assert (p.done, p.running) == (1, 1) and p.best == (0.7, 1e9, 1)
+    assert "ETA -" in p.line()  # nothing trained yet: no rate to go by
+    p.t0 -= 100.0  # #0 trained for 100 s
+    p.completed(_res(0.6, 2e9), number=0)
+    # 3 left at the rate of the one trial that trained (100 s each), not of 2 "done" in 100 s
+    assert "2/5 done" in p.line() and "ETA 5 min 00 s" in p.line(), p.line()

@@ -9,7 +9,7 @@ import pytest
 from nas._searcher import BudgetedSearcher
 from nas.results import DEFAULT_OBJECTIVES
 
-from ._results import complete_slot, study_setup
+from ._results import complete_slot, result, study_setup, twin_pairs
 
 
 @pytest.fixture
@@ -121,3 +121,93 @@ def test_when_random_draws_miss_a_tiny_feasible_share_the_local_search_finds_it(
     ours = store.trials("s")
     assert len(ours) == len(ot.trials) and [t.state for t in ours].count("COMPLETE") == 4
     assert [t.state for t in ours].count("INFEASIBLE") == searcher.infeasible >= 5 * 20
+
+
+# --------------------------------------------------------------------------- proxy twins reused
+
+
+def _reused(store) -> dict[int, int]:
+    return {t.number: t.metrics["reused_from"] for t in store.trials("s", states=["COMPLETE"])
+            if "reused_from" in t.metrics}
+
+
+def test_a_twin_reaching_the_budget_while_a_trial_runs_waits_then_finishes(setup):
+    """Under Ray a slot asks while other trials run: a reused twin that fills the budget with
+    them makes suggest wait (None: a running trial may still fail), never overshoot."""
+    space, store, study, ot = setup
+    (a, a2), (b, _) = twin_pairs(space)[:2]
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=3,
+                                done={}, max_attempts=10, num_classes=10, twins={})
+    ot.enqueue_trial(a)
+    complete_slot(searcher, store, study.id, 0)  # a, trained: its proxy joins the sources
+    ot.enqueue_trial(b)
+    cfg = searcher.suggest("b")
+    assert isinstance(cfg, dict) and cfg["params"] == b  # b runs
+    ot.enqueue_trial(a2)
+    assert searcher.suggest("c") is None  # a2 reused: 2 completed + 1 running = the budget
+    (number, source), = _reused(store).items()
+    assert source == next(t.number for t in store.trials("s") if t.params == a)
+    assert searcher.reused == 1 and searcher.used == 2 and searcher.started == 2
+    r = result()
+    rec = store.start_trial(study.id, key="run:b", arch_hash=cfg["arch_hash"], arch=cfg["arch"],
+                            params=cfg["params"])
+    store.finish_trial(rec.id, state="COMPLETE", metrics=r.metrics(), **r.columns())
+    searcher.on_trial_complete("b", r.report())
+    searcher.settle("b")
+    assert searcher.suggest("d") == "FINISHED" and searcher.used == 3
+
+
+@pytest.mark.parametrize("budget, reused", [(4, 1), (2, 0)])
+def test_a_twin_in_a_prescreen_group_is_reused_only_with_room_for_the_winner(setup, budget,
+                                                                             reused):
+    """A twin met while a pre-screen group gathers is recorded at once when the budget still
+    has room for the group's winner; else it joins the group like any candidate."""
+    space, store, study, ot = setup
+    (a, a2), (x, _), (y, _) = twin_pairs(space)[:3]
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run",
+                                budget=budget, done={}, max_attempts=10, num_classes=10,
+                                twins={}, screen=lambda arch: float(len(str(arch))), screen_k=2,
+                                screen_name="synflow")
+    searcher.screen_k = 1
+    ot.enqueue_trial(a)
+    complete_slot(searcher, store, study.id, 0)
+    searcher.screen_k = 2
+    for params in (x, a2, y):
+        ot.enqueue_trial(params)
+    cfg = searcher.suggest("t1")
+    assert isinstance(cfg, dict) and searcher.reused == reused == len(_reused(store))
+    assert searcher.used + len(searcher.live) <= budget
+    screened = store.trials("s", states=["FAIL"])
+    assert len(screened) == 1 and screened[0].metrics["screened_out"]
+    if not reused:  # a2 was a candidate: trained or screened out, never recorded as a twin
+        assert a2 in (cfg["params"], screened[0].params)
+
+
+def test_twins_found_by_the_random_fallback_are_reused_up_to_the_budget(setup, monkeypatch):
+    """Every proxy already trained (sources given): the proposals the fallback draws after a
+    skipped one are each recorded with their twin's result until the budget is reached."""
+    from nas import _searcher
+    from nas._twins import TwinSource, proxy_key
+    from nas.models import arch_hash
+
+    space, store, study, ot = setup
+    monkeypatch.setattr(_searcher, "PROPOSALS_PER_SLOT", 1)
+    sources = {}
+    for i, pair in enumerate(twin_pairs(space)):
+        arch = space.sample(optuna.trial.FixedTrial(pair[1]))
+        sources[proxy_key(space.proxy(arch, 10))] = TwinSource(result(accuracy=i / 100),
+                                                                100 + i, f"h{i}")
+    known = twin_pairs(space)[0][0]  # a completed architecture, proposed again: skipped
+    done = {arch_hash(space.sample(optuna.trial.FixedTrial(known))): [0.5, 1e9]}
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run", budget=2,
+                                done=done, max_attempts=10, num_classes=10, twins=sources)
+    ot.enqueue_trial(known)  # the slot's one proposal (PROPOSALS_PER_SLOT 1): the fallback draws
+    assert searcher.suggest("t0") == "FINISHED" and not searcher.exhausted
+    assert searcher.duplicates == 1 and searcher.reused == 2 and searcher.started == 0
+    rows = store.trials("s", states=["COMPLETE"])
+    assert sorted(_reused(store).values()) == sorted(
+        sources[proxy_key(space.proxy(t.spec, 10))].number for t in rows)
+    assert len({t.arch_hash for t in rows}) == 2
+    told = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE
+            and "reused_from" in t.user_attrs]  # (the duplicate is told the known result)
+    assert sorted(t.values[0] for t in told) == sorted(t.accuracy for t in rows)
