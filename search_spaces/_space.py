@@ -354,9 +354,12 @@ class Space:
                 for combo in itertools.product(*settings.values()):
                     args = dict(zip(settings, combo))
                     for w in widths:
-                        pw, pargs, _ = proxy_stage(w, m, args, p)
-                        for note, ww, aa, g in (("", w, args, full[i]),
-                                                (" in the proxy", pw, pargs, small[i])):
+                        pw, pargs, q = proxy_stage(w, m, args, p)
+                        sizes = [("", w, args, full[i]), (" in the proxy", pw, pargs, small[i])]
+                        if not self.constraints.nondecreasing_widths and pw > q:
+                            pw -= q  # the proxy may move a width one quantum down (proxy.py)
+                            sizes.append((" in the proxy", pw, pargs, small[i]))
+                        for note, ww, aa, g in sizes:
                             try:
                                 mdef.check(ww, (g, g), **aa)
                             except ConfigError as e:
@@ -542,7 +545,8 @@ class Space:
 
     def proxy(self, arch: ArchSpec, num_classes: int) -> ArchSpec:
         """The reduced model that is trained: narrower, shallower, smaller input, adapted stem."""
-        return reduce_to_proxy(arch, self.proxy_spec, num_classes)
+        return reduce_to_proxy(arch, self.proxy_spec, num_classes,
+                               increasing=self.constraints.nondecreasing_widths)
 
     def proxy_resolution(self, **kwargs: Any):
         """Which choices the proxy does not tell apart (:func:`search_spaces._resolution.

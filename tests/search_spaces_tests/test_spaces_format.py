@@ -352,6 +352,39 @@ def test_proxy_reduction_is_recorded_and_applied() -> None:
                 assert s.width % s.args["head_dim"] == 0, f"width {s.width}, {s.args}"
 
 
+def test_a_space_that_lets_widths_shrink_keeps_them_in_the_proxy() -> None:
+    """With ``nondecreasing_widths: false`` the proxy keeps each stage's scaled width, so
+    shrinking widths shrink in the proxy too (they were raised to strictly increasing ones,
+    which made every such architecture a proxy twin of an increasing one), and a pair that
+    rounding makes equal moves apart the way the full widths go; the default raises them."""
+    import torch
+
+    from nas.models import build_model
+
+    lists = ["64:32:128:256", "64:56:128:256", "56:64:128:256"]
+    doc = small_doc()
+    doc["width"] = {"lists": lists}
+
+    def proxies(space: Space) -> dict[str, tuple[int, ...]]:
+        got = {}
+        for w in lists:
+            proxy = space.proxy(space.sample(ScriptedTrial({"width/lists": w})), 10)
+            validate(proxy)
+            with torch.no_grad():
+                out = build_model(proxy).eval()(torch.zeros(1, 3, 32, 32))
+            assert out.shape == (1, 10), out.shape
+            got[w] = proxy.widths
+        return got
+
+    assert proxies(Space(doc, "<python>")) == {"64:32:128:256": (32, 40, 64, 128),
+                                               "64:56:128:256": (32, 40, 64, 128),
+                                               "56:64:128:256": (32, 40, 64, 128)}
+    doc["constraints"] = {"nondecreasing_widths": False}
+    assert proxies(Space(doc, "<python>")) == {"64:32:128:256": (32, 16, 64, 128),
+                                               "64:56:128:256": (32, 24, 64, 128),
+                                               "56:64:128:256": (32, 40, 64, 128)}
+
+
 def test_convmixer_space_and_proxy() -> None:
     doc = {"name": "cm", "family": "convmixer", "resolution": 64, "width": [64, 128],
            "depth": [2, 4], "kernel_size": [3, 5], "patch_size": 4, "act": ["gelu", "relu"],
