@@ -465,7 +465,8 @@ def _spaces(args: argparse.Namespace) -> int:
     if args.cmd == "list":
         for name in list_spaces():
             s = load_space(name)
-            print(f"{name:<22} {s.size():>14,} configs  {_clip(s.description.splitlines()[0])}")
+            first = (s.description.splitlines() or [""])[0]
+            print(f"{name:<22} {s.size():>14,} configs  {_clip(printable(first))}")
         return 0
     from nas._preflight import SEED_MAX
     from nas_errors import ConfigError
@@ -483,8 +484,12 @@ def _spaces(args: argparse.Namespace) -> int:
             print(json.dumps({"hash": arch_hash(arch), "params": params,
                               "arch": json.loads(canonical_json(arch))}))
         return 0
-    print(f"space {space.name} ({space.source}), family {space.family}")
-    print(f"  {space.description}")
+    # the file's own text (name, description, its path) may hold escape sequences: shown as
+    # escapes, never sent to the terminal; the description keeps its line breaks
+    print(f"space {printable(space.name)} ({printable(str(space.source))}), "
+          f"family {space.family}")
+    for line in space.description.splitlines() or [""]:
+        print(f"  {printable(line)}")
     print(f"  configurations: {space.size():,} (before constraints)")
     for name, choices in space.parameters().items():
         print(f"  {name:<32} {list(choices)}")

@@ -214,3 +214,19 @@ def test_sample_into_a_pipe_that_closes_early_ends_quietly() -> None:
                           shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert len(proc.stdout) == 100
     assert proc.stderr == "", proc.stderr
+
+
+def test_show_writes_a_files_own_text_as_escapes_never_to_the_terminal(tmp_path) -> None:
+    """A space's name and description are the file's text: an escape sequence in them would
+    drive the terminal (colours, a cleared screen, a retitled window) if printed raw."""
+    doc = shipped_doc("tiny")
+    doc["name"] = "red\x1b[31m"
+    doc["description"] = "first line\x07\nsecond \x1b]0;title\x07 line"
+    path = tmp_path / "esc.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = _main(["spaces", "show", str(path), "--probe", "5"])
+    _ok(r)
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout, r.stdout[:300]
+    head = r.stdout.splitlines()[:3]
+    assert head == [f"space red\\x1b[31m ({path}), family metaformer", "  first line\\x07",
+                    "  second \\x1b]0;title\\x07 line"], head
