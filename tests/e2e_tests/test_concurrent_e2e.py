@@ -67,8 +67,10 @@ def test_a_frozen_run_that_wakes_after_a_takeover_leaves_its_successor_alone(tmp
         else:
             raise AssertionError("the first run held the database's write lock at every freeze")
         time.sleep(6)  # past the stale limit
-        second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, cwd=ROOT, env=env)
+        # the successor trains in its own process (--executor local): the takeover is the
+        # driver's, and a second Ray start beside the frozen run's would cost ~20 s here
+        second = subprocess.Popen(cmd + ["--executor", "local"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
 
         def taken_over() -> bool:
             if Store(url).runs("frozen")[0].outcome == "abandoned":

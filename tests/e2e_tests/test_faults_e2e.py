@@ -30,11 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _command(runs: Path, budget: int, dataset: str = "clutter") -> list[str]:
-    # clutter where a signal must land inside a training (its epochs last long enough)
+def _command(runs: Path, budget: int, dataset: str = "clutter", local: bool = False
+             ) -> list[str]:
+    # clutter where a signal must land inside a training (its epochs last long enough);
+    # local: --executor local (one trial at a time, in the driver)
+    place = ["--executor", "local"] if local else ["--max-concurrent", "2"]
     return [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--epochs", "1",
-            "--budget", str(budget), "--max-concurrent", "2", "--runs-dir", str(runs),
-            "--dataset", dataset]
+            "--budget", str(budget), *place, "--runs-dir", str(runs), "--dataset", dataset]
 
 
 def _default_sigint() -> None:
@@ -153,9 +155,9 @@ def test_signal_stops_cleanly_with_one_line_and_resume_completes(tmp_path, sig, 
     assert [(r.outcome, r.message) for r in Store(url).runs("tiny")] == [("interrupted", reason)]
     kept = int(re.search(r"(\d+) completed trials kept", lines[0]).group(1))
     assert kept == sum(t.state == "COMPLETE" for t in ours) >= resume
-    if resume:
-        r = subprocess.run(_command(runs, budget), cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
+    if resume:  # in this process (a resume through Ray is the kill -9 test's): no Ray start
+        r = subprocess.run(_command(runs, budget, local=True), cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         check_tables(url, "tiny", budget)
 
