@@ -122,13 +122,21 @@ def _timm_entry(pretrained: bool = False, **kwargs) -> nn.Module:
 
 
 # timm.create_model(NAME, ...) works once this file is imported (timm's own model of this name,
-# the same architecture, is kept when timm has one)
-from timm.models import is_model, register_model  # noqa: E402
+# the same architecture, is kept when timm has one; so is another export's model.py of this
+# name imported before, with a warning if its architecture differs)
+import warnings  # noqa: E402
+
+from timm.models import is_model, model_entrypoint, register_model  # noqa: E402
 
 _timm_entry.__name__ = _timm_entry.__qualname__ = NAME
 globals()[NAME] = _timm_entry
 if not is_model(NAME):
     register_model(_timm_entry)
+elif getattr(model_entrypoint(NAME), "__globals__", {{}}).get("CONFIG", CONFIG) != CONFIG:
+    warnings.warn(
+        f"timm already has a model {{NAME!r}} from another export's model.py, another "
+        f"architecture: timm.create_model({{NAME!r}}) makes that one; this file's "
+        "create_model() makes this one (or export it again with another --name)", stacklevel=2)
 '''
 
 

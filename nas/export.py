@@ -147,7 +147,8 @@ def _check_name_length(path: Path) -> None:
 
 #: what model.py defines after portable.py's own names (nas._export_files._FOOTER; a test
 #: checks the two agree)
-FOOTER_NAMES = ("NAME", "CONFIG", "create_model", "_timm_entry", "is_model", "register_model")
+FOOTER_NAMES = ("NAME", "CONFIG", "create_model", "_timm_entry", "warnings", "is_model",
+                "model_entrypoint", "register_model")
 
 
 def reserved_names() -> frozenset[str]:

@@ -39,6 +39,7 @@ _NAME_LINE = re.compile(r"^NAME = '([a-z_][a-z0-9_]*)'$", re.M)
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _OURS: dict[str, Callable[[], ArchSpec]] = {}  # name -> its architecture (presets: lazily)
 _PRESETS: set[str] = set()  # the names above that are presets'
+_EXPORTS: dict[str, tuple[str, Any]] = {}  # name -> (folder, config) of register_exports' first
 
 
 def timm_names() -> list[str]:
@@ -85,8 +86,10 @@ def register_exports(paths: str | None = None) -> list[str]:
     Each entry is an export's folder (holding ``config.yaml`` and ``model.py``) or a folder of
     such folders. The name is the export's (``NAME`` in its ``model.py``), the architecture its
     ``config.yaml``. An entry that is no export, or an export whose name timm already has, is
-    skipped with a warning: importing the package never fails because of this variable.
-    Returns the names registered.
+    skipped with a warning: importing the package never fails because of this variable. So is
+    an export whose name an earlier export (earlier in the path, or registered by an earlier
+    call) gave another architecture: the first keeps the name, as ``PATH`` finds the first
+    program of a name. Returns the names registered.
     """
     import os
     from pathlib import Path
@@ -107,8 +110,14 @@ def register_exports(paths: str | None = None) -> list[str]:
                 match = _NAME_LINE.search((d / "model.py").read_text())
                 if match is None:
                     raise ConfigError("its model.py names no model (NAME = '...')")
-                arch = yaml.safe_load((d / "config.yaml").read_text())
-                found.append(register_timm(match.group(1), arch))
+                name, arch = match.group(1), yaml.safe_load((d / "config.yaml").read_text())
+                first = _EXPORTS.get(name)
+                if first is not None and first[1] != arch:
+                    raise ConfigError(f"its name {name!r} is already export {first[0]!r}'s, "
+                                      "another architecture (export one of them again with "
+                                      "another --name)")
+                found.append(register_timm(name, arch))
+                _EXPORTS.setdefault(name, (str(d), arch))
             except (OSError, ValueError, ConfigError, yaml.YAMLError) as e:
                 warnings.warn(f"{EXPORT_PATH_ENV}: export {str(d)!r} not registered: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",

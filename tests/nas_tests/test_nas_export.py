@@ -569,3 +569,60 @@ def test_the_card_lists_the_onnx_weights_file_when_there_is_one() -> None:
     assert "| 2,200,000,000 |" in rows[-2]
     info.files.pop("model.onnx.data")
     assert "model.onnx.data" not in "\n".join(_files_section(info))
+
+
+def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(tmp_path
+                                                                                 ) -> None:
+    """Two exports may share a name (two databases' study 'tiny', trial 3): the first keeps it
+    in timm's registry and the second says so, both as a model.py imported and through
+    $NAS_EXPORT_PATH (where the second silently replaced the first); the same architecture
+    again is no conflict."""
+    import importlib.util
+    import warnings
+
+    from nas._export_files import standalone_source
+    from nas.models import build_model, runtime_config
+    from nas.models._timm import register_exports
+
+    first = get_preset("test_metaformer_tiny", num_classes=10, img_size=32)
+    second = get_preset("test_randformer_tiny", num_classes=10, img_size=32)
+
+    def n_params(model) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    def folder(where: str, name: str, spec) -> Path:
+        d = tmp_path / where
+        d.mkdir()
+        (d / "model.py").write_text(standalone_source(name, runtime_config(spec), "doc"))
+        (d / "config.yaml").write_text(yaml.safe_dump(to_dict(spec), sort_keys=False))
+        return d
+
+    def load(d: Path):
+        spec = importlib.util.spec_from_file_location(f"export_{d.name}", d / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # as an import does (timm's register_model reads it)
+        spec.loader.exec_module(module)
+        return module
+
+    assert n_params(build_model(first)) != n_params(build_model(second))
+    name = "twice_named_model_py"
+    a = load(folder("a", name, first))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load(folder("a_again", name, first))  # the same architecture: nothing to say
+    with pytest.warns(UserWarning, match=rf"timm already has a model '{name}' from another "
+                                         r"export's model\.py, another architecture"):
+        b = load(folder("b", name, second))
+    assert n_params(timm.create_model(name)) == n_params(a.create_model())
+    assert n_params(b.create_model()) == n_params(build_model(second))
+
+    name = "twice_named_on_the_path"
+    dirs = [folder("p1", name, first), folder("p2", name, second), folder("p3", name, first)]
+    with pytest.warns(UserWarning) as caught:
+        found = register_exports(os.pathsep.join(map(str, dirs)))
+    assert [str(w.message) for w in caught] == [
+        f"NAS_EXPORT_PATH: export '{dirs[1]}' not registered: its name '{name}' is already "
+        f"export '{dirs[0]}''s, another architecture (export one of them again with another "
+        "--name)"]
+    assert found == [name, name]  # p1's, and p3's (the same architecture)
+    assert n_params(timm.create_model(name)) == n_params(build_model(first))
