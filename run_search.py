@@ -8,7 +8,11 @@ Usage:
 
 import sys
 
-from nas.cli import search_main
+try:
+    from nas.cli import search_main
+except KeyboardInterrupt:  # a Ctrl-C while the package is imported: one line, as later
+    print("error: interrupted before anything started", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(search_main())

@@ -3,7 +3,11 @@
 import signal
 import sys
 
-from nas.cli import main
+try:
+    from nas.cli import main
+except KeyboardInterrupt:  # a Ctrl-C while the package is imported: one line, as later
+    print("error: interrupted before anything started", file=sys.stderr)
+    sys.exit(130)
 
 code = main()
 if sys.argv[1:2] in (["export"], ["report"], ["pareto"]):

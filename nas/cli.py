@@ -1035,7 +1035,10 @@ def _parser(search_prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, search_prog: str | None = None) -> int:
     """Parse ``argv`` and run the subcommand; every project error is caught here, once."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser(search_prog).parse_args(argv)
+    try:
+        args = _parser(search_prog).parse_args(argv)
+    except KeyboardInterrupt:  # a Ctrl-C in the ~0.5 s of imports the parser needs
+        return _fail("interrupted before anything started", EXIT_INTERRUPTED)
     args.argv = argv  # the command line as given (export quotes it in its model card)
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:

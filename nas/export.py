@@ -94,6 +94,12 @@ def check_out_dir(out: str | os.PathLike[str], force: bool) -> Path:
     try:
         _check_name_length(path)
         if not path.exists() and not path.is_symlink():
+            ancestor = path.parent
+            while not ancestor.exists() and ancestor != ancestor.parent:
+                ancestor = ancestor.parent
+            if not ancestor.is_dir():  # said now, not once torch and the database have loaded
+                raise ConfigError(f"--out {out}: cannot create its folder {str(path.parent)!r}: "
+                                  f"{str(ancestor)!r} is a file, not a directory")
             return path
         if path.is_symlink() or not path.is_dir():
             raise ConfigError(f"--out {out} exists and is not a directory; choose another path")

@@ -70,3 +70,16 @@ def test_data_prepare_names_its_resolution_option(tmp_path, capsys, side) -> Non
     assert capsys.readouterr().err == (f"error: --resolution must be an integer in 8..512; "
                                        f"got {side}\n")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_ctrl_c_while_the_parser_imports_is_one_line(monkeypatch, capsys) -> None:
+    """Building the parser imports the search driver, the database layer and SQLAlchemy
+    (~0.5 s): a Ctrl-C there printed a 50-line traceback of that import; now one line, 130."""
+    import nas.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nas.cli, "_parser", interrupted)
+    assert main(["export", "--preset", "x", "--out", "y"]) == 130
+    assert capsys.readouterr().err == "error: interrupted before anything started\n"

@@ -247,6 +247,13 @@ def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(t
     assert code == 2 and "is not an export (no config.yaml and model.py)" in err, err
     assert [p.name for p in taken.iterdir()] == ["notes.txt"]
     assert check_out_dir(tmp_path / "new", force=False) == tmp_path / "new"
+    assert check_out_dir(tmp_path / "new" / "deeper" / "x", force=False) == \
+        tmp_path / "new" / "deeper" / "x"
+    (tmp_path / "a_file").write_text("")  # under a file: said before anything loads
+    with pytest.raises(ConfigError, match=rf"^--out {tmp_path}/a_file/sub/x: cannot create its "
+                                          rf"folder '{tmp_path}/a_file/sub': '{tmp_path}/a_file' "
+                                          r"is a file, not a directory$"):
+        check_out_dir(tmp_path / "a_file" / "sub" / "x", force=False)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert check_out_dir(empty, force=True) == empty
