@@ -420,7 +420,12 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                 # absolute, so a study continued from another folder finds its input again
                 "data_path": (str(Path(cfg.data_path).expanduser().resolve())
                               if cfg.data_path else None),
-                "space_source": space.source, "proxy": dataclasses.asdict(space.proxy_spec),
+                "space_source": space.source, "proxy": {
+                    **dataclasses.asdict(space.proxy_spec),
+                    # where widths may shrink, a step down stays one in the proxy (before
+                    # 88afa66 it was raised): recorded, so a study from then is a change
+                    **({} if space.constraints.nondecreasing_widths
+                       else {"widths": "each step the way the full widths go"})},
                 "dataset_fingerprint": dataset.fingerprint,
                 "dataset_resolution": dataset.resolution, "dataset_hash": dataset.data_hash,
                 "dataset_sizes": [dataset.num_train, dataset.num_val, dataset.num_test],

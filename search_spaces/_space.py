@@ -28,7 +28,13 @@ from typing import Any
 from nas.models import MIXERS, ArchSpec, ConvMixerSpec, MetaFormerSpec, StageSpec, validate
 from nas.models.arch import HEADS, STEM_STRIDES, STEMS, arch_hash, grid_sides
 from nas.models.layers import ACTS, NORMS
-from nas.models.proxy import ProxySpec, proxy_stage, reduce_to_proxy, round_width
+from nas.models.proxy import (
+    ProxySpec,
+    proxy_stage,
+    proxy_widths,
+    reduce_to_proxy,
+    round_width,
+)
 from nas_errors import ConfigError, SpaceError, did_you_mean
 from search_spaces._constraints import Constraints
 from search_spaces._document import Doc, short
@@ -346,6 +352,7 @@ class Space:
                                              f"{p.stem_stride} leaves no pixels at the last "
                                              f"stage (grids {small}); use a larger resolution")
         all_widths = [w for w, _, _ in self._all_widths()]
+        lowered = self._lowered_proxy_widths(all_widths)
         for i, st in enumerate(self.stages):
             widths = sorted({w[i] for w in all_widths})
             lowest = widths[0]
@@ -356,9 +363,11 @@ class Space:
                     for w in widths:
                         pw, pargs, q = proxy_stage(w, m, args, p)
                         sizes = [("", w, args, full[i]), (" in the proxy", pw, pargs, small[i])]
-                        if not self.constraints.nondecreasing_widths and pw > q:
-                            pw -= q  # the proxy may move a width one quantum down (proxy.py)
-                            sizes.append((" in the proxy", pw, pargs, small[i]))
+                        low = lowered.get((i, q), pw)
+                        if low < pw:  # (widths that shrink: proxy_widths may go below pw)
+                            sizes.append((f" in the proxy (below stage {i}'s)", low, pargs,
+                                          small[i]))
+                            lowest = min(lowest, low)
                         for note, ww, aa, g in sizes:
                             try:
                                 mdef.check(ww, (g, g), **aa)
@@ -371,6 +380,28 @@ class Space:
                     raise d.fail(f"stages[{i}].mlp_ratio", f"{r:g} x width {lowest} (the "
                                  "narrowest this stage gets, proxy included) leaves no hidden "
                                  f"channels; use an mlp_ratio >= {1 / lowest:g}")
+
+    def _lowered_proxy_widths(self, all_widths: list[tuple[int, ...]]
+                              ) -> dict[tuple[int, int], int]:
+        """(stage, width quantum) -> the narrowest proxy width :func:`proxy_widths` gives such a
+        stage where it lowers it below its own scaled width (a step down that rounding made
+        flat or turned round); empty in a space whose widths never shrink (it only raises)."""
+        if not any(b < a for w in all_widths for a, b in zip(w, w[1:])):
+            return {}
+        p = self.proxy_spec
+        quanta = [sorted({proxy_stage(8, m, dict(zip(self.mixer_settings[m], combo)), p)[2]
+                          for m in st["mixer"]
+                          for combo in itertools.product(*self.mixer_settings[m].values())})
+                  for st in self.stages]
+        low: dict[tuple[int, int], int] = {}
+        for full in all_widths:
+            for qs in itertools.product(*quanta):
+                scaled = [round_width(w * p.width_mult, q) for w, q in zip(full, qs)]
+                for i, (got, own, q) in enumerate(zip(proxy_widths(full, scaled, qs), scaled,
+                                                      qs)):
+                    if got < own and got < low.get((i, q), own):
+                        low[(i, q)] = got
+        return low
 
     def _check_convmixer(self) -> None:
         p = self.proxy_spec
@@ -545,8 +576,7 @@ class Space:
 
     def proxy(self, arch: ArchSpec, num_classes: int) -> ArchSpec:
         """The reduced model that is trained: narrower, shallower, smaller input, adapted stem."""
-        return reduce_to_proxy(arch, self.proxy_spec, num_classes,
-                               increasing=self.constraints.nondecreasing_widths)
+        return reduce_to_proxy(arch, self.proxy_spec, num_classes)
 
     def proxy_resolution(self, **kwargs: Any):
         """Which choices the proxy does not tell apart (:func:`search_spaces._resolution.

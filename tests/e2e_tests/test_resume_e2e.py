@@ -28,6 +28,7 @@ def test_resume_with_changed_epochs_is_refused_unless_allowed(tmp_path):
     assert run_search(cfg, log=lambda s: None).completed == 1
     store = Store(url)
     before = [(t.number, t.state) for t in store.trials("resume")]
+    assert "widths" not in store.get_study("resume").config["proxy"]  # (see the test below)
 
     changed = dataclasses.replace(cfg, budget=2, epochs=2)
     with pytest.raises(ConfigError) as info:
@@ -49,6 +50,31 @@ def test_resume_with_changed_epochs_is_refused_unless_allowed(tmp_path):
     assert summary.completed == 3
     assert any("--allow-change" in ln and "--epochs 1 -> 2" in ln for ln in lines), lines
     assert store.get_study("resume").config["epochs"] == 1, "the study keeps its first settings"
+
+
+def test_a_space_whose_widths_may_shrink_records_its_proxy_rule(tmp_path):
+    """Since 88afa66 such a space's proxy keeps a step down (it was raised): its studies record
+    that in the proxy reduction, so a study from before is refused as changed (resuming it would
+    put trials of two proxies on one front), and the other spaces' studies are as they were."""
+    import yaml
+
+    from search_spaces import SPACES_DIR
+
+    doc = yaml.safe_load((SPACES_DIR / "tiny.yaml").read_text())
+    doc["constraints"] = {**(doc.get("constraints") or {}), "nondecreasing_widths": False}
+    path = tmp_path / "shrinking.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space=str(path), budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
+                       study="shrinking", dataset="digits", executor="local")
+    assert run_search(cfg, log=lambda s: None).completed == 1
+    config = Store(url).get_study("shrinking").config
+    assert config["proxy"]["widths"] == "each step the way the full widths go", config["proxy"]
+    with sqlite3.connect(tmp_path / "nas.db") as con:  # as a study from before 88afa66 was
+        for table in ("nas_studies", "nas_runs"):
+            con.execute(f"UPDATE {table} SET config = json_remove(config, '$.proxy.widths')")
+    with pytest.raises(ConfigError, match="the space's proxy reduction"):
+        run_search(dataclasses.replace(cfg, budget=2), log=lambda s: None)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

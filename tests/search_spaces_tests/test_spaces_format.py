@@ -353,36 +353,42 @@ def test_proxy_reduction_is_recorded_and_applied() -> None:
 
 
 def test_a_space_that_lets_widths_shrink_keeps_them_in_the_proxy() -> None:
-    """With ``nondecreasing_widths: false`` the proxy keeps each stage's scaled width, so
-    shrinking widths shrink in the proxy too (they were raised to strictly increasing ones,
-    which made every such architecture a proxy twin of an increasing one), and a pair that
-    rounding makes equal moves apart the way the full widths go; the default raises them."""
+    """With ``nondecreasing_widths: false`` every step between stages goes in the proxy the way
+    the full widths go: a step down stays one (it was raised, which made every such
+    architecture a proxy twin of a growing one), and one that rounding made flat or turned
+    round moves to the next multiple of the stage's quantum below (above where none is left);
+    widths that grow keep the old rule. A lowered width too narrow for a setting is refused
+    when the space loads."""
     import torch
 
     from nas.models import build_model
 
-    lists = ["64:32:128:256", "64:56:128:256", "56:64:128:256"]
+    lists = ["64:32:128:256", "64:56:128:256", "56:64:128:256", "16:8:128:256",
+             "64:32:194:192"]
     doc = small_doc()
     doc["width"] = {"lists": lists}
-
-    def proxies(space: Space) -> dict[str, tuple[int, ...]]:
-        got = {}
-        for w in lists:
-            proxy = space.proxy(space.sample(ScriptedTrial({"width/lists": w})), 10)
-            validate(proxy)
-            with torch.no_grad():
-                out = build_model(proxy).eval()(torch.zeros(1, 3, 32, 32))
-            assert out.shape == (1, 10), out.shape
-            got[w] = proxy.widths
-        return got
-
-    assert proxies(Space(doc, "<python>")) == {"64:32:128:256": (32, 40, 64, 128),
-                                               "64:56:128:256": (32, 40, 64, 128),
-                                               "56:64:128:256": (32, 40, 64, 128)}
+    doc["stages"][2]["mixer"] = "sepconv"  # (194 is no multiple of a head_dim)
+    doc["mixers"]["attention"] = {"head_dim": [32]}  # a proxy quantum of 16 (head_dim 16)
     doc["constraints"] = {"nondecreasing_widths": False}
-    assert proxies(Space(doc, "<python>")) == {"64:32:128:256": (32, 16, 64, 128),
-                                               "64:56:128:256": (32, 24, 64, 128),
-                                               "56:64:128:256": (32, 40, 64, 128)}
+    space = Space(doc, "<python>")
+    got = {}
+    for w in lists:
+        proxy = space.proxy(space.sample(ScriptedTrial({"width/lists": w})), 10)
+        validate(proxy)
+        with torch.no_grad():
+            out = build_model(proxy).eval()(torch.zeros(1, 3, 32, 32))
+        assert out.shape == (1, 10), out.shape
+        got[w] = proxy.widths
+    assert got == {"64:32:128:256": (32, 16, 64, 128),
+                   "64:56:128:256": (32, 24, 64, 128),  # 28 rounds to 32: flat, so lowered
+                   "56:64:128:256": (32, 40, 64, 128),  # growing: raised, as ever
+                   "16:8:128:256": (8, 16, 64, 128),  # nothing below 8 is left: raised
+                   "64:32:194:192": (32, 16, 96, 80)}, got  # 97 and 96 round to 96: the
+    #                                                      attention stage's quantum is 16
+    doc["width"] = {"lists": ["64:56:128:256"]}
+    doc["stages"][1]["mlp_ratio"] = 0.034  # 1 hidden channel at stage 2's own 32, none at 24
+    with pytest.raises(SpaceError, match=r"^<python>: stages\[1\]\.mlp_ratio: 0\.034 x width 24 "):
+        Space(doc, "<python>")
 
 
 def test_convmixer_space_and_proxy() -> None:
