@@ -122,21 +122,23 @@ def _timm_entry(pretrained: bool = False, **kwargs) -> nn.Module:
 
 
 # timm.create_model(NAME, ...) works once this file is imported (timm's own model of this name,
-# the same architecture, is kept when timm has one; so is another export's model.py of this
-# name imported before, with a warning if its architecture differs)
+# the same architecture, is kept when timm has one; so is another export of this name registered
+# before, by its model.py or $NAS_EXPORT_PATH, with a warning if its architecture differs)
 import warnings  # noqa: E402
 
 from timm.models import is_model, model_entrypoint, register_model  # noqa: E402
 
 _timm_entry.__name__ = _timm_entry.__qualname__ = NAME
+_timm_entry.CONFIG = CONFIG  # what another export of this name compares its own with
 globals()[NAME] = _timm_entry
 if not is_model(NAME):
     register_model(_timm_entry)
-elif getattr(model_entrypoint(NAME), "__globals__", {{}}).get("CONFIG", CONFIG) != CONFIG:
+elif getattr(model_entrypoint(NAME), "CONFIG", getattr(
+        model_entrypoint(NAME), "__globals__", {{}}).get("CONFIG", CONFIG)) != CONFIG:
     warnings.warn(
-        f"timm already has a model {{NAME!r}} from another export's model.py, another "
-        f"architecture: timm.create_model({{NAME!r}}) makes that one; this file's "
-        "create_model() makes this one (or export it again with another --name)", stacklevel=2)
+        f"timm already has a model {{NAME!r}} from another export, another architecture: "
+        f"timm.create_model({{NAME!r}}) makes that one; this file's create_model() makes this "
+        "one (or export it again with another --name)", stacklevel=2)
 '''
 
 

@@ -20,12 +20,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from timm.models import is_model, register_model
+from timm.models import is_model, model_entrypoint, register_model
 from torch import nn
 
 from nas.models import portable
 from nas.models.arch import ArchSpec, to_dict
-from nas.models.model import build_model, with_overrides
+from nas.models.model import build_model, runtime_config, with_overrides
 from nas_errors import ConfigError
 
 __all__ = ["register_timm", "register_timm_preset", "register_exports", "timm_names",
@@ -76,8 +76,25 @@ def register_timm(name: str, spec: ArchSpec | Mapping[str, Any]) -> str:
     """
     check_timm_name(name)
     arch = with_overrides(spec)
-    _register(name, lambda: arch)
+    _register(name, lambda: arch, export_config(arch))
     return name
+
+
+def export_config(spec: ArchSpec) -> dict[str, Any]:
+    """``spec`` as an exported ``model.py`` holds it in ``CONFIG`` (``runtime_config``, in JSON's
+    types): what an entry of timm's registry carries as ``.CONFIG``, so that a ``model.py`` or a
+    ``$NAS_EXPORT_PATH`` entry of the same name can tell its own architecture from another."""
+    import json
+
+    return json.loads(json.dumps(runtime_config(spec)))
+
+
+def entry_config(name: str) -> Any:
+    """The ``CONFIG`` of timm's entry ``name``: an entry registered by :func:`register_timm` or
+    by an exported ``model.py`` (its ``.CONFIG``; a ``model.py`` exported before that attribute
+    existed: its module's ``CONFIG``); None for timm's own models and the presets."""
+    entry = model_entrypoint(name)
+    return getattr(entry, "CONFIG", getattr(entry, "__globals__", {}).get("CONFIG"))
 
 
 def register_exports(paths: str | None = None) -> list[str]:
@@ -86,7 +103,8 @@ def register_exports(paths: str | None = None) -> list[str]:
     Each entry is an export's folder (holding ``config.yaml`` and ``model.py``) or a folder of
     such folders. The name is the export's (``NAME`` in its ``model.py``), the architecture its
     ``config.yaml``. An entry that is no export, or an export whose name timm already has, is
-    skipped with a warning: importing the package never fails because of this variable. So is
+    skipped with a warning: importing the package never fails because of this variable (an
+    export whose ``model.py`` was imported already is skipped without one: timm has it). So is
     an export whose name an earlier export (earlier in the path, or registered by an earlier
     call) gave another architecture: the first keeps the name, as ``PATH`` finds the first
     program of a name. Returns the names registered.
@@ -116,7 +134,17 @@ def register_exports(paths: str | None = None) -> list[str]:
                     raise ConfigError(f"its name {name!r} is already export {first[0]!r}'s, "
                                       "another architecture (export one of them again with "
                                       "another --name)")
-                found.append(register_timm(name, arch))
+                if is_model(name) and name not in _OURS:
+                    config = entry_config(name)  # an imported model.py's (None: timm's own)
+                    if config is None or config != export_config(with_overrides(arch)):
+                        raise ConfigError(
+                            f"timm already has a model named {name!r}" + (
+                                " from an export's model.py, another architecture"
+                                if config is not None else "") +
+                            " (export it again with another --name)")
+                    # that model.py is this export's: timm has it already
+                else:
+                    found.append(register_timm(name, arch))
                 _EXPORTS.setdefault(name, (str(d), arch))
             except (OSError, ValueError, ConfigError, yaml.YAMLError) as e:
                 warnings.warn(f"{EXPORT_PATH_ENV}: export {str(d)!r} not registered: "
@@ -145,8 +173,10 @@ def register_timm_preset(name: str) -> bool:
     return True
 
 
-def _register(name: str, arch: Callable[[], ArchSpec]) -> None:
+def _register(name: str, arch: Callable[[], ArchSpec], config: Any = None) -> None:
     entry = _entry(name, arch)
+    if config is not None:
+        entry.CONFIG = config  # type: ignore[attr-defined]  # see export_config
     setattr(sys.modules[__name__], name, entry)
     with warnings.catch_warnings():
         if name in _OURS:  # replacing our own entry is what was asked for

@@ -618,7 +618,7 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
         warnings.simplefilter("error")
         load(folder("a_again", name, first))  # the same architecture: nothing to say
     with pytest.warns(UserWarning, match=rf"timm already has a model '{name}' from another "
-                                         r"export's model\.py, another architecture"):
+                                         r"export, another architecture"):
         b = load(folder("b", name, second))
     assert n_params(timm.create_model(name)) == n_params(a.create_model())
     assert n_params(b.create_model()) == n_params(build_model(second))
@@ -633,3 +633,28 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
         "--name)"]
     assert found == [name, name]  # p1's, and p3's (the same architecture)
     assert n_params(timm.create_model(name)) == n_params(build_model(first))
+
+    # across the two ways: a model.py imported after the path registered its name ...
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load(folder("p1_imported", name, first))  # p1's own model.py: the same architecture
+    with pytest.warns(UserWarning, match=rf"timm already has a model '{name}' from another "
+                                         r"export, another architecture"):
+        c = load(folder("c", name, second))
+    assert n_params(timm.create_model(name)) == n_params(build_model(first))
+    assert n_params(c.create_model()) == n_params(build_model(second))
+
+    # ... and the path after a model.py took the name
+    name = "imported_then_on_the_path"
+    d = load(folder("d", name, first))
+    same, other = folder("d_on_path", name, first), folder("e_on_path", name, second)
+    with pytest.warns(UserWarning) as caught:
+        assert register_exports(str(other)) == []
+    assert [str(w.message) for w in caught] == [
+        f"NAS_EXPORT_PATH: export '{other}' not registered: timm already has a model named "
+        f"'{name}' from an export's model.py, another architecture (export it again with "
+        "another --name)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert register_exports(str(same)) == []  # timm has it already, from its model.py
+    assert n_params(timm.create_model(name)) == n_params(d.create_model())
