@@ -17,7 +17,7 @@ import dataclasses
 import math
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -239,12 +239,22 @@ def may_hold_studies(url: str) -> bool:
     return path is None or path.is_file()
 
 
-def inherit_settings(cfg: Any, store, name: str, space_hash: str) -> tuple[Any, list[str]]:
+def study_space_hash(store, name: str, hashes: Sequence[str]) -> str:
+    """Of a space's ``hashes`` (``Space.hashes``: its own first), the one study ``name``
+    recorded, if it recorded one of them (a study begun before a space's description left its
+    hash holds the whole document's); else the space's own."""
+    study = next((s for s in store.list_studies() if s.name == name), None)
+    return study.space_hash if study is not None and study.space_hash in hashes else hashes[0]
+
+
+def inherit_settings(cfg: Any, store, name: str, space_hashes: Sequence[str]
+                     ) -> tuple[Any, list[str]]:
     """``cfg`` with each field of ``cfg.inherit`` taken from study ``name``'s earlier runs (see
     :data:`INHERITABLE`), and those that changed, as the options that would set them. A new
-    study, or one of another space (refused later, by name), takes nothing."""
+    study, or one of another space (none of ``space_hashes``: refused later, by name), takes
+    nothing."""
     study = next((s for s in store.list_studies() if s.name == name), None)
-    if study is None or study.space_hash != space_hash:
+    if study is None or study.space_hash not in space_hashes:
         return cfg, []
     latest = next((r.config for r in reversed(store.runs(study.id)) if r.config), study.config)
     taken: dict[str, Any] = {}

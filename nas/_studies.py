@@ -70,7 +70,7 @@ def continues_with(store, name: str) -> list[str]:
 
     study = store.get_study(name)
     cfg = SearchConfig(space=study.space, inherit=INHERITABLE)
-    return inherit_settings(cfg, store, name, study.space_hash)[1]
+    return inherit_settings(cfg, store, name, (study.space_hash,))[1]
 
 
 def _console():

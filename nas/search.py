@@ -33,6 +33,7 @@ from nas._preflight import (
     inherit_settings,
     may_hold_studies,
     ray_endpoint,
+    study_space_hash,
 )
 from nas._samplers import SAMPLERS, make_sampler
 from nas.errors import ConfigError, SearchInterrupted, SpaceError, StorageError, did_you_mean
@@ -386,7 +387,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     store, taken = None, ()
     if cfg.inherit and may_hold_studies(url):  # a resume takes what it is not told
         store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
-        cfg, taken = inherit_settings(cfg, store, study_name, space.hash)
+        cfg, taken = inherit_settings(cfg, store, study_name, space.hashes)
         if taken:  # (said once the run holds the study: a refused run continues nothing)
             _make_sampler(cfg.sampler, cfg.seed)
             zero_cost = parse_zero_cost(cfg.zero_cost)
@@ -436,7 +437,9 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                         "optuna_state": "PRUNED", "our_state": "FAIL"}
                                        if prescreen else None),
                 "versions": _versions()}
-    study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
+    study = store.get_or_create_study(study_name, space=space.name,
+                                      space_hash=study_space_hash(store, study_name,
+                                                                  space.hashes),
                                       objectives=objective_names(objectives),
                                       config=resolved)
     changes = check_resume(study_name, study.config, resolved, cfg.allow_change,

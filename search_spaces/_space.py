@@ -80,6 +80,14 @@ def split_depth(total: int, ratio: Sequence[float]) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- the space
 
 
+def _digest(doc: Mapping[str, Any]) -> str:
+    try:
+        text = json.dumps(doc, sort_keys=True, default=str)
+    except (TypeError, ValueError):  # non-string keys in a Python-built document
+        text = repr(doc)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 class Space:
     """A parsed, validated search space, frozen once parsed (see the module docstring).
 
@@ -133,11 +141,12 @@ class Space:
             self._check_stages()
         else:
             self._check_convmixer()
-        try:
-            text = json.dumps(doc, sort_keys=True, default=str)
-        except (TypeError, ValueError):  # non-string keys in a Python-built document
-            text = repr(doc)
-        self.hash: str = hashlib.sha256(text.encode()).hexdigest()[:16]
+        #: what a study records of its space: the document's digest without its description
+        #: (a description edited mid-study changes nothing a trial measures)
+        self.hash: str = _digest({k: v for k, v in doc.items() if k != "description"})
+        #: the hashes a study of this space may carry: ``hash``, and the whole document's,
+        #: description included, which studies begun before the description left it carry
+        self.hashes: tuple[str, ...] = tuple(dict.fromkeys((self.hash, _digest(doc))))
         self._check_probe()
         self._frozen = True  # parsed once: a Space is a value from here on
 

@@ -77,6 +77,39 @@ def test_a_space_whose_widths_may_shrink_records_its_proxy_rule(tmp_path):
         run_search(dataclasses.replace(cfg, budget=2), log=lambda s: None)
 
 
+def test_a_space_file_whose_description_was_edited_continues_its_study(tmp_path):
+    """A study is held to its space: a description edited between runs continues it, a real
+    change is refused, and a study begun when the hash covered the description too continues."""
+    import yaml
+
+    from search_spaces import SPACES_DIR, load_space
+
+    doc = yaml.safe_load((SPACES_DIR / "tiny.yaml").read_text())
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({**doc, "description": "first words"}))
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space=str(path), budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
+                       study="mine", dataset="digits", executor="local")
+    assert run_search(cfg, log=lambda s: None).completed == 1
+    store = Store(url)
+    assert store.get_study("mine").space_hash == load_space(str(path)).hash
+
+    path.write_text(yaml.safe_dump({**doc, "description": "other words"}))
+    assert run_search(dataclasses.replace(cfg, budget=2), log=lambda s: None).completed == 2
+
+    old = load_space(str(path)).hashes[1]  # the whole document's, as studies before held it
+    with sqlite3.connect(tmp_path / "nas.db") as con:
+        con.execute("UPDATE nas_studies SET space_hash = ?", (old,))
+    assert run_search(dataclasses.replace(cfg, budget=3), log=lambda s: None).completed == 3
+    assert store.get_study("mine").space_hash == old, "it keeps the hash it began with"
+
+    path.write_text(yaml.safe_dump({**doc, "description": "other words",
+                                    "resolution": doc.get("resolution", 224) * 2}))
+    with pytest.raises(StorageError, match="another search space"):
+        run_search(dataclasses.replace(cfg, budget=4), log=lambda s: None)
+    assert len(store.trials("mine")) == 3
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

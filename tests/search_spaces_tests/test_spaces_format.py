@@ -64,6 +64,24 @@ def test_tuples_are_lists_in_python_documents() -> None:
         f"got {space.parameters().get('stage1/mixer')}")
 
 
+def test_the_hash_a_study_records_ignores_the_description_only() -> None:
+    """A study is held to its space's hash: editing the description must not refuse it, any
+    other change must; the whole document's hash (what older studies hold) stays known."""
+    doc = small_doc()
+    del doc["description"]
+    base = Space(doc, "<python>")
+    assert base.hashes == (base.hash,), "no description: the two hashes are one"
+    described = Space({**doc, "description": "first words"}, "<python>")
+    edited = Space({**doc, "description": "other words"}, "<python>")
+    assert described.hash == edited.hash == base.hash
+    assert len(described.hashes) == 2 and described.hashes[0] == described.hash
+    assert described.hashes[1] != edited.hashes[1], "the whole document's hash sees the text"
+    wider = {**doc, "width": {**doc["width"], "base": [16, 32, 48]}}
+    renamed = {**doc, "name": "small2"}
+    for changed in (wider, renamed):
+        assert Space(changed, "<python>").hash != base.hash
+
+
 # --------------------------------------------------------------------------- depth and width
 
 
