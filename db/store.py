@@ -446,12 +446,15 @@ class Store:
         space_hash: str,
         objectives: Sequence[str],
         config: Mapping[str, Any],
+        former_hashes: Sequence[str] = (),
     ) -> StudyRecord:
         """The study called ``name``, created if missing.
 
         An existing study is returned unchanged (its stored ``config`` is the first run's), but
-        only if it is for the same search space (``space_hash``) and the same objectives;
-        otherwise StorageError, as resuming it would mix incomparable trials. A study that holds
+        only if it is for the same search space (``space_hash``, or one of ``former_hashes``:
+        what an earlier version of the program hashed the same space to, then rewritten to
+        ``space_hash``) and the same objectives; otherwise StorageError, as resuming it would
+        mix incomparable trials. A study that holds
         no trial and no running run (its first run was refused or stopped before any trial,
         e.g. by a placement error or Ctrl-C during start-up) takes ``space``, ``space_hash``,
         ``objectives`` and ``config`` instead: nothing was measured under the old ones, so it
@@ -468,6 +471,8 @@ class Store:
                 row = session.scalars(
                     select(StudyModel).where(StudyModel.name == name)
                 ).one_or_none()
+                if row is not None and row.space_hash in former_hashes:
+                    row.space_hash = space_hash  # the same space, by the current hash
                 if row is None:
                     row = StudyModel(
                         name=name,

@@ -239,14 +239,6 @@ def may_hold_studies(url: str) -> bool:
     return path is None or path.is_file()
 
 
-def study_space_hash(store, name: str, hashes: Sequence[str]) -> str:
-    """Of a space's ``hashes`` (``Space.hashes``: its own first), the one study ``name``
-    recorded, if it recorded one of them (a study begun before a space's description left its
-    hash holds the whole document's); else the space's own."""
-    study = next((s for s in store.list_studies() if s.name == name), None)
-    return study.space_hash if study is not None and study.space_hash in hashes else hashes[0]
-
-
 def inherit_settings(cfg: Any, store, name: str, space_hashes: Sequence[str]
                      ) -> tuple[Any, list[str]]:
     """``cfg`` with each field of ``cfg.inherit`` taken from study ``name``'s earlier runs (see

@@ -33,7 +33,6 @@ from nas._preflight import (
     inherit_settings,
     may_hold_studies,
     ray_endpoint,
-    study_space_hash,
 )
 from nas._samplers import SAMPLERS, make_sampler
 from nas.errors import ConfigError, SearchInterrupted, SpaceError, StorageError, did_you_mean
@@ -437,9 +436,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
                                         "optuna_state": "PRUNED", "our_state": "FAIL"}
                                        if prescreen else None),
                 "versions": _versions()}
-    study = store.get_or_create_study(study_name, space=space.name,
-                                      space_hash=study_space_hash(store, study_name,
-                                                                  space.hashes),
+    study = store.get_or_create_study(study_name, space=space.name, space_hash=space.hash,
+                                      former_hashes=space.hashes[1:],
                                       objectives=objective_names(objectives),
                                       config=resolved)
     changes = check_resume(study_name, study.config, resolved, cfg.allow_change,

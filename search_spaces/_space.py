@@ -146,6 +146,7 @@ class Space:
         self.hash: str = _digest({k: v for k, v in doc.items() if k != "description"})
         #: the hashes a study of this space may carry: ``hash``, and the whole document's,
         #: description included, which studies begun before the description left it carry
+        #: (a run of such a study rewrites it to ``hash``: ``Store.get_or_create_study``)
         self.hashes: tuple[str, ...] = tuple(dict.fromkeys((self.hash, _digest(doc))))
         self._check_probe()
         self._frozen = True  # parsed once: a Space is a value from here on

@@ -80,13 +80,18 @@ def register_timm(name: str, spec: ArchSpec | Mapping[str, Any]) -> str:
     return name
 
 
-def export_config(spec: ArchSpec) -> dict[str, Any]:
+def export_config(spec: ArchSpec) -> dict[str, Any] | None:
     """``spec`` as an exported ``model.py`` holds it in ``CONFIG`` (``runtime_config``, in JSON's
     types): what an entry of timm's registry carries as ``.CONFIG``, so that a ``model.py`` or a
-    ``$NAS_EXPORT_PATH`` entry of the same name can tell its own architecture from another."""
+    ``$NAS_EXPORT_PATH`` entry of the same name can tell its own architecture from another.
+    None for an architecture no ``model.py`` can hold (a mixer registered with a default that
+    is no JSON value, e.g. a class: such a mixer works everywhere but export)."""
     import json
 
-    return json.loads(json.dumps(runtime_config(spec)))
+    try:
+        return json.loads(json.dumps(runtime_config(spec)))
+    except (TypeError, ValueError):
+        return None
 
 
 def entry_config(name: str) -> Any:

@@ -79,7 +79,8 @@ def test_a_space_whose_widths_may_shrink_records_its_proxy_rule(tmp_path):
 
 def test_a_space_file_whose_description_was_edited_continues_its_study(tmp_path):
     """A study is held to its space: a description edited between runs continues it, a real
-    change is refused, and a study begun when the hash covered the description too continues."""
+    change is refused, and a study begun when the hash covered the description too continues
+    (with the description it began with) and takes up the current hash."""
     import yaml
 
     from search_spaces import SPACES_DIR, load_space
@@ -101,13 +102,15 @@ def test_a_space_file_whose_description_was_edited_continues_its_study(tmp_path)
     with sqlite3.connect(tmp_path / "nas.db") as con:
         con.execute("UPDATE nas_studies SET space_hash = ?", (old,))
     assert run_search(dataclasses.replace(cfg, budget=3), log=lambda s: None).completed == 3
-    assert store.get_study("mine").space_hash == old, "it keeps the hash it began with"
+    assert store.get_study("mine").space_hash == load_space(str(path)).hash, "taken up"
+    path.write_text(yaml.safe_dump({**doc, "description": "third words"}))  # so from now on
+    assert run_search(dataclasses.replace(cfg, budget=4), log=lambda s: None).completed == 4
 
     path.write_text(yaml.safe_dump({**doc, "description": "other words",
                                     "resolution": doc.get("resolution", 224) * 2}))
     with pytest.raises(StorageError, match="another search space"):
-        run_search(dataclasses.replace(cfg, budget=4), log=lambda s: None)
-    assert len(store.trials("mine")) == 3
+        run_search(dataclasses.replace(cfg, budget=5), log=lambda s: None)
+    assert len(store.trials("mine")) == 4
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -461,9 +461,11 @@ def test_a_mixer_registered_at_run_time_is_refused_by_name(tmp_path) -> None:
     from nas.models import MIXERS
     from nas.models.mixers import register_mixer
 
-    @register_mixer(layout="nchw", kind="local", cost=lambda dim, grid: (0, 0, 0))
-    def my_mixer(dim: int, grid: tuple[int, int]) -> nn.Module:
-        return nn.Identity()
+    # a default that is no JSON value (a class): fine in this process, timm's included
+    @register_mixer(layout="nchw", kind="local", cost=lambda dim, grid: (0, 0, 0),
+                    defaults={"act": nn.GELU})
+    def my_mixer(dim: int, grid: tuple[int, int], act: type = nn.GELU) -> nn.Module:
+        return act()
 
     try:
         base = get_preset("test_metaformer_tiny")
@@ -473,6 +475,9 @@ def test_a_mixer_registered_at_run_time_is_refused_by_name(tmp_path) -> None:
                                               "process but not in nas/models/portable.py"):
             export(Selection(name="with_my_mixer", spec=spec, how="test"), tmp_path / "x",
                    img_size=32, num_classes=10)
+        register_timm("with_my_mixer_in_timm", spec)  # its entry carries no CONFIG
+        assert timm.create_model("with_my_mixer_in_timm", num_classes=10)(
+            torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     finally:
         MIXERS.remove("my_mixer")
     assert not list(tmp_path.iterdir()), "nothing may be written"
