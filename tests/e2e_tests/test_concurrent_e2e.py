@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 
 def test_two_runs_of_one_study_at_once_keep_the_budget(tmp_path):
     url = f"sqlite:///{tmp_path}/nas.db"
+    # the study's lease is taken before any executor starts: in the driver (--executor local)
+    # is enough, and saves a Ray start (a lease held by a run through Ray: the test below)
     cmd = [sys.executable, str(ROOT / "run_search.py"), "--space", "tiny", "--budget", "3",
-           "--epochs", "1", "--max-concurrent", "1", "--db", url, "--runs-dir", str(tmp_path),
+           "--epochs", "1", "--executor", "local", "--db", url, "--runs-dir", str(tmp_path),
            "--study", "both", "--dataset", "digits"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=ROOT) for _ in range(2)]
