@@ -102,6 +102,20 @@ def entry_config(name: str) -> Any:
     return getattr(entry, "CONFIG", getattr(entry, "__globals__", {}).get("CONFIG"))
 
 
+def _is_the_preset(name: str, arch: Any) -> bool:
+    """Whether ``arch`` (an export's ``config.yaml``) is the preset ``name``, its
+    ``num_classes`` and ``img_size`` aside (``export --preset NAME`` under the preset's name)."""
+    from nas.models.arch import arch_hash
+    from nas.models.presets import get_preset  # presets.py imports this module
+
+    try:
+        preset = get_preset(name)
+        spec = with_overrides(arch, num_classes=preset.num_classes, img_size=preset.img_size)
+    except ConfigError:  # no preset's name, or no architecture (said below)
+        return False
+    return arch_hash(spec) == arch_hash(preset)
+
+
 def register_exports(paths: str | None = None) -> list[str]:
     """Register with timm the exports found in ``paths`` (default ``$NAS_EXPORT_PATH``).
 
@@ -109,7 +123,8 @@ def register_exports(paths: str | None = None) -> list[str]:
     such folders. The name is the export's (``NAME`` in its ``model.py``), the architecture its
     ``config.yaml``. An entry that is no export, or an export whose name timm already has, is
     skipped with a warning: importing the package never fails because of this variable (an
-    export whose ``model.py`` was imported already is skipped without one: timm has it). So is
+    export whose ``model.py`` was imported already, or a preset's export under the preset's own
+    name, is skipped without one: timm has it). So is
     an export whose name an earlier export (earlier in the path, or registered by an earlier
     call) gave another architecture: the first keeps the name, as ``PATH`` finds the first
     program of a name. Returns the names registered.
@@ -134,6 +149,8 @@ def register_exports(paths: str | None = None) -> list[str]:
                 if match is None:
                     raise ConfigError("its model.py names no model (NAME = '...')")
                 name, arch = match.group(1), yaml.safe_load((d / "config.yaml").read_text())
+                if is_model(name) and _is_the_preset(name, arch):
+                    continue  # a preset exported under its own name, which builds it already
                 first = _EXPORTS.get(name)
                 if first is not None and first[1] != arch:
                     raise ConfigError(f"its name {name!r} is already export {first[0]!r}'s, "

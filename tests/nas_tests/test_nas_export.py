@@ -663,3 +663,15 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
         warnings.simplefilter("error")
         assert register_exports(str(same)) == []  # timm has it already, from its model.py
     assert n_params(timm.create_model(name)) == n_params(d.create_model())
+
+    # a preset exported under its own name (at other sizes) is that name's model already: the
+    # path skips it silently; another architecture under a preset's name still warns
+    preset = folder("preset_own_name", "test_metaformer_tiny", first)
+    timm_own = folder("timm_own_name", "caformer_s18",  # timm's own entry has this name
+                      get_preset("caformer_s18", num_classes=10, img_size=64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert register_exports(os.pathsep.join((str(preset), str(timm_own)))) == []
+    impostor = folder("preset_impostor", "test_metaformer_tiny", second)
+    with pytest.warns(UserWarning, match="'test_metaformer_tiny' is the name of a preset"):
+        assert register_exports(str(impostor)) == []
