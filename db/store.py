@@ -801,6 +801,7 @@ class Store:
         pid_started: float | None = None,
         stale_after_s: float = 60.0,
         holder_is_dead: Callable[[RunRecord], bool] | None = None,
+        study_as: StudyRecord | None = None,
     ) -> RunRecord:
         """Record a new run of the study and make it the study's only running run (its lease).
 
@@ -822,6 +823,11 @@ class Store:
             holder_is_dead: called with the running holder (same host, say: is its process
                 gone?); True lets this run take over at once, and names the dead process as
                 the reason even when the heartbeat is stale too.
+            study_as: the study as this run read it (``get_or_create_study``); if since then
+                a run starting at the same moment gave it, still empty, another space,
+                objectives or settings, StorageError: this run's trials would be stored under
+                the other run's (a study with no trial and no running run takes the next
+                command's).
 
         Returns:
             The new run, outcome 'running'.
@@ -850,6 +856,13 @@ class Store:
             with self._tx("begin_run", write=True) as session:
                 # PostgreSQL: begin_run calls of one study queue on the study row
                 study = self._resolve_study(session, study_id, for_update=True)
+                if study_as is not None and (
+                        study.space_hash, tuple(study.objectives), study.config) != (
+                        study_as.space_hash, tuple(study_as.objectives), study_as.config):
+                    raise StorageError(
+                        f"study {study.name!r} was given another search space, objectives or "
+                        "settings by a run that started at the same time (it held no trial "
+                        "yet); re-run the command, or use another --study")
                 now = _utcnow()
                 holder = session.scalars(select(RunModel).where(
                     RunModel.study_id == study_id, RunModel.outcome == "running")).one_or_none()

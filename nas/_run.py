@@ -129,8 +129,9 @@ def _fence(store, run_id: int, lost: threading.Event, on_lost: Callable[[], None
 @contextmanager
 def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping[str, Any],
               on_lost: Callable[[], None], *, every: float | None = None,
-              stale_after_s: float | None = None) -> Iterator[RunHandle]:
-    """Begin a run of the study (StudyBusyError if another live run holds it), keep its
+              stale_after_s: float | None = None, study_as: Any = None) -> Iterator[RunHandle]:
+    """Begin a run of the study (StudyBusyError if another live run holds it; StorageError
+    if it is no longer ``study_as``, the study this run read: ``Store.begin_run``), keep its
     heartbeat, and end it with the handle's outcome (``error`` and the message of an exception
     that escapes; ``interrupted`` for KeyboardInterrupt)."""
     default_every, default_stale = lease_timing()
@@ -139,7 +140,8 @@ def run_lease(store, study_id: int, config: Mapping[str, Any], versions: Mapping
     pid = os.getpid()
     run = store.begin_run(study_id, config=config, argv=list(sys.argv), versions=versions,
                           host=socket.gethostname(), pid=pid, pid_started=_process_started(pid),
-                          stale_after_s=stale_after_s, holder_is_dead=holder_is_dead)
+                          stale_after_s=stale_after_s, holder_is_dead=holder_is_dead,
+                          study_as=study_as)
     handle = RunHandle(run.id)
     handle.fence = _fence(store, run.id, handle.lost, on_lost)
     stop = threading.Event()

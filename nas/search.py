@@ -449,7 +449,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     request = StopRequest()
     # the study's lease: a second run of it is refused here, before it touches any trial
     with run_lease(store, study.id, resolved, resolved["versions"],
-                   on_lost=request.taken_over) as run:
+                   on_lost=request.taken_over, study_as=study) as run:
         if taken:
             log(f"study '{study_name}' continues with its earlier runs' settings: "
                 f"{' '.join(taken)} (options given on the command line replace them)")

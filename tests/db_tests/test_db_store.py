@@ -77,6 +77,16 @@ def test_a_study_never_searched_takes_a_new_space_and_objectives(
     again = get("h2", ["accuracy:max", "params:min"])
     assert (again.id, again.space_hash, again.objectives, again.config) == (
         first.id, "h2", ("accuracy:max", "params:min"), {"h": "h2"})
+    # two runs starting at once: the first read the study, the second gave it another space
+    # before the first took its lease; the first must not record under the second's space
+    with pytest.raises(StorageError, match="another search space, objectives or settings by "
+                                           "a run that started at the same time"):
+        store.begin_run(first.id, config={}, argv=[], versions={}, host="h", pid=1,
+                        study_as=first)
+    assert store.runs(first.id) == [], "the refused run is not recorded"
+    run = store.begin_run(again.id, config={}, argv=[], versions={}, host="h", pid=1,
+                          study_as=again)
+    store.end_run(run.id, "failed", "test")
     store.start_trial(first.id, key="k", arch_hash="a", arch={"x": 1}, params={})
     with pytest.raises(StorageError, match="another search space.*pick another --study name"):
         get("h3", ["accuracy:max", "params:min"])  # measured now: held to them
