@@ -123,7 +123,8 @@ class Space:
         if not isinstance(name, str) or not name.strip():
             raise d.fail("name", f"is required: a non-empty string; got {short(name)}")
         self.name: str = name
-        description = doc.get("description", "")
+        description = doc.get("description")
+        description = "" if description is None else description  # `description:` left empty
         if not isinstance(description, str):
             raise d.fail("description", f"must be a string; got {short(description)}")
         self.description: str = description.strip()

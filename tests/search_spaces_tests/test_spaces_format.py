@@ -71,6 +71,7 @@ def test_the_hash_a_study_records_ignores_the_description_only() -> None:
     del doc["description"]
     base = Space(doc, "<python>")
     assert base.hashes == (base.hash,), "no description: the two hashes are one"
+    assert Space({**doc, "description": None}, "<python>").hash == base.hash  # `description:`
     described = Space({**doc, "description": "first words"}, "<python>")
     edited = Space({**doc, "description": "other words"}, "<python>")
     assert described.hash == edited.hash == base.hash
