@@ -28,6 +28,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -363,7 +364,12 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         to_dict,
         with_overrides,
     )
-    from nas.models._timm import check_timm_name, register_timm
+    from nas.models._timm import (
+        EXPORT_PATH_ENV,
+        check_timm_name,
+        path_export_clash,
+        register_timm,
+    )
 
     start = time.perf_counter()
     out = check_out_dir(out, force)
@@ -372,6 +378,12 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
     preset_name = selection.preset is not None and selection.name == selection.preset
     if not preset_name:
         check_timm_name(selection.name)
+        clash = path_export_clash(selection.name, spec)
+        if clash is not None:
+            warnings.warn(f"{EXPORT_PATH_ENV} has an export named {selection.name!r} in "
+                          f"{clash!r}, another architecture: with both there, the first keeps "
+                          "the name in timm (export this one with another --name to keep both)",
+                          stacklevel=2)
     _check_portable(spec)
     config = runtime_config(spec)
     cost = analytic_cost(spec)

@@ -116,6 +116,19 @@ def _is_the_preset(name: str, arch: Any) -> bool:
     return arch_hash(spec) == arch_hash(preset)
 
 
+def path_export_clash(name: str, spec: ArchSpec) -> str | None:
+    """The folder of the export ``$NAS_EXPORT_PATH`` registered as ``name`` in this process, if
+    its architecture is not ``spec``'s (an export of ``name`` would clash with it there)."""
+    first = _EXPORTS.get(name)
+    if first is None:
+        return None
+    try:
+        theirs = export_config(with_overrides(first[1]))
+    except (ConfigError, ValueError, TypeError):
+        return first[0]
+    return None if theirs == export_config(spec) else first[0]
+
+
 def register_exports(paths: str | None = None) -> list[str]:
     """Register with timm the exports found in ``paths`` (default ``$NAS_EXPORT_PATH``).
 

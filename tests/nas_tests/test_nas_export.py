@@ -675,3 +675,31 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
     impostor = folder("preset_impostor", "test_metaformer_tiny", second)
     with pytest.warns(UserWarning, match="'test_metaformer_tiny' is the name of a preset"):
         assert register_exports(str(impostor)) == []
+
+
+def test_an_export_under_a_name_the_path_gave_another_architecture_warns(tmp_path) -> None:
+    """NAS_EXPORT_PATH registered 'clashing_export' as one architecture in this process; an
+    export of another under that name says so when it is made, not only once both are on the
+    path; the same architecture again says nothing."""
+    import warnings
+
+    from nas._export_files import standalone_source
+    from nas.export import Selection, export
+    from nas.models import runtime_config
+    from nas.models._timm import register_exports
+
+    first = get_preset("test_metaformer_tiny", num_classes=10, img_size=32)
+    second = get_preset("test_randformer_tiny", num_classes=10, img_size=32)
+    d = tmp_path / "on_path"
+    d.mkdir()
+    (d / "model.py").write_text(standalone_source("clashing_export", runtime_config(first), "x"))
+    (d / "config.yaml").write_text(yaml.safe_dump(to_dict(first), sort_keys=False))
+    assert register_exports(str(d)) == ["clashing_export"]
+    with pytest.warns(UserWarning, match=rf"NAS_EXPORT_PATH has an export named "
+                                         rf"'clashing_export' in '{d}', another architecture"):
+        export(Selection(name="clashing_export", spec=second, how="test"), tmp_path / "b",
+               img_size=32, num_classes=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export(Selection(name="clashing_export", spec=first, how="test"), tmp_path / "a",
+               img_size=32, num_classes=10)
