@@ -177,6 +177,15 @@ def _check_count(value: int | None, what: str) -> int | None:
 # --------------------------------------------------------------------------- row -> record
 
 
+def _check_study_as(now: StudyRecord, study_as: StudyRecord) -> None:
+    if (now.id, now.space_hash, tuple(now.objectives), now.config) != (
+            study_as.id, study_as.space_hash, tuple(study_as.objectives), study_as.config):
+        raise StorageError(
+            f"study {study_as.name!r} was given another search space, objectives or settings "
+            "by a run that started at the same time (it held no trial yet); re-run the "
+            "command, or use another --study")
+
+
 def _study_record(row: StudyModel) -> StudyRecord:
     return StudyRecord(
         id=row.id,
@@ -507,6 +516,13 @@ class Store:
                 return _study_record(row)
 
         return self._retry_on_conflict(attempt)
+
+    def check_study_as(self, study_as: StudyRecord) -> None:
+        """StorageError if study ``study_as.id`` no longer has ``study_as``'s space, objectives
+        or settings: a run starting at the same moment gave it, still empty, its own (see
+        :meth:`begin_run`, which checks the same atomically). For what a run does before its
+        lease (its Optuna study)."""
+        _check_study_as(self.get_study(study_as.name), study_as)
 
     @_retrying
     def get_study(self, name: str) -> StudyRecord:
@@ -856,13 +872,8 @@ class Store:
             with self._tx("begin_run", write=True) as session:
                 # PostgreSQL: begin_run calls of one study queue on the study row
                 study = self._resolve_study(session, study_id, for_update=True)
-                if study_as is not None and (
-                        study.space_hash, tuple(study.objectives), study.config) != (
-                        study_as.space_hash, tuple(study_as.objectives), study_as.config):
-                    raise StorageError(
-                        f"study {study.name!r} was given another search space, objectives or "
-                        "settings by a run that started at the same time (it held no trial "
-                        "yet); re-run the command, or use another --study")
+                if study_as is not None:
+                    _check_study_as(_study_record(study), study_as)
                 now = _utcnow()
                 holder = session.scalars(select(RunModel).where(
                     RunModel.study_id == study_id, RunModel.outcome == "running")).one_or_none()

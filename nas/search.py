@@ -445,6 +445,10 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     if changes:
         log(f"warning: --allow-change: study '{study_name}' now mixes trials measured with "
             f"other settings ({'; '.join(changes)})")
+    # a run starting at the same moment may have given the still empty study its own space,
+    # objectives or settings since: then Optuna's study (which _optuna_study may re-create for
+    # other directions) is that run's to touch, not this one's (the lease checks it again)
+    store.check_study_as(study)
     ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives)
     request = StopRequest()
     # the study's lease: a second run of it is refused here, before it touches any trial

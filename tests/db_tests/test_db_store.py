@@ -79,10 +79,13 @@ def test_a_study_never_searched_takes_a_new_space_and_objectives(
         first.id, "h2", ("accuracy:max", "params:min"), {"h": "h2"})
     # two runs starting at once: the first read the study, the second gave it another space
     # before the first took its lease; the first must not record under the second's space
-    with pytest.raises(StorageError, match="another search space, objectives or settings by "
-                                           "a run that started at the same time"):
-        store.begin_run(first.id, config={}, argv=[], versions={}, host="h", pid=1,
-                        study_as=first)
+    for refused in (lambda: store.check_study_as(first),  # before its Optuna study
+                    lambda: store.begin_run(first.id, config={}, argv=[], versions={},
+                                            host="h", pid=1, study_as=first)):
+        with pytest.raises(StorageError, match="another search space, objectives or settings "
+                                               "by a run that started at the same time"):
+            refused()
+    store.check_study_as(again)
     assert store.runs(first.id) == [], "the refused run is not recorded"
     run = store.begin_run(again.id, config={}, argv=[], versions={}, host="h", pid=1,
                           study_as=again)
