@@ -136,9 +136,9 @@ if not is_model(NAME):
 elif getattr(model_entrypoint(NAME), "CONFIG", getattr(
         model_entrypoint(NAME), "__globals__", {{}}).get("CONFIG", CONFIG)) != CONFIG:
     warnings.warn(
-        f"timm already has a model {{NAME!r}} from another export, another architecture: "
-        f"timm.create_model({{NAME!r}}) makes that one; this file's create_model() makes this "
-        "one (or export it again with another --name)", stacklevel=2)
+        f"timm already has a model {{NAME!r}} from another export, another architecture or "
+        f"size: timm.create_model({{NAME!r}}) makes that one; this file's create_model() makes "
+        "this one (or export it again with another --name)", stacklevel=2)
 '''
 
 

@@ -381,9 +381,9 @@ def export(selection: Selection, out: str | os.PathLike[str], *, num_classes: in
         clash = path_export_clash(selection.name, spec)
         if clash is not None:
             warnings.warn(f"{EXPORT_PATH_ENV} has an export named {selection.name!r} in "
-                          f"{clash!r}, another architecture: with both there, the first keeps "
-                          "the name in timm (export this one with another --name to keep both)",
-                          stacklevel=2)
+                          f"{clash!r}, another architecture or size: with both there, the "
+                          "first keeps the name in timm (export this one with another --name "
+                          "to keep both)", stacklevel=2)
     _check_portable(spec)
     config = runtime_config(spec)
     cost = analytic_cost(spec)

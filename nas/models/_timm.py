@@ -39,6 +39,9 @@ _NAME_LINE = re.compile(r"^NAME = '([a-z_][a-z0-9_]*)'$", re.M)
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _OURS: dict[str, Callable[[], ArchSpec]] = {}  # name -> its architecture (presets: lazily)
 _PRESETS: set[str] = set()  # the names above that are presets'
+#: what reading an architecture from a config.yaml of any shape may raise (a list where a
+#: mapping belongs: TypeError; a missing key: KeyError; ...)
+_BAD_CONFIG = (ConfigError, ValueError, TypeError, KeyError, AttributeError)
 _EXPORTS: dict[str, tuple[str, Any]] = {}  # name -> (folder, config) of register_exports' first
 
 
@@ -111,7 +114,7 @@ def _is_the_preset(name: str, arch: Any) -> bool:
     try:
         preset = get_preset(name)
         spec = with_overrides(arch, num_classes=preset.num_classes, img_size=preset.img_size)
-    except ConfigError:  # no preset's name, or no architecture (said below)
+    except _BAD_CONFIG:  # no preset's name, or no architecture (said below)
         return False
     return arch_hash(spec) == arch_hash(preset)
 
@@ -124,7 +127,7 @@ def path_export_clash(name: str, spec: ArchSpec) -> str | None:
         return None
     try:
         theirs = export_config(with_overrides(first[1]))
-    except (ConfigError, ValueError, TypeError):
+    except _BAD_CONFIG:
         return first[0]
     return None if theirs == export_config(spec) else first[0]
 
@@ -167,23 +170,25 @@ def register_exports(paths: str | None = None) -> list[str]:
                 first = _EXPORTS.get(name)
                 if first is not None and first[1] != arch:
                     raise ConfigError(f"its name {name!r} is already export {first[0]!r}'s, "
-                                      "another architecture (export one of them again with "
-                                      "another --name)")
+                                      "another architecture or size (export one of them again "
+                                      "with another --name)")
                 if is_model(name) and name not in _OURS:
                     config = entry_config(name)  # an imported model.py's (None: timm's own)
                     if config is None or config != export_config(with_overrides(arch)):
                         raise ConfigError(
                             f"timm already has a model named {name!r}" + (
-                                " from an export's model.py, another architecture"
+                                " from an export's model.py, another architecture or size"
                                 if config is not None else "") +
                             " (export it again with another --name)")
                     # that model.py is this export's: timm has it already
                 else:
                     found.append(register_timm(name, arch))
                 _EXPORTS.setdefault(name, (str(d), arch))
-            except (OSError, ValueError, ConfigError, yaml.YAMLError) as e:
-                warnings.warn(f"{EXPORT_PATH_ENV}: export {str(d)!r} not registered: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            except (*_BAD_CONFIG, OSError, yaml.YAMLError) as e:
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if not isinstance(e, (ConfigError, OSError, yaml.YAMLError)):
+                    why = f"its config.yaml is no architecture ({type(e).__name__}: {why})"
+                warnings.warn(f"{EXPORT_PATH_ENV}: export {str(d)!r} not registered: {why}",
                               stacklevel=2)
     return found
 

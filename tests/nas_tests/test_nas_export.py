@@ -483,6 +483,23 @@ def test_a_mixer_registered_at_run_time_is_refused_by_name(tmp_path) -> None:
     assert not list(tmp_path.iterdir()), "nothing may be written"
 
 
+@pytest.mark.parametrize("config", ["family: [1]\n", "stages: 5\n", "stages: [1, 2]\n",
+                                    "- 1\n", "widths: {a: 1}\n"])
+@pytest.mark.parametrize("name", ["caformer_s18", "test_metaformer_tiny", "some_export"])
+def test_an_export_whose_config_is_no_architecture_is_skipped_with_a_warning(
+        tmp_path, config: str, name: str) -> None:
+    """Importing nas.models never fails because of $NAS_EXPORT_PATH: a config.yaml of the
+    wrong shape (a preset's name checked its architecture and raised TypeError) is a
+    warning naming the folder."""
+    from nas.models._timm import register_exports
+
+    (tmp_path / "model.py").write_text(f"NAME = {name!r}\n")
+    (tmp_path / "config.yaml").write_text(config)
+    with pytest.warns(UserWarning, match=rf"NAS_EXPORT_PATH: export '{tmp_path}' not "
+                                         r"registered: "):
+        assert register_exports(str(tmp_path)) == []
+
+
 def test_a_bad_export_path_entry_is_one_warning_line(tmp_path) -> None:
     # Python's own warning display added the file, line number and source line: 3 lines
     env = {**os.environ, "NAS_EXPORT_PATH": str(tmp_path / "nothing-here")}
@@ -623,7 +640,7 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
         warnings.simplefilter("error")
         load(folder("a_again", name, first))  # the same architecture: nothing to say
     with pytest.warns(UserWarning, match=rf"timm already has a model '{name}' from another "
-                                         r"export, another architecture"):
+                                         r"export, another architecture or size"):
         b = load(folder("b", name, second))
     assert n_params(timm.create_model(name)) == n_params(a.create_model())
     assert n_params(b.create_model()) == n_params(build_model(second))
@@ -634,8 +651,8 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
         found = register_exports(os.pathsep.join(map(str, dirs)))
     assert [str(w.message) for w in caught] == [
         f"NAS_EXPORT_PATH: export '{dirs[1]}' not registered: its name '{name}' is already "
-        f"export '{dirs[0]}''s, another architecture (export one of them again with another "
-        "--name)"]
+        f"export '{dirs[0]}''s, another architecture or size (export one of them again with "
+        "another --name)"]
     assert found == [name, name]  # p1's, and p3's (the same architecture)
     assert n_params(timm.create_model(name)) == n_params(build_model(first))
 
@@ -644,7 +661,7 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
         warnings.simplefilter("error")
         load(folder("p1_imported", name, first))  # p1's own model.py: the same architecture
     with pytest.warns(UserWarning, match=rf"timm already has a model '{name}' from another "
-                                         r"export, another architecture"):
+                                         r"export, another architecture or size"):
         c = load(folder("c", name, second))
     assert n_params(timm.create_model(name)) == n_params(build_model(first))
     assert n_params(c.create_model()) == n_params(build_model(second))
@@ -657,7 +674,7 @@ def test_an_export_of_a_name_another_export_took_warns_and_timm_keeps_the_first(
         assert register_exports(str(other)) == []
     assert [str(w.message) for w in caught] == [
         f"NAS_EXPORT_PATH: export '{other}' not registered: timm already has a model named "
-        f"'{name}' from an export's model.py, another architecture (export it again with "
+        f"'{name}' from an export's model.py, another architecture or size (export it again with "
         "another --name)"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -696,7 +713,8 @@ def test_an_export_under_a_name_the_path_gave_another_architecture_warns(tmp_pat
     (d / "config.yaml").write_text(yaml.safe_dump(to_dict(first), sort_keys=False))
     assert register_exports(str(d)) == ["clashing_export"]
     with pytest.warns(UserWarning, match=rf"NAS_EXPORT_PATH has an export named "
-                                         rf"'clashing_export' in '{d}', another architecture"):
+                                         rf"'clashing_export' in '{d}', another "
+                                         r"architecture or size"):
         export(Selection(name="clashing_export", spec=second, how="test"), tmp_path / "b",
                img_size=32, num_classes=10)
     with warnings.catch_warnings():
