@@ -1129,7 +1129,7 @@ def console_main() -> NoReturn:
     """The ``metaformer-nas`` script: :func:`main`, then the fast exit of ``nas._exit``."""
     from nas._exit import leave
 
-    leave(main())
+    leave(main(), frame=sys._getframe(1))  # (the script's top level calls this)
 
 
 def search_main(argv: Sequence[str] | None = None) -> int:

@@ -75,3 +75,84 @@ def test_a_handler_registered_before_nas_still_runs(tmp_path):
     r = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 4 and (tmp_path / "early").read_text() == "ran", r.stderr[-2000:]
+
+
+_TEARDOWN_MARK = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import nas
+
+    class Teardown:  # freed by Python's module teardown, which the fast exit skips
+        def __init__(self):
+            self.write = Path(sys.argv[1], "teardown").write_text  # (sys is gone by then)
+
+        def __del__(self):
+            self.write("ran")
+
+    keep = Teardown()
+""")
+
+
+def _run(tmp_path, *argv, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv, str(tmp_path)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def test_the_fast_exit_is_taken_by_python_m_and_the_console_script(tmp_path):
+    (tmp_path / "viam.py").write_text(_TEARDOWN_MARK + "from nas._exit import leave\nleave(5)\n")
+    r = _run(tmp_path, "-m", "viam")
+    assert r.returncode == 5 and not (tmp_path / "teardown").exists(), r.stderr[-2000:]
+    # a console script calls a function that calls leave(): its frame is the script's
+    (tmp_path / "script.py").write_text(_TEARDOWN_MARK + textwrap.dedent("""
+        import sys
+        from nas._exit import leave
+        def console_main():
+            leave(6, frame=sys._getframe(1))
+        sys.exit(console_main())
+    """))
+    r = _run(tmp_path, str(tmp_path / "script.py"))
+    assert r.returncode == 6 and not (tmp_path / "teardown").exists(), r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("wrapper", ["caught", "cProfile"])
+def test_a_caller_that_catches_the_exit_ends_the_process_its_own_way(tmp_path, wrapper):
+    """leave() deep inside another program (a driver that catches SystemExit, cProfile, pdb):
+    the process ends with the code and the teardown it would have had with sys.exit."""
+    if wrapper == "caught":  # leave(0) caught, then a failure: exit 1, not 0
+        (tmp_path / "script.py").write_text(_TEARDOWN_MARK + textwrap.dedent("""
+            from nas._exit import leave
+            def command():
+                leave(0)
+            try:
+                command()
+            except SystemExit:
+                pass
+            raise RuntimeError("after the command")
+        """))
+        r, code = _run(tmp_path, str(tmp_path / "script.py")), 1
+    else:  # cProfile catches the SystemExit of leave(3) and exits 0
+        (tmp_path / "script.py").write_text(_TEARDOWN_MARK + "from nas._exit import leave\n"
+                                            "leave(3)\n")
+        r, code = _run(tmp_path, "-m", "cProfile", "-o", str(tmp_path / "prof"),
+                       str(tmp_path / "script.py")), 0
+    assert r.returncode == code and (tmp_path / "teardown").exists(), r.stderr[-2000:]
+
+
+def test_a_connection_still_checked_out_keeps_the_full_teardown(tmp_path):
+    """dispose() leaves a checked-out connection open (its -wal file would stay): the fast exit
+    steps aside and Python's teardown closes it, as before."""
+    (tmp_path / "script.py").write_text(_TEARDOWN_MARK + textwrap.dedent("""
+        from sqlalchemy import text
+        from db._engine import make_engine
+        from nas._exit import leave
+        engine = make_engine(f"sqlite:///{Path(sys.argv[1]) / 'x.db'}")
+        conn = engine.connect()
+        conn.execute(text("CREATE TABLE t (v INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        conn.commit()
+        leave(0)
+    """))
+    r = _run(tmp_path, str(tmp_path / "script.py"))
+    assert r.returncode == 0 and (tmp_path / "teardown").exists(), r.stderr[-2000:]
+    assert not (tmp_path / "x.db-wal").exists()
