@@ -14,7 +14,8 @@ first). The process takes Python's full teardown instead, as it always did:
 - where it did not end by :func:`leave` (tests, Ray workers, a library user);
 - where :func:`leave` was not called from the top level of the script Python runs (directly
   or by ``-m``): a caller around it (``cProfile``, ``pdb``, ``runpy.run_module``) may catch
-  the ``SystemExit`` and go on to end the process another way, with another code;
+  the ``SystemExit`` and go on to end the process another way, with another code; so may
+  ``python -i`` (or ``PYTHONINSPECT``), whose prompt opens after it;
 - where a handler was registered before ours (``coverage run``, a ``sitecustomize``): it would
   run after ours, so it would be skipped;
 - where a database connection is still checked out of its pool (``dispose`` would not close
@@ -34,11 +35,11 @@ _code: list[int] = []
 _before: int | None = getattr(atexit, "_ncallbacks", lambda: None)()
 
 
-def leave(code: int, *, frame=None) -> NoReturn:
+def leave(code: int) -> NoReturn:
     """``sys.exit(code)``, without module teardown once atexit is done; call it as the last
-    statement at the top level of the script Python runs (``frame``: that level's frame, when
-    a function called from there calls this, as ``nas.cli.console_main`` does)."""
-    if _from_the_top(frame or sys._getframe(1)):
+    statement at the top level of the script Python runs, outside any ``try`` or ``with``
+    (a ``SystemExit`` caught there would end the process later, with this code)."""
+    if _from_the_top(sys._getframe(1)) and not _inspect():
         _code[:] = [code]
     sys.exit(code)
 
@@ -55,6 +56,12 @@ def _from_the_top(frame) -> bool:
             return False
         outer = outer.f_back
     return True
+
+
+def _inspect() -> bool:
+    """``python -i`` (or ``PYTHONINSPECT``, which a program may set as it runs): a prompt opens
+    after the script's SystemExit, and the process ends however that session ends."""
+    return bool(sys.flags.inspect or os.environ.get("PYTHONINSPECT"))
 
 
 def _close_databases() -> bool:
@@ -76,7 +83,7 @@ def _close_databases() -> bool:
 
 
 def _at_exit() -> None:
-    if not _code or _before != 0:  # Python's own teardown (see the module's docstring)
+    if not _code or _before != 0 or _inspect():  # Python's own teardown (see the docstring)
         return
     try:
         if not _close_databases():

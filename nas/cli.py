@@ -35,7 +35,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from nas_errors import (
     NasError,  # the base of every project error (db, proxies, spaces, ...)
@@ -1123,13 +1123,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         return
     text = str(message).strip().splitlines()
     print(f"warning: {text[0] if text else category.__name__}", file=file or sys.stderr)
-
-
-def console_main() -> NoReturn:
-    """The ``metaformer-nas`` script: :func:`main`, then the fast exit of ``nas._exit``."""
-    from nas._exit import leave
-
-    leave(main(), frame=sys._getframe(1))  # (the script's top level calls this)
 
 
 def search_main(argv: Sequence[str] | None = None) -> int:
