@@ -194,10 +194,13 @@ def _sampler_seed(seed: int, n_trials: int) -> int:
 
 
 def _optuna_study(url: str, name: str, sampler: str, seed: int,
-                  objectives: tuple[Objective, ...]):
+                  objectives: tuple[Objective, ...], *, remake: bool = True):
     """Optuna's own tables live in the same database as ours (one file to back up or resume).
 
-    Returns the study and its storage; the sampler is seeded by :func:`_sampler_seed`.
+    Returns the study and its storage; the sampler is seeded by :func:`_sampler_seed`. A study
+    that was never searched but has other directions is made again with ``objectives`` (one
+    searched is a StorageError); with ``remake=False`` it is returned as it is, for a caller
+    that may remake it only once it holds the study's lease (:func:`_optuna_directions` tells).
     """
     import optuna
 
@@ -213,7 +216,9 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
         study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                     sampler=_make_sampler(sampler, _sampler_seed(seed, n_trials)),
                                     directions=directions)
-        stored = [d.name.lower() for d in study.directions]
+        stored = _optuna_directions(study)
+        if stored != [d.lower() for d in directions] and n_trials == 0 and not remake:
+            return study, storage  # never searched: the caller remakes it under its lease
         if stored != [d.lower() for d in directions] and n_trials == 0:
             # never searched (its first run stopped before any trial): made again with the
             # objectives our study took (Store.get_or_create_study), as nothing is lost
@@ -221,7 +226,7 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
             study = optuna.create_study(storage=storage, study_name=name,
                                         sampler=_make_sampler(sampler, _sampler_seed(seed, 0)),
                                         directions=directions)
-            stored = [d.name.lower() for d in study.directions]
+            stored = _optuna_directions(study)
     except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
         # Optuna's StorageInternalError guesses ("invalid data"): the driver's words instead
         cause = _driver_error(e) if type(e).__name__ == "StorageInternalError" else e
@@ -233,6 +238,10 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
         raise StorageError(f"Optuna's study '{name}' in {mask_url(url)} has directions "
                            f"{stored}, not {[d.lower() for d in directions]}; use another --study")
     return study, storage
+
+
+def _optuna_directions(study) -> list[str]:
+    return [d.name.lower() for d in study.directions]
 
 
 def _rdb_storage(url: str, tries: int = 5):
@@ -446,14 +455,19 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
         log(f"warning: --allow-change: study '{study_name}' now mixes trials measured with "
             f"other settings ({'; '.join(changes)})")
     # a run starting at the same moment may have given the still empty study its own space,
-    # objectives or settings since: then Optuna's study (which _optuna_study may re-create for
-    # other directions) is that run's to touch, not this one's (the lease checks it again)
+    # objectives or settings since: then Optuna's study is that run's to touch, not this one's
+    # (the lease checks it again, atomically; a never-searched Optuna study of other directions
+    # is made again only under the lease, where no such run can have made it since)
     store.check_study_as(study)
-    ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives)
+    ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives,
+                                         remake=False)
     request = StopRequest()
     # the study's lease: a second run of it is refused here, before it touches any trial
     with run_lease(store, study.id, resolved, resolved["versions"],
                    on_lost=request.taken_over, study_as=study) as run:
+        if _optuna_directions(ot_study) != [o.optuna_direction.lower() for o in objectives]:
+            ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed,
+                                                 objectives)  # never searched: made again
         if taken:
             log(f"study '{study_name}' continues with its earlier runs' settings: "
                 f"{' '.join(taken)} (options given on the command line replace them)")

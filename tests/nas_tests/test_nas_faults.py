@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -230,6 +231,50 @@ def test_optunas_study_never_searched_takes_new_objectives_one_searched_does_not
     study.ask()  # one trial: now held to its objectives
     with pytest.raises(StorageError, match="has directions .*; use another --study"):
         _optuna_study(url, "s", "nsga2", 0, DEFAULT_OBJECTIVES)
+
+
+def test_a_run_started_at_the_same_moment_keeps_the_optuna_study_it_made(tmp_path, monkeypatch):
+    """Run A reads the still-empty study and checks it; at that moment run B gives it other
+    objectives, makes Optuna's study for them and takes the lease. A must be refused at the
+    lease without deleting and re-making B's Optuna study for its own directions (it did: a
+    study never searched was re-made before the lease)."""
+    from nas.errors import StorageError
+    from nas.results import parse_search_objectives
+    from nas.search import SearchConfig, _optuna_study, run_search
+
+    url = f"sqlite:///{tmp_path}/nas.db"
+    cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
+                       dataset="digits", executor="local")
+    theirs = parse_search_objectives("accuracy:max,macs:min,params:min")
+    made: list = []
+    check = Store.check_study_as
+
+    def b_moves_right_after_a_checks(self, study_as):
+        check(self, study_as)  # A's view is current here; B acts before A's next step
+        b = self.get_or_create_study(study_as.name, space=study_as.space,
+                                     space_hash=study_as.space_hash,
+                                     objectives=objective_names(theirs), config={"run": "B"})
+        made.append(_optuna_study(url, b.name, "nsga2", 0, theirs)[0]._study_id)
+        self.begin_run(b.id, config={}, argv=[], versions={}, host="b", pid=1, study_as=b)
+
+    monkeypatch.setattr(Store, "check_study_as", b_moves_right_after_a_checks)
+    optuna.create_study(storage=url, study_name="tiny", directions=["maximize", "minimize"])
+    with pytest.raises(StorageError, match="by a run that started at the same time"):
+        run_search(cfg, log=lambda s: None)
+    ours = optuna.load_study(study_name="tiny", storage=url)
+    assert ours._study_id == made[0], "B's Optuna study was deleted and made again"
+    assert [d.name for d in ours.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    assert [r.host for r in Store(url).runs("tiny")] == ["b"], "A recorded no run"
+    # B ends before any trial: A's command again, its objectives typed (untyped, it would take
+    # the study's), takes the study, and Optuna's is made again for them under A's lease
+    monkeypatch.setattr(Store, "check_study_as", check)
+    store = Store(url)
+    store.end_run(store.runs("tiny")[0].id, "failed", "stopped before any trial")
+    cfg = dataclasses.replace(cfg, objectives="accuracy:max,macs:min")
+    assert run_search(cfg, log=lambda s: None).completed == 1
+    ours = optuna.load_study(study_name="tiny", storage=url)
+    assert [d.name for d in ours.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert [t.state.name for t in ours.trials] == ["COMPLETE"]
 
 
 _SLEEPER = "import time; time.sleep(120)"  # its argv names a session dir (or not)
