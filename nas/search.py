@@ -194,39 +194,45 @@ def _sampler_seed(seed: int, n_trials: int) -> int:
 
 
 def _optuna_study(url: str, name: str, sampler: str, seed: int,
-                  objectives: tuple[Objective, ...], *, remake: bool = True):
+                  objectives: tuple[Objective, ...], *, check_only: bool = False):
     """Optuna's own tables live in the same database as ours (one file to back up or resume).
 
     Returns the study and its storage; the sampler is seeded by :func:`_sampler_seed`. A study
-    that was never searched but has other directions is made again with ``objectives`` (one
-    searched is a StorageError); with ``remake=False`` it is returned as it is, for a caller
-    that may remake it only once it holds the study's lease (:func:`_optuna_directions` tells).
+    that was never searched but has other directions is made again with ``objectives``; one
+    searched is a StorageError, as is a database whose Optuna tables cannot be used.
+    ``check_only``: only those refusals, creating and changing nothing (the study returned is
+    None), for a run that has not taken its study's lease yet: a run started at the same moment
+    may be making the study for its own objectives.
     """
     import optuna
 
     from db import mask_url, normalize_url
 
     directions = [o.optuna_direction for o in objectives]
+    study = None
     try:
         storage = _rdb_storage(normalize_url(url))
         try:
-            n_trials = storage.get_n_trials(storage.get_study_id_from_name(name))
+            study_id = storage.get_study_id_from_name(name)
+            n_trials = storage.get_n_trials(study_id)
         except KeyError:  # no such study yet
-            n_trials = 0
-        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
-                                    sampler=_make_sampler(sampler, _sampler_seed(seed, n_trials)),
-                                    directions=directions)
-        stored = _optuna_directions(study)
-        if stored != [d.lower() for d in directions] and n_trials == 0 and not remake:
-            return study, storage  # never searched: the caller remakes it under its lease
-        if stored != [d.lower() for d in directions] and n_trials == 0:
-            # never searched (its first run stopped before any trial): made again with the
-            # objectives our study took (Store.get_or_create_study), as nothing is lost
-            optuna.delete_study(study_name=name, storage=storage)
-            study = optuna.create_study(storage=storage, study_name=name,
-                                        sampler=_make_sampler(sampler, _sampler_seed(seed, 0)),
-                                        directions=directions)
-            stored = _optuna_directions(study)
+            study_id, n_trials = None, 0
+        if check_only:  # only a searched study is held to its directions
+            stored = ([d.name.lower() for d in storage.get_study_directions(study_id)]
+                      if n_trials else [d.lower() for d in directions])
+        else:
+            study = optuna.create_study(
+                storage=storage, study_name=name, load_if_exists=True, directions=directions,
+                sampler=_make_sampler(sampler, _sampler_seed(seed, n_trials)))
+            stored = [d.name.lower() for d in study.directions]
+            if stored != [d.lower() for d in directions] and n_trials == 0:
+                # never searched (its first run stopped before any trial): made again with the
+                # objectives our study took (Store.get_or_create_study), as nothing is lost
+                optuna.delete_study(study_name=name, storage=storage)
+                study = optuna.create_study(
+                    storage=storage, study_name=name, directions=directions,
+                    sampler=_make_sampler(sampler, _sampler_seed(seed, 0)))
+                stored = [d.name.lower() for d in study.directions]
     except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
         # Optuna's StorageInternalError guesses ("invalid data"): the driver's words instead
         cause = _driver_error(e) if type(e).__name__ == "StorageInternalError" else e
@@ -238,10 +244,6 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
         raise StorageError(f"Optuna's study '{name}' in {mask_url(url)} has directions "
                            f"{stored}, not {[d.lower() for d in directions]}; use another --study")
     return study, storage
-
-
-def _optuna_directions(study) -> list[str]:
-    return [d.name.lower() for d in study.directions]
 
 
 def _rdb_storage(url: str, tries: int = 5):
@@ -456,18 +458,18 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             f"other settings ({'; '.join(changes)})")
     # a run starting at the same moment may have given the still empty study its own space,
     # objectives or settings since: then Optuna's study is that run's to touch, not this one's
-    # (the lease checks it again, atomically; a never-searched Optuna study of other directions
-    # is made again only under the lease, where no such run can have made it since)
+    # (the lease checks it again, atomically)
     store.check_study_as(study)
-    ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives,
-                                         remake=False)
+    # refused here, before the lease, if Optuna's study was searched for other directions or
+    # its tables are damaged; made (or made again, if never searched) only under the lease
+    _, checked = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives,
+                               check_only=True)
+    checked.engine.dispose()
     request = StopRequest()
     # the study's lease: a second run of it is refused here, before it touches any trial
     with run_lease(store, study.id, resolved, resolved["versions"],
                    on_lost=request.taken_over, study_as=study) as run:
-        if _optuna_directions(ot_study) != [o.optuna_direction.lower() for o in objectives]:
-            ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed,
-                                                 objectives)  # never searched: made again
+        ot_study, ot_storage = _optuna_study(url, study_name, cfg.sampler, cfg.seed, objectives)
         if taken:
             log(f"study '{study_name}' continues with its earlier runs' settings: "
                 f"{' '.join(taken)} (options given on the command line replace them)")

@@ -226,11 +226,17 @@ def test_optunas_study_never_searched_takes_new_objectives_one_searched_does_not
     url = f"sqlite:///{tmp_path}/o.db"
     three = parse_search_objectives("accuracy:max,macs:min,params:min")
     optuna.create_study(storage=url, study_name="s", directions=["maximize", "minimize"])
+    assert _optuna_study(url, "s", "nsga2", 0, three, check_only=True)[0] is None
+    assert [d.name for d in optuna.load_study(study_name="s", storage=url).directions] == [
+        "MAXIMIZE", "MINIMIZE"], "check_only changes nothing"
+    assert _optuna_study(url, "new", "nsga2", 0, three, check_only=True)[0] is None
+    assert optuna.get_all_study_names(url) == ["s"], "check_only creates nothing"
     study, _ = _optuna_study(url, "s", "nsga2", 0, three)  # no trial: made again
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
     study.ask()  # one trial: now held to its objectives
-    with pytest.raises(StorageError, match="has directions .*; use another --study"):
-        _optuna_study(url, "s", "nsga2", 0, DEFAULT_OBJECTIVES)
+    for check_only in (True, False):
+        with pytest.raises(StorageError, match="has directions .*; use another --study"):
+            _optuna_study(url, "s", "nsga2", 0, DEFAULT_OBJECTIVES, check_only=check_only)
 
 
 def test_a_run_started_at_the_same_moment_keeps_the_optuna_study_it_made(tmp_path, monkeypatch):
@@ -246,7 +252,6 @@ def test_a_run_started_at_the_same_moment_keeps_the_optuna_study_it_made(tmp_pat
     cfg = SearchConfig(space="tiny", budget=1, epochs=1, db_url=url, runs_dir=str(tmp_path),
                        dataset="digits", executor="local")
     theirs = parse_search_objectives("accuracy:max,macs:min,params:min")
-    made: list = []
     check = Store.check_study_as
 
     def b_moves_right_after_a_checks(self, study_as):
@@ -254,7 +259,7 @@ def test_a_run_started_at_the_same_moment_keeps_the_optuna_study_it_made(tmp_pat
         b = self.get_or_create_study(study_as.name, space=study_as.space,
                                      space_hash=study_as.space_hash,
                                      objectives=objective_names(theirs), config={"run": "B"})
-        made.append(_optuna_study(url, b.name, "nsga2", 0, theirs)[0]._study_id)
+        _optuna_study(url, b.name, "nsga2", 0, theirs)[0].set_user_attr("made_by", "B")
         self.begin_run(b.id, config={}, argv=[], versions={}, host="b", pid=1, study_as=b)
 
     monkeypatch.setattr(Store, "check_study_as", b_moves_right_after_a_checks)
@@ -262,9 +267,9 @@ def test_a_run_started_at_the_same_moment_keeps_the_optuna_study_it_made(tmp_pat
     with pytest.raises(StorageError, match="by a run that started at the same time"):
         run_search(cfg, log=lambda s: None)
     ours = optuna.load_study(study_name="tiny", storage=url)
-    assert ours._study_id == made[0], "B's Optuna study was deleted and made again"
+    assert ours.user_attrs == {"made_by": "B"}, "B's Optuna study was deleted and made again"
     assert [d.name for d in ours.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
-    assert [r.host for r in Store(url).runs("tiny")] == ["b"], "A recorded no run"
+    assert [r.host for r in Store(url).runs("tiny")] == ["b"], "A recorded a run"
     # B ends before any trial: A's command again, its objectives typed (untyped, it would take
     # the study's), takes the study, and Optuna's is made again for them under A's lease
     monkeypatch.setattr(Store, "check_study_as", check)
