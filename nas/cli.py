@@ -296,6 +296,10 @@ def _search(args: argparse.Namespace) -> int:
         parse_search_objectives(cfg.objectives)
     parse_prescreen(cfg.prescreen)
     load_space(cfg.space)
+    if sys.stdout is None:  # started with file descriptor 1 closed (`run_search.py ... >&-`):
+        # print nowhere; opened now, os.devnull takes that descriptor, so Ray's and the
+        # trials' processes inherit it too
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     guard = _StdoutGuard(sys.stdout)
     sys.stdout = guard  # `run_search.py ... | head`: the search goes on when the reader leaves
     try:

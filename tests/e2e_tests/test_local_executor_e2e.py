@@ -197,3 +197,22 @@ def test_a_search_goes_on_when_its_stdout_reader_leaves(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/nas.db", read_only=True)
     assert len(store.trials("tiny", states=["COMPLETE"])) == 2
     assert [r.outcome for r in store.runs("tiny")] == ["completed"]
+
+
+def test_a_search_started_with_stdout_closed_runs_without_printing(tmp_path):
+    """`run_search.py ... >&-`: Python starts with sys.stdout None, which made Ray Tune's import
+    fail with an AttributeError traceback (exit 1) before any trial."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(
+        [sys.executable, str(root / "run_search.py"), "--space", "tiny", "--budget", "1",
+         "--epochs", "1", "--dataset", "digits", "--executor", "local",
+         "--runs-dir", str(tmp_path)],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, timeout=300,
+        preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    store = Store(f"sqlite:///{tmp_path}/nas.db", read_only=True)
+    assert len(store.trials("tiny", states=["COMPLETE"])) == 1
