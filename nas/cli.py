@@ -305,7 +305,9 @@ def _search(args: argparse.Namespace) -> int:
     try:
         summary = run_search(cfg)
     finally:
-        sys.stdout = guard.stream  # (once the reader left, its file descriptor is os.devnull)
+        # (once the reader left, its file descriptor is os.devnull); a write that fails from
+        # here on (`> /dev/full`) ends the command with one line, the trials recorded
+        sys.stdout = _StdoutCheck(guard.stream)
     cfg = summary.config or cfg  # with what a resumed study took from its earlier runs
     print_pareto(Store(summary.db_url, decode_arch=from_dict), summary.study, summary.objectives)
     screened = f", {summary.screened} screened out" if cfg.prescreen else ""
@@ -397,9 +399,10 @@ class _OutputLost(Exception):
 
 
 class _StdoutCheck:
-    """``sys.stdout`` during every command but a search (which has :class:`_StdoutGuard`): a
-    failed write ends the command with one line instead of a traceback from wherever it
-    printed. A closed pipe stays BrokenPipeError (``... | head``: Python's silent exit)."""
+    """``sys.stdout`` during every command but a search's run (which has :class:`_StdoutGuard`;
+    its front and summary have this): a failed write ends the command with one line instead of
+    a traceback from wherever it printed. A closed pipe stays BrokenPipeError (``... | head``:
+    Python's silent exit)."""
 
     def __init__(self, stream) -> None:
         self.stream = stream
@@ -1076,7 +1079,9 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     except _OutputLost as e:  # what was printed is lost; files the command wrote are whole
         _to_devnull(stdout)  # (its buffered rest would fail again at exit)
-        return _fail(f"cannot write to standard output: {e}", EXIT_FAILED)
+        kept = ("; the search's trials are recorded in the database (`python -m nas pareto` "
+                "shows its front)" if args.command == "search" else "")
+        return _fail(f"cannot write to standard output: {e}{kept}", EXIT_FAILED)
     except NasError as e:
         return _fail(str(e).splitlines()[0])
     except SearchInterrupted as e:  # the trials are closed: show what exists, then one line

@@ -199,20 +199,33 @@ def test_a_search_goes_on_when_its_stdout_reader_leaves(tmp_path):
     assert [r.outcome for r in store.runs("tiny")] == ["completed"]
 
 
-def test_a_search_started_with_stdout_closed_runs_without_printing(tmp_path):
+@pytest.mark.parametrize("stdout", ["closed", "/dev/full"])
+def test_a_search_whose_stdout_cannot_be_written_keeps_its_trials(tmp_path, stdout):
     """`run_search.py ... >&-`: Python starts with sys.stdout None, which made Ray Tune's import
-    fail with an AttributeError traceback (exit 1) before any trial."""
+    fail with an AttributeError traceback (exit 1) before any trial; now it prints nowhere.
+    `> /dev/full` (a full disk), stdout buffered: the front's table failed to flush with a
+    traceback (exit 120); now one line, exit 1, the trials recorded."""
     import os
     import subprocess
     import sys
 
+    if stdout == "/dev/full" and not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
     root = Path(__file__).resolve().parents[2]
-    r = subprocess.run(
-        [sys.executable, str(root / "run_search.py"), "--space", "tiny", "--budget", "1",
-         "--epochs", "1", "--dataset", "digits", "--executor", "local",
-         "--runs-dir", str(tmp_path)],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True, timeout=300,
-        preexec_fn=lambda: os.close(1))
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open(os.devnull if stdout == "closed" else stdout, "w") as out:
+        r = subprocess.run(
+            [sys.executable, str(root / "run_search.py"), "--space", "tiny", "--budget", "1",
+             "--epochs", "1", "--dataset", "digits", "--executor", "local",
+             "--runs-dir", str(tmp_path)],
+            cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300, env=env,
+            preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None)
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    if stdout == "closed":
+        assert r.returncode == 0 and r.stderr == "", r.stderr[-3000:]
+    else:
+        assert r.returncode == 1 and r.stderr.splitlines() == [
+            "error: cannot write to standard output: No space left on device; the search's "
+            "trials are recorded in the database (`python -m nas pareto` shows its front)"]
     store = Store(f"sqlite:///{tmp_path}/nas.db", read_only=True)
     assert len(store.trials("tiny", states=["COMPLETE"])) == 1
