@@ -539,8 +539,9 @@ def _guard_requests(app: Any) -> None:
             body.get("output"), str) else None
         if spec is None:
             return refuse("no such callback")
-        if not isinstance(body.get("changedPropIds"), list):
-            return refuse("'changedPropIds' must be a list")
+        changed = body.get("changedPropIds")
+        if not (isinstance(changed, list) and all(isinstance(c, str) for c in changed)):
+            return refuse("'changedPropIds' must be a list of strings")
         outputs = body.get("outputs")
         wanted = [(o.component_id, o.component_property) for o in spec["output"]] \
             if isinstance(spec["output"], list) else None

@@ -344,7 +344,7 @@ def test_only_loopback_addresses_skip_the_no_authentication_warning(host, loopba
 
 
 def _post(client, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
-          state: list[tuple[str, str, object]] = (), changed: str | None = None):
+          state: list[tuple[str, str, object]] = (), changed: object = None):
     """One Dash callback request, as the page sends it (``changed``: the input that fired,
     default the first; inputs in the callback's order)."""
     body = {"output": (".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..")
@@ -437,6 +437,10 @@ def test_requests_the_page_never_makes_are_client_errors_not_server_errors(tmp_p
         r = _post(client, [("trial", "children")], [("selected", "data", {"study": "s"}),
                                                     ("stamp", "data", None)])
         assert r.status_code == 400, r.data[:200]
+        for changed in ([1], {"x": 1}, 7):  # unhashable ones crashed Dash (500, traceback)
+            r = _post(client, hv, [("tabs", "value", "hypervolume"), ("stamp", "data", None)],
+                      changed=changed)
+            assert r.status_code == 400 and b"changedPropIds" in r.data, (changed, r.data[:200])
         r = _post(client, hv, [("tabs", "value", "hypervolume"), ("stamp", "data", None)])
         assert r.status_code == 200 and r.get_json()["response"]["hv"]["figure"] == {}
 
