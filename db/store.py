@@ -286,6 +286,9 @@ class Store:
         self._closed = False
         self.immutable = False  # read-only SQLite opened with immutable=1 (see below)
         self.reached = False  # the server answered once (db._retry waits out an outage then)
+        #: how many times this read-only Store followed its SQLite file being replaced (``mv``):
+        #: what a reader cached from the old file is not part of the new one
+        self.file_generation = 0
         path = sqlite_path(url)  # StorageError for a folder
         if read_only and path is not None and not path.is_file():
             raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "
@@ -395,6 +398,7 @@ class Store:
                                     "old one, which no one reads")
         self._engine.dispose()  # its connections are to the old file: new ones open the new
         self._identity = identity
+        self.file_generation += 1
         self._open_schema()  # which may not be a metaformer-nas database at all
 
     @staticmethod

@@ -93,13 +93,28 @@ class _Snapshots:
         study = stamp[0]
         with self._lock:
             snap = self._cache.get(study)
+            generation = self._store.file_generation  # (the stamp's poll followed any mv)
+            if snap is not None and snap.generation != generation:
+                snap = None  # the SQLite file was replaced: nothing cached is of the new one
             if snap is not None and not _covers(snap.activity, stamp):
                 snap = snap.refreshed(self._store)  # only the new and the running trials
-                if not _covers(snap.activity, stamp):  # changed behind the store's back
+                if (not _covers(snap.activity, stamp)  # changed behind the store's back,
+                        or self._store.file_generation != generation  # in another file,
+                        or any(t.study_id != snap.study.id for t in snap.trials)):  # study
                     snap = None
-            if snap is None:
+            for _ in range(3):  # a file replaced while loading is loaded again
+                if snap is not None:
+                    break
+                generation = self._store.file_generation
                 snap = load_snapshot(self._store, study)
+                if self._store.file_generation != generation:
+                    snap = None
+                    continue
+                snap.generation = generation
                 snap.box = self.box_for(snap.objectives)  # (before anything reads it)
+            if snap is None:
+                raise StorageError(f"the database file of study {study!r} kept being replaced "
+                                   "while it was read; try again")
             self._cache[study] = snap
             self._cache.move_to_end(study)
             while len(self._cache) > self._keep:

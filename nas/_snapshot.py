@@ -141,9 +141,10 @@ class Snapshot:
     """A study's trials at one moment, with analyses computed on first use (thread-safe)."""
 
     def __init__(self, study: StudyRecord, trials: Sequence[TrialRecord], *,
-                 box: analysis.Box | None = None) -> None:
+                 box: analysis.Box | None = None, generation: int = 0) -> None:
         self.study = study
         self.box = box  # a hypervolume box given by the user; None: the data rule
+        self.generation = generation  # the Store's file_generation its trials were read at
         self.trials = tuple(sorted(trials, key=lambda t: t.number))
         self.objectives: tuple[Objective, ...] = parse_objectives(list(study.objectives))
         self.activity: StudyActivity = activity_of(study.name, self.trials)
@@ -158,7 +159,7 @@ class Snapshot:
         merged = {t.number: t for t in self.trials}
         merged.update((t.number, t) for t in store.trials(self.study.name, numbers=running,
                                                            after=last))
-        return Snapshot(self.study, merged.values(), box=self.box)
+        return Snapshot(self.study, merged.values(), box=self.box, generation=self.generation)
 
     # ----------------------------------------------------------------- records
 

@@ -332,6 +332,40 @@ def test_snapshots_catch_up_only_when_the_study_changed(tmp_path) -> None:
             assert _covers(second.activity, old) and not _covers(first.activity, new)
 
 
+@pytest.mark.parametrize("old_trials", [1, 5], ids=["fewer-before", "more-before"])
+def test_a_replaced_file_is_read_anew_not_merged_into_the_cached_study(tmp_path,
+                                                                       old_trials) -> None:
+    """``mv other.db nas.db`` under an open dashboard: the study of the same name (same id and
+    creation time: both files are copies of one) is read whole from the new file; before, its
+    trials were merged into those cached from the old one, old accuracies and all."""
+    import os
+    import shutil
+
+    db, new = tmp_path / "nas.db", tmp_path / "new.db"
+    with Store(f"sqlite:///{db}") as w:
+        w.get_or_create_study("s", space="tiny", space_hash="h",
+                              objectives=("accuracy:max", "macs:min"), config={})
+    shutil.copy(db, new)  # one study, twice
+    for path, accuracies in ((db, [0.9] * old_trials), (new, [0.3, 0.35, 0.4])):
+        with Store(f"sqlite:///{path}") as w:
+            s = w.get_study("s")
+            for i, acc in enumerate(accuracies):
+                t = w.start_trial(s.id, key=f"k{i}", arch_hash=f"{i:016x}", arch=arch(MIXERS),
+                                  params={})
+                w.finish_trial(t.id, state="COMPLETE", accuracy=acc, accuracy_se=0.01,
+                               macs=(i + 1) * 10**9)
+    with Store(f"sqlite:///{db}", read_only=True) as ro:
+        cache = _Snapshots(ro)
+        before = cache.get(_stamp(ro.activity()[0]))
+        assert [t.accuracy for t in before.trials] == [0.9] * old_trials
+        os.replace(new, db)
+        stamp = _stamp(ro.activity()[0])  # the page's poll: the store follows the new file
+        after = cache.get(stamp)
+        assert [t.accuracy for t in after.trials] == [0.3, 0.35, 0.4]
+        assert after.trials == load_snapshot(ro, "s").trials
+        assert cache.get(stamp) is after, "read anew once, then cached again"
+
+
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.0.0.2", True),
                                             ("::1", True), ("[::1]", True),
                                             ("localhost", True), ("0.0.0.0", False),
