@@ -85,8 +85,8 @@ def describe(exc: BaseException) -> str:
 
 
 _HINTS = {  # what to do about a driver message that does not say
-    "file is not a database": " (it is not a SQLite file; give the nas.db a search wrote, or "
-                              "a path where no file exists yet)",
+    "file is not a database": " (it is not a SQLite file; give the nas.db a search wrote, or, "
+                              "to start a search, a path where no file exists yet)",
 }
 
 

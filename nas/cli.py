@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import random
@@ -62,6 +63,18 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
                 or action.default is argparse.SUPPRESS or isinstance(action.default, bool)):
             return text
         return super()._get_help_string(action)
+
+
+#: OSErrors that say a path given cannot name a file at all, with what is allowed
+_BAD_PATH = {errno.ENAMETOOLONG: "a name in a path is at most 255 bytes on most file systems, "
+                                 "a whole path 4,096",
+             errno.ELOOP: "a path may not run through a loop of symbolic links"}
+
+
+def _bad_path(name: str, strerror: str, code: int) -> str:
+    shown = repr(name) if len(name) <= 80 else \
+        f"{name[:48]!r}...{name[-24:]!r} ({len(name)} characters)"
+    return f"cannot use the path {shown}: {strerror} ({_BAD_PATH[code]})"
 
 
 def _fail(msg: str, code: int = EXIT_USAGE) -> int:
@@ -1084,6 +1097,15 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(f"cannot write to standard output: {e}{kept}", EXIT_FAILED)
     except NasError as e:
         return _fail(str(e).splitlines()[0])
+    except OSError as e:  # a path given that no file can have: bad input, not a traceback
+        if e.errno not in _BAD_PATH or e.filename is None:
+            raise
+        return _fail(_bad_path(os.fsdecode(e.filename), e.strerror, e.errno))
+    except RuntimeError as e:  # pathlib's resolve() on Python < 3.13 says ELOOP so
+        loop = re.fullmatch(r"Symlink loop from '(.*)'", str(e), re.S)
+        if loop is None:
+            raise
+        return _fail(_bad_path(loop.group(1), "Too many levels of symbolic links", errno.ELOOP))
     except SearchInterrupted as e:  # the trials are closed: show what exists, then one line
         _print_front_of(e.summary)
         print(str(e), file=sys.stderr)
@@ -1099,7 +1121,9 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(f"interrupted; {args.out} was not written", code)
         if args.command == "pareto":
             return _fail("interrupted; no output file was changed", code)
-        return _fail("interrupted; finished trials are in the database", code)
+        if args.command == "search":  # (before its own handlers were in place)
+            return _fail("interrupted; finished trials are in the database", code)
+        return _fail("interrupted", code)  # (dashboard, studies, spaces, data, db)
     finally:
         sys.stdout = stdout
         for signum, handler in handlers.items():  # (main() called in a process of the caller's)

@@ -350,7 +350,7 @@ def test_cli_db_on_a_folder_or_a_file_that_is_not_sqlite_says_so(tmp_path, capsy
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.rstrip().endswith(
             "DatabaseError: file is not a database (it is not a SQLite file; give the nas.db a "
-            "search wrote, or a path where no file exists yet)"), err
+            "search wrote, or, to start a search, a path where no file exists yet)"), err
     assert other.read_text() == "not a database\n"
 
 

@@ -132,3 +132,18 @@ def test_the_report_replaces_an_earlier_report_but_no_other_file_unless_forced(
         assert f"wrote {report} " in capsys.readouterr().out
     assert main(["report", "--db", url, "--study", "present", "-o", str(notes), "--force"]) == 0
     assert "my notes" not in notes.read_text() and "(metaformer-nas)." in notes.read_text()
+
+
+def test_ctrl_c_while_the_dashboard_starts_says_nothing_of_trials(url, monkeypatch,
+                                                                  capsys) -> None:
+    """A Ctrl-C before the server runs (the dashboard imports Dash and opens the database for
+    about a second) ends it with one line; it said "finished trials are in the database", a
+    search's message, about a command that runs none."""
+    import nas._dashboard
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # where a Ctrl-C during the start lands
+
+    monkeypatch.setattr(nas._dashboard, "serve", interrupted)
+    assert main(["dashboard", "--db", url, "--port", "0"]) == 130
+    assert capsys.readouterr().err == "error: interrupted\n"

@@ -229,6 +229,28 @@ def test_bad_input_is_one_line_and_exit_2(db, capsys, argv, message) -> None:
     assert message in err and err.count("\n") == 1, err
 
 
+def test_a_path_no_file_can_have_is_one_line_and_exit_2(db, tmp_path, capsys) -> None:
+    """A name over 255 bytes, or a loop of links, anywhere a command takes a path: one line
+    naming the path and the limit (pathlib raised OSError or RuntimeError: tracebacks)."""
+    url, _ = db
+    long, loop = str(tmp_path / ("x" * 300)), tmp_path / "loop"
+    loop.symlink_to(tmp_path / "back")
+    (tmp_path / "back").symlink_to(loop)
+    for argv, what in ((["pareto", "--db", url, "--study", "a0", "--out", long], "too long"),
+                       (["report", "--db", url, "--study", "a0", "-o", long + ".html"],
+                        "too long"),
+                       (["pareto", "--db", f"sqlite:///{long}.db"], "too long"),
+                       (["studies", "--runs-dir", long], "too long"),
+                       (["studies", "--runs-dir", str(loop)], "symbolic links"),
+                       (["search", "--space", "tiny", "--runs-dir", str(loop / "r")],
+                        "symbolic links")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot use the path ") and what in err \
+            and err.count("\n") == 1, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "loop"], "nothing created"
+
+
 def test_pareto_writes_nothing_to_the_database(db, tmp_path, capsys) -> None:
     url, _ = db
     path = url.removeprefix("sqlite:///")
