@@ -68,7 +68,9 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 #: OSErrors that say a path given cannot name a file at all, with what is allowed
 _BAD_PATH = {errno.ENAMETOOLONG: "a name in a path is at most 255 bytes on most file systems, "
                                  "a whole path 4,096",
-             errno.ELOOP: "a path may not run through a loop of symbolic links"}
+             errno.ELOOP: "a path may not run through a loop of symbolic links",
+             errno.EACCES: "this user must be able to enter every folder on the path, and "
+                           "to read, or write, what it names"}
 
 
 def _bad_path(name: str, strerror: str, code: int) -> str:
@@ -1096,7 +1098,8 @@ def _run(args: argparse.Namespace) -> int:
                 "shows its front)" if args.command == "search" else "")
         return _fail(f"cannot write to standard output: {e}{kept}", EXIT_FAILED)
     except NasError as e:
-        return _fail(str(e).splitlines()[0])
+        return _fail(str(e).strip())  # (printable: a name or path holding a line break
+        #                                  is shown escaped, the message kept whole)
     except OSError as e:  # a path given that no file can have: bad input, not a traceback
         if e.errno not in _BAD_PATH or e.filename is None:
             raise

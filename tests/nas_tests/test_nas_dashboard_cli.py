@@ -147,3 +147,33 @@ def test_ctrl_c_while_the_dashboard_starts_says_nothing_of_trials(url, monkeypat
     monkeypatch.setattr(nas._dashboard, "serve", interrupted)
     assert main(["dashboard", "--db", url, "--port", "0"]) == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_a_folder_this_user_may_not_enter_is_one_line(tmp_path: Path) -> None:
+    """pathlib's exists()/is_dir() raise PermissionError on a folder the user may not enter
+    (a colleague's home): that was a traceback in studies, pareto, report and a search. As
+    root, which enters anything, the command runs as ``nobody``."""
+    import os
+
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    argv = [sys.executable, "-m", "nas", "studies", "--db", f"sqlite:///{closed}/sub/nas.db"]
+    if os.geteuid() == 0:
+        argv[:0] = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        try:
+            probe = subprocess.run([*argv[:5], "-c", "import nas.cli"], cwd=ROOT,
+                                   capture_output=True).returncode
+        except OSError:  # no setpriv
+            probe = 1
+        if probe:
+            pytest.skip("cannot run this checkout's Python as 'nobody' here")
+    else:
+        closed.chmod(0o000)
+    try:
+        r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        closed.chmod(0o700)
+    assert r.returncode == 2 and r.stderr == (
+        f"error: cannot use the path '{closed}/sub/nas.db': Permission denied (this user must "
+        "be able to enter every folder on the path, and to read, or write, what it names)\n"), \
+        r.stderr[-2000:]

@@ -323,6 +323,19 @@ def test_control_characters_in_an_error_are_shown_escaped(db, capsys) -> None:
     assert "\x1b" not in err and "x\\x1b[31mred" in err and err.count("\n") == 1, repr(err)
 
 
+def test_a_line_break_in_a_path_or_name_keeps_the_whole_message(db, tmp_path, capsys) -> None:
+    """Only the first line was shown: ``error: --out /tmp/nl``, the reason cut off."""
+    url, _ = db
+    afile = tmp_path / "nl\nfile"
+    afile.write_text("x")
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", str(afile)]) == 2
+    assert main(["export", "--db", url, "--study", "a0", "--trial", "0", "--out",
+                 str(afile)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("nl\\nfile" in e for e in err), err
+    assert err[0].endswith("it is a file, not a folder") and "not a directory" in err[1], err
+
+
 def test_control_characters_in_a_stored_study_name_never_reach_the_terminal(tmp_path,
                                                                            capsys) -> None:
     """A name the CLI refuses, written by another tool: the "--study is needed" line was cut at
