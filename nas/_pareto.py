@@ -419,6 +419,28 @@ def plot_fronts(fronts: Sequence[StudyFront], path: Path) -> Path:
     return path
 
 
+def group_curves(fronts: Sequence[StudyFront], curves: dict[str, tuple], group_by: str
+                 ) -> list[tuple[str, dict[str, Any] | None]]:
+    """(legend label, :func:`nas.analysis.summarize_curves` or None) per value of the study
+    config's ``group_by``, sorted. A study without an evaluated trial has an empty curve; cut to
+    the shortest length, it would blank its group's, so it is left out and the label says so
+    (None: no study of the group has one)."""
+    groups: dict[str, list] = defaultdict(list)
+    for f in fronts:
+        groups[str(f.study.config.get(group_by))].append(curves[f.name])
+    out: list[tuple[str, dict[str, Any] | None]] = []
+    for g, cs in sorted(groups.items()):
+        used = [c for c in cs if len(c[1])]
+        left = (f" ({len(cs) - len(used)} without evaluated trials left out)"
+                if len(used) < len(cs) else "")
+        if not used:
+            out.append((f"{group_by}={g}: no evaluated trials", None))
+        else:
+            out.append((f"{group_by}={g}: mean of {len(used)}{left}",
+                        A.summarize_curves(used)))
+    return out
+
+
 def plot_hypervolume(fronts: Sequence[StudyFront], box: A.Box | None, path: Path, *,
                      group_by: str | None = None) -> Path:
     """Hypervolume (fraction of the shared box) after each evaluated trial, per study; with
@@ -430,13 +452,11 @@ def plot_hypervolume(fronts: Sequence[StudyFront], box: A.Box | None, path: Path
         curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, box=box)
                   for f in fronts}
         if group_by:
-            groups: dict[str, list] = defaultdict(list)
-            for f in fronts:
-                groups[str(f.study.config.get(group_by))].append(curves[f.name])
-            for i, (g, cs) in enumerate(sorted(groups.items())):
-                s = A.summarize_curves(cs)
-                ax.plot(s["x"], s["mean"], color=f"C{i}",
-                        label=f"{group_by}={g}: mean of {len(cs)}")
+            for i, (label, s) in enumerate(group_curves(fronts, curves, group_by)):
+                if s is None:
+                    ax.plot([], [], color=f"C{i}", label=label)
+                    continue
+                ax.plot(s["x"], s["mean"], color=f"C{i}", label=label)
                 ax.fill_between(s["x"], s["min"], s["max"], color=f"C{i}", alpha=0.2)
         else:
             for i, f in enumerate(fronts):

@@ -115,6 +115,35 @@ def test_several_studies_share_one_reference_point_and_group_by(db, tmp_path, ca
     assert "note: the studies completed different numbers of trials (a0: 12, " in text, text
 
 
+def test_a_study_without_evaluated_trials_does_not_blank_its_group(tmp_path) -> None:
+    """``--group-by`` averaged each group's curves over the shortest: a study stopped before
+    its first trial (an empty curve) left its group's line empty, with the others in it."""
+    from nas._pareto import group_curves, load_fronts
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    store = Store(url, decode_arch=from_dict)
+    _fill(store, "a0", 0, "nsga2")
+    _fill(store, "a1", 1, "nsga2", n=10)
+    _fill(store, "b0", 2, "random")
+    store.get_or_create_study("empty", space="tiny", space_hash="h",
+                              objectives=("accuracy:max", "macs:min"),
+                              config={"sampler": "nsga2", "seed": 9})
+    fronts = load_fronts(store, ["a0", "a1", "b0", "empty"])
+    box = A.data_box(*(f.ev for f in fronts))
+    curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, box=box) for f in fronts}
+    (label, nsga2), (label_b, random) = group_curves(fronts, curves, "sampler")
+    assert label == "sampler=nsga2: mean of 2 (1 without evaluated trials left out)", label
+    assert label_b == "sampler=random: mean of 1" and len(random["x"]) == len(curves["b0"][1])
+    assert len(nsga2["x"]) == min(len(curves["a0"][1]), len(curves["a1"][1])) > 0
+    only = group_curves(fronts[3:], curves, "sampler")
+    assert only == [("sampler=nsga2: no evaluated trials", None)]
+    out = tmp_path / "grouped"
+    assert main(["pareto", "--db", url, "--study", "a0", "--study", "empty",
+                 "--group-by", "sampler", "--out", str(out)]) == 0
+    assert (out / "hypervolume.png").stat().st_size > 10_000
+    store.close()
+
+
 def test_a_given_box_makes_hypervolumes_comparable_between_commands(db, tmp_path,
                                                                     capsys) -> None:
     """Under the data rule a study's hypervolume depends on what else the command read; under
