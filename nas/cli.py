@@ -763,6 +763,8 @@ def _pareto(args: argparse.Namespace) -> int:
         raise ConfigError(f"--z must be a finite number > 0 (standard errors); got {args.z}")
     if args.out is not None and not args.out.strip():
         raise ConfigError("--out must name a folder; got an empty string")
+    if args.out:
+        args.out = os.path.expanduser(args.out)  # a quoted '~/x' as in --db and report's -o
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: cannot write there: it is a file, not a folder")
     from nas import analysis as A
@@ -775,7 +777,7 @@ def _pareto(args: argparse.Namespace) -> int:
     if args.out:  # before the table: a refusal after it would hide the one line
         _pareto.check_out(Path(args.out), force=args.force)
 
-    objectives = parse_objectives(args.objectives) if args.objectives else None
+    objectives = parse_objectives(args.objectives) if args.objectives is not None else None
     from db import Store, default_url, mask_url
     from nas.models import from_dict
 
@@ -899,6 +901,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seed must be in 0 .. 2**63-1; got {args.seed}")
     if args.name is not None:
         check_name(args.name)
+    args.out = os.path.expanduser(args.out)  # a quoted '~/x' as in --db and report's -o
     check_out_dir(args.out, args.force)  # all before torch, timm or the database load
 
     import shlex

@@ -234,8 +234,8 @@ def test_running_out_of_memory_is_one_line_and_leaves_nothing(tmp_path) -> None:
     assert not (tmp_path / "exports").exists(), list(tmp_path.rglob("*"))
 
 
-def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(tmp_path,
-                                                                                 capsys) -> None:
+def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(
+        tmp_path, capsys, monkeypatch) -> None:
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "notes.txt").write_text("mine")
@@ -246,6 +246,11 @@ def test_existing_out_is_refused_without_force_and_unrelated_dirs_even_with_it(t
                      capsys)
     assert code == 2 and "is not an export (no config.yaml and model.py)" in err, err
     assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    monkeypatch.setenv("HOME", str(tmp_path))  # a quoted '~/taken' (the shell left it) is
+    #                                            the home folder's, as report's -o
+    code, err = _cli(["--preset", "test_metaformer_tiny", "--out", "~/taken"], capsys)
+    assert (code, err.strip()) == (2, f"error: --out {taken} already exists; pass --force to "
+                                      "replace it")
     assert check_out_dir(tmp_path / "new", force=False) == tmp_path / "new"
     assert check_out_dir(tmp_path / "new" / "deeper" / "x", force=False) == \
         tmp_path / "new" / "deeper" / "x"

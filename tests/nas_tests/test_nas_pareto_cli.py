@@ -144,6 +144,17 @@ def test_a_study_without_evaluated_trials_does_not_blank_its_group(tmp_path) -> 
     store.close()
 
 
+def test_out_expands_a_quoted_tilde_as_the_report_does(db, tmp_path, monkeypatch,
+                                                       capsys) -> None:
+    """``--out '~/p'`` (quoted, so the shell left it) made a folder named ``~`` here."""
+    url, _ = db
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["pareto", "--db", url, "--study", "a0", "--out", "~/p"]) == 0
+    assert (tmp_path / "home" / "p" / "front.csv").is_file() and not (tmp_path / "~").exists()
+    capsys.readouterr()
+
+
 def test_a_given_box_makes_hypervolumes_comparable_between_commands(db, tmp_path,
                                                                     capsys) -> None:
     """Under the data rule a study's hypervolume depends on what else the command read; under
@@ -229,6 +240,7 @@ def test_hostile_study_name_is_printed_as_text(db, capsys) -> None:
     (["--study", "a0", "--objectives", "zc_synflow:max,accuracy:max"],
      "no completed trial of study 'a0' recorded zc_synflow"),
     (["--study", "a0", "--z", "0"], "--z must be a finite number > 0"),
+    (["--study", "a0", "--objectives", ""], "--objectives is empty"),
     (["--study", "a0", "--ideal", "accuracy=1"], "--ideal needs --reference"),
     (["--study", "a0", "--reference", "macs=1e6"],
      "--reference must give every objective (accuracy, macs); missing: accuracy"),
