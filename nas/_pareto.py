@@ -312,7 +312,8 @@ def trial_rows(fronts: Sequence[StudyFront]) -> list[dict]:
             row = {"study": f.name, "trial": t.number, "state": t.state,
                    "on_front": t.id in members, "accuracy": t.accuracy,
                    "accuracy_se": t.accuracy_se, "test_accuracy": t.test_accuracy,
-                   "macs": t.macs, "params": t.params_count, "duration_s": t.duration_s,
+                   "macs": A.known_cost(t, "macs"), "params": A.known_cost(t, "params"),
+                   "duration_s": t.duration_s,
                    "arch_hash": t.arch_hash, "architecture": _describe(t),
                    "same_proxy_as": " ".join(map(str, f.twins.get(t.number, ()))),
                    "reused_from": A.reused_from(t)}

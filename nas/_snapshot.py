@@ -268,8 +268,10 @@ class Snapshot:
             "accuracy": _round(t.accuracy, 5),
             "accuracy_se": _round(t.accuracy_se, 5),
             "test_accuracy": _round(t.test_accuracy, 5),
-            "gmacs": None if t.macs is None else round(t.macs / 1e9, 4),
-            "mparams": None if t.params_count is None else round(t.params_count / 1e6, 3),
+            "gmacs": None if (macs := analysis.known_cost(t, "macs")) is None
+            else round(macs / 1e9, 4),
+            "mparams": None if (params := analysis.known_cost(t, "params")) is None
+            else round(params / 1e6, 3),
             "front": self.front_status.get(t.number, ""),
             "mixers": str(f.get("mixer_pattern", "")),
             "depths": str(f.get("depth_pattern", "")),

@@ -65,6 +65,7 @@ __all__ = [
     "knee_point",
     "hypervolume_curve",
     "summarize_curves",
+    "known_cost",
     "noisy_front",
     "proxy_twins",
     "twin_notes",
@@ -563,6 +564,17 @@ def proxy_twins(trials: Iterable[TrialRecord]) -> dict[int, tuple[int, ...]]:
             groups[json.dumps(proxy, sort_keys=True, default=str)].append(t.number)
     return {n: tuple(m for m in sorted(g) if m != n)
             for g in groups.values() if len(g) > 1 for n in g}
+
+
+def known_cost(trial: TrialRecord, name: str) -> float | None:
+    """The trial's ``macs`` or ``params`` column, or, for a trial stopped by ASHA (whose
+    columns stay empty: it is no result), the value of that cost its rung ranked it on."""
+    value = trial.macs if name == "macs" else trial.params_count if name == "params" else None
+    if value is not None:
+        return value
+    costs = trial.metrics.get("pruned_costs")
+    value = costs.get(name) if isinstance(costs, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def reused_from(trial: TrialRecord) -> int | None:

@@ -636,3 +636,18 @@ def test_a_given_box_applies_to_the_studies_whose_objectives_it_names(tmp_path) 
         with pytest.raises(ConfigError, match=r"'macs' is not an objective here; the "
                                               r"objectives are accuracy, params \(study 'ap'\)"):
             _Snapshots(ro, reference="accuracy=0.4,macs=5e9").check_box("ap")
+
+
+def test_a_pruned_trial_shows_the_costs_its_rung_ranked_it_on() -> None:
+    """A stopped trial's macs column stays empty (it is no result), but its MACs are known:
+    the table showed none, though the search had printed them."""
+    pruned = dataclasses.replace(
+        rec(1, None, None, "PRUNED"), params_count=None,
+        metrics={"pruned_at_epoch": 1, "pruned_costs": {"macs": 29_000_000, "params": 1.5e6}})
+    plain = dataclasses.replace(rec(2, None, None, "PRUNED"), params_count=None)
+    snap = Snapshot(study(), [rec(0, 0.6, 1.0), pruned, plain])
+    rows = {r["number"]: r for r in map(snap.row, snap.trials)}
+    assert (rows[1]["gmacs"], rows[1]["mparams"]) == (0.029, 1.5)
+    assert (rows[2]["gmacs"], rows[2]["mparams"]) == (None, None)
+    assert rows[0]["gmacs"] == 1.0 and A.known_cost(pruned, "latency_ms") is None
+    assert [t.number for t in snap.plotted] == [0], "a pruned trial is never a point"
