@@ -198,7 +198,7 @@ def _study_record(row: StudyModel) -> StudyRecord:
     )
 
 
-#: what a trial row whose JSON or architecture was changed by hand raises when it loads
+#: what a trial row whose JSON, architecture or numbers were changed by hand raises when it loads
 _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
 
 
@@ -214,11 +214,11 @@ def _trial_record(row: TrialModel, decode_arch: Callable[[dict[str, Any]], Any] 
         arch=arch,
         params=dict(row.params),
         state=row.state,
-        accuracy=row.accuracy,
-        accuracy_se=row.accuracy_se,
-        test_accuracy=row.test_accuracy,
-        macs=row.macs,
-        params_count=row.params_count,
+        accuracy=_check_accuracy(row.accuracy),  # (as when written: a value changed by
+        accuracy_se=_check_accuracy(row.accuracy_se, "accuracy_se"),  # hand, text or a
+        test_accuracy=_check_accuracy(row.test_accuracy, "test_accuracy"),  # negative count,
+        macs=_check_count(row.macs, "macs"),  # is refused in one line, not a
+        params_count=_check_count(row.params_count, "params_count"),  # traceback later)
         metrics=dict(row.metrics),
         error=row.error,
         started_at=row.started_at,

@@ -410,3 +410,15 @@ def test_a_trial_row_changed_by_hand_is_one_line_naming_it(tmp_path) -> None:
                                                    "outside metaformer-nas"):
                 store.trials("s")
             assert [t.number for t in store.trials("s", numbers=[0, 2])] == [0, 2]
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE nas_trials SET arch = (SELECT arch FROM nas_trials WHERE number = 0)"
+                    " WHERE number = 1")
+    for column, value in (("macs", -5), ("accuracy", "abc"), ("params_count", 2.5)):
+        with sqlite3.connect(db) as con:  # numbers too: the report failed on them later, with
+            con.execute(f"UPDATE nas_trials SET {column} = ? WHERE number = 1", (value,))  # a
+        with Store(f"sqlite:///{db}", read_only=True) as store:  # traceback
+            with pytest.raises(StorageError, match=rf"trial #1 of study 's' cannot be read "
+                                                   rf"\(ValueError: {column} must be"):
+                store.trials("s")
+        with sqlite3.connect(db) as con:
+            con.execute(f"UPDATE nas_trials SET {column} = 1 WHERE number = 1")
