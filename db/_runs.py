@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from db._models import RunModel
 from db.records import RunRecord
@@ -17,9 +18,15 @@ from db.records import RunRecord
 _SECRET_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^\s]*@")
 #: the same inside one value (an argv element, a setting): the password may even hold spaces
 _TOKEN_SECRET_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:).*@")
-#: a password given as a query parameter (``?password=...``, libpq's spelling)
-_QUERY_SECRET_RE = re.compile(r"([?&](?:password|passwd|pwd|sslpassword)=)[^&\s]*",
-                              re.IGNORECASE)
+#: a query parameter (``?password=...`` is libpq's spelling of a password): its key is
+#: decoded before it is judged, as SQLAlchemy decodes it (``?pass%77ord=`` is ``password=``)
+_QUERY_PARAM_RE = re.compile(r"([?&])([^=&\s]*)(=)([^&\s]*)")
+_SECRET_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword"})
+
+
+def _mask_param(m: re.Match[str]) -> str:
+    key = unquote_plus(m.group(2)).strip().lower()
+    return f"{m.group(1)}{m.group(2)}=***" if key in _SECRET_KEYS else m.group(0)
 
 
 def mask_text(text: str, *, token: bool = False) -> str:
@@ -28,7 +35,7 @@ def mask_text(text: str, *, token: bool = False) -> str:
     ``token``: ``text`` is one value (a URL, an argv element), not prose: a password ends at
     the value's last ``@`` even across spaces."""
     userinfo = _TOKEN_SECRET_RE if token else _SECRET_RE
-    return _QUERY_SECRET_RE.sub(r"\1***", userinfo.sub(r"\1***@", text))
+    return _QUERY_PARAM_RE.sub(_mask_param, userinfo.sub(r"\1***@", text))
 
 
 def mask_secrets(value: Any) -> Any:

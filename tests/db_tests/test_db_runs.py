@@ -217,6 +217,10 @@ def test_whole_transaction_is_retried_only_for_transient_errors() -> None:
     ("postgresql+psycopg://u:se@cret@127.0.0.1:1/x", "postgresql+psycopg://u:***@127.0.0.1:1/x"),
     ("postgresql+psycopg://u:pa/ss@h/x", "postgresql+psycopg://u:***@h/x"),
     ("postgresql+psycopg://u:p ss@h/x?sslmode=require&PASSWORD=secret", None),
+    # a key percent-encoded, which SQLAlchemy decodes and libpq then logs in with
+    ("postgresql+psycopg://u@127.0.0.1:1/x?pass%77ord=secret&sslmode=require",
+     "postgresql+psycopg://u@127.0.0.1:1/x?pass%77ord=***&sslmode=require"),
+    ("postgresql+psycopg://u@h/x?%73slpassword=secret", "postgresql+psycopg://u@h/x?%73slpassword=***"),
 ])
 def test_every_password_shape_is_masked(url, shown):
     from db import mask_url
@@ -227,3 +231,7 @@ def test_every_password_shape_is_masked(url, shown):
         assert "ss@h" not in text, text
     if shown is not None:
         assert mask_url(url) == shown
+    from sqlalchemy import make_url  # every key masked is one SQLAlchemy hands on as a secret
+
+    query = make_url(url).query
+    assert {k.lower() for k in query} <= {"password", "sslpassword", "sslmode"}, query
