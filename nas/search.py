@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -145,7 +146,7 @@ def parse_prescreen(spec: str | None) -> tuple[str, int] | None:
     if spec is None:
         return None
     name, sep, k = str(spec).strip().partition(":")
-    if not sep or not k.strip().isdigit() or int(k) < 2:
+    if not sep or not re.fullmatch(r"[0-9]+", k.strip()) or int(k) < 2:  # (not "²", "٣")
         raise ConfigError(f"--prescreen must be <zero-cost proxy or surrogate>:K with an "
                           f"integer K >= 2; got {spec!r}")
     name = name.strip()
@@ -338,6 +339,14 @@ def _check_budget(cfg: SearchConfig, space: Space) -> None:
         raise ConfigError(f"--budget {cfg.budget} exceeds {which[0]} of space '{space.name}' "
                           f"that {which[1]} its constraints ({space.size():,} configurations "
                           "before them); lower --budget or loosen the constraints")
+    k = parse_prescreen(cfg.prescreen)[1] if cfg.prescreen else 0
+    most = feasible if feasible is not None else space.size()
+    if k > most:  # a slot would gather candidates that cannot exist, recording each attempt
+        raise ConfigError(f"--prescreen {cfg.prescreen}: K={k:,} exceeds the {most:,} distinct "
+                          f"architectures of space '{space.name}'"
+                          + (" that meet its constraints"
+                             if feasible is not None and space.constraints.names else "")
+                          + f"; give K <= {most:,} (candidates screened per trial)")
 
 
 def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> SearchSummary:

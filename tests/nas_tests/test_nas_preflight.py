@@ -88,6 +88,7 @@ def test_keys_an_older_study_lacks_are_not_compared():
      "cluster's head (port 1-65535; ray://HOST:PORT for Ray Client, or auto); got "
      "'127.0.0.1:99999'"),
     ("ray_address", "notahost", "--ray-address must be HOST:PORT"),
+    ("ray_address", "localhost:²", "--ray-address must be HOST:PORT"),  # (was a traceback)
     ("ray_address", "http://[::1", "--ray-address must be HOST:PORT"),
     ("ray_address", "http://head:6379", "--ray-address must be HOST:PORT"),
 ])

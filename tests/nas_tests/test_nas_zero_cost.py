@@ -127,6 +127,8 @@ def test_unknown_zc_objective_lists_the_known_ones():
     ("synflow", "must be <zero-cost proxy or surrogate>:K with an integer K >= 2; got 'synflow'"),
     ("synflow:1", "K >= 2; got 'synflow:1'"),
     ("synflow:x", "K >= 2"),
+    ("synflow:²", "K >= 2"),  # str.isdigit() but not int(): was a ValueError traceback
+    ("synflow:٣", "K >= 2"),  # an Arabic-Indic 3: was taken as 3
     ("synflw:3", "--prescreen: unknown screen 'synflw'; known: surrogate .learned"),
     ("surogate:3", "did you mean 'surrogate'"),
 ])
