@@ -18,15 +18,24 @@ from db.records import RunRecord
 _SECRET_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^\s]*@")
 #: the same inside one value (an argv element, a setting): the password may even hold spaces
 _TOKEN_SECRET_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:).*@")
-#: a query parameter (``?password=...`` is libpq's spelling of a password): its key is
-#: decoded before it is judged, as SQLAlchemy decodes it (``?pass%77ord=`` is ``password=``)
-_QUERY_PARAM_RE = re.compile(r"([?&])([^=&\s]*)(=)([^&\s]*)")
+#: a query parameter's key (``?password=...`` is libpq's spelling of a password), found after
+#: every ``?`` or ``&``, a stray ``?`` inside another value too; its value runs to the next
+#: ``&`` or space. The key is decoded before it is judged, as SQLAlchemy decodes it
+#: (``?pass%77ord=`` is ``password=``).
+_QUERY_KEY_RE = re.compile(r"[?&]([^=&?\s]*)=")
+_VALUE_END_RE = re.compile(r"[&\s]")
 _SECRET_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword"})
 
 
-def _mask_param(m: re.Match[str]) -> str:
-    key = unquote_plus(m.group(2)).strip().lower()
-    return f"{m.group(1)}{m.group(2)}=***" if key in _SECRET_KEYS else m.group(0)
+def _mask_query(text: str) -> str:
+    out, pos = [], 0
+    for m in _QUERY_KEY_RE.finditer(text):
+        if m.start() < pos or unquote_plus(m.group(1)).strip().lower() not in _SECRET_KEYS:
+            continue  # (inside a value masked already, or not a password)
+        end = _VALUE_END_RE.search(text, m.end())
+        out += [text[pos:m.end()], "***"]
+        pos = end.start() if end else len(text)
+    return "".join(out) + text[pos:]
 
 
 def mask_text(text: str, *, token: bool = False) -> str:
@@ -35,7 +44,7 @@ def mask_text(text: str, *, token: bool = False) -> str:
     ``token``: ``text`` is one value (a URL, an argv element), not prose: a password ends at
     the value's last ``@`` even across spaces."""
     userinfo = _TOKEN_SECRET_RE if token else _SECRET_RE
-    return _QUERY_PARAM_RE.sub(_mask_param, userinfo.sub(r"\1***@", text))
+    return _mask_query(userinfo.sub(r"\1***@", text))
 
 
 def mask_secrets(value: Any) -> Any:

@@ -198,6 +198,20 @@ def _study_record(row: StudyModel) -> StudyRecord:
     )
 
 
+def _read_float(value: Any, what: str) -> float | None:
+    """A stored number as :func:`_check_accuracy` takes it (a float goes the quick way)."""
+    if value is None or (type(value) is float and math.isfinite(value)):
+        return value
+    return _check_accuracy(value, what)
+
+
+def _read_count(value: Any, what: str) -> int | None:
+    """A stored count as :func:`_check_count` takes it (an int goes the quick way)."""
+    if value is None or (type(value) is int and 0 <= value < 2**63):
+        return value
+    return _check_count(value, what)
+
+
 #: what a trial row whose JSON, architecture or numbers were changed by hand raises when it loads
 _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
 
@@ -214,16 +228,16 @@ def _trial_record(row: TrialModel, decode_arch: Callable[[dict[str, Any]], Any] 
         arch=arch,
         params=dict(row.params),
         state=row.state,
-        accuracy=_check_accuracy(row.accuracy),  # (as when written: a value changed by
-        accuracy_se=_check_accuracy(row.accuracy_se, "accuracy_se"),  # hand, text or a
-        test_accuracy=_check_accuracy(row.test_accuracy, "test_accuracy"),  # negative count,
-        macs=_check_count(row.macs, "macs"),  # is refused in one line, not a
-        params_count=_check_count(row.params_count, "params_count"),  # traceback later)
+        accuracy=_read_float(row.accuracy, "accuracy"),  # (checked as when written: a
+        accuracy_se=_read_float(row.accuracy_se, "accuracy_se"),  # value changed by hand,
+        test_accuracy=_read_float(row.test_accuracy, "test_accuracy"),  # text or a negative
+        macs=_read_count(row.macs, "macs"),  # count, is refused in one line, not a
+        params_count=_read_count(row.params_count, "params_count"),  # traceback later)
         metrics=dict(row.metrics),
         error=row.error,
         started_at=row.started_at,
         finished_at=row.finished_at,
-        duration_s=row.duration_s,
+        duration_s=_read_float(row.duration_s, "duration_s"),
         spec=None if decode_arch is None else decode_arch(arch),
         run_id=row.run_id,
     )

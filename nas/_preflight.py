@@ -155,7 +155,7 @@ def ray_endpoint(address: Any) -> tuple[str, int] | None:
     host, colon, port = rest.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if (not colon or not host or not (port.isascii() and port.isdigit())  # (not "²")
+    if (not colon or not host or not re.fullmatch(r"[0-9]{1,5}", port)  # (not "²")
             or not 1 <= int(port) <= 65535
             or any(c in host for c in "/[]@ \t") or ("://" in rest)):
         raise ConfigError(f"{allowed}; got {address!r}")

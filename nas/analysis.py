@@ -574,7 +574,9 @@ def known_cost(trial: TrialRecord, name: str) -> float | None:
         return value
     costs = trial.metrics.get("pruned_costs")
     value = costs.get(name) if isinstance(costs, dict) else None
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return int(value) if name in ("macs", "params") and float(value).is_integer() else value
 
 
 def reused_from(trial: TrialRecord) -> int | None:

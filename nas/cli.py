@@ -73,6 +73,18 @@ _BAD_PATH = {errno.ENAMETOOLONG: "a name in a path is at most 255 bytes on most 
                            "to read, or write, what it names"}
 
 
+def _symlink_loop(e: RuntimeError) -> str | None:
+    """The path of pathlib's ``RuntimeError("Symlink loop from %r")``, else None."""
+    import ast
+
+    loop = re.fullmatch(r"Symlink loop from (['\"].*['\"])", str(e), re.S)
+    try:
+        path = ast.literal_eval(loop.group(1)) if loop else None
+    except (ValueError, SyntaxError):
+        return None
+    return path if isinstance(path, str) else None
+
+
 def _bad_path(name: str, strerror: str, code: int) -> str:
     shown = repr(name) if len(name) <= 80 else \
         f"{name[:48]!r}...{name[-24:]!r} ({len(name)} characters)"
@@ -1104,14 +1116,14 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(e).strip())  # (printable: a name or path holding a line break
         #                                  is shown escaped, the message kept whole)
     except OSError as e:  # a path given that no file can have: bad input, not a traceback
-        if e.errno not in _BAD_PATH or e.filename is None:
-            raise
+        if e.errno not in _BAD_PATH or e.filename is None or getattr(e, "after_start", False):
+            raise  # (after_start: raised while a search's trials ran; its run closed them)
         return _fail(_bad_path(os.fsdecode(e.filename), e.strerror, e.errno))
     except RuntimeError as e:  # pathlib's resolve() on Python < 3.13 says ELOOP so
-        loop = re.fullmatch(r"Symlink loop from '(.*)'", str(e), re.S)
-        if loop is None:
+        loop = _symlink_loop(e)
+        if loop is None or getattr(e, "after_start", False):
             raise
-        return _fail(_bad_path(loop.group(1), "Too many levels of symbolic links", errno.ELOOP))
+        return _fail(_bad_path(loop, "Too many levels of symbolic links", errno.ELOOP))
     except SearchInterrupted as e:  # the trials are closed: show what exists, then one line
         _print_front_of(e.summary)
         print(str(e), file=sys.stderr)

@@ -146,7 +146,7 @@ def parse_prescreen(spec: str | None) -> tuple[str, int] | None:
     if spec is None:
         return None
     name, sep, k = str(spec).strip().partition(":")
-    if not sep or not re.fullmatch(r"[0-9]+", k.strip()) or int(k) < 2:  # (not "²", "٣")
+    if not sep or not re.fullmatch(r"[0-9]{1,9}", k.strip()) or int(k) < 2:  # (not "²")
         raise ConfigError(f"--prescreen must be <zero-cost proxy or surrogate>:K with an "
                           f"integer K >= 2; got {spec!r}")
     name = name.strip()
@@ -339,14 +339,24 @@ def _check_budget(cfg: SearchConfig, space: Space) -> None:
         raise ConfigError(f"--budget {cfg.budget} exceeds {which[0]} of space '{space.name}' "
                           f"that {which[1]} its constraints ({space.size():,} configurations "
                           "before them); lower --budget or loosen the constraints")
+    _check_prescreen(cfg, space, feasible)
+
+
+def _check_prescreen(cfg: SearchConfig, space: Space, feasible: int | None) -> None:
+    """Refuse a --prescreen K that the space cannot fill: a slot would go on drawing
+    candidates that do not exist, recording each attempt (``feasible``: as
+    :meth:`Space.feasible_size` counts them)."""
     k = parse_prescreen(cfg.prescreen)[1] if cfg.prescreen else 0
-    most = feasible if feasible is not None else space.size()
-    if k > most:  # a slot would gather candidates that cannot exist, recording each attempt
-        raise ConfigError(f"--prescreen {cfg.prescreen}: K={k:,} exceeds the {most:,} distinct "
-                          f"architectures of space '{space.name}'"
-                          + (" that meet its constraints"
-                             if feasible is not None and space.constraints.names else "")
-                          + f"; give K <= {most:,} (candidates screened per trial)")
+    if feasible is not None and k > feasible:
+        raise ConfigError(f"--prescreen {cfg.prescreen}: K={k:,} exceeds the {feasible:,} "
+                          f"distinct architectures of space '{space.name}'"
+                          + (" that meet its constraints" if space.constraints.names else "")
+                          + f"; give K <= {feasible:,} (candidates screened per trial)")
+    if k > space.size():
+        raise ConfigError(f"--prescreen {cfg.prescreen}: K={k:,} exceeds the "
+                          f"{space.size():,} configurations of space '{space.name}' (before "
+                          f"its constraints); give K <= {space.size():,} (candidates screened "
+                          "per trial)")
 
 
 def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> SearchSummary:
@@ -403,7 +413,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     budget_checked = not {"budget", "seed"} & set(cfg.inherit)
     if budget_checked:
         _check_budget(cfg, space)
-    store, taken = None, ()
+    store, taken, typed_prescreen = None, (), cfg.prescreen
     if cfg.inherit and may_hold_studies(url):  # a resume takes what it is not told
         store = Store(url, decode_arch=from_dict)  # reachable, and its schema current
         cfg, taken = inherit_settings(cfg, store, study_name, space.hashes)
@@ -415,6 +425,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
     _check_placement_here(cfg)  # (a study whose budget is met would say "nothing to run")
     if not budget_checked:
         _check_budget(cfg, space)
+    elif cfg.prescreen != typed_prescreen:  # taken from the study's runs
+        _check_prescreen(cfg, space, space.feasible_size())
     if cfg.dataset not in dataset_kinds():  # before the database is created for nothing
         from proxies.registry import get_builder
 
@@ -571,6 +583,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             except BaseException as e:
                 if not request.requested:
                     error = e
+                    e.after_start = True  # an OSError here is no bad input (cli.main's exit 2)
                     raise
                 # stopping: Ray may fail under Tune (a SIGTERM to every process ends it too);
                 # the run is still an interrupted one, closed below

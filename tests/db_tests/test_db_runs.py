@@ -221,6 +221,11 @@ def test_whole_transaction_is_retried_only_for_transient_errors() -> None:
     ("postgresql+psycopg://u@127.0.0.1:1/x?pass%77ord=secret&sslmode=require",
      "postgresql+psycopg://u@127.0.0.1:1/x?pass%77ord=***&sslmode=require"),
     ("postgresql+psycopg://u@h/x?%73slpassword=secret", "postgresql+psycopg://u@h/x?%73slpassword=***"),
+    # after a stray '?' inside another value (a typo: libpq would not see it, but it is one)
+    ("postgresql+psycopg://u@h/x?sslmode=require?password=secret",
+     "postgresql+psycopg://u@h/x?sslmode=require?password=***"),
+    ("postgresql+psycopg://u@h/x?password=a?password=secret&b=1",
+     "postgresql+psycopg://u@h/x?password=***&b=1"),
 ])
 def test_every_password_shape_is_masked(url, shown):
     from db import mask_url
@@ -231,7 +236,4 @@ def test_every_password_shape_is_masked(url, shown):
         assert "ss@h" not in text, text
     if shown is not None:
         assert mask_url(url) == shown
-    from sqlalchemy import make_url  # every key masked is one SQLAlchemy hands on as a secret
 
-    query = make_url(url).query
-    assert {k.lower() for k in query} <= {"password", "sslpassword", "sslmode"}, query

@@ -413,7 +413,8 @@ def test_a_trial_row_changed_by_hand_is_one_line_naming_it(tmp_path) -> None:
     with sqlite3.connect(db) as con:
         con.execute("UPDATE nas_trials SET arch = (SELECT arch FROM nas_trials WHERE number = 0)"
                     " WHERE number = 1")
-    for column, value in (("macs", -5), ("accuracy", "abc"), ("params_count", 2.5)):
+    for column, value in (("macs", -5), ("accuracy", "abc"), ("params_count", 2.5),
+                          ("duration_s", "abc")):
         with sqlite3.connect(db) as con:  # numbers too: the report failed on them later, with
             con.execute(f"UPDATE nas_trials SET {column} = ? WHERE number = 1", (value,))  # a
         with Store(f"sqlite:///{db}", read_only=True) as store:  # traceback

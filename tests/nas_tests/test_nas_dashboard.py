@@ -648,6 +648,8 @@ def test_a_pruned_trial_shows_the_costs_its_rung_ranked_it_on() -> None:
     snap = Snapshot(study(), [rec(0, 0.6, 1.0), pruned, plain])
     rows = {r["number"]: r for r in map(snap.row, snap.trials)}
     assert (rows[1]["gmacs"], rows[1]["mparams"]) == (0.029, 1.5)
+    assert A.known_cost(pruned, "params") == 1_500_000 and \
+        type(A.known_cost(pruned, "params")) is int  # (stored as 1.5e6: trials.csv said .0)
     assert (rows[2]["gmacs"], rows[2]["mparams"]) == (None, None)
     assert rows[0]["gmacs"] == 1.0 and A.known_cost(pruned, "latency_ms") is None
     assert [t.number for t in snap.plotted] == [0], "a pruned trial is never a point"

@@ -149,13 +149,17 @@ def test_ctrl_c_while_the_dashboard_starts_says_nothing_of_trials(url, monkeypat
     assert capsys.readouterr().err == "error: interrupted\n"
 
 
-def test_a_folder_this_user_may_not_enter_is_one_line(tmp_path: Path) -> None:
+def test_a_folder_this_user_may_not_enter_is_one_line() -> None:
     """pathlib's exists()/is_dir() raise PermissionError on a folder the user may not enter
     (a colleague's home): that was a traceback in studies, pareto, report and a search. As
     root, which enters anything, the command runs as ``nobody``."""
     import os
+    import shutil
+    import tempfile
 
-    closed = tmp_path / "closed"
+    base = Path(tempfile.mkdtemp())  # (pytest's tmp_path sits in a folder only root enters:
+    base.chmod(0o755)  # 'nobody' would be refused there, whatever this test's folder says)
+    closed = base / "closed"
     closed.mkdir(mode=0o700)
     argv = [sys.executable, "-m", "nas", "studies", "--db", f"sqlite:///{closed}/sub/nas.db"]
     if os.geteuid() == 0:
@@ -173,6 +177,7 @@ def test_a_folder_this_user_may_not_enter_is_one_line(tmp_path: Path) -> None:
         r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     finally:
         closed.chmod(0o700)
+        shutil.rmtree(base)
     assert r.returncode == 2 and r.stderr == (
         f"error: cannot use the path '{closed}/sub/nas.db': Permission denied (this user must "
         "be able to enter every folder on the path, and to read, or write, what it names)\n"), \

@@ -118,7 +118,7 @@ def test_several_studies_share_one_reference_point_and_group_by(db, tmp_path, ca
 def test_a_study_without_evaluated_trials_does_not_blank_its_group(tmp_path) -> None:
     """``--group-by`` averaged each group's curves over the shortest: a study stopped before
     its first trial (an empty curve) left its group's line empty, with the others in it."""
-    from nas._pareto import group_curves, load_fronts
+    from nas._pareto import group_curves, load_fronts, trial_rows
 
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     store = Store(url, decode_arch=from_dict)
@@ -128,7 +128,13 @@ def test_a_study_without_evaluated_trials_does_not_blank_its_group(tmp_path) -> 
     store.get_or_create_study("empty", space="tiny", space_hash="h",
                               objectives=("accuracy:max", "macs:min"),
                               config={"sampler": "nsga2", "seed": 9})
+    b0 = store.get_study("b0")  # and a pruned trial's costs in trials.csv's rows
+    t = store.start_trial(b0.id, key="p", arch_hash="p" * 16, arch=store.trials("b0")[0].arch,
+                          params={})
+    store.finish_trial(t.id, state="PRUNED", metrics={"pruned_costs": {"macs": 2.9e7}})
     fronts = load_fronts(store, ["a0", "a1", "b0", "empty"])
+    (row,) = [r for r in trial_rows(fronts) if r["study"] == "b0" and r["trial"] == t.number]
+    assert (row["state"], row["macs"], row["on_front"]) == ("PRUNED", 29_000_000, False), row
     box = A.data_box(*(f.ev for f in fronts))
     curves = {f.name: A.hypervolume_curve(f.trials, f.ev.objectives, box=box) for f in fronts}
     (label, nsga2), (label_b, random) = group_curves(fronts, curves, "sampler")
@@ -274,7 +280,7 @@ def test_a_path_no_file_can_have_is_one_line_and_exit_2(db, tmp_path, capsys) ->
     """A name over 255 bytes, or a loop of links, anywhere a command takes a path: one line
     naming the path and the limit (pathlib raised OSError or RuntimeError: tracebacks)."""
     url, _ = db
-    long, loop = str(tmp_path / ("x" * 300)), tmp_path / "loop"
+    long, loop = str(tmp_path / ("x" * 300)), tmp_path / "it's a loop"  # (a quote: "%r")
     loop.symlink_to(tmp_path / "back")
     (tmp_path / "back").symlink_to(loop)
     for argv, what in ((["pareto", "--db", url, "--study", "a0", "--out", long], "too long"),
@@ -289,7 +295,7 @@ def test_a_path_no_file_can_have_is_one_line_and_exit_2(db, tmp_path, capsys) ->
         err = capsys.readouterr().err
         assert err.startswith("error: cannot use the path ") and what in err \
             and err.count("\n") == 1, (argv, err)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "loop"], "nothing created"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", loop.name], "nothing made"
 
 
 def test_pareto_writes_nothing_to_the_database(db, tmp_path, capsys) -> None:
