@@ -1139,8 +1139,10 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(f"interrupted; {args.out} was not written", code)
         if args.command == "pareto":
             return _fail("interrupted; no output file was changed", code)
-        if args.command == "search":  # (before its own handlers were in place)
+        if args.command == "search" and getattr(e, "after_start", False):
             return _fail("interrupted; finished trials are in the database", code)
+        if args.command == "search":  # (before its trials: checking its input, preparing
+            return _fail("interrupted before any trial of this run started", code)  # data)
         return _fail("interrupted", code)  # (dashboard, studies, spaces, data, db)
     finally:
         sys.stdout = stdout

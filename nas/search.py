@@ -579,6 +579,7 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             except KeyboardInterrupt as e:  # a second signal forces the stop: close the trials
                 if not request.requested:
                     error = e
+                    e.after_start = True  # (cli.main: trials may have finished)
                     raise
             except BaseException as e:
                 if not request.requested:

@@ -216,6 +216,8 @@ def _load_cached(directory: Path, expected: dict, view: dict) -> tuple[DatasetIn
         return None, "not built yet"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):  # ([] or null: valid JSON, no meta)
+            raise ValueError("meta.json is not a JSON object")
         if {k: meta.get(k) for k in expected} != expected:
             return None, "meta.json was written for other settings"
         fields = {k: meta[k] for k in _INFO_KEYS}
@@ -325,7 +327,9 @@ def _take(images: np.ndarray | Sequence[np.ndarray], idx: np.ndarray) -> np.ndar
 
 def _pixel_stats(images: np.ndarray | Sequence[np.ndarray], idx: np.ndarray
                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel (mean, std) over every pixel of images[idx], 0..255 units."""
+    """Per-channel (mean, std) of images[idx], 0..255 units, each image weighing the same
+    (the loader serves each at one side; a single 10,000-pixel scan among small images must
+    not set the statistics every trial is normalised with)."""
     if isinstance(images, np.ndarray):
         pixels = images[idx].reshape(-1, 3).astype(np.float64)
         return (tuple(float(m) for m in pixels.mean(axis=0)),
@@ -333,9 +337,9 @@ def _pixel_stats(images: np.ndarray | Sequence[np.ndarray], idx: np.ndarray
     total, sq, count = np.zeros(3), np.zeros(3), 0
     for i in idx:  # decodes each train image once more; fine next to writing them
         px = images[int(i)].reshape(-1, 3).astype(np.float64)
-        total += px.sum(axis=0)
-        sq += (px * px).sum(axis=0)
-        count += len(px)
+        total += px.mean(axis=0)
+        sq += (px * px).mean(axis=0)
+        count += 1
     mean = total / count
     std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)

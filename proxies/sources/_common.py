@@ -21,7 +21,7 @@ def content_hash(kind: str, files: Sequence[Path]) -> str:
     base = os.path.commonpath([os.fspath(f.parent) for f in files]) if files else ""
     for path in files:
         rel = os.path.relpath(path, base)
-        digest.update(b"\0" + rel.encode() + b"\0")
+        digest.update(b"\0" + os.fsencode(rel) + b"\0")  # (a name need not be UTF-8)
         try:
             with open(path, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):

@@ -28,6 +28,13 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16/32-bit grey:
+                # convert("RGB") clips at 255 (a 16-bit scan turns white); scale it instead
+                grey = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or grey.max() <= 65535 else \
+                    float(grey.max())
+                grey = np.clip(np.rint(grey * (255.0 / top)), 0, 255).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except Image.DecompressionBombError as e:  # PIL's guard against huge images
         raise DatasetError(f"cannot read image {path}: it is too large to decode safely "

@@ -182,3 +182,25 @@ def test_a_folder_this_user_may_not_enter_is_one_line() -> None:
         f"error: cannot use the path '{closed}/sub/nas.db': Permission denied (this user must "
         "be able to enter every folder on the path, and to read, or write, what it names)\n"), \
         r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("after_start", [False, True])
+def test_ctrl_c_before_a_search_s_trials_says_nothing_was_trained(tmp_path, monkeypatch,
+                                                                  capsys, after_start) -> None:
+    """A Ctrl-C while a search prepared its dataset said "finished trials are in the
+    database", with no database there; once its trials ran (a KeyboardInterrupt its own
+    handlers did not turn into a stop) it still says so."""
+    import nas.search
+
+    def interrupted(*args, **kwargs):
+        e = KeyboardInterrupt()
+        if after_start:
+            e.after_start = True  # as run_search marks it once the trials ran
+        raise e
+
+    monkeypatch.setattr(nas.search, "run_search", interrupted)
+    assert main(["search", "--space", "tiny", "--budget", "1", "--runs-dir",
+                 str(tmp_path)]) == 130
+    assert capsys.readouterr().err == ("error: interrupted; finished trials are in the database\n"
+                                       if after_start else
+                                       "error: interrupted before any trial of this run started\n")

@@ -200,7 +200,8 @@ def _truncate(path: str, keep: int) -> None:
         f.truncate(keep)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete", "meta", "meta std"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete", "meta", "meta std",
+                                    "meta list"])
 def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage, caplog):
     path = private_digits.val_path
     if damage == "truncate":
@@ -216,6 +217,8 @@ def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage,
         fields = json.loads(meta.read_text())
         fields["std"] = [float("nan"), 1.0, 1.0]
         meta.write_text(json.dumps(fields))
+    elif damage == "meta list":  # valid JSON, no object: an AttributeError traceback
+        (Path(path).parent / "meta.json").write_text("[]")
     else:
         (Path(path).parent / "meta.json").write_text("{not json")
     with caplog.at_level("WARNING", logger="proxies.datasets"):
@@ -295,3 +298,17 @@ def test_clutter_images_are_cluttered_not_centred(clutter_raw):
 def test_clutter_resolution_follows_the_request():
     raw16 = get_builder("clutter")(16)
     assert raw16.images.shape[1:] == (16, 16, 3)
+
+
+def test_pixel_statistics_weigh_every_image_alike() -> None:
+    """One 300x300 black scan among 16x16 white images set the mean the loader normalises
+    every trial with (a pixel-weighted mean of 0.7 here, where the loader serves 9 of 10
+    images white); now each image counts once, as the loader serves each at one side."""
+    from proxies.datasets import _pixel_stats
+
+    images = [np.full((16, 16, 3), 255, np.uint8) for _ in range(9)]
+    images.append(np.zeros((300, 300, 3), np.uint8))
+    mean, std = _pixel_stats(images, np.arange(10))
+    assert mean == pytest.approx((229.5,) * 3) and std == pytest.approx((76.5,) * 3)
+    same = np.stack(images[:9])  # one array: every image of one size, as before
+    assert _pixel_stats(same, np.arange(9)) == ((255.0,) * 3, (0.0,) * 3)

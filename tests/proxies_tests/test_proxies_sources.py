@@ -384,3 +384,34 @@ def test_an_image_too_large_to_decode_safely_is_one_line(tmp_path, monkeypatch):
                                            r"out$") as err:
         prepare_dataset("imagefolder", tmp_path / "cache", data_path=root)
     assert "\n" not in str(err.value)
+
+
+def test_a_16_bit_grey_image_is_scaled_not_clipped_to_white(tmp_path) -> None:
+    """Pillow's convert("RGB") clips a 16-bit grey PNG (mode I;16) at 255: a scan stored
+    as nearly all white, without a word."""
+    from PIL import Image
+
+    from proxies.sources.image_folder import load_rgb
+
+    grey = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    Image.fromarray(grey).save(tmp_path / "scan.png")
+    with Image.open(tmp_path / "scan.png") as im:
+        assert im.mode.startswith("I")  # (the case: a 16-bit mode)
+    rgb = load_rgb(tmp_path / "scan.png")
+    assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
+    expected = np.rint(grey / 65535 * 255).astype(np.uint8)
+    assert (rgb[..., 0] == expected).all() and (rgb[..., 2] == expected).all()
+
+
+def test_a_file_name_that_is_not_utf8_is_hashed(tmp_path) -> None:
+    """A name with a byte that is not UTF-8 (Python holds it as a surrogate escape) was a
+    UnicodeEncodeError traceback in data prepare and the search."""
+    from proxies.sources._common import content_hash
+
+    (tmp_path / "a").mkdir()
+    bad = tmp_path / "a" / os.fsdecode(b"bad\xff.png")
+    bad.write_bytes(b"x")
+    good = tmp_path / "a" / "good.png"
+    good.write_bytes(b"x")
+    first = content_hash("imagefolder", [bad, good])
+    assert len(first) == 16 and first != content_hash("imagefolder", [good, good])
