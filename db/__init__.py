@@ -16,7 +16,7 @@ database and refuses an older one with :class:`SchemaError` naming the upgrade c
 
 from __future__ import annotations
 
-from db._engine import mask_url, normalize_url, parse_url, sqlite_path
+from db._engine import is_memory_sqlite, mask_url, normalize_url, parse_url, sqlite_path
 from db._retry import (
     OUTAGE_ENV,
     is_connection_lost,
@@ -71,6 +71,7 @@ __all__ = [
     "refuses_writes",
     "schema_revision",
     "sqlite_path",
+    "is_memory_sqlite",
     "stops_recording",
     "upgrade",
 ]

@@ -153,6 +153,20 @@ def sqlite_file(url: str) -> Path | None:
     return Path(u.database).expanduser()
 
 
+def is_memory_sqlite(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (``sqlite://``, ``:memory:``,
+    ``mode=memory``): each connection sees its own, empty, and it is gone at the end."""
+    try:
+        parsed = parse_url(url)
+    except ArgumentError:
+        return False  # Store says what is wrong with it
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    return (database in ("", ":memory:") or parsed.query.get("mode") == "memory"
+            or "mode=memory" in database)
+
+
 def sqlite_path(url: str) -> Path | None:
     """:func:`sqlite_file`, or None for a malformed URL (``open_engine`` says what is wrong
     with it); StorageError, in one line, when the path is a folder."""

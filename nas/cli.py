@@ -668,6 +668,7 @@ def _db(args: argparse.Namespace) -> int:
         HEAD_REVISION,
         KNOWN_REVISIONS,
         default_url,
+        is_memory_sqlite,
         mask_url,
         schema_revision,
         sqlite_path,
@@ -677,6 +678,9 @@ def _db(args: argparse.Namespace) -> int:
 
     url = args.db or default_url(args.runs_dir, create=False)  # neither command makes folders
     shown = mask_url(url)
+    if is_memory_sqlite(url):  # (empty for each connection: nothing to read or upgrade)
+        raise ConfigError(f"--db {shown} is an in-memory SQLite database: it holds no results "
+                          "to read or upgrade; give the nas.db a search wrote, or a server URL")
     path = sqlite_path(url)  # StorageError for a folder; None: not a SQLite file URL
     if path is not None and not path.exists():  # upgrading it would create a new database
         if args.cmd == "upgrade":

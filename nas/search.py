@@ -703,19 +703,9 @@ def _cluster_auth_env() -> None:
 def _refuse_memory_database(url: str) -> None:
     """ConfigError for an in-memory SQLite URL: each connection would see its own empty
     database, and every result would be gone when the run ends."""
-    from sqlalchemy.exc import ArgumentError
+    from db import is_memory_sqlite, mask_url
 
-    from db import mask_url, parse_url
-
-    try:
-        parsed = parse_url(url)
-    except ArgumentError:
-        return  # Store says what is wrong with it
-    if parsed.get_backend_name() != "sqlite":
-        return
-    database = parsed.database or ""
-    if database in ("", ":memory:") or parsed.query.get("mode") == "memory" or \
-            "mode=memory" in database:
+    if is_memory_sqlite(url):
         raise ConfigError(f"--db {mask_url(url)} is an in-memory SQLite database: every result "
                           "would be lost when the run ends; give a file "
                           "(sqlite:///path/nas.db) or a server URL")

@@ -352,6 +352,11 @@ def test_cli_db_on_a_folder_or_a_file_that_is_not_sqlite_says_so(tmp_path, capsy
             "DatabaseError: file is not a database (it is not a SQLite file; give the nas.db a "
             "search wrote, or, to start a search, a path where no file exists yet)"), err
     assert other.read_text() == "not a database\n"
+    for url in ("sqlite://", "sqlite:///:memory:"):  # upgraded "from nothing", said "no tables"
+        for cmd in ("current", "upgrade"):
+            assert main(["db", cmd, "--db", url]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "is an in-memory SQLite database" in err, err
 
 
 def test_a_damaged_sqlite_file_is_refused_by_every_command_and_left_as_it_is(
