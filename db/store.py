@@ -27,7 +27,7 @@ from db._engine import (
     sqlite_path,
 )
 from db._jsonable import to_json_object
-from db._models import HASH_LEN, NAME_LEN, RunModel, StudyModel, TrialModel
+from db._models import HASH_LEN, NAME_LEN, URL_LEN, RunModel, StudyModel, TrialModel
 from db._retry import retrying as _retrying
 from db._runs import (
     LEASE_LIMIT_KEY,
@@ -303,6 +303,10 @@ class Store:
         #: how many times this read-only Store followed its SQLite file being replaced (``mv``):
         #: what a reader cached from the old file is not part of the new one
         self.file_generation = 0
+        if not read_only and len(self._masked) > URL_LEN:  # before anything is written
+            raise StorageError(f"the database URL is {len(self._masked):,} characters long; "
+                               f"each run records it, in at most {URL_LEN:,}: shorten it "
+                               f"(its start: {self._masked[:60]}...)")
         path = sqlite_path(url)  # StorageError for a folder
         if read_only and path is not None and not path.is_file():
             raise StorageError(f"no database at {self._masked}: {str(path)!r} does not exist "

@@ -69,6 +69,8 @@ class Recorder(Callback):
         self.ids: dict[str, int] = {}  # Ray trial id -> database trial id
         self.numbers: dict[str, int] = {}  # Ray trial id -> the trial's number in the study
         self.finished: set[str] = set()  # Ray trial ids whose row is finished
+        self.unwritten: set[str] = set()  # ... whose row could not be finished: Optuna is not
+        #                                  told their result (the run's close-out ends them)
         self.last: dict[str, dict] = {}  # Ray trial id -> last reported result
         self.curves: dict[str, list[list[dict]]] = {}  # Ray trial id -> per repeat, per epoch
         self.began: dict[str, float] = {}  # Ray trial id -> when it started (driver clock)
@@ -104,8 +106,8 @@ class Recorder(Callback):
     def _settle(self, trial) -> None:
         """The searcher tells Optuna how the trial ended (its row is written, or not ours to
         write); not once the database is lost."""
-        if self.db_lost:
-            return
+        if self.db_lost or trial.trial_id in self.unwritten:  # (Optuna never holds a result
+            return  # our table lacks)
         try:
             self.settle(trial.trial_id)
         except Exception as e:
@@ -279,6 +281,7 @@ class Recorder(Callback):
         except StorageError as e:
             if not self._lost(e, trial, f"trial {trial.trial_id} ended {fields.get('state')}"):
                 self.log(f"[ not recorded ] trial {trial.trial_id}: {str(e).splitlines()[0]}")
+                self.unwritten.add(trial.trial_id)
             return False
         finally:
             self.finished.add(trial.trial_id)

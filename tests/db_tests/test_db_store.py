@@ -423,3 +423,15 @@ def test_a_trial_row_changed_by_hand_is_one_line_naming_it(tmp_path) -> None:
                 store.trials("s")
         with sqlite3.connect(db) as con:
             con.execute(f"UPDATE nas_trials SET {column} = 1 WHERE number = 1")
+
+
+def test_a_url_longer_than_a_run_can_record_is_refused_before_anything_is_written(tmp_path):
+    """PostgreSQL refused the run's row (varchar 2048) after the study was created, leaving
+    it empty; SQLite took it. Now a writing Store refuses it in one line, on either."""
+    from db._models import URL_LEN
+
+    url = f"sqlite:///{tmp_path / 'nas.db'}?application_name={'x' * URL_LEN}"
+    with pytest.raises(StorageError, match=r"the database URL is [\d,]+ characters long; each "
+                                           r"run records it, in at most 2,048"):
+        Store(url)
+    assert not (tmp_path / "nas.db").exists()

@@ -545,6 +545,34 @@ def test_a_sqlite_file_deleted_mid_search_stops_it_and_optuna_is_not_told(tmp_pa
     assert [t.state for t in ot.trials] == [optuna.trial.TrialState.RUNNING]
 
 
+def test_a_row_that_cannot_be_finished_keeps_its_result_from_optuna(tmp_path):
+    """A write refused for another reason than a lost database (here: the table is gone, as
+    when a database is dropped and made again under the search) was logged, and then Optuna
+    was told the result anyway: Optuna held a result our table lacked."""
+    import sqlite3
+
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+
+    from ._results import result, study_setup
+
+    space, store, study, ot = study_setup(tmp_path)
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run",
+                                budget=3, done={}, max_attempts=10, num_classes=10)
+    lines: list[str] = []
+    recorder = Recorder(store, study.id, "run", 3, 0, lines.append, settle=searcher.settle)
+    trial = Trial("a", searcher.suggest("a"))
+    recorder.on_trial_start(0, [], trial)
+    report = result().report()
+    recorder.on_trial_result(0, [], trial, report)
+    with sqlite3.connect(tmp_path / "nas.db") as con:
+        con.execute("ALTER TABLE nas_trials RENAME TO nas_trials_gone")
+    searcher.on_trial_complete("a", report)
+    recorder.on_trial_complete(0, [], trial)
+    assert len(lines) == 1 and lines[0].startswith("[ not recorded ] trial a: "), lines
+    assert [t.state for t in ot.trials] == [optuna.trial.TrialState.RUNNING]
+
+
 def test_a_lost_database_stop_and_signals_in_either_order():
     """Lost first: exit 1, and the user's first Ctrl-C does not force (the close-out waits for
     nothing), a second does. A signal first: its exit code, and the database still named."""
