@@ -1120,7 +1120,8 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(e).strip())  # (printable: a name or path holding a line break
         #                                  is shown escaped, the message kept whole)
     except OSError as e:  # a path given that no file can have: bad input, not a traceback
-        if e.errno not in _BAD_PATH or e.filename is None or getattr(e, "after_start", False):
+        if e.errno not in _BAD_PATH or not isinstance(e.filename, (str, bytes, os.PathLike)) \
+                or getattr(e, "after_start", False):
             raise  # (after_start: raised while a search's trials ran; its run closed them)
         return _fail(_bad_path(os.fsdecode(e.filename), e.strerror, e.errno))
     except RuntimeError as e:  # pathlib's resolve() on Python < 3.13 says ELOOP so
