@@ -584,7 +584,8 @@ def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> Sear
             except BaseException as e:
                 if not request.requested:
                     error = e
-                    e.after_start = True  # an OSError here is no bad input (cli.main's exit 2)
+                    with contextlib.suppress(AttributeError):  # (an exception without a
+                        e.after_start = True  # __dict__) an OSError here is no bad input
                     raise
                 # stopping: Ray may fail under Tune (a SIGTERM to every process ends it too);
                 # the run is still an interrupted one, closed below
