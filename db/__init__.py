@@ -19,6 +19,8 @@ from __future__ import annotations
 from db._engine import is_memory_sqlite, mask_url, normalize_url, parse_url, sqlite_path
 from db._retry import (
     OUTAGE_ENV,
+    call_retrying,
+    give_up_waits,
     is_connection_lost,
     is_database_lost,
     outage_s,
@@ -59,7 +61,9 @@ __all__ = [
     "StudyRecord",
     "TrialRecord",
     "activity_of",
+    "call_retrying",
     "default_url",
+    "give_up_waits",
     "is_connection_lost",
     "is_database_lost",
     "lease_limit",

@@ -4,21 +4,21 @@ Optuna's study lives in the same database as our tables (optuna-dashboard opens 
 Its storage gets the Store's connection handling: pooled PostgreSQL connections are pre-pinged
 (a restart closed them: a new one is opened at checkout instead of failing the next call), and
 each storage call is retried like a Store transaction, a lost connection for up to
-:data:`db._retry.OUTAGE_S` seconds. Each call is one transaction, rolled back when it fails,
-so running it again is safe, except in the narrow case of a connection lost while its COMMIT
-went through. A ``tell`` of values (``set_trial_state_values`` to a finished state) run again
-after a lost connection then finds its trial finished: when the stored state and values are
-the ones it was setting, that is its own commit, and it returns as the first attempt would
-have. A FAIL or PRUNED without values cannot be told from another run's and still raises.
-A new trial carries a nonce in its system attrs (:data:`CREATED_ATTR`), so a creation run again
-after a lost connection first looks for the trial its first attempt may have committed, and
-returns that one instead of making a second. A WAITING trial set RUNNING again after a lost
-connection finds it RUNNING, started since the call began: that is its own commit (only the
-study's one run asks, so nothing else pops the queue), and it returns True as the first attempt
-would have; before, it returned False, and Optuna left that trial RUNNING and asked for another,
-dropping the enqueued parameters. Attributes, parameters and intermediate values are
-upserts. Called inside another retried call (not done by Optuna's storage), the outer one
-retries and these checks do not run.
+:data:`db._retry.OUTAGE_S` seconds, on the same outage clock as the Store's for that URL. Each
+call is one transaction, rolled back when it fails, so running it again is safe, except in the
+narrow case of a connection lost while its COMMIT went through. A ``tell`` of values
+(``set_trial_state_values`` to a finished state) run again after a lost connection then finds
+its trial finished: when the stored state and values are the ones it was setting, that is its
+own commit, and it returns as the first attempt would have. A FAIL or PRUNED without values
+cannot be told from another run's and still raises. A new trial carries a nonce in its system
+attrs (:data:`CREATED_ATTR`), so a creation run again after a lost connection first looks for
+the trial its first attempt may have committed, and returns that one instead of making a
+second. A WAITING trial set RUNNING again after a lost connection finds it RUNNING, started
+since the call began: that is its own commit (only the study's one run asks, so nothing else
+pops the queue), and it returns True as the first attempt would have; before, it returned
+False, and Optuna left that trial RUNNING and asked for another, dropping the enqueued
+parameters. Attributes, parameters and intermediate values are upserts. Called inside another
+retried call (not done by Optuna's storage), the outer one retries and these checks do not run.
 
 A study reaches its storage through Optuna's ``_CachedStorage``, which calls some of the
 storage's private methods (``_create_new_trial`` for every ``ask``, ``_set_trial_param`` for
@@ -66,7 +66,8 @@ def _retried(name: str):
 
     @functools.wraps(method)
     def call(self, *args: Any, **kwargs: Any) -> Any:
-        return call_retrying(lambda: method(self, *args, **kwargs), _ERRORS, patient=True)
+        return call_retrying(lambda: method(self, *args, **kwargs), _ERRORS, patient=True,
+                             key=self.url)
 
     return call
 
@@ -120,7 +121,7 @@ class _RetryingRDBStorage(optuna.storages.RDBStorage):
                 lost = is_connection_lost(e)
                 raise
 
-        return call_retrying(once, _ERRORS, patient=True)
+        return call_retrying(once, _ERRORS, patient=True, key=self.url)
 
     def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState,
                                values: Sequence[float] | None = None) -> bool:
@@ -150,7 +151,7 @@ class _RetryingRDBStorage(optuna.storages.RDBStorage):
                 lost = is_connection_lost(e)
                 raise
 
-        return call_retrying(once, _ERRORS, patient=True)
+        return call_retrying(once, _ERRORS, patient=True, key=self.url)
 
 
 for _name in _CALLS:

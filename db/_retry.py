@@ -3,7 +3,11 @@
 Transient: SQLite "database is locked"/"busy"; PostgreSQL serialization failure (40001),
 deadlock (40P01), a connection-class error (08xxx), a server shutting down or starting up
 (57P01-03), a connection the pool found dead, or a failed connect (server restarting). Lost
-connections to a server that answered before are waited for up to OUTAGE_S seconds. Never
+connections to a server that answered before are waited for up to OUTAGE_S seconds, counted
+from the first failure of the outage that every thread of this process sees (:class:`_Outage`):
+a heartbeat, a trial's row and the run's close-out that meet one lasting outage wait it out
+once between them, not one after another. A stop signal gives the outage under way up
+(:func:`give_up_waits`): calls fail at their next try instead of waiting on. Never
 retried: IntegrityError (the Store's own conflict logic handles the races it expects), a
 database that refuses writes (disk full, read-only, I/O error: :func:`refuses_writes`, on which
 a search stops) and every other error.
@@ -131,29 +135,96 @@ def is_transient(exc: BaseException) -> bool:
     return _kind(exc) in ("connection", "conflict")
 
 
+class _Outage:
+    """One database's outage as every thread of this process sees it: when its first failed
+    call failed (None: the server answers), and whether a stop gave it up. No lock: each field
+    is one assignment, and two threads starting the clock at once start it at the same time
+    (:func:`give_up_waits` runs in a signal handler, which a lock held by the thread it
+    interrupted would deadlock)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.last = 0.0  # when a call last found the server away
+        self.given_up = False
+
+    def deadline(self, now: float) -> float:
+        """When waiting for the server ends: the outage's start plus :func:`outage_s`; now,
+        for an outage given up. A failure after a silence longer than the wait itself (no call
+        found the server away meanwhile, as when a reader idles) starts a new outage: the
+        server may have been back in between."""
+        wait = outage_s()
+        if self.since is None or now - self.last > wait:
+            self.since, self.given_up = now, False
+        self.last = now
+        return now if self.given_up else self.since + wait
+
+    def answered(self) -> None:
+        """The server answered: the outage (if any) is over."""
+        self.since, self.given_up = None, False
+
+
+_OUTAGES: dict[str, _Outage] = {}  # by database URL (normalised), for this process
+_SLICE_S = 0.1  # a wait looks this often whether its outage was given up
+
+
+def _outage(key: str) -> _Outage:
+    return _OUTAGES.setdefault(key, _Outage())  # (atomic in CPython)
+
+
+def give_up_waits() -> None:
+    """Every outage under way in this process is given up (a stop signal: the user asked to
+    stop, not to wait): its waiting calls raise their error within :data:`_SLICE_S`, and later
+    calls to that database try once, until one is answered. An outage that begins later is
+    waited for as usual. Safe in a signal handler."""
+    for outage in list(_OUTAGES.values()):
+        if outage.since is not None:
+            outage.given_up = True
+
+
+def _sleep(delay: float, outage: _Outage | None) -> None:
+    """``time.sleep(delay)``, cut short once ``outage`` is given up."""
+    end = time.monotonic() + delay
+    while (left := end - time.monotonic()) > 0:
+        if outage is not None and outage.given_up:
+            return
+        time.sleep(min(left, _SLICE_S))
+
+
 def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
-                  patient: bool) -> _T:
+                  patient: bool, key: str | None = None) -> _T:
     """``fn()``, run again after a transient error of ``errors``: :data:`TRIES` times in all,
     or, when ``patient`` (the server answered before) and the connection is what failed, for
-    up to :func:`outage_s` seconds (a restart), with backoff capped at :data:`MAX_DELAY_S`."""
+    up to :func:`outage_s` seconds (a restart), with backoff capped at :data:`MAX_DELAY_S`.
+    ``key`` names the database (its normalised URL): the wait is then counted from the first
+    failure of the outage as every call of this process to that database saw it, and ends
+    early once :func:`give_up_waits` gave the outage up."""
     if getattr(_inside, "active", False):  # a retried call made by a retried call: the
         return fn()                          # outer one retries (the waits do not stack)
     delay, tries = FIRST_DELAY_S, 1
-    deadline = time.monotonic() + outage_s()
+    outage = None if key is None else _outage(key)
+    deadline = None if outage is not None else time.monotonic() + outage_s()
     _inside.active = True
     try:
         while True:
+            pause = delay
             try:
-                return fn()
+                result = fn()
             except errors as e:
                 if not is_transient(e):
                     raise
                 if patient and is_connection_lost(e):
-                    if time.monotonic() + delay >= deadline:
+                    now = time.monotonic()
+                    left = (deadline if outage is None else outage.deadline(now)) - now
+                    if left <= 0.01:
                         raise
+                    pause = min(delay, left)  # the last try comes when the wait ends
                 elif tries >= TRIES:
                     raise
-            time.sleep(delay)
+            else:
+                if outage is not None and (outage.since is not None or outage.given_up):
+                    outage.answered()
+                return result
+            _sleep(pause, outage if patient else None)
             delay, tries = min(delay * 2, MAX_DELAY_S), tries + 1
     finally:
         _inside.active = False
@@ -162,11 +233,12 @@ def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
 def retrying(method: _F) -> _F:
     """Run ``method`` (one whole transaction of a Store) again after a transient StorageError;
     a lost connection is waited for (:func:`call_retrying`) once the Store has reached its
-    server (``self.reached``)."""
+    server (``self.reached``), on the outage clock of its database (``self.outage_key``)."""
 
     @functools.wraps(method)
     def wrapper(*args: object, **kwargs: object) -> object:
         patient = bool(getattr(args[0], "reached", False)) if args else False
-        return call_retrying(lambda: method(*args, **kwargs), (StorageError,), patient)
+        key = getattr(args[0], "outage_key", None) if args else None
+        return call_retrying(lambda: method(*args, **kwargs), (StorageError,), patient, key)
 
     return wrapper  # type: ignore[return-value]

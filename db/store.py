@@ -22,6 +22,7 @@ from db._engine import (
     damaged,
     mask_url,
     needs_immutable,
+    normalize_url,
     open_engine,
     sqlite_damage,
     sqlite_path,
@@ -300,6 +301,7 @@ class Store:
         self._closed = False
         self.immutable = False  # read-only SQLite opened with immutable=1 (see below)
         self.reached = False  # the server answered once (db._retry waits out an outage then)
+        self.outage_key = normalize_url(url)  # whose outage clock its waits share (db._retry)
         #: how many times this read-only Store followed its SQLite file being replaced (``mv``):
         #: what a reader cached from the old file is not part of the new one
         self.file_generation = 0

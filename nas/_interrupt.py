@@ -1,7 +1,9 @@
 """Ctrl-C and SIGTERM (and SIGHUP) stop a search cleanly: a flag that Tune polls, our handlers
 around the run.
 
-Signal flow (driver, main thread only): the first SIGINT or SIGTERM only sets the flag; Tune asks
+Signal flow (driver, main thread only): the first SIGINT or SIGTERM sets the flag, and gives up a
+database outage under way (:func:`db.give_up_waits`: calls waiting for the server raise, so a
+Ctrl-C during an outage stops the run at once instead of once the waits ran out); Tune asks
 :class:`StopOnSignal` ``stop_all()`` after every event, stops the running trials (without calling
 any trial callback) and ``tuner.fit()`` returns; the driver then closes the trials it left running
 in both tables (INTERRUPTED in ours, FAIL + ``interrupted`` in Optuna's) and raises
@@ -42,6 +44,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ray.tune import Stopper
+
+from db import give_up_waits
 
 __all__ = ["ClusterLostGuard", "RayLostGuard", "StopRequest", "StopOnSignal", "catch_stop_signals",
            "ray_outside_our_group", "reinstall"]
@@ -123,6 +127,7 @@ class StopRequest:
         if self.signum is None:
             self.signum = signum
             self.event.set()
+            give_up_waits()  # a database outage under way is not waited out any longer
             return
         if self.database_stop and not self.signalled_after:  # a lost database stopped the run
             self.signalled_after = True  # (its close-out waits for nothing): the user's first

@@ -207,7 +207,7 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
     """
     import optuna
 
-    from db import mask_url, normalize_url
+    from db import is_connection_lost, mask_url, normalize_url, outage_s
 
     directions = [o.optuna_direction for o in objectives]
     study = None
@@ -235,6 +235,12 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
                     sampler=_make_sampler(sampler, _sampler_seed(seed, 0)))
                 stored = [d.name.lower() for d in study.directions]
     except Exception as e:  # noqa: BLE001 - any failure here is the database's, said in one line
+        if is_connection_lost(e):  # waited for already: the server did not come back
+            text = " ".join(str(_driver_error(e)).split())
+            raise StorageError(f"lost the database {mask_url(url)} (no answer for "
+                               f"{outage_s():g} s: {text}) while opening Optuna's study "
+                               f"'{name}'; no trial of this run started: re-run the same "
+                               f"command once the database answers") from e
         # Optuna's StorageInternalError guesses ("invalid data"): the driver's words instead
         cause = _driver_error(e) if type(e).__name__ == "StorageInternalError" else e
         lines = [ln for ln in str(cause).strip().splitlines() if ln.strip()]
@@ -249,16 +255,19 @@ def _optuna_study(url: str, name: str, sampler: str, seed: int,
 
 def _rdb_storage(url: str, tries: int = 5):
     """Optuna's RDBStorage; two processes creating Optuna's tables in a new database at once
-    race on its schema version row (IntegrityError, or SQLite's lock): the loser tries again."""
+    race on its schema version row (IntegrityError, or SQLite's lock): the loser tries again.
+    A lost connection (a server restarting since the Store reached it) is waited for, up to
+    ``$NAS_DB_OUTAGE_S`` on the database's outage clock, as every later storage call is."""
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from db import optuna_storage
+    from db import call_retrying, is_connection_lost, optuna_storage
 
     for attempt in range(tries):
-        try:
-            return optuna_storage(url)  # pre-pinged and retried as db.Store (a restart)
-        except (IntegrityError, OperationalError):
-            if attempt == tries - 1:
+        try:  # (its calls are pre-pinged and retried as db.Store's; its making is not)
+            return call_retrying(lambda: optuna_storage(url), (OperationalError,), patient=True,
+                                 key=url)
+        except (IntegrityError, OperationalError) as e:
+            if attempt == tries - 1 or is_connection_lost(e):
                 raise
             time.sleep(0.2 * (attempt + 1))
 
@@ -652,9 +661,10 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
                             _n(searcher, "duplicates"), _n(searcher, "infeasible"), seconds,
                             objectives, _n(searcher, "screened"), 0, _n(searcher, "pruned"),
                             config=cfg)
+    head = "error: " if request.database_stop else f"interrupted ({request.short}): "
     if request.database_gone:
         return SearchInterrupted(
-            f"error: {what}; the search stopped ({written} trial(s) of this run were recorded "
+            f"{head}{what}; the search stopped ({written} trial(s) of this run were recorded "
             "in that file): if it was moved, put it back and re-run the same command to "
             "resume; a deleted file took its results with it",
             summary, request.exit_code)
@@ -663,7 +673,7 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
     when = ("it takes writes again (free disk space, or make it writable)"
             if request.database_refused else "the database answers")
     return SearchInterrupted(
-        f"error: {what}; the search stopped: {written} trial(s) of this run recorded before "
+        f"{head}{what}; the search stopped: {written} trial(s) of this run recorded before "
         f"it{left}; re-run the same command once {when}, to resume",
         summary, request.exit_code)
 
@@ -1181,6 +1191,8 @@ def _database_lost(store, request, error: BaseException) -> None:
         cause = _driver_error(error)
         text = " ".join(str(cause).split()) or type(cause).__name__
         why = text if refused else f"no answer for {outage_s():g} s: {text}"
+        if request.requested and not refused:  # a stop signal gave the wait up (db.give_up_waits)
+            why = f"no answer, its wait cut short by {request.short}: {text}"
     store.stop_waiting()
     request.lost_database(why[:300], gone=isinstance(error, DatabaseGoneError), refused=refused)
 

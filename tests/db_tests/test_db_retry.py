@@ -260,3 +260,89 @@ def test_a_waiting_trial_whose_start_committed_before_the_connection_was_lost_is
     assert storage.set_trial_state_values(waiting._trial_id,
                                           optuna.trial.TrialState.RUNNING) is False
     assert lost_once == [waiting._trial_id]
+
+
+def _waiting_call(key: str, ended: dict, name: str):
+    """A thread making a patient call to ``key`` that keeps finding the server away; ``ended``
+    gets the monotonic time it gave up at, under ``name``."""
+    import threading
+
+    def run():
+        try:
+            retry.call_retrying(lambda: (_ for _ in ()).throw(_lost()), (StorageError,),
+                                patient=True, key=key)
+        except StorageError:
+            ended[name] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_calls_meeting_one_outage_wait_it_out_once_between_them(monkeypatch):
+    # the heartbeat, a trial's row and the run's close-out each waited the whole outage in
+    # turn (110 s for a 30 s wait); a call that starts during the outage ends with it
+    monkeypatch.setattr(retry, "OUTAGE_S", 1.0)
+    monkeypatch.setattr(retry, "MAX_DELAY_S", 0.1)
+    key, ended = "postgresql+psycopg://u:p@h/one-outage", {}
+    start = time.monotonic()
+    first = _waiting_call(key, ended, "first")
+    time.sleep(0.5)
+    second = _waiting_call(key, ended, "second")
+    first.join(5), second.join(5)
+    assert 0.8 < ended["first"] - start < 1.4, ended["first"] - start
+    assert ended["second"] - start < 1.4, ended["second"] - start  # not 1.5 s and more
+    late = time.monotonic()  # the wait is spent: a call now tries once, and raises
+    with pytest.raises(StorageError):
+        retry.call_retrying(lambda: (_ for _ in ()).throw(_lost()), (StorageError,),
+                            patient=True, key=key)
+    assert time.monotonic() - late < 0.2
+    # another database's calls have a clock of their own
+    other = {}
+    _waiting_call("postgresql+psycopg://u:p@h/other", other, "o").join(5)
+    assert other["o"] - late > 0.8
+
+
+def test_an_answer_ends_the_outage_and_a_silence_starts_a_new_one(monkeypatch):
+    monkeypatch.setattr(retry, "OUTAGE_S", 0.4)
+    monkeypatch.setattr(retry, "MAX_DELAY_S", 0.1)
+    key = "postgresql+psycopg://u:p@h/answered"
+    for _ in range(2):  # an outage spent, then the server answers: the next one is waited for
+        ended = {}
+        start = time.monotonic()
+        _waiting_call(key, ended, "c").join(5)
+        assert ended["c"] - start > 0.3, ended["c"] - start
+        assert retry.call_retrying(lambda: 7, (StorageError,), patient=True, key=key) == 7
+    ended = {}
+    _waiting_call(key, ended, "c").join(5)
+    time.sleep(0.5)  # no call found the server away for longer than the wait (an idle
+    start = time.monotonic()  # reader): the server may have been back meanwhile
+    _waiting_call(key, ended, "later").join(5)
+    assert ended["later"] - start > 0.3, ended["later"] - start
+
+
+def test_a_stop_signal_gives_up_the_outage_under_way(monkeypatch):
+    # a Ctrl-C during an outage ended the run only once every wait ran out (98 s after it)
+    import signal
+
+    from nas._interrupt import StopRequest
+
+    monkeypatch.setattr(retry, "OUTAGE_S", 30.0)
+    monkeypatch.setattr(retry, "MAX_DELAY_S", 0.1)
+    key, ended = "postgresql+psycopg://u:p@h/given-up", {}
+    waiting = _waiting_call(key, ended, "c")
+    time.sleep(0.3)
+    StopRequest().handle(signal.SIGINT, None)  # the first signal, as the handler gets it
+    signalled = time.monotonic()
+    waiting.join(5)
+    assert ended["c"] - signalled < 0.5, ended["c"] - signalled
+    start = time.monotonic()  # later calls to it try once, until the server answers
+    with pytest.raises(StorageError):
+        retry.call_retrying(lambda: (_ for _ in ()).throw(_lost()), (StorageError,),
+                            patient=True, key=key)
+    assert time.monotonic() - start < 0.2
+    assert retry.call_retrying(lambda: 1, (StorageError,), patient=True, key=key) == 1
+    monkeypatch.setattr(retry, "OUTAGE_S", 0.4)  # answered: the next outage is waited for
+    start = time.monotonic()
+    _waiting_call(key, ended, "next").join(5)
+    assert ended["next"] - start > 0.3

@@ -87,6 +87,17 @@ def test_a_server_restart_is_waited_out_by_the_store_and_by_optuna(private_postg
     states = [t.state for t in ot_study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 3, states
     assert ot_study.trials[-1].params == {"mixer": mixer}
+    server.halt()  # and while Optuna's storage is being made (a search's start): it was
+    back = threading.Timer(3.0, server.resume)  # given 2 s, then exit 2 "cannot be used"
+    back.start()
+    try:
+        start = time.monotonic()
+        again, _ = _optuna_study(url, "restart", "random", 0, DEFAULT_OBJECTIVES)
+        waited = time.monotonic() - start
+    finally:
+        back.join()
+    assert 2.0 < waited < 30, waited
+    assert len(again.trials) == 3
 
 
 def test_a_server_that_stays_away_is_reported_after_the_outage_limit(private_postgres,
@@ -104,6 +115,56 @@ def test_a_server_that_stays_away_is_reported_after_the_outage_limit(private_pos
     with pytest.raises(StorageError, match=r"failed on postgresql\+psycopg://nas:\*\*\*@"):
         store.runs("nothing")
     assert 1.0 < time.monotonic() - start < 10  # it waited for the server, up to the limit
+
+
+def test_the_store_and_optuna_wait_out_one_outage_once_between_them(private_postgres,
+                                                                   monkeypatch):
+    """A server stopped for good: the heartbeat's wait, begun first, and a trial's row and
+    Optuna's tell, begun during it, all end when the first wait does (the three waited one
+    after another: 110 s at the default 30 s); a Ctrl-C afterwards has nothing left to wait."""
+    import threading
+    import time
+
+    import db._retry
+    from db import StorageError
+
+    server, url = private_postgres
+    monkeypatch.setattr(db._retry, "OUTAGE_S", 3.0)
+    store = Store(url, decode_arch=from_dict)
+    study = store.get_or_create_study("once", space="tiny", space_hash="0" * 16,
+                                      objectives=("accuracy:max", "macs:min"), config={})
+    run = store.begin_run(study.id, config={}, argv=[], versions={}, host="h", pid=1,
+                          pid_started=None, stale_after_s=60.0,
+                          holder_is_dead=lambda holder: False)
+    ot_study, _ = _optuna_study(url, "once", "random", 0, DEFAULT_OBJECTIVES)
+    trial = ot_study.ask()
+    server.halt()
+    ended = {}
+
+    def beat():
+        try:
+            store.heartbeat(run.id)
+        except StorageError as e:
+            ended["heartbeat"] = time.monotonic()
+            ended["error"] = e
+
+    start = time.monotonic()
+    heartbeat = threading.Thread(target=beat, daemon=True)
+    heartbeat.start()
+    time.sleep(2.0)
+    with pytest.raises(StorageError):
+        store.start_trial(study.id, key="k", arch_hash="a" * 16, arch={}, params={})
+    row_ended = time.monotonic()
+    with pytest.raises(Exception) as told:
+        ot_study.tell(trial, [0.6, 2.0])
+    tell_ended = time.monotonic()
+    heartbeat.join(10)
+    assert db._retry.is_connection_lost(told.value), told.value
+    assert 2.5 < ended["heartbeat"] - start < 4.5, (ended["heartbeat"] - start, ended)
+    assert row_ended - start < 4.0, row_ended - start  # alone, it would wait until 5 s
+    assert tell_ended - row_ended < 1.0, tell_ended - row_ended  # one clock for the database
+    server.resume()
+    assert store.heartbeat(run.id)  # answered: the outage is over
 
 
 def test_a_database_lost_past_the_wait_stops_the_run_and_optuna_is_not_told(private_postgres,
