@@ -27,6 +27,7 @@ from db._retry import (
     parse_outage,
     refuses_writes,
     stops_recording,
+    tables_gone,
 )
 from db._runs import lease_limit
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
@@ -77,6 +78,7 @@ __all__ = [
     "sqlite_path",
     "is_memory_sqlite",
     "stops_recording",
+    "tables_gone",
     "upgrade",
 ]
 

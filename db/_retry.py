@@ -63,6 +63,10 @@ _SQLITE_REFUSED = ("database or disk is full", "attempt to write a readonly data
                    "disk i/o error", "unable to open database file")
 _PG_REFUSED_STATES = ("25006", "42501")  # read-only transaction (a standby), no privilege
 _PG_REFUSED_CLASSES = ("53", "58")  # insufficient resources (53100 disk full), system error
+# the database no longer holds what was opened: a table (42P01) or the database itself
+# (3D000) gone, as when it is dropped, or dropped and made again, under a run
+_PG_GONE_STATES = ("42P01", "3D000")
+_SQLITE_GONE = ("no such table",)
 
 
 def _cause(exc: BaseException) -> BaseException | None:
@@ -79,7 +83,8 @@ _PG_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash, st
 def _kind(exc: BaseException) -> str | None:
     """'connection' (the server could not be reached), 'conflict' (a lock, a serialization
     failure or deadlock: run it again), 'refused' (the database takes no writes: full,
-    read-only, an I/O error; not retried) or None (running it again will not help)."""
+    read-only, an I/O error; not retried), 'gone' (its tables, or the database, are no longer
+    there: dropped under the run; not retried) or None (running it again will not help)."""
     cause = _cause(exc)
     if not isinstance(cause, DBAPIError) or isinstance(cause, IntegrityError):
         return None
@@ -92,10 +97,14 @@ def _kind(exc: BaseException) -> str | None:
             return "connection"
         if sqlstate in _PG_REFUSED_STATES or sqlstate[:2] in _PG_REFUSED_CLASSES:
             return "refused"
+        if sqlstate in _PG_GONE_STATES:
+            return "gone"
         return "conflict" if sqlstate in _PG_TRANSIENT_STATES else None
+    message = str(orig).lower()
+    if type(orig).__module__.startswith("sqlite3") and any(s in message for s in _SQLITE_GONE):
+        return "gone"
     if not isinstance(cause, OperationalError):
         return None
-    message = str(orig).lower()
     if type(orig).__module__.startswith("sqlite3"):
         if any(s in message for s in _SQLITE_REFUSED):
             return "refused"
@@ -111,10 +120,17 @@ def is_connection_lost(exc: BaseException) -> bool:
     return _kind(exc) == "connection"
 
 
+def tables_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database no longer holds the tables (or is no longer there) that
+    were opened: dropped, or dropped and made again, under the run."""
+    return _kind(exc) == "gone"
+
+
 def is_database_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database is out of reach: its server could not be reached, or
-    its SQLite file was deleted or replaced (:class:`db.errors.DatabaseGoneError`)."""
-    return isinstance(exc, DatabaseGoneError) or is_connection_lost(exc)
+    """Whether ``exc`` says the database is out of reach: its server could not be reached, its
+    SQLite file was deleted or replaced (:class:`db.errors.DatabaseGoneError`), or its tables
+    are gone (:func:`tables_gone`)."""
+    return isinstance(exc, DatabaseGoneError) or _kind(exc) in ("connection", "gone")
 
 
 def refuses_writes(exc: BaseException) -> bool:

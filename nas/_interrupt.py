@@ -65,7 +65,9 @@ class StopRequest:
         self.forced = False  # a second signal arrived during the shutdown
         self.lost_lease = False  # stopped because another run took over the study
         self.database: str | None = None  # stopped because the database is out of reach: why
-        self.database_gone = False  # ... because its SQLite file was deleted or replaced
+        #: ... because its SQLite file was deleted or replaced ("file"), or its tables are gone,
+        #: as when it is dropped under the run ("tables"); None otherwise
+        self.database_gone: str | None = None
         self.database_refused = False  # ... because it takes no writes (disk full, read-only)
         self.database_stop = False  # the lost database, not a signal, stopped the run
         self.signalled_after = False  # a signal came after that stop
@@ -109,9 +111,10 @@ class StopRequest:
             self.signum = signal.SIGTERM
             self.event.set()
 
-    def lost_database(self, why: str, gone: bool = False, refused: bool = False) -> None:
-        """The database is out of reach (no answer for longer than the outage wait, or its
-        SQLite file gone: ``gone``) or refuses writes (disk full, read-only: ``refused``): stop
+    def lost_database(self, why: str, gone: str | None = None, refused: bool = False) -> None:
+        """The database is out of reach (no answer for longer than the outage wait, its SQLite
+        file gone or its tables dropped: ``gone``, "file" or "tables") or refuses writes (disk
+        full, read-only: ``refused``): stop
         as for SIGTERM (no trial result can be recorded), exit 1, and say why (``why``: one
         line)."""
         if self.database is not None:

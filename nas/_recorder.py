@@ -91,14 +91,15 @@ class Recorder(Callback):
         """True, with one line and the run told to stop, when ``e`` says no more results can be
         recorded (no answer after the outage wait, its SQLite file gone, or it refuses writes:
         disk full, read-only); False otherwise."""
-        from db import refuses_writes, stops_recording
+        from db import refuses_writes, stops_recording, tables_gone
 
         if self.on_db_lost is None or not stops_recording(e):
             return False
         if not self.db_lost:
             self.db_lost = True
             self.on_db_lost(e)
-        state = "refuses writes" if refuses_writes(e) else "is out of reach"
+        state = ("refuses writes" if refuses_writes(e) else "lost its tables" if tables_gone(e)
+                 else "is out of reach")
         self.log(f"[ not recorded ] {self._number(trial)}{what}: the database {state}; the "
                  "search stops")
         return True

@@ -662,6 +662,12 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
                             objectives, _n(searcher, "screened"), 0, _n(searcher, "pruned"),
                             config=cfg)
     head = "error: " if request.database_stop else f"interrupted ({request.short}): "
+    if request.database_gone == "tables":
+        return SearchInterrupted(
+            f"{head}{what}; the search stopped ({written} trial(s) of this run had been "
+            "recorded in it): a database dropped under the search took its results with it; "
+            "if it is restored from a backup, re-run the same command to resume",
+            summary, request.exit_code)
     if request.database_gone:
         return SearchInterrupted(
             f"{head}{what}; the search stopped ({written} trial(s) of this run were recorded "
@@ -1182,19 +1188,22 @@ def _database_lost(store, request, error: BaseException) -> None:
     """The database is out of reach (no answer after the outage wait, or its SQLite file was
     deleted or replaced) or refuses writes (disk full, read-only): the run stops (exit 1),
     writes nothing more, and waits for the database no more (its close-out fails fast)."""
-    from db import DatabaseGoneError, outage_s, refuses_writes
+    from db import DatabaseGoneError, outage_s, refuses_writes, tables_gone
 
-    refused = refuses_writes(error)
+    refused, gone = refuses_writes(error), None
     if isinstance(error, DatabaseGoneError):
-        why = str(error).splitlines()[0]
+        why, gone = str(error).splitlines()[0], "file"
     else:
         cause = _driver_error(error)
         text = " ".join(str(cause).split()) or type(cause).__name__
         why = text if refused else f"no answer for {outage_s():g} s: {text}"
-        if request.requested and not refused:  # a stop signal gave the wait up (db.give_up_waits)
+        if tables_gone(error):  # dropped (and made again?) under the run
+            first = next((ln.strip() for ln in str(cause).splitlines() if ln.strip()), text)
+            why, gone = f"its tables are gone: {first}", "tables"
+        elif request.requested and not refused:  # a stop signal gave the wait up
             why = f"no answer, its wait cut short by {request.short}: {text}"
     store.stop_waiting()
-    request.lost_database(why[:300], gone=isinstance(error, DatabaseGoneError), refused=refused)
+    request.lost_database(why[:300], gone=gone, refused=refused)
 
 
 def _showing(progress, run: Callable[[], Any]) -> Callable[[], Any]:

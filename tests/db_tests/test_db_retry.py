@@ -346,3 +346,38 @@ def test_a_stop_signal_gives_up_the_outage_under_way(monkeypatch):
     start = time.monotonic()
     _waiting_call(key, ended, "next").join(5)
     assert ended["next"] - start > 0.3
+
+
+def test_tables_dropped_under_an_open_store_are_gone_not_an_outage(fresh_backend_url):
+    # a database dropped and made again under a running search ended it in a traceback (its
+    # "relation does not exist" was neither lost nor refused); now it stops the run in one line
+    import optuna
+    from sqlalchemy import create_engine, text
+
+    from db import Store, optuna_storage, stops_recording, tables_gone
+
+    store = Store(fresh_backend_url)
+    study = store.get_or_create_study("gone", space="tiny", space_hash="0" * 16,
+                                      objectives=("accuracy:max", "macs:min"), config={})
+    ot_study = optuna.create_study(study_name="gone", storage=optuna_storage(fresh_backend_url),
+                                   directions=["maximize", "minimize"])
+    trial = ot_study.ask()
+    engine = create_engine(fresh_backend_url)
+    try:
+        with engine.begin() as conn:  # what a DROP DATABASE and CREATE DATABASE leave
+            tables = ("nas_trials", "nas_runs", "nas_studies", "trial_values", "trials")
+            for name in tables:
+                conn.execute(text(f"DROP TABLE {name} CASCADE" if "postgresql" in
+                                  fresh_backend_url else f"DROP TABLE {name}"))
+    finally:
+        engine.dispose()
+    start = time.monotonic()
+    with pytest.raises(StorageError) as ours:
+        store.runs(study.id)
+    with pytest.raises(Exception) as theirs:
+        ot_study.tell(trial, [0.5, 1.0])
+    assert time.monotonic() - start < 2  # not waited for: it will not come back by itself
+    for e in (ours.value, theirs.value):
+        assert tables_gone(e) and stops_recording(e), e
+        assert not retry.is_connection_lost(e) and not retry.refuses_writes(e), e
+    store.close()

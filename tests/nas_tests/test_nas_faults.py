@@ -587,7 +587,7 @@ def test_a_lost_database_stop_and_signals_in_either_order():
         request.handle(signal.SIGINT, None)
     request = StopRequest()
     request.handle(signal.SIGINT, None)
-    request.lost_database("refused", gone=False)
+    request.lost_database("refused", gone=None)
     assert request.database == "refused" and request.exit_code == 130
 
 
@@ -643,6 +643,59 @@ def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(t
     rows = store.trials("s")
     assert [(t.key, t.state) for t in rows] == [("run:a", "COMPLETE"), ("run:b", "RUNNING")]
     assert rows[0].metrics["optuna_trial"] == 0  # its Optuna trial, for a resume to match
+
+
+def test_tables_dropped_under_the_search_stop_it_with_one_line(tmp_path):
+    """The database dropped and made again under a running search (here its tables dropped):
+    it ended in a traceback; now the run stops as for a lost database, Optuna is not told, and
+    the line says the tables are gone."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import create_engine, text
+
+    from nas._recorder import Recorder
+    from nas._searcher import BudgetedSearcher
+    from nas.search import _database_lost, _lost_database
+
+    from ._results import result, study_setup
+
+    space, store, study, ot = study_setup(tmp_path)
+    request = StopRequest()
+    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run",
+                                budget=3, done={}, max_attempts=10, num_classes=10)
+    lines: list[str] = []
+    recorder = Recorder(store, study.id, "run", 3, 0, lines.append, settle=searcher.settle,
+                        on_db_lost=lambda e: _database_lost(store, request, e))
+    trials = [Trial(t, searcher.suggest(t)) for t in "ab"]
+    for trial in trials:
+        recorder.on_trial_start(0, [], trial)
+    report = result().report()
+    searcher.on_trial_complete("a", report)
+    recorder.on_trial_result(0, [], trials[0], report)
+    recorder.on_trial_complete(0, [], trials[0])
+    engine = create_engine(store.url)
+    with engine.begin() as conn:
+        for name in ("nas_trials", "nas_runs", "nas_studies"):
+            conn.execute(text(f"DROP TABLE {name}"))
+    engine.dispose()
+    searcher.on_trial_complete("b", report)
+    recorder.on_trial_result(0, [], trials[1], report)
+    recorder.on_trial_complete(0, [], trials[1])  # no traceback
+    assert request.requested and request.exit_code == 1
+    assert request.database_gone == "tables"
+    assert request.database == "its tables are gone: no such table: nas_trials", request.database
+    assert lines[-1] == ("[ not recorded ] #1 trial b ended COMPLETE: the database lost its "
+                         "tables; the search stops"), lines
+    assert [t.state for t in ot.trials] == [optuna.trial.TrialState.COMPLETE,
+                                            optuna.trial.TrialState.RUNNING]
+    run = SimpleNamespace(outcome=None, message=None)
+    line = str(_lost_database(request, None, store, "s", DEFAULT_OBJECTIVES, searcher,
+                              recorder, run, 1.0))
+    assert line == (f"error: lost the database sqlite:///{tmp_path}/nas.db (its tables are "
+                    "gone: no such table: nas_trials); the search stopped (1 trial(s) of this "
+                    "run had been recorded in it): a database dropped under the search took its "
+                    "results with it; if it is restored from a backup, re-run the same command "
+                    "to resume"), line
 
 
 def test_a_ctrl_c_then_a_database_that_refuses_the_close_out_is_named_in_the_line(tmp_path):
