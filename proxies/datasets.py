@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -206,6 +207,15 @@ _INFO_KEYS = [k for k in DatasetInfo.__dataclass_fields__
               if k not in ("stored_side", "data_hash", "data_path")]  # always in meta.json
 
 
+_META_SUM = "meta_sha256"  # meta.json's checksum of its other fields (a hand edit is rebuilt)
+
+
+def _meta_sum(meta: dict) -> str:
+    """sha256 of ``meta``'s fields but its checksum, in a canonical JSON form."""
+    body = {k: v for k, v in meta.items() if k != _META_SUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _load_cached(directory: Path, expected: dict, view: dict) -> tuple[DatasetInfo | None, str]:
     """(info, "") when the cache is complete and intact, else (None, what is wrong).
 
@@ -220,6 +230,11 @@ def _load_cached(directory: Path, expected: dict, view: dict) -> tuple[DatasetIn
             raise ValueError("meta.json is not a JSON object")
         if {k: meta.get(k) for k in expected} != expected:
             return None, "meta.json was written for other settings"
+        # the .beton files' fingerprint covers the images, not what meta.json says of them
+        # (num_classes, the split sizes, the normalisation): a changed field is rebuilt, not
+        # trusted. A meta.json from before the checksum (2026-11-26) is read as it was.
+        if _META_SUM in meta and meta[_META_SUM] != _meta_sum(meta):
+            return None, "meta.json was changed after it was written (its checksum differs)"
         fields = {k: meta[k] for k in _INFO_KEYS}
         fields.update(mean=tuple(fields["mean"]), std=tuple(fields["std"]),
                       stored_side=meta.get("stored_side", meta["resolution"]),
@@ -291,6 +306,7 @@ def _build(directory: Path, expected: dict, view: dict, data: SourceData) -> Dat
         data_hash=expected.get("data_hash"), **view,
     )
     meta = {**expected, **asdict(info), **{f"{s}_bytes": sizes[s] for s in SPLITS}}
+    meta[_META_SUM] = _meta_sum(meta)
     atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2) + "\n")
     return info
 

@@ -201,7 +201,7 @@ def _truncate(path: str, keep: int) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "delete", "meta", "meta std",
-                                    "meta list"])
+                                    "meta list", "meta num_classes"])
 def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage, caplog):
     path = private_digits.val_path
     if damage == "truncate":
@@ -219,6 +219,11 @@ def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage,
         meta.write_text(json.dumps(fields))
     elif damage == "meta list":  # valid JSON, no object: an AttributeError traceback
         (Path(path).parent / "meta.json").write_text("[]")
+    elif damage == "meta num_classes":  # plausible, and trusted: the model got 100 outputs
+        meta = Path(path).parent / "meta.json"
+        fields = json.loads(meta.read_text())
+        fields["num_classes"] = 100
+        meta.write_text(json.dumps(fields))
     else:
         (Path(path).parent / "meta.json").write_text("{not json")
     with caplog.at_level("WARNING", logger="proxies.datasets"):
@@ -226,6 +231,18 @@ def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage,
     assert rebuilt == private_digits  # same bytes again
     assert "rebuilding dataset cache" in caplog.text
     check_beton(rebuilt.val_path, rebuilt.num_val)
+
+
+def test_a_meta_json_from_before_its_checksum_is_reused_as_it_is(tmp_path,
+                                                                private_digits: DatasetInfo):
+    # caches written before the checksum keep their fields (a study stays comparable)
+    meta = Path(private_digits.val_path).parent / "meta.json"
+    fields = json.loads(meta.read_text())
+    assert len(fields.pop("meta_sha256")) == 64
+    meta.write_text(json.dumps(fields))
+    before = os.stat(meta).st_mtime_ns
+    assert prepare_dataset("digits", tmp_path, resolution=8) == private_digits
+    assert os.stat(meta).st_mtime_ns == before  # not rebuilt
 
 
 @pytest.mark.parametrize("keep", [0, 10, 100_000, -1000])
