@@ -47,13 +47,17 @@ def one_run(args: argparse.Namespace, runs: Path) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT, env=env)
     first = threading.Event()
+    err: list[str] = []
 
-    def read() -> None:
+    def read_out() -> None:
         for line in proc.stdout:
             if line.startswith("[  1/8]"):
                 first.set()
 
-    threading.Thread(target=read, daemon=True).start()
+    readers = [threading.Thread(target=read_out, daemon=True),
+               threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
         if not first.wait(600):
             raise SystemExit("error: the search printed no first trial in 600 s")
@@ -64,13 +68,15 @@ def one_run(args: argparse.Namespace, runs: Path) -> dict:
             time.sleep(args.sigint_after)
             proc.send_signal(signal.SIGINT)
             signalled = time.monotonic()
-        err = proc.communicate(timeout=args.outage * 5 + 120)[1]
+        proc.wait(timeout=args.outage * 5 + 120)
         ended = time.monotonic()
+        for reader in readers:
+            reader.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
         server.stop()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln.rstrip("\n") for ln in err if ln.strip()]
     return {"rc": proc.returncode, "after_stop": ended - stopped,
             "after_signal": None if signalled is None else ended - signalled,
             "line": lines[-1] if lines else ""}

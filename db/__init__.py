@@ -26,8 +26,10 @@ from db._retry import (
     outage_s,
     parse_outage,
     refuses_writes,
+    resume_waits,
     stops_recording,
     tables_gone,
+    waits_given_up,
 )
 from db._runs import lease_limit
 from db._schema import HEAD_REVISION, KNOWN_REVISIONS, schema_revision, upgrade
@@ -74,11 +76,13 @@ __all__ = [
     "parse_outage",
     "parse_url",
     "refuses_writes",
+    "resume_waits",
     "schema_revision",
     "sqlite_path",
     "is_memory_sqlite",
     "stops_recording",
     "tables_gone",
+    "waits_given_up",
     "upgrade",
 ]
 

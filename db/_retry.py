@@ -4,10 +4,10 @@ Transient: SQLite "database is locked"/"busy"; PostgreSQL serialization failure 
 deadlock (40P01), a connection-class error (08xxx), a server shutting down or starting up
 (57P01-03), a connection the pool found dead, or a failed connect (server restarting). Lost
 connections to a server that answered before are waited for up to OUTAGE_S seconds, counted
-from the first failure of the outage that every thread of this process sees (:class:`_Outage`):
-a heartbeat, a trial's row and the run's close-out that meet one lasting outage wait it out
-once between them, not one after another. A stop signal gives the outage under way up
-(:func:`give_up_waits`): calls fail at their next try instead of waiting on. Never
+from the start of the outage that every thread of this process sees (:class:`_Outage`): a
+heartbeat, a trial's row and the run's close-out that meet one lasting outage wait it out
+once between them, not one after another. After a stop signal (:func:`give_up_waits`) a lost
+connection is not waited for: waiting calls raise at once. Never
 retried: IntegrityError (the Store's own conflict logic handles the races it expects), a
 database that refuses writes (disk full, read-only, I/O error: :func:`refuses_writes`, on which
 a search stops) and every other error.
@@ -63,9 +63,10 @@ _SQLITE_REFUSED = ("database or disk is full", "attempt to write a readonly data
                    "disk i/o error", "unable to open database file")
 _PG_REFUSED_STATES = ("25006", "42501")  # read-only transaction (a standby), no privilege
 _PG_REFUSED_CLASSES = ("53", "58")  # insufficient resources (53100 disk full), system error
-# the database no longer holds what was opened: a table (42P01) or the database itself
-# (3D000) gone, as when it is dropped, or dropped and made again, under a run
-_PG_GONE_STATES = ("42P01", "3D000")
+# the database no longer holds the tables that were opened (42P01), as when it is dropped and
+# made again under a run (one dropped for good refuses the connection: a connect failure,
+# which carries no SQLSTATE, waited for as an outage)
+_PG_GONE_STATES = ("42P01",)
 _SQLITE_GONE = ("no such table",)
 
 
@@ -152,35 +153,39 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class _Outage:
-    """One database's outage as every thread of this process sees it: when its first failed
-    call failed (None: the server answers), and whether a stop gave it up. No lock: each field
-    is one assignment, and two threads starting the clock at once start it at the same time
-    (:func:`give_up_waits` runs in a signal handler, which a lock held by the thread it
-    interrupted would deadlock)."""
+    """One database's outage as every thread of this process sees it: when the first try that
+    found the server away began (None: the server answers), and when a call last tried it. No
+    lock: each field is one assignment, and two threads starting the clock at once start it
+    at about the same time."""
 
     def __init__(self) -> None:
         self.since: float | None = None
-        self.last = 0.0  # when a call last found the server away
-        self.given_up = False
+        self.last = 0.0  # when a call last tried the server during the outage
 
-    def deadline(self, now: float) -> float:
-        """When waiting for the server ends: the outage's start plus :func:`outage_s`; now,
-        for an outage given up. A failure after a silence longer than the wait itself (no call
-        found the server away meanwhile, as when a reader idles) starts a new outage: the
-        server may have been back in between."""
-        wait = outage_s()
-        if self.since is None or now - self.last > wait:
-            self.since, self.given_up = now, False
+    def begin(self, tried_at: float, now: float) -> None:
+        """A call's first try that found the server away began at ``tried_at``: the outage's
+        start, unless one is under way. One found after a silence longer than the wait (and
+        than a connection attempt can take: no call tried the server meanwhile, as when a
+        reader idles) is a new outage: the server may have been back in between."""
+        if self.since is None or now - self.last > max(outage_s(), SILENCE_MIN_S):
+            self.since = tried_at
         self.last = now
-        return now if self.given_up else self.since + wait
+
+    def left(self, now: float) -> float:
+        """Seconds of waiting left: from the outage's start plus :func:`outage_s`."""
+        self.last = now
+        since = now if self.since is None else self.since  # (answered by another call meanwhile)
+        return since + outage_s() - now
 
     def answered(self) -> None:
-        """The server answered: the outage (if any) is over."""
-        self.since, self.given_up = None, False
+        """The server answered (a result, or an error of its own): the outage is over."""
+        self.since = None
 
 
 _OUTAGES: dict[str, _Outage] = {}  # by database URL (normalised), for this process
-_SLICE_S = 0.1  # a wait looks this often whether its outage was given up
+SILENCE_MIN_S = 12.0  # a connection attempt may take db._engine.CONNECT_TIMEOUT_S (10 s)
+_SLICE_S = 0.1  # a wait looks this often whether a stop gave waiting up
+_stopping = threading.Event()  # set by a stop signal: lost connections are not waited for
 
 
 def _outage(key: str) -> _Outage:
@@ -188,22 +193,29 @@ def _outage(key: str) -> _Outage:
 
 
 def give_up_waits() -> None:
-    """Every outage under way in this process is given up (a stop signal: the user asked to
-    stop, not to wait): its waiting calls raise their error within :data:`_SLICE_S`, and later
-    calls to that database try once, until one is answered. An outage that begins later is
-    waited for as usual. Safe in a signal handler."""
-    for outage in list(_OUTAGES.values()):
-        if outage.since is not None:
-            outage.given_up = True
+    """A stop signal: from now on a lost connection is not waited for (the user asked to stop,
+    not to wait). Calls waiting for a server raise their error within :data:`_SLICE_S`; later
+    ones raise at their first lost connection. Safe in a signal handler. Until
+    :func:`resume_waits` (a run's start and end)."""
+    _stopping.set()
 
 
-def _sleep(delay: float, outage: _Outage | None) -> None:
-    """``time.sleep(delay)``, cut short once ``outage`` is given up."""
-    end = time.monotonic() + delay
-    while (left := end - time.monotonic()) > 0:
-        if outage is not None and outage.given_up:
-            return
-        time.sleep(min(left, _SLICE_S))
+def resume_waits() -> None:
+    """Lost connections are waited for again (a new run of this process begins, or ends)."""
+    _stopping.clear()
+
+
+def waits_given_up() -> bool:
+    """Whether :func:`give_up_waits` was called since the last :func:`resume_waits`."""
+    return _stopping.is_set()
+
+
+def _sleep(delay: float, patient: bool) -> None:
+    """``time.sleep(delay)``; a patient wait is cut short by :func:`give_up_waits`."""
+    if not patient:
+        time.sleep(delay)
+    else:
+        _stopping.wait(delay)
 
 
 def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
@@ -211,36 +223,47 @@ def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
     """``fn()``, run again after a transient error of ``errors``: :data:`TRIES` times in all,
     or, when ``patient`` (the server answered before) and the connection is what failed, for
     up to :func:`outage_s` seconds (a restart), with backoff capped at :data:`MAX_DELAY_S`.
-    ``key`` names the database (its normalised URL): the wait is then counted from the first
-    failure of the outage as every call of this process to that database saw it, and ends
-    early once :func:`give_up_waits` gave the outage up."""
+    ``key`` names the database (its normalised URL): the wait is then counted from the start
+    of the outage as every call of this process to that database saw it. After
+    :func:`give_up_waits` a lost connection is raised at once."""
     if getattr(_inside, "active", False):  # a retried call made by a retried call: the
         return fn()                          # outer one retries (the waits do not stack)
-    delay, tries = FIRST_DELAY_S, 1
+    delay, tries, failed = FIRST_DELAY_S, 1, False
     outage = None if key is None else _outage(key)
-    deadline = None if outage is not None else time.monotonic() + outage_s()
+    deadline = time.monotonic() + outage_s()
     _inside.active = True
     try:
         while True:
-            pause = delay
+            pause, tried_at = delay, time.monotonic()
+            if outage is not None and failed:
+                outage.last = tried_at  # a try in progress: the outage goes on
             try:
                 result = fn()
             except errors as e:
+                lost = is_connection_lost(e)
+                if outage is not None and not lost:
+                    outage.answered()  # the server answered, with an error of its own
                 if not is_transient(e):
                     raise
-                if patient and is_connection_lost(e):
+                if patient and lost:
                     now = time.monotonic()
-                    left = (deadline if outage is None else outage.deadline(now)) - now
-                    if left <= 0.01:
+                    if outage is None:
+                        left = deadline - now
+                    else:
+                        if not failed:
+                            outage.begin(tried_at, now)
+                        left = outage.left(now)
+                    failed = True
+                    if left <= 0.01 or _stopping.is_set():
                         raise
                     pause = min(delay, left)  # the last try comes when the wait ends
                 elif tries >= TRIES:
                     raise
             else:
-                if outage is not None and (outage.since is not None or outage.given_up):
+                if outage is not None and outage.since is not None:
                     outage.answered()
                 return result
-            _sleep(pause, outage if patient else None)
+            _sleep(pause, patient)  # (a stop during it: one more try, which raises if lost)
             delay, tries = min(delay * 2, MAX_DELAY_S), tries + 1
     finally:
         _inside.active = False

@@ -1,9 +1,10 @@
 """Ctrl-C and SIGTERM (and SIGHUP) stop a search cleanly: a flag that Tune polls, our handlers
 around the run.
 
-Signal flow (driver, main thread only): the first SIGINT or SIGTERM sets the flag, and gives up a
-database outage under way (:func:`db.give_up_waits`: calls waiting for the server raise, so a
-Ctrl-C during an outage stops the run at once instead of once the waits ran out); Tune asks
+Signal flow (driver, main thread only): the first SIGINT or SIGTERM sets the flag, and gives up
+waiting for the database (:func:`db.give_up_waits`: calls waiting for the server raise, and a
+lost connection is not waited for until the run ends, so a Ctrl-C during an outage stops the
+run at once instead of once the waits ran out); Tune asks
 :class:`StopOnSignal` ``stop_all()`` after every event, stops the running trials (without calling
 any trial callback) and ``tuner.fit()`` returns; the driver then closes the trials it left running
 in both tables (INTERRUPTED in ours, FAIL + ``interrupted`` in Optuna's) and raises
@@ -130,7 +131,7 @@ class StopRequest:
         if self.signum is None:
             self.signum = signum
             self.event.set()
-            give_up_waits()  # a database outage under way is not waited out any longer
+            give_up_waits()  # a database outage is not waited out any longer
             return
         if self.database_stop and not self.signalled_after:  # a lost database stopped the run
             self.signalled_after = True  # (its close-out waits for nothing): the user's first

@@ -370,6 +370,16 @@ def _check_prescreen(cfg: SearchConfig, space: Space, feasible: int | None) -> N
 
 def run_search(cfg: SearchConfig, *, log: Callable[[str], None] = print) -> SearchSummary:
     """Run (or continue) a study until it holds ``cfg.budget`` completed trials."""
+    from db import resume_waits
+
+    resume_waits()  # a stop signal of an earlier run of this process gave waiting up
+    try:
+        return _run_search(cfg, log)
+    finally:
+        resume_waits()  # (after the run's close-out, which a stop signal keeps from waiting)
+
+
+def _run_search(cfg: SearchConfig, log: Callable[[str], None]) -> SearchSummary:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # per-epoch results carry no objectives yet; the final result of each trial does
@@ -665,8 +675,8 @@ def _lost_database(request, cfg: SearchConfig, store, study_name: str, objective
     if request.database_gone == "tables":
         return SearchInterrupted(
             f"{head}{what}; the search stopped ({written} trial(s) of this run had been "
-            "recorded in it): a database dropped under the search took its results with it; "
-            "if it is restored from a backup, re-run the same command to resume",
+            "recorded in it): what was dropped took its results with it; once the database "
+            "is restored from a backup, re-run the same command to resume",
             summary, request.exit_code)
     if request.database_gone:
         return SearchInterrupted(
@@ -1188,7 +1198,7 @@ def _database_lost(store, request, error: BaseException) -> None:
     """The database is out of reach (no answer after the outage wait, or its SQLite file was
     deleted or replaced) or refuses writes (disk full, read-only): the run stops (exit 1),
     writes nothing more, and waits for the database no more (its close-out fails fast)."""
-    from db import DatabaseGoneError, outage_s, refuses_writes, tables_gone
+    from db import DatabaseGoneError, outage_s, refuses_writes, tables_gone, waits_given_up
 
     refused, gone = refuses_writes(error), None
     if isinstance(error, DatabaseGoneError):
@@ -1200,8 +1210,8 @@ def _database_lost(store, request, error: BaseException) -> None:
         if tables_gone(error):  # dropped (and made again?) under the run
             first = next((ln.strip() for ln in str(cause).splitlines() if ln.strip()), text)
             why, gone = f"its tables are gone: {first}", "tables"
-        elif request.requested and not refused:  # a stop signal gave the wait up
-            why = f"no answer, its wait cut short by {request.short}: {text}"
+        elif not refused and waits_given_up() and request.requested and not request.lost_lease:
+            why = f"no answer, not waited for after {request.short}: {text}"  # (give_up_waits)
     store.stop_waiting()
     request.lost_database(why[:300], gone=gone, refused=refused)
 

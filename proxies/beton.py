@@ -56,8 +56,30 @@ def write_beton(path: str, images: np.ndarray | Sequence[np.ndarray], labels: np
                                  jpeg_quality=jpeg_quality))
     fields = {IMAGE_FIELD: image_field, LABEL_FIELD: IntField()}
     writer = DatasetWriter(path, fields, page_size=PAGE_SIZE, num_workers=1)
+    children = set(multiprocessing.active_children())
     with _fork_start_method(), contextlib.redirect_stderr(io.StringIO()):  # no tqdm bar
-        writer.from_indexed_dataset(_ArrayDataset(images, labels))
+        try:
+            writer.from_indexed_dataset(_ArrayDataset(images, labels))
+        except BaseException:  # (a Ctrl-C): what the writer frees only when it finishes
+            _abandon(writer, children)
+            raise
+
+
+def _abandon(writer, children: set) -> None:
+    """End the worker processes a DatasetWriter started (not in ``children``) and unlink its
+    shared memory: left to Python's resource_tracker, the memory was reported as "leaked
+    shared_memory objects" after a Ctrl-C's one line."""
+    from multiprocessing import shared_memory
+
+    for child in set(multiprocessing.active_children()) - children:
+        child.terminate()
+        child.join(timeout=5)
+    memory = getattr(writer, "metadata_sm", None)
+    if isinstance(memory, shared_memory.SharedMemory):
+        with contextlib.suppress(OSError):
+            memory.close()
+        with contextlib.suppress(OSError):
+            memory.unlink()
 
 
 @contextlib.contextmanager

@@ -246,6 +246,9 @@ def _load_cached(directory: Path, expected: dict, view: dict) -> tuple[DatasetIn
         if len(stats) != 6 or not all(math.isfinite(v) and v >= 0 for v in stats):
             raise ValueError(f"mean {list(info.mean)} and std {list(info.std)} must be 3 "
                              "finite numbers >= 0 each")
+        counts = {k: getattr(info, k) for k in ("num_classes", "num_train", "num_val", "num_test")}
+        if not all(type(v) is int and v >= 1 for v in counts.values()):
+            raise ValueError(f"{counts} must be whole numbers >= 1")
     except (OSError, ValueError, KeyError, TypeError) as e:
         return None, f"meta.json is unreadable ({e})"
     paths = [info.split(s)[0] for s in SPLITS]

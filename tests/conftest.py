@@ -41,6 +41,19 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _database_waits_as_new():
+    """Each test starts with no database outage known to this process and waits not given up:
+    a stop signal a test simulates (``StopRequest.handle``) gives waiting up process-wide, as
+    the search's does until its run ends."""
+    import db._retry
+
+    db._retry.resume_waits()
+    db._retry._OUTAGES.clear()
+    yield
+    db._retry.resume_waits()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """Start Ray once for every test that needs it; shut it down at the end of the session."""

@@ -693,9 +693,9 @@ def test_tables_dropped_under_the_search_stop_it_with_one_line(tmp_path):
                               recorder, run, 1.0))
     assert line == (f"error: lost the database sqlite:///{tmp_path}/nas.db (its tables are "
                     "gone: no such table: nas_trials); the search stopped (1 trial(s) of this "
-                    "run had been recorded in it): a database dropped under the search took its "
-                    "results with it; if it is restored from a backup, re-run the same command "
-                    "to resume"), line
+                    "run had been recorded in it): what was dropped took its results with it; "
+                    "once the database is restored from a backup, re-run the same command to "
+                    "resume"), line
 
 
 def test_a_ctrl_c_then_a_database_that_refuses_the_close_out_is_named_in_the_line(tmp_path):

@@ -201,7 +201,7 @@ def _truncate(path: str, keep: int) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "delete", "meta", "meta std",
-                                    "meta list", "meta num_classes"])
+                                    "meta list", "meta num_classes", "meta no classes"])
 def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage, caplog):
     path = private_digits.val_path
     if damage == "truncate":
@@ -223,6 +223,14 @@ def test_damaged_cache_is_rebuilt(tmp_path, private_digits: DatasetInfo, damage,
         meta = Path(path).parent / "meta.json"
         fields = json.loads(meta.read_text())
         fields["num_classes"] = 100
+        meta.write_text(json.dumps(fields))
+    elif damage == "meta no classes":  # with its checksum made again (or one from before it)
+        from proxies.datasets import _meta_sum
+
+        meta = Path(path).parent / "meta.json"
+        fields = json.loads(meta.read_text())
+        fields["num_classes"] = 0
+        fields["meta_sha256"] = _meta_sum(fields)
         meta.write_text(json.dumps(fields))
     else:
         (Path(path).parent / "meta.json").write_text("{not json")
@@ -329,3 +337,31 @@ def test_pixel_statistics_weigh_every_image_alike() -> None:
     assert mean == pytest.approx((229.5,) * 3) and std == pytest.approx((76.5,) * 3)
     same = np.stack(images[:9])  # one array: every image of one size, as before
     assert _pixel_stats(same, np.arange(9)) == ((255.0,) * 3, (0.0,) * 3)
+
+
+def test_a_ctrl_c_while_a_beton_is_written_leaves_no_shared_memory_or_worker(tmp_path):
+    # FFCV's writer keeps its metadata in shared memory and unlinks it only when it finishes:
+    # a Ctrl-C in between left it to Python's resource_tracker, which printed a "leaked
+    # shared_memory objects" warning after the search's one line
+    import _thread
+    import threading
+
+    from proxies.beton import write_beton
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm to look in")
+    def ours() -> set[Path]:  # Python's SharedMemory names (not PostgreSQL's, say)
+        return {p for p in shm.iterdir() if p.name.startswith("psm_")}
+
+    before = ours()
+    images = np.random.default_rng(0).integers(0, 255, (40_000, 32, 32, 3), dtype=np.uint8)
+    timer = threading.Timer(0.5, _thread.interrupt_main)  # a Ctrl-C while the writer works
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_beton(str(tmp_path / "x.beton"), images, np.zeros(len(images), np.int64))
+    finally:
+        timer.cancel()
+    assert ours() - before == set()
+    assert mp.active_children() == []
