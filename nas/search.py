@@ -258,15 +258,16 @@ def _rdb_storage(url: str, tries: int = 5):
     race on its schema version row (IntegrityError, or SQLite's lock): the loser tries again.
     A lost connection (a server restarting since the Store reached it) is waited for, up to
     ``$NAS_DB_OUTAGE_S`` on the database's outage clock, as every later storage call is."""
+    from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import IntegrityError, OperationalError
 
     from db import call_retrying, is_connection_lost, optuna_storage
 
+    lost = (OperationalError, StorageInternalError)  # (its version check wraps the driver's)
     for attempt in range(tries):
         try:  # (its calls are pre-pinged and retried as db.Store's; its making is not)
-            return call_retrying(lambda: optuna_storage(url), (OperationalError,), patient=True,
-                                 key=url)
-        except (IntegrityError, OperationalError) as e:
+            return call_retrying(lambda: optuna_storage(url), lost, patient=True, key=url)
+        except (IntegrityError, *lost) as e:
             if attempt == tries - 1 or is_connection_lost(e):
                 raise
             time.sleep(0.2 * (attempt + 1))
