@@ -591,17 +591,13 @@ def test_a_lost_database_stop_and_signals_in_either_order():
     assert request.database == "refused" and request.exit_code == 130
 
 
-def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(tmp_path):
-    """A write refused for good (here SQLite's file may not grow: a full disk) is not a result
-    to drop and go on from: the run stops as for a lost database, Optuna is not told the
-    result our table lacks, and the line says what to do."""
-    from types import SimpleNamespace
-
-    from sqlalchemy import event
-
+def _second_trial_after(tmp_path, damage):
+    """Two trials of a search on a SQLite file: the first recorded and told, then
+    ``damage(store)``, then the second ends (no traceback may escape). Returns (request,
+    store, Optuna study, searcher, recorder, the recorder's lines)."""
     from nas._recorder import Recorder
     from nas._searcher import BudgetedSearcher
-    from nas.search import _database_lost, _lost_database
+    from nas.search import _database_lost
 
     from ._results import result, study_setup
 
@@ -619,12 +615,29 @@ def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(t
     searcher.on_trial_complete("a", report)
     recorder.on_trial_result(0, [], trials[0], report)
     recorder.on_trial_complete(0, [], trials[0])  # recorded, then told
-    event.listen(store._engine, "connect",
-                 lambda conn, _: conn.execute("PRAGMA max_page_count = 1"))
-    store._engine.dispose()  # from now on the file cannot grow
+    damage(store)
     searcher.on_trial_complete("b", report)
     recorder.on_trial_result(0, [], trials[1], report)
     recorder.on_trial_complete(0, [], trials[1])
+    return request, store, ot, searcher, recorder, lines
+
+
+def test_a_full_database_stops_the_search_with_one_line_and_optuna_is_not_told(tmp_path):
+    """A write refused for good (here SQLite's file may not grow: a full disk) is not a result
+    to drop and go on from: the run stops as for a lost database, Optuna is not told the
+    result our table lacks, and the line says what to do."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import event
+
+    from nas.search import _lost_database
+
+    def fill(store) -> None:
+        event.listen(store._engine, "connect",
+                     lambda conn, _: conn.execute("PRAGMA max_page_count = 1"))
+        store._engine.dispose()  # from now on the file cannot grow
+
+    request, store, ot, searcher, recorder, lines = _second_trial_after(tmp_path, fill)
     assert request.requested and request.exit_code == 1 and request.database_refused
     assert request.database == "database or disk is full"
     assert request.reason == "interrupted: the database refused writes (database or disk is full)"
@@ -653,34 +666,16 @@ def test_tables_dropped_under_the_search_stop_it_with_one_line(tmp_path):
 
     from sqlalchemy import create_engine, text
 
-    from nas._recorder import Recorder
-    from nas._searcher import BudgetedSearcher
-    from nas.search import _database_lost, _lost_database
+    from nas.search import _lost_database
 
-    from ._results import result, study_setup
+    def drop(store) -> None:
+        engine = create_engine(store.url)
+        with engine.begin() as conn:
+            for name in ("nas_trials", "nas_runs", "nas_studies"):
+                conn.execute(text(f"DROP TABLE {name}"))
+        engine.dispose()
 
-    space, store, study, ot = study_setup(tmp_path)
-    request = StopRequest()
-    searcher = BudgetedSearcher(space, ot, DEFAULT_OBJECTIVES, store, study.id, "run",
-                                budget=3, done={}, max_attempts=10, num_classes=10)
-    lines: list[str] = []
-    recorder = Recorder(store, study.id, "run", 3, 0, lines.append, settle=searcher.settle,
-                        on_db_lost=lambda e: _database_lost(store, request, e))
-    trials = [Trial(t, searcher.suggest(t)) for t in "ab"]
-    for trial in trials:
-        recorder.on_trial_start(0, [], trial)
-    report = result().report()
-    searcher.on_trial_complete("a", report)
-    recorder.on_trial_result(0, [], trials[0], report)
-    recorder.on_trial_complete(0, [], trials[0])
-    engine = create_engine(store.url)
-    with engine.begin() as conn:
-        for name in ("nas_trials", "nas_runs", "nas_studies"):
-            conn.execute(text(f"DROP TABLE {name}"))
-    engine.dispose()
-    searcher.on_trial_complete("b", report)
-    recorder.on_trial_result(0, [], trials[1], report)
-    recorder.on_trial_complete(0, [], trials[1])  # no traceback
+    request, store, ot, searcher, recorder, lines = _second_trial_after(tmp_path, drop)
     assert request.requested and request.exit_code == 1
     assert request.database_gone == "tables"
     assert request.database == "its tables are gone: no such table: nas_trials", request.database
