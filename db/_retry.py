@@ -84,8 +84,8 @@ _PG_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash, st
 def _kind(exc: BaseException) -> str | None:
     """'connection' (the server could not be reached), 'conflict' (a lock, a serialization
     failure or deadlock: run it again), 'refused' (the database takes no writes: full,
-    read-only, an I/O error; not retried), 'gone' (its tables, or the database, are no longer
-    there: dropped under the run; not retried) or None (running it again will not help)."""
+    read-only, an I/O error; not retried), 'gone' (the tables it opened are no longer there:
+    dropped under the run; not retried) or None (running it again will not help)."""
     cause = _cause(exc)
     if not isinstance(cause, DBAPIError) or isinstance(cause, IntegrityError):
         return None
@@ -122,8 +122,8 @@ def is_connection_lost(exc: BaseException) -> bool:
 
 
 def tables_gone(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database no longer holds the tables (or is no longer there) that
-    were opened: dropped, or dropped and made again, under the run."""
+    """Whether ``exc`` says the database no longer holds the tables that were opened: dropped,
+    or the database dropped and made again, under the run."""
     return _kind(exc) == "gone"
 
 
@@ -184,7 +184,6 @@ class _Outage:
 
 _OUTAGES: dict[str, _Outage] = {}  # by database URL (normalised), for this process
 SILENCE_MIN_S = 12.0  # a connection attempt may take db._engine.CONNECT_TIMEOUT_S (10 s)
-_SLICE_S = 0.1  # a wait looks this often whether a stop gave waiting up
 _stopping = threading.Event()  # set by a stop signal: lost connections are not waited for
 
 
@@ -194,8 +193,8 @@ def _outage(key: str) -> _Outage:
 
 def give_up_waits() -> None:
     """A stop signal: from now on a lost connection is not waited for (the user asked to stop,
-    not to wait). Calls waiting for a server raise their error within :data:`_SLICE_S`; later
-    ones raise at their first lost connection. Safe in a signal handler. Until
+    not to wait). Calls waiting for a server make one more try and raise its error; later ones
+    raise at their first lost connection. Safe in a signal handler. Until
     :func:`resume_waits` (a run's start and end)."""
     _stopping.set()
 
@@ -210,12 +209,13 @@ def waits_given_up() -> bool:
     return _stopping.is_set()
 
 
-def _sleep(delay: float, patient: bool) -> None:
-    """``time.sleep(delay)``; a patient wait is cut short by :func:`give_up_waits`."""
-    if not patient:
-        time.sleep(delay)
-    else:
+def _sleep(delay: float, for_server: bool) -> None:
+    """``time.sleep(delay)``; a wait for a server is cut short by :func:`give_up_waits` (a
+    lock's backoff is not)."""
+    if for_server:
         _stopping.wait(delay)
+    else:
+        time.sleep(delay)
 
 
 def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
@@ -234,14 +234,14 @@ def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
     _inside.active = True
     try:
         while True:
-            pause, tried_at = delay, time.monotonic()
+            pause, tried_at, for_server = delay, time.monotonic(), False
             if outage is not None and failed:
                 outage.last = tried_at  # a try in progress: the outage goes on
             try:
                 result = fn()
             except errors as e:
                 lost = is_connection_lost(e)
-                if outage is not None and not lost:
+                if outage is not None and not lost and isinstance(_cause(e), DBAPIError):
                     outage.answered()  # the server answered, with an error of its own
                 if not is_transient(e):
                     raise
@@ -256,14 +256,14 @@ def call_retrying(fn: Callable[[], _T], errors: tuple[type[BaseException], ...],
                     failed = True
                     if left <= 0.01 or _stopping.is_set():
                         raise
-                    pause = min(delay, left)  # the last try comes when the wait ends
+                    pause, for_server = min(delay, left), True  # the last try: at the end
                 elif tries >= TRIES:
                     raise
             else:
                 if outage is not None and outage.since is not None:
                     outage.answered()
                 return result
-            _sleep(pause, patient)  # (a stop during it: one more try, which raises if lost)
+            _sleep(pause, for_server)  # (a stop during it: one more try, which raises if lost)
             delay, tries = min(delay * 2, MAX_DELAY_S), tries + 1
     finally:
         _inside.active = False
